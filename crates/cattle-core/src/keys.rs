@@ -1,0 +1,48 @@
+//! The store's key layout. Every key Cattle reads or writes is built here.
+//!
+//! ```text
+//! bundles/<sha256>.tar.gz                      config bundle, content-addressed, immutable
+//! bundles/<sha256>.refs/<execution-id>         empty; one per execution using the bundle
+//! executions/<execution-id>/manifest.json      what to run and where (written once, by publish)
+//! executions/<execution-id>/hosts/<host>/status.json   written only by <host>'s agent
+//! executions/<execution-id>/hosts/<host>/exec.log      written only by <host>'s agent
+//! hosts/<host>/inbox.json                      executions addressed to <host> (publish, clean)
+//! ```
+//!
+//! Keys are relative to the store's prefix; the store adds it.
+
+use uuid::Uuid;
+
+use crate::hosts::HostId;
+
+pub fn bundle(sha256: &str) -> String {
+    format!("bundles/{sha256}.tar.gz")
+}
+
+pub fn bundle_refs(sha256: &str) -> String {
+    format!("bundles/{sha256}.refs/")
+}
+
+pub fn bundle_ref(sha256: &str, id: Uuid) -> String {
+    format!("bundles/{sha256}.refs/{id}")
+}
+
+pub fn execution(id: Uuid) -> String {
+    format!("executions/{id}/")
+}
+
+pub fn manifest(id: Uuid) -> String {
+    format!("executions/{id}/manifest.json")
+}
+
+pub fn status(id: Uuid, host: &HostId) -> String {
+    format!("executions/{id}/hosts/{host}/status.json")
+}
+
+pub fn log(id: Uuid, host: &HostId) -> String {
+    format!("executions/{id}/hosts/{host}/exec.log")
+}
+
+pub fn inbox(host: &HostId) -> String {
+    format!("hosts/{host}/inbox.json")
+}

@@ -1,0 +1,264 @@
+//! The local-directory store: one file per object under a root directory.
+//!
+//! Writes go to a temporary file and are renamed into place, so readers never
+//! see half an object. Conditional writes hold an exclusive lock on
+//! `<root>/.lock` while they compare and write, which makes them atomic
+//! between processes on the same machine. The ETag is the object's sha256.
+
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{Condition, Fetched, Object, StoreError};
+use crate::hex;
+
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    root: PathBuf,
+}
+
+impl FileStore {
+    /// Open (creating if needed) the store rooted at `root`.
+    pub fn open(root: PathBuf) -> Result<FileStore, StoreError> {
+        std::fs::create_dir_all(&root).map_err(|e| StoreError::Other {
+            op: "create store directory",
+            location: root.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(FileStore { root })
+    }
+
+    pub fn location(&self, key: &str) -> String {
+        self.path(key).display().to_string()
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    fn err(&self, op: &'static str, key: &str, e: std::io::Error) -> StoreError {
+        let location = self.location(key);
+        let message = e.to_string();
+        if e.kind() == ErrorKind::PermissionDenied {
+            StoreError::AccessDenied {
+                op,
+                location,
+                message,
+            }
+        } else {
+            StoreError::Other {
+                op,
+                location,
+                message,
+            }
+        }
+    }
+
+    pub fn get_if_changed(
+        &self,
+        key: &str,
+        etag: Option<&str>,
+        limit: u64,
+    ) -> Result<Fetched, StoreError> {
+        let path = self.path(key);
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.len() > limit => {
+                return Err(StoreError::TooLarge {
+                    op: "read",
+                    location: self.location(key),
+                    limit,
+                });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Fetched::Missing),
+            Err(e) => return Err(self.err("read", key, e)),
+        }
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Fetched::Missing),
+            Err(e) => return Err(self.err("read", key, e)),
+        };
+        let current = etag_of(&bytes);
+        if etag == Some(current.as_str()) {
+            return Ok(Fetched::NotModified);
+        }
+        Ok(Fetched::Found(Object {
+            bytes,
+            etag: current,
+        }))
+    }
+
+    pub fn put(&self, key: &str, bytes: &[u8], condition: Condition) -> Result<String, StoreError> {
+        let _lock = match condition {
+            Condition::Always => None,
+            _ => Some(self.lock()?),
+        };
+        let path = self.path(key);
+        let existing = match std::fs::read(&path) {
+            Ok(bytes) => Some(etag_of(&bytes)),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(self.err("write", key, e)),
+        };
+        let holds = match (&condition, &existing) {
+            (Condition::Always, _) => true,
+            (Condition::IfAbsent, existing) => existing.is_none(),
+            (Condition::IfMatch(want), Some(have)) => want == have,
+            (Condition::IfMatch(_), None) => false,
+        };
+        if !holds {
+            return Err(StoreError::PreconditionFailed {
+                op: "write",
+                location: self.location(key),
+            });
+        }
+        let parent = path.parent().expect("keys are below the root");
+        std::fs::create_dir_all(parent).map_err(|e| self.err("write", key, e))?;
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(parent).map_err(|e| self.err("write", key, e))?;
+        tmp.write_all(bytes)
+            .map_err(|e| self.err("write", key, e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| self.err("write", key, e))?;
+        tmp.persist(&path)
+            .map_err(|e| self.err("write", key, e.error))?;
+        Ok(etag_of(bytes))
+    }
+
+    pub fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match std::fs::metadata(self.path(key)) {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("inspect", key, e)),
+        }
+    }
+
+    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match std::fs::remove_file(self.path(key)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(self.err("delete", key, e)),
+        }
+        // Tidy empty parent directories up to the root, like a bucket has none.
+        let mut dir = self.path(key);
+        while dir.pop() && dir != self.root {
+            if std::fs::remove_dir(&dir).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        // Walk only the deepest directory the prefix names, then filter.
+        let base = match prefix.rfind('/') {
+            Some(i) => &prefix[..=i],
+            None => "",
+        };
+        let mut keys = Vec::new();
+        walk(&self.root, &self.root.join(base), &mut keys)
+            .map_err(|e| self.err("list", prefix, e))?;
+        keys.retain(|k| k.starts_with(prefix));
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn lock(&self) -> Result<std::fs::File, StoreError> {
+        let path = self.root.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| self.err("lock", ".lock", e))?;
+        file.lock().map_err(|e| self.err("lock", ".lock", e))?;
+        Ok(file)
+    }
+}
+
+fn walk(root: &Path, dir: &Path, keys: &mut Vec<String>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // Skip the lock and in-flight temporary files.
+        if name.starts_with('.') {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            walk(root, &path, keys)?;
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            keys.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+fn etag_of(bytes: &[u8]) -> String {
+    format!("\"{}\"", hex(&Sha256::digest(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditional_reads_and_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path().join("s")).unwrap();
+        assert!(matches!(
+            store.get_if_changed("a/b", None, 10).unwrap(),
+            Fetched::Missing
+        ));
+
+        let e1 = store.put("a/b", b"one", Condition::IfAbsent).unwrap();
+        assert!(matches!(
+            store.put("a/b", b"two", Condition::IfAbsent),
+            Err(StoreError::PreconditionFailed { .. })
+        ));
+        assert!(matches!(
+            store.get_if_changed("a/b", Some(&e1), 10).unwrap(),
+            Fetched::NotModified
+        ));
+        let e2 = store
+            .put("a/b", b"two", Condition::IfMatch(e1.clone()))
+            .unwrap();
+        assert!(matches!(
+            store.put("a/b", b"three", Condition::IfMatch(e1.clone())),
+            Err(StoreError::PreconditionFailed { .. })
+        ));
+        let Fetched::Found(obj) = store.get_if_changed("a/b", Some(&e1), 10).unwrap() else {
+            panic!("expected the new object");
+        };
+        assert_eq!((obj.bytes.as_slice(), obj.etag), (&b"two"[..], e2));
+        assert!(matches!(
+            store.get_if_changed("a/b", None, 2),
+            Err(StoreError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn list_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path().to_path_buf()).unwrap();
+        for key in ["x/1/a", "x/1/b", "x/2/a", "y"] {
+            store.put(key, b"", Condition::Always).unwrap();
+        }
+        assert_eq!(store.list("x/1/").unwrap(), ["x/1/a", "x/1/b"]);
+        assert_eq!(store.list("x/").unwrap().len(), 3);
+        assert_eq!(store.list("").unwrap().len(), 4);
+        store.delete("x/1/a").unwrap();
+        store.delete("x/1/a").unwrap();
+        store.delete("x/1/b").unwrap();
+        assert!(!dir.path().join("x/1").exists());
+        assert_eq!(store.size("x/2/a").unwrap(), Some(0));
+        assert_eq!(store.size("x/1/a").unwrap(), None);
+    }
+}

@@ -1,0 +1,247 @@
+//! The store: where bundles, manifests, inboxes and statuses live.
+//!
+//! One interface, two backends: S3-compatible object storage (MinIO, AWS S3)
+//! and a local directory, the embedded default for a single machine. Both
+//! support the two conditional operations Cattle's protocol rests on: a read
+//! that answers "not modified" for a known ETag, and a write that succeeds only
+//! if the object is absent or still has a known ETag.
+
+mod file;
+mod s3;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use file::FileStore;
+pub use s3::{ENDPOINT_ENV, IMDS_ENV, PATH_STYLE_ENV, S3Options, S3Store};
+
+/// The environment variable that names the store when `--store` is not given.
+pub const STORE_ENV: &str = "CATTLE_STORE";
+
+/// Where a store is, as given by `--store` or `CATTLE_STORE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `s3://bucket/prefix`
+    S3 { bucket: String, prefix: String },
+    /// `file:///var/lib/cattle/store`
+    File(PathBuf),
+}
+
+impl StoreUrl {
+    pub fn parse(url: &str) -> Result<StoreUrl, String> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let valid_bucket = (3..=63).contains(&bucket.len())
+                && bucket
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            if !valid_bucket {
+                return Err(format!(
+                    "`{bucket}` is not a valid bucket name: 3 to 63 lower-case letters, digits, `-` or `.`"
+                ));
+            }
+            let prefix = prefix.trim_matches('/');
+            let prefix = if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            };
+            Ok(StoreUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix,
+            })
+        } else if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "`{url}` is not an absolute file URL; write `file:///absolute/path`"
+                ));
+            }
+            Ok(StoreUrl::File(PathBuf::from(path)))
+        } else {
+            Err(format!(
+                "`{url}` is not a store URL; use `s3://bucket/prefix` or `file:///absolute/path`"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            StoreUrl::File(path) => write!(f, "file://{}", path.display()),
+        }
+    }
+}
+
+/// An object read from the store.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub bytes: Vec<u8>,
+    /// Opaque version tag; pass it back to conditional reads and writes.
+    pub etag: String,
+}
+
+/// The answer to a conditional read.
+#[derive(Debug)]
+pub enum Fetched {
+    Found(Object),
+    NotModified,
+    Missing,
+}
+
+/// When a write may happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    Always,
+    /// Only if no object has the key.
+    IfAbsent,
+    /// Only if the object still has this ETag.
+    IfMatch(String),
+}
+
+/// A store operation failed. Every variant names the object.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("bucket `{bucket}` does not exist at {endpoint}")]
+    NoSuchBucket { bucket: String, endpoint: String },
+    #[error("{op} `{location}`: it changed since it was read (precondition failed)")]
+    PreconditionFailed { op: &'static str, location: String },
+    #[error("{op} `{location}`: access denied: {message}")]
+    AccessDenied {
+        op: &'static str,
+        location: String,
+        message: String,
+    },
+    #[error("{op} `{location}`: cannot reach the store: {message}")]
+    Unreachable {
+        op: &'static str,
+        location: String,
+        message: String,
+    },
+    #[error("{op} `{location}`: object is larger than the limit of {limit} bytes")]
+    TooLarge {
+        op: &'static str,
+        location: String,
+        limit: u64,
+    },
+    #[error("{op} `{location}` failed: {message}")]
+    Other {
+        op: &'static str,
+        location: String,
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// What the operator can do about it, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StoreError::NoSuchBucket { bucket, .. } => Some(format!(
+                "create it first, e.g. `mc mb ALIAS/{bucket}` (MinIO) or `aws s3 mb s3://{bucket}`"
+            )),
+            StoreError::AccessDenied { .. } => Some(
+                "check AWS_ACCESS_KEY_ID / AWS_PROFILE and the policy attached to that user"
+                    .to_string(),
+            ),
+            StoreError::Unreachable { .. } => Some(
+                "check AWS_ENDPOINT_URL and that the store is up; the operation is safe to retry"
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Worth trying again later without changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unreachable { .. })
+    }
+}
+
+/// A store, as opened from a [`StoreUrl`].
+#[derive(Debug, Clone)]
+pub enum Store {
+    File(FileStore),
+    S3(S3Store),
+}
+
+impl Store {
+    /// Open the store at `url`. No request is made: a missing bucket or a bad
+    /// credential shows on first use.
+    pub async fn open(url: &StoreUrl) -> Result<Store, StoreError> {
+        match url {
+            StoreUrl::File(root) => Ok(Store::File(FileStore::open(root.clone())?)),
+            StoreUrl::S3 { bucket, prefix } => Ok(Store::S3(
+                S3Store::from_env(bucket.clone(), prefix.clone()).await,
+            )),
+        }
+    }
+
+    /// Where an object is, for messages: `s3://bucket/prefix/key` or a path.
+    pub fn location(&self, key: &str) -> String {
+        match self {
+            Store::File(s) => s.location(key),
+            Store::S3(s) => s.location(key),
+        }
+    }
+
+    /// Read `key`; `None` if there is no such object. Objects larger than
+    /// `limit` bytes are refused unread.
+    pub async fn get(&self, key: &str, limit: u64) -> Result<Option<Object>, StoreError> {
+        match self.get_if_changed(key, None, limit).await? {
+            Fetched::Found(object) => Ok(Some(object)),
+            Fetched::Missing => Ok(None),
+            Fetched::NotModified => unreachable!("no ETag was given"),
+        }
+    }
+
+    /// Read `key` unless its ETag is still `etag`.
+    pub async fn get_if_changed(
+        &self,
+        key: &str,
+        etag: Option<&str>,
+        limit: u64,
+    ) -> Result<Fetched, StoreError> {
+        match self {
+            Store::File(s) => s.get_if_changed(key, etag, limit),
+            Store::S3(s) => s.get_if_changed(key, etag, limit).await,
+        }
+    }
+
+    /// Write `key` when `condition` holds; returns the new ETag.
+    pub async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        condition: Condition,
+    ) -> Result<String, StoreError> {
+        match self {
+            Store::File(s) => s.put(key, &bytes, condition),
+            Store::S3(s) => s.put(key, bytes, condition).await,
+        }
+    }
+
+    /// The size of `key`, or `None` if there is no such object.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match self {
+            Store::File(s) => s.size(key),
+            Store::S3(s) => s.size(key).await,
+        }
+    }
+
+    /// Delete `key`; deleting a missing object is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self {
+            Store::File(s) => s.delete(key),
+            Store::S3(s) => s.delete(key).await,
+        }
+    }
+
+    /// Every key that starts with `prefix`, in lexical order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::File(s) => s.list(prefix),
+            Store::S3(s) => s.list(prefix).await,
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The S3 store, through aws-sdk-s3: MinIO on-premises, AWS S3 in the cloud.
+//!
+//! Configuration comes from the standard AWS environment variables and profile
+//! files (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_PROFILE`,
+//! …). Credentials and region are looked up in the environment and the profile
+//! files only: the instance metadata service (IMDS) is asked only when
+//! `CATTLE_S3_IMDS=1`, so that an air-gapped host never waits on a link-local
+//! address that does not answer. With a custom endpoint, path-style addressing
+//! is used (MinIO's default); set `CATTLE_S3_PATH_STYLE=0` or `1` to choose.
+
+use std::time::Duration;
+
+use aws_config::meta::credentials::CredentialsProviderChain;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+
+use super::{Condition, Fetched, Object, StoreError};
+
+/// Set to `1` to let the SDK ask the instance metadata service for credentials and region.
+pub const IMDS_ENV: &str = "CATTLE_S3_IMDS";
+/// `1` forces path-style requests, `0` virtual-hosted; unset: path-style iff a custom endpoint is set.
+pub const PATH_STYLE_ENV: &str = "CATTLE_S3_PATH_STYLE";
+/// The standard variable the SDK reads the endpoint from.
+pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL";
+
+/// Requests are given this long to connect, and each attempt this long overall.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The SDK's standard retry mode: up to 3 attempts, exponential backoff with
+/// jitter from 1 s base, for throttling, 5xx and connection errors.
+const MAX_ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    endpoint: String,
+}
+
+/// How to reach and authenticate to the S3 endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Endpoint URL, e.g. `http://127.0.0.1:9000`; `None` for AWS S3.
+    pub endpoint: Option<String>,
+    /// `None`: from `AWS_REGION` or the profile, else `us-east-1`.
+    pub region: Option<String>,
+    /// Access key ID and secret; `None`: from the environment or the profile files.
+    pub credentials: Option<(String, String)>,
+    /// `None`: path-style iff a custom endpoint is set.
+    pub path_style: Option<bool>,
+    /// Let the SDK ask the instance metadata service for credentials and region.
+    pub imds: bool,
+}
+
+impl S3Options {
+    /// Options from the environment: `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`),
+    /// [`PATH_STYLE_ENV`] and [`IMDS_ENV`]. Credentials and region are left to the SDK's
+    /// environment and profile providers.
+    pub fn from_env() -> S3Options {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        S3Options {
+            endpoint: var(ENDPOINT_ENV).or_else(|| var("AWS_ENDPOINT_URL_S3")),
+            region: None,
+            credentials: None,
+            path_style: match var(PATH_STYLE_ENV).as_deref() {
+                Some("1") | Some("true") => Some(true),
+                Some("0") | Some("false") => Some(false),
+                _ => None,
+            },
+            imds: var(IMDS_ENV).is_some_and(|v| v == "1"),
+        }
+    }
+}
+
+impl S3Store {
+    /// A client configured from the standard AWS environment.
+    pub async fn from_env(bucket: String, prefix: String) -> S3Store {
+        S3Store::new(bucket, prefix, S3Options::from_env()).await
+    }
+
+    pub async fn new(bucket: String, prefix: String, options: S3Options) -> S3Store {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .build(),
+            )
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+        if let Some(endpoint) = &options.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let Some((id, secret)) = &options.credentials {
+            loader =
+                loader.credentials_provider(Credentials::new(id, secret, None, None, "cattle"));
+        } else if !options.imds {
+            loader = loader.credentials_provider(
+                CredentialsProviderChain::first_try(
+                    "Environment",
+                    aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+                )
+                .or_else(
+                    "Profile",
+                    aws_config::profile::ProfileFileCredentialsProvider::builder().build(),
+                ),
+            );
+        }
+        if let Some(region) = &options.region {
+            loader = loader.region(Region::new(region.clone()));
+        } else if !options.imds {
+            loader = loader.region(
+                RegionProviderChain::first_try(
+                    aws_config::environment::EnvironmentVariableRegionProvider::new(),
+                )
+                .or_else(aws_config::profile::ProfileFileRegionProvider::builder().build())
+                .or_else(Region::new("us-east-1")),
+            );
+        }
+        let sdk = loader.load().await;
+
+        let path_style = options.path_style.unwrap_or(options.endpoint.is_some());
+        let config = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(path_style)
+            // MinIO and other S3-compatible stores do not all accept the
+            // checksums the SDK adds by default since early 2025.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        S3Store {
+            client: Client::from_conf(config),
+            bucket,
+            prefix,
+            endpoint: options.endpoint.unwrap_or_else(|| "AWS S3".to_string()),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    pub fn location(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.key(key))
+    }
+
+    /// Turn an SDK error into a [`StoreError`] naming the object.
+    fn error<E, R>(&self, op: &'static str, key: &str, err: SdkError<E, R>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        let location = self.location(key);
+        match &err {
+            SdkError::ServiceError(service) => {
+                let e = service.err();
+                let message = e.message().unwrap_or("no message").to_string();
+                match e.code() {
+                    Some("NoSuchBucket") => StoreError::NoSuchBucket {
+                        bucket: self.bucket.clone(),
+                        endpoint: self.endpoint.clone(),
+                    },
+                    Some("PreconditionFailed") | Some("ConditionalRequestConflict") => {
+                        StoreError::PreconditionFailed { op, location }
+                    }
+                    Some("AccessDenied")
+                    | Some("InvalidAccessKeyId")
+                    | Some("SignatureDoesNotMatch") => StoreError::AccessDenied {
+                        op,
+                        location,
+                        message: format!("{} ({message})", e.code().unwrap_or_default()),
+                    },
+                    code => StoreError::Other {
+                        op,
+                        location,
+                        message: format!("{}: {message}", code.unwrap_or("error")),
+                    },
+                }
+            }
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => StoreError::Unreachable {
+                op,
+                location,
+                message: format!("{} ({})", self.endpoint, error_chain(&err)),
+            },
+            _ => StoreError::Other {
+                op,
+                location,
+                message: error_chain(&err),
+            },
+        }
+    }
+
+    pub async fn get_if_changed(
+        &self,
+        key: &str,
+        etag: Option<&str>,
+        limit: u64,
+    ) -> Result<Fetched, StoreError> {
+        let result = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .set_if_none_match(etag.map(str::to_string))
+            .send()
+            .await;
+        let output = match result {
+            Ok(output) => output,
+            Err(err) => {
+                let status = err.raw_response().map(|r| r.status().as_u16());
+                if status == Some(304) {
+                    return Ok(Fetched::NotModified);
+                }
+                if let SdkError::ServiceError(e) = &err
+                    && e.err().is_no_such_key()
+                {
+                    return Ok(Fetched::Missing);
+                }
+                return Err(self.error("read", key, err));
+            }
+        };
+        let length = output.content_length().unwrap_or(0).max(0) as u64;
+        if length > limit {
+            return Err(StoreError::TooLarge {
+                op: "read",
+                location: self.location(key),
+                limit,
+            });
+        }
+        let etag = output.e_tag().unwrap_or_default().to_string();
+        let bytes = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unreachable {
+                op: "read",
+                location: self.location(key),
+                message: error_chain(&e),
+            })?
+            .to_vec();
+        if bytes.len() as u64 > limit {
+            return Err(StoreError::TooLarge {
+                op: "read",
+                location: self.location(key),
+                limit,
+            });
+        }
+        Ok(Fetched::Found(Object { bytes, etag }))
+    }
+
+    pub async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        condition: Condition,
+    ) -> Result<String, StoreError> {
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .body(ByteStream::from(bytes));
+        request = match condition {
+            Condition::Always => request,
+            Condition::IfAbsent => request.if_none_match("*"),
+            Condition::IfMatch(etag) => request.if_match(etag),
+        };
+        match request.send().await {
+            Ok(output) => Ok(output.e_tag().unwrap_or_default().to_string()),
+            Err(err) => {
+                if err.raw_response().map(|r| r.status().as_u16()) == Some(412) {
+                    return Err(StoreError::PreconditionFailed {
+                        op: "write",
+                        location: self.location(key),
+                    });
+                }
+                Err(self.error("write", key, err))
+            }
+        }
+    }
+
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+        {
+            Ok(output) => Ok(Some(output.content_length().unwrap_or(0).max(0) as u64)),
+            Err(err) => {
+                if let SdkError::ServiceError(e) = &err
+                    && e.err().is_not_found()
+                {
+                    return Ok(None);
+                }
+                Err(self.error("inspect", key, err))
+            }
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| self.error("delete", key, err))
+    }
+
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.key(prefix))
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| self.error("list", prefix, err))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .filter_map(|k| k.strip_prefix(&self.prefix))
+                    .map(str::to_string),
+            );
+        }
+        Ok(keys)
+    }
+
+    /// Create the bucket (for tests and first-time setup).
+    pub async fn create_bucket(&self) -> Result<(), StoreError> {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                if let SdkError::ServiceError(e) = &err
+                    && (e.err().is_bucket_already_owned_by_you())
+                {
+                    return Ok(());
+                }
+                Err(self.error("create bucket", "", err))
+            }
+        }
+    }
+}
+
+/// An error and its sources on one line: the SDK's top-level messages alone
+/// ("dispatch failure") do not say what went wrong.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    parts.join(": ")
+}

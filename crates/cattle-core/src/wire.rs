@@ -1,0 +1,123 @@
+//! The JSON documents Cattle keeps in the store, and the size caps on reading them.
+//!
+//! Readers ignore fields they do not know, so a newer writer can add fields
+//! without breaking older readers; a change that older readers must not
+//! misread bumps [`FORMAT`].
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::hosts::HostId;
+
+/// The version of every document below.
+pub const FORMAT: u32 = 1;
+
+/// Largest manifest, inbox or status document a reader accepts.
+pub const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Largest log a reader downloads.
+pub const MAX_LOG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What an execution runs and where: written once by `cattle publish`, before
+/// any host is addressed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub id: Uuid,
+    /// RFC 3339, UTC.
+    pub created: String,
+    /// `user@machine` that published.
+    pub publisher: String,
+    /// The config directory's name, for people.
+    pub config: String,
+    pub steps: usize,
+    pub bundle: BundleRef,
+    pub hosts: Vec<HostId>,
+}
+
+/// Which bundle an execution runs: the agent checks both before extracting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleRef {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// The executions addressed to one host, oldest first. Publishers add to it and
+/// `cattle clean` removes from it, both with conditional writes; the host's
+/// agent only reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inbox {
+    pub format: u32,
+    pub host: HostId,
+    pub executions: Vec<Uuid>,
+}
+
+impl Inbox {
+    pub fn new(host: HostId) -> Self {
+        Self {
+            format: FORMAT,
+            host,
+            executions: Vec::new(),
+        }
+    }
+}
+
+/// Where a host is with an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum State {
+    /// The host has not reported (never written: readers infer it).
+    Pending,
+    /// The host is running the execution.
+    Progress,
+    /// Every step is done.
+    Done,
+    /// A step failed on its last attempt, or the work was refused.
+    Error,
+}
+
+impl State {
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Done | State::Error)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "PENDING",
+            State::Progress => "PROGRESS",
+            State::Done => "DONE",
+            State::Error => "ERROR",
+        }
+    }
+}
+
+/// The step a host is on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepStatus {
+    /// 1-based.
+    pub number: usize,
+    pub facility: String,
+    pub description: String,
+    /// The attempt under way or last made, 1-based.
+    pub attempt: u32,
+    pub attempts: u32,
+}
+
+/// A host's report on one execution. Only that host's agent writes it; each
+/// write has a higher `seq` than the last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStatus {
+    pub format: u32,
+    pub execution: Uuid,
+    pub host: HostId,
+    pub state: State,
+    /// Number of steps in the execution (0 until the bundle is verified).
+    pub steps: usize,
+    pub step: Option<StepStatus>,
+    pub started: String,
+    pub updated: String,
+    pub finished: Option<String>,
+    pub error: Option<String>,
+    pub seq: u64,
+    pub agent_version: String,
+}
