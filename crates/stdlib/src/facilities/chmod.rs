@@ -1,0 +1,169 @@
+//! `chmod`: the path has the permission bits `mode` (given as an octal string).
+//!
+//! Like chmod(1), a symbolic link is followed: the mode of its target is set.
+
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use crate::facility::{Check, Context, Facility, FacilityError};
+use crate::steps::{ArgError, Args};
+
+pub(crate) const ARGS: &[&str] = &["path", "mode"];
+
+pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
+    let path = args.absolute_path("path")?;
+    // `Args::error` points at a value only while it is unread: prepare it first.
+    let bad_mode = args.error(
+        "mode",
+        "argument `mode` must be a quoted octal string such as \"0644\"",
+    );
+    let mode = match args.optional_str("mode") {
+        Ok(Some(mode)) => mode,
+        // Absent: let `required_str` report the missing argument.
+        Ok(None) => args.required_str("mode")?,
+        // Most likely `mode = 644`, which TOML reads as the decimal number 644.
+        Err(_) => {
+            return Err(bad_mode.with_hint("put the digits in quotes, e.g. `mode = \"0644\"`"));
+        }
+    };
+    let Some(mode) = parse_mode(&mode) else {
+        return Err(bad_mode.with_hint(format!(
+            "`{mode}` is not 3 or 4 digits from 0 to 7, e.g. \"0644\" or \"755\""
+        )));
+    };
+    Ok(Box::new(Chmod { path, mode }))
+}
+
+/// "0644" or "644" to 0o644.
+fn parse_mode(s: &str) -> Option<u32> {
+    let octal = (3..=4).contains(&s.len()) && s.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    octal.then(|| u32::from_str_radix(s, 8).ok()).flatten()
+}
+
+#[derive(Debug)]
+struct Chmod {
+    path: PathBuf,
+    mode: u32,
+}
+
+impl Facility for Chmod {
+    fn name(&self) -> &'static str {
+        "chmod"
+    }
+
+    fn describe(&self) -> String {
+        format!("{} has mode {:04o}", self.path.display(), self.mode)
+    }
+
+    fn check(&self, _ctx: &Context) -> Result<Check, FacilityError> {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if meta.permissions().mode() & 0o7777 == self.mode => Ok(Check::AlreadyDone),
+            Ok(_) => Ok(Check::Run),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                Err(FacilityError::new(format!(
+                    "`{}` does not exist; create it in an earlier step",
+                    self.path.display()
+                )))
+            }
+            Err(err) => Err(FacilityError::io("inspect", &self.path, err)),
+        }
+    }
+
+    fn apply(&self, _ctx: &Context, _output: &mut dyn FnMut(&str)) -> Result<(), FacilityError> {
+        std::fs::set_permissions(&self.path, Permissions::from_mode(self.mode))
+            .map_err(|err| FacilityError::io("set the mode of", &self.path, err))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::Plan;
+    use std::path::Path;
+
+    #[test]
+    fn sets_the_mode_then_skips() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::new(dir.path());
+        let path = dir.path().join("poem.txt");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, Permissions::from_mode(0o600)).unwrap();
+        let f = Chmod {
+            path: path.clone(),
+            mode: 0o666,
+        };
+        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
+        f.apply(&ctx, &mut |_| {}).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o666);
+        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+    }
+
+    #[test]
+    fn special_bits_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::new(dir.path());
+        let f = Chmod {
+            path: dir.path().join("d"),
+            mode: 0o1777,
+        };
+        std::fs::create_dir(&f.path).unwrap();
+        std::fs::set_permissions(&f.path, Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
+        f.apply(&ctx, &mut |_| {}).unwrap();
+        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+    }
+
+    #[test]
+    fn a_missing_path_is_an_error_not_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Chmod {
+            path: dir.path().join("nope"),
+            mode: 0o644,
+        };
+        let err = f.check(&Context::new(dir.path())).unwrap_err();
+        assert!(err.0.contains("does not exist"), "{err}");
+        assert!(f.apply(&Context::new(dir.path()), &mut |_| {}).is_err());
+    }
+
+    #[test]
+    fn parses_three_or_four_octal_digits() {
+        assert_eq!(parse_mode("644"), Some(0o644));
+        assert_eq!(parse_mode("0666"), Some(0o666));
+        assert_eq!(parse_mode("4755"), Some(0o4755));
+        for bad in ["", "64", "0999", "12345", "+644", "rw-", "0o644"] {
+            assert_eq!(parse_mode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn build_wants_a_quoted_octal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let parse = |mode: &str| {
+            let steps = format!("[[step]]\nfacility = \"chmod\"\npath = \"/x\"\nmode = {mode}\n");
+            Plan::parse(&steps, Path::new("cattle.toml"), dir.path())
+        };
+        let plan = parse("\"644\"").unwrap();
+        assert_eq!(plan.steps[0].facility.describe(), "/x has mode 0644");
+
+        for bad in ["644", "\"0999\"", "\"\"", "[\"0644\"]"] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(
+                err.message, "argument `mode` must be a quoted octal string such as \"0644\"",
+                "{bad}"
+            );
+            assert_eq!(err.position, Some((4, 8)), "{bad}");
+        }
+        let err = parse("644").unwrap_err();
+        assert!(err.hint.unwrap().contains("quotes"));
+
+        let missing = Plan::parse(
+            "[[step]]\nfacility = \"chmod\"\npath = \"/x\"\n",
+            Path::new("cattle.toml"),
+            dir.path(),
+        )
+        .unwrap_err();
+        assert_eq!(missing.message, "step `chmod` is missing argument `mode`");
+    }
+}

@@ -1,0 +1,385 @@
+//! `command`: a program has run, unless `creates` exists or `unless` succeeds.
+//!
+//! Also home of [`run_logged`], which the facilities that start programs share.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::facility::{Check, Context, Facility, FacilityError};
+use crate::steps::{ArgError, Args};
+
+pub(crate) const ARGS: &[&str] = &["argv", "creates", "unless"];
+
+pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
+    Ok(Box::new(RunCommand {
+        argv: args.required_str_list("argv")?,
+        creates: args.optional_absolute_path("creates")?,
+        unless: args.optional_str_list("unless")?,
+    }))
+}
+
+#[derive(Debug)]
+struct RunCommand {
+    /// Never empty: the steps parser refuses empty arrays.
+    argv: Vec<String>,
+    creates: Option<PathBuf>,
+    unless: Option<Vec<String>>,
+}
+
+impl Facility for RunCommand {
+    fn name(&self) -> &'static str {
+        "command"
+    }
+
+    fn describe(&self) -> String {
+        let mut guards = Vec::new();
+        if let Some(creates) = &self.creates {
+            guards.push(format!("creates {}", creates.display()));
+        }
+        if let Some(unless) = &self.unless {
+            guards.push(format!("unless `{}`", unless.join(" ")));
+        }
+        let mut line = format!("command `{}` has run", self.argv.join(" "));
+        if !guards.is_empty() {
+            line.push_str(&format!(" ({})", guards.join(", ")));
+        }
+        line
+    }
+
+    fn check(&self, ctx: &Context) -> Result<Check, FacilityError> {
+        if let Some(creates) = &self.creates {
+            match std::fs::symlink_metadata(creates) {
+                Ok(_) => return Ok(Check::AlreadyDone),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(FacilityError::io("inspect", creates, err)),
+            }
+        }
+        if let Some(unless) = &self.unless {
+            let status = ctx
+                .command(&unless[0])
+                .args(&unless[1..])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map_err(|err| {
+                    FacilityError::new(format!("cannot start `{}` (unless): {err}", unless[0]))
+                })?;
+            return match status.code() {
+                Some(0) => Ok(Check::AlreadyDone),
+                Some(_) => Ok(Check::Run),
+                None => Err(FacilityError::new(format!(
+                    "`{}` (unless) {}; cannot tell whether to run",
+                    unless[0],
+                    describe_status(status)
+                ))),
+            };
+        }
+        Ok(Check::Run)
+    }
+
+    fn apply(&self, ctx: &Context, output: &mut dyn FnMut(&str)) -> Result<(), FacilityError> {
+        let mut cmd = ctx.command(&self.argv[0]);
+        cmd.args(&self.argv[1..]);
+        run_logged(cmd, &self.argv[0], output)?;
+        // Without this, the step would run again on every retry and every config run.
+        if let Some(creates) = &self.creates
+            && std::fs::symlink_metadata(creates).is_err()
+        {
+            return Err(FacilityError::new(format!(
+                "`{}` succeeded but did not create `{}`",
+                self.argv[0],
+                creates.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// How often [`run_logged`] looks whether the program has exited.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How long [`run_logged`] waits for output after the program has exited.
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// Run `cmd` to completion, passing each line it writes to `output` (stderr
+/// lines prefixed with "stderr: "). A failure to start, a non-zero exit or a
+/// signal is an error naming `what` (e.g. "apt-get install"), with the last
+/// line the program wrote to stderr.
+pub(super) fn run_logged(
+    mut cmd: Command,
+    what: &str,
+    output: &mut dyn FnMut(&str),
+) -> Result<(), FacilityError> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|err| FacilityError::new(format!("cannot start `{what}`: {err}")))?;
+
+    // One reader thread per pipe, so that neither can fill up and block the
+    // program; lines reach `output` in about the order they were written.
+    let (tx, rx) = mpsc::channel();
+    if let Some(stdout) = child.stdout.take() {
+        let tx = tx.clone();
+        std::thread::spawn(move || forward_lines(stdout, false, &tx));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        let tx = tx.clone();
+        std::thread::spawn(move || forward_lines(stderr, true, &tx));
+    }
+    drop(tx);
+
+    let wait_error = |err| FacilityError::new(format!("cannot wait for `{what}`: {err}"));
+    let mut last_stderr = None;
+    let mut exited = None;
+    loop {
+        match rx.recv_timeout(POLL) {
+            Ok((true, line)) => {
+                output(&format!("stderr: {line}"));
+                if !line.trim().is_empty() {
+                    last_stderr = Some(line);
+                }
+            }
+            Ok((false, line)) => output(&line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        // A program may leave a background process holding its output open:
+        // once the program has exited, wait a moment for the rest, not forever.
+        // The reader threads then end whenever that process closes the pipes.
+        match exited {
+            None => {
+                exited = child
+                    .try_wait()
+                    .map_err(wait_error)?
+                    .map(|_| Instant::now())
+            }
+            Some(at) if at.elapsed() > OUTPUT_GRACE => break,
+            Some(_) => {}
+        }
+    }
+
+    let status = child.wait().map_err(wait_error)?;
+    if status.success() {
+        return Ok(());
+    }
+    let mut message = format!("`{what}` {}", describe_status(status));
+    if let Some(line) = last_stderr {
+        message.push_str(&format!(": {}", line.trim()));
+    }
+    Err(FacilityError::new(message))
+}
+
+/// "exited with status 3" or "was killed by signal SIGKILL", for a failed program.
+pub(super) fn describe_status(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => match nix::sys::signal::Signal::try_from(signal) {
+            Ok(signal) => format!("was killed by signal {signal}"),
+            Err(_) => format!("was killed by signal {signal}"),
+        },
+        (None, None) => format!("ended abnormally ({status})"),
+    }
+}
+
+fn forward_lines(pipe: impl Read, is_stderr: bool, tx: &mpsc::Sender<(bool, String)>) {
+    let mut reader = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                let line = line.trim_end_matches(['\n', '\r']).to_string();
+                if tx.send((is_stderr, line)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Write an executable shell script `name` into `dir`, for tests that stand in
+/// for programs such as `systemctl` by pointing [`Context::path`] at `dir`.
+///
+/// The script must answer `--cattle-probe` by exiting 0: after writing, it is
+/// started until that works, because another test thread that forks while the
+/// file is still open for writing makes starting it fail with "Text file busy".
+#[cfg(test)]
+pub(super) fn write_fake_program(dir: &std::path::Path, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+
+    let path = dir.join(name);
+    let script = format!("#!/bin/sh\n[ \"$1\" = --cattle-probe ] && exit 0\n{body}\n");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for _ in 0..100 {
+        match Command::new(&path).arg("--cattle-probe").status() {
+            Ok(status) if status.success() => return,
+            Err(err) if err.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => panic!("fake program {} does not start: {other:?}", path.display()),
+        }
+    }
+    panic!("fake program {} stays busy", path.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::Plan;
+    use std::path::Path;
+
+    fn cmd(argv: &[&str]) -> RunCommand {
+        RunCommand {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            creates: None,
+            unless: None,
+        }
+    }
+
+    fn apply_collect(f: &RunCommand, ctx: &Context) -> (Result<(), FacilityError>, Vec<String>) {
+        let mut lines = Vec::new();
+        let result = f.apply(ctx, &mut |line| lines.push(line.to_string()));
+        (result, lines)
+    }
+
+    #[test]
+    fn runs_in_the_config_dir_and_passes_output_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::new(dir.path());
+        let f = cmd(&["sh", "-c", "echo one; echo two >&2; touch made"]);
+        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
+        let (result, lines) = apply_collect(&f, &ctx);
+        result.unwrap();
+        assert!(dir.path().join("made").exists());
+        assert!(lines.contains(&"one".to_string()), "{lines:?}");
+        assert!(lines.contains(&"stderr: two".to_string()), "{lines:?}");
+        // No guard: a plain command always runs.
+        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
+    }
+
+    #[test]
+    fn non_zero_exit_is_an_error_with_the_last_stderr_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = cmd(&["sh", "-c", "echo first >&2; echo 'disk full' >&2; exit 3"]);
+        let (result, _) = apply_collect(&f, &Context::new(dir.path()));
+        assert_eq!(
+            result.unwrap_err().0,
+            "`sh` exited with status 3: disk full"
+        );
+    }
+
+    #[test]
+    fn a_background_process_holding_the_output_open_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = cmd(&["sh", "-c", "sleep 20 & echo started"]);
+        let started = Instant::now();
+        let (result, lines) = apply_collect(&f, &Context::new(dir.path()));
+        result.unwrap();
+        assert_eq!(lines, ["started"]);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_signal_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = cmd(&["sh", "-c", "kill -9 $$"]);
+        let (result, _) = apply_collect(&f, &Context::new(dir.path()));
+        assert_eq!(result.unwrap_err().0, "`sh` was killed by signal SIGKILL");
+    }
+
+    #[test]
+    fn a_program_that_cannot_start_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = cmd(&["cattle-no-such-program"]);
+        let (result, _) = apply_collect(&f, &Context::new(dir.path()));
+        let err = result.unwrap_err();
+        assert!(
+            err.0.starts_with("cannot start `cattle-no-such-program`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn creates_guards_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::new(dir.path());
+        let marker = dir.path().join("marker");
+        let mut f = cmd(&["touch", marker.to_str().unwrap()]);
+        f.creates = Some(marker.clone());
+        assert_eq!(
+            f.describe(),
+            format!(
+                "command `touch {0}` has run (creates {0})",
+                marker.display()
+            )
+        );
+        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
+        f.apply(&ctx, &mut |_| {}).unwrap();
+        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+    }
+
+    #[test]
+    fn success_without_creating_the_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = cmd(&["true"]);
+        f.creates = Some(dir.path().join("never"));
+        let (result, _) = apply_collect(&f, &Context::new(dir.path()));
+        assert!(result.unwrap_err().0.contains("did not create"));
+    }
+
+    #[test]
+    fn unless_decides_by_exit_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::new(dir.path());
+        let mut f = cmd(&["true"]);
+        f.unless = Some(vec!["test".into(), "-e".into(), "flag".into()]);
+        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
+        std::fs::write(dir.path().join("flag"), "").unwrap();
+        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+    }
+
+    #[test]
+    fn unless_that_cannot_start_or_is_killed_is_an_error_not_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::new(dir.path());
+        let mut f = cmd(&["true"]);
+        f.unless = Some(vec!["cattle-no-such-program".into()]);
+        assert!(f.check(&ctx).unwrap_err().0.contains("cannot start"));
+        f.unless = Some(vec!["sh".into(), "-c".into(), "kill -9 $$".into()]);
+        assert!(f.check(&ctx).unwrap_err().0.contains("SIGKILL"));
+    }
+
+    #[test]
+    fn builds_from_a_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = Plan::parse(
+            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"flaky.sh\"]\nunless = [\"test\", \"-e\", \"/x\"]\n",
+            Path::new("cattle.toml"),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            plan.steps[0].facility.describe(),
+            "command `sh flaky.sh` has run (unless `test -e /x`)"
+        );
+
+        for bad in [
+            "argv = []",
+            "argv = \"sh x\"",
+            "argv = [\"true\"]\ncreates = \"x\"",
+        ] {
+            let source = format!("[[step]]\nfacility = \"command\"\n{bad}\n");
+            assert!(
+                Plan::parse(&source, Path::new("cattle.toml"), dir.path()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}

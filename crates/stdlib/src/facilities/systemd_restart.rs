@@ -1,0 +1,145 @@
+//! `systemd_restart`: a systemd service is unmasked and restarted (always runs).
+
+use super::command::run_logged;
+use crate::facility::{Check, Context, Facility, FacilityError};
+use crate::steps::{ArgError, Args};
+
+pub(crate) const ARGS: &[&str] = &["service"];
+
+pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
+    // `Args::error` points at a value only while it is unread: prepare it first.
+    let bad_service = args.error("service", "argument `service` must be a systemd unit name");
+    let service = args.required_str("service")?;
+    if service.starts_with('-') || service.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err(bad_service.with_hint(format!(
+            "`{service}` is not a unit name; write e.g. \"nginx\" or \"nginx.service\""
+        )));
+    }
+    Ok(Box::new(SystemdRestart { service }))
+}
+
+#[derive(Debug)]
+struct SystemdRestart {
+    service: String,
+}
+
+impl Facility for SystemdRestart {
+    fn name(&self) -> &'static str {
+        "systemd_restart"
+    }
+
+    fn describe(&self) -> String {
+        format!("service {} is unmasked and restarted", self.service)
+    }
+
+    /// A restart leaves no state to look at: it always runs.
+    fn check(&self, _ctx: &Context) -> Result<Check, FacilityError> {
+        Ok(Check::Run)
+    }
+
+    fn apply(&self, ctx: &Context, output: &mut dyn FnMut(&str)) -> Result<(), FacilityError> {
+        for action in ["unmask", "restart"] {
+            let mut cmd = ctx.command("systemctl");
+            cmd.args([action, &self.service]);
+            run_logged(cmd, &format!("systemctl {action} {}", self.service), output)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facilities::command::write_fake_program;
+    use crate::steps::Plan;
+    use std::path::Path;
+
+    /// A context whose `systemctl` is `body`, with its log file path.
+    fn fake_systemctl(dir: &Path, body: &str) -> Context {
+        let bin = dir.join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        write_fake_program(&bin, "systemctl", body);
+        let mut ctx = Context::new(dir);
+        ctx.path = Some(bin.into());
+        ctx
+    }
+
+    #[test]
+    fn unmasks_then_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let ctx = fake_systemctl(
+            dir.path(),
+            &format!("echo \"$@\" >> {}\necho \"did $1\"", log.display()),
+        );
+        let f = SystemdRestart {
+            service: "nginx".into(),
+        };
+        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
+        let mut lines = Vec::new();
+        f.apply(&ctx, &mut |line| lines.push(line.to_string()))
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "unmask nginx\nrestart nginx\n"
+        );
+        assert_eq!(lines, ["did unmask", "did restart"]);
+        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
+    }
+
+    #[test]
+    fn a_failed_restart_names_the_command_status_and_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = fake_systemctl(
+            dir.path(),
+            "[ \"$1\" = restart ] || exit 0\necho 'Job for nginx.service failed.' >&2\nexit 1",
+        );
+        let f = SystemdRestart {
+            service: "nginx".into(),
+        };
+        let err = f.apply(&ctx, &mut |_| {}).unwrap_err();
+        assert_eq!(
+            err.0,
+            "`systemctl restart nginx` exited with status 1: Job for nginx.service failed."
+        );
+    }
+
+    #[test]
+    fn no_systemctl_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = Context::new(dir.path());
+        ctx.path = Some(dir.path().into());
+        let f = SystemdRestart {
+            service: "nginx".into(),
+        };
+        let err = f.apply(&ctx, &mut |_| {}).unwrap_err();
+        assert!(
+            err.0.starts_with("cannot start `systemctl unmask nginx`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn builds_from_a_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let parse = |service: &str| {
+            let steps =
+                format!("[[step]]\nfacility = \"systemd_restart\"\nservice = \"{service}\"\n");
+            Plan::parse(&steps, Path::new("cattle.toml"), dir.path())
+        };
+        let plan = parse("nginx.service").unwrap();
+        assert_eq!(
+            plan.steps[0].facility.describe(),
+            "service nginx.service is unmasked and restarted"
+        );
+        for bad in ["my service", "/etc/systemd/system/x.service", "--now"] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(
+                err.message,
+                "argument `service` must be a systemd unit name"
+            );
+            assert_eq!(err.position, Some((3, 11)), "{bad}");
+        }
+        assert!(parse("").is_err());
+    }
+}

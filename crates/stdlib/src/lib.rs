@@ -1,0 +1,14 @@
+//! Cattle's standard library: the steps file, the idempotent facilities and the step runner.
+//!
+//! This crate knows nothing about stores, agents or networks. It turns a config
+//! directory into a validated [`Plan`] and drives that plan to completion on the
+//! machine it runs on, reporting what it does through a [`runner::Observer`].
+
+pub mod facilities;
+pub mod facility;
+pub mod runner;
+pub mod steps;
+
+pub use facility::{Check, Context, Facility, FacilityError};
+pub use runner::{Event, Observer, Outcome, RetryPolicy, run};
+pub use steps::{Plan, PlanError, STEPS_FILE, Step};

@@ -1,0 +1,423 @@
+//! The step runner: runs a plan's steps in order, retrying each on any failure.
+//!
+//! Every step gets up to `attempts` tries (3 unless the steps file says
+//! otherwise). A try is a check followed, when needed, by an apply; an error
+//! from either is a failed try. Between tries the runner waits according to
+//! [`RetryPolicy`]. When a step runs out of tries the run stops with
+//! [`Outcome::Failed`]. Everything that happens is reported as an [`Event`] to
+//! an [`Observer`], whose `Display` of each event is the log line.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::facility::{Check, Context, FacilityError};
+use crate::steps::Plan;
+
+/// Set for every program a step starts: the step's number, 1-based.
+pub const STEP_ENV: &str = "CATTLE_STEP";
+/// Set for every program a step starts: the attempt's number, 1-based.
+pub const ATTEMPT_ENV: &str = "CATTLE_ATTEMPT";
+
+/// How long to wait between tries of a step.
+///
+/// The wait after failed try `n` (1-based) is `first_delay * factor^(n-1)`,
+/// capped at `max_delay`. There is no jitter: a host's retries only compete
+/// with its own steps, not with other hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub first_delay: Duration,
+    pub factor: u32,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 1 s, 2 s, 4 s, … capped at 30 s.
+    fn default() -> Self {
+        Self {
+            first_delay: Duration::from_secs(1),
+            factor: 2,
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed try `attempt` (1-based).
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let factor = self
+            .factor
+            .checked_pow(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.first_delay
+            .checked_mul(factor)
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay)
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every step is done or was already in place.
+    Done,
+    /// Step `step` failed on its last try with `error`.
+    Failed { step: usize, error: String },
+    /// The observer asked to stop; steps from `next_step` on did not run.
+    Stopped { next_step: usize },
+}
+
+/// Something the runner did, in the order it did it.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    Started {
+        steps: usize,
+    },
+    StepStarted {
+        step: usize,
+        total: usize,
+        facility: &'a str,
+        description: &'a str,
+        attempts: u32,
+    },
+    /// A line of output from the step's apply (for example a program's stderr).
+    Output {
+        step: usize,
+        line: &'a str,
+    },
+    /// The step's effect was already in place.
+    StepSkipped {
+        step: usize,
+    },
+    AttemptFailed {
+        step: usize,
+        attempt: u32,
+        attempts: u32,
+        error: &'a FacilityError,
+        retry_in: Option<Duration>,
+    },
+    StepDone {
+        step: usize,
+        attempt: u32,
+    },
+    Finished {
+        outcome: &'a Outcome,
+    },
+}
+
+impl fmt::Display for Event<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Event::Started { steps } => write!(f, "starting a config of {steps} steps"),
+            Event::StepStarted {
+                step,
+                total,
+                facility,
+                description,
+                ..
+            } => write!(f, "Running step {step}/{total}: {facility} ({description})"),
+            Event::Output { step, line } => write!(f, "step {step}: | {line}"),
+            Event::StepSkipped { step } => {
+                write!(f, "step {step}: already in place; skipping")
+            }
+            Event::AttemptFailed {
+                step,
+                attempt,
+                attempts,
+                error,
+                retry_in,
+            } => {
+                write!(
+                    f,
+                    "step {step}: attempt {attempt} of {attempts} failed: {error}"
+                )?;
+                match retry_in {
+                    Some(delay) => write!(f, "; retrying in {}", humantime::format_duration(delay)),
+                    None => write!(f, "; no attempts left"),
+                }
+            }
+            Event::StepDone { step, attempt } => {
+                write!(f, "Step {step} completed successfully")?;
+                if attempt > 1 {
+                    write!(f, " on attempt {attempt}")?;
+                }
+                Ok(())
+            }
+            Event::Finished { outcome } => match outcome {
+                Outcome::Done => write!(f, "config executed successfully"),
+                Outcome::Failed { step, error } => {
+                    write!(f, "config failed at step {step}: {error}")
+                }
+                Outcome::Stopped { next_step } => {
+                    write!(f, "stopped before step {next_step} as asked")
+                }
+            },
+        }
+    }
+}
+
+/// What the runner reports to, and asks about waiting and stopping.
+pub trait Observer {
+    fn event(&mut self, event: &Event<'_>);
+
+    /// Wait `delay` before the next try. Tests pass a clock that does not sleep.
+    fn sleep(&mut self, delay: Duration) {
+        std::thread::sleep(delay);
+    }
+
+    /// Asked before each step: `true` stops the run there. A running step is
+    /// never interrupted.
+    fn should_stop(&mut self) -> bool {
+        false
+    }
+}
+
+/// Run `plan`'s steps in order, from step `from` (1-based), until done, failed or stopped.
+pub fn run(
+    plan: &Plan,
+    ctx: &Context,
+    policy: &RetryPolicy,
+    from: usize,
+    observer: &mut dyn Observer,
+) -> Outcome {
+    let total = plan.steps.len();
+    observer.event(&Event::Started { steps: total });
+    let outcome = run_steps(plan, ctx, policy, from.max(1), observer);
+    observer.event(&Event::Finished { outcome: &outcome });
+    outcome
+}
+
+fn run_steps(
+    plan: &Plan,
+    ctx: &Context,
+    policy: &RetryPolicy,
+    from: usize,
+    observer: &mut dyn Observer,
+) -> Outcome {
+    let total = plan.steps.len();
+    for step in plan.steps.iter().skip(from - 1) {
+        if observer.should_stop() {
+            return Outcome::Stopped {
+                next_step: step.number,
+            };
+        }
+        let description = step.facility.describe();
+        observer.event(&Event::StepStarted {
+            step: step.number,
+            total,
+            facility: step.facility.name(),
+            description: &description,
+            attempts: step.attempts,
+        });
+        let mut attempt = 1;
+        loop {
+            let mut ctx = ctx.clone();
+            ctx.env
+                .push((STEP_ENV.to_string(), step.number.to_string()));
+            ctx.env.push((ATTEMPT_ENV.to_string(), attempt.to_string()));
+            match try_once(step.number, step.facility.as_ref(), &ctx, observer) {
+                Ok(Check::AlreadyDone) => {
+                    observer.event(&Event::StepSkipped { step: step.number });
+                    break;
+                }
+                Ok(Check::Run) => {
+                    observer.event(&Event::StepDone {
+                        step: step.number,
+                        attempt,
+                    });
+                    break;
+                }
+                Err(error) => {
+                    let retry_in = (attempt < step.attempts).then(|| policy.delay_after(attempt));
+                    observer.event(&Event::AttemptFailed {
+                        step: step.number,
+                        attempt,
+                        attempts: step.attempts,
+                        error: &error,
+                        retry_in,
+                    });
+                    match retry_in {
+                        Some(delay) => observer.sleep(delay),
+                        None => {
+                            return Outcome::Failed {
+                                step: step.number,
+                                error: error.0,
+                            };
+                        }
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+    Outcome::Done
+}
+
+/// One try: check, then apply if needed. Returns what the check found.
+fn try_once(
+    step: usize,
+    facility: &dyn crate::facility::Facility,
+    ctx: &Context,
+    observer: &mut dyn Observer,
+) -> Result<Check, FacilityError> {
+    match facility.check(ctx)? {
+        Check::AlreadyDone => Ok(Check::AlreadyDone),
+        Check::Run => {
+            facility.apply(ctx, &mut |line| {
+                observer.event(&Event::Output { step, line });
+            })?;
+            Ok(Check::Run)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Records log lines and waits instead of sleeping.
+    #[derive(Default)]
+    struct Recorder {
+        lines: Vec<String>,
+        slept: Vec<Duration>,
+        stop_after_steps: Option<usize>,
+        started: usize,
+    }
+
+    impl Observer for Recorder {
+        fn event(&mut self, event: &Event<'_>) {
+            if matches!(event, Event::StepStarted { .. }) {
+                self.started += 1;
+            }
+            self.lines.push(event.to_string());
+        }
+        fn sleep(&mut self, delay: Duration) {
+            self.slept.push(delay);
+        }
+        fn should_stop(&mut self) -> bool {
+            self.stop_after_steps == Some(self.started)
+        }
+    }
+
+    fn plan(dir: &Path, steps: &str) -> Plan {
+        Plan::parse(steps, &dir.join("cattle.toml"), dir).unwrap()
+    }
+
+    #[test]
+    fn policy_numbers() {
+        let p = RetryPolicy::default();
+        let delays: Vec<u64> = (1..=7).map(|n| p.delay_after(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(p.delay_after(1000), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn runs_then_skips_on_second_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out/a");
+        let p = plan(
+            dir.path(),
+            &format!(
+                "[[step]]\nfacility = \"make_dir\"\npath = \"{}\"\n",
+                target.display()
+            ),
+        );
+        let ctx = Context::new(dir.path());
+        let mut first = Recorder::default();
+        assert_eq!(
+            run(&p, &ctx, &RetryPolicy::default(), 1, &mut first),
+            Outcome::Done
+        );
+        assert!(target.is_dir());
+        assert!(
+            first
+                .lines
+                .iter()
+                .any(|l| l == "Step 1 completed successfully")
+        );
+
+        let mut second = Recorder::default();
+        assert_eq!(
+            run(&p, &ctx, &RetryPolicy::default(), 1, &mut second),
+            Outcome::Done
+        );
+        assert!(
+            second
+                .lines
+                .iter()
+                .any(|l| l == "step 1: already in place; skipping"),
+            "{:?}",
+            second.lines
+        );
+        assert_eq!(second.lines.last().unwrap(), "config executed successfully");
+    }
+
+    #[test]
+    fn a_failing_step_is_tried_attempts_times_with_backoff_then_stops_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the directory should be: make_dir's check fails every time.
+        let blocker = dir.path().join("blocker");
+        std::fs::write(&blocker, "").unwrap();
+        let never = dir.path().join("never");
+        let p = plan(
+            dir.path(),
+            &format!(
+                "[[step]]\nfacility = \"make_dir\"\npath = \"{}\"\nattempts = 4\n\
+                 [[step]]\nfacility = \"make_dir\"\npath = \"{}\"\n",
+                blocker.display(),
+                never.display()
+            ),
+        );
+        let mut rec = Recorder::default();
+        let outcome = run(
+            &p,
+            &Context::new(dir.path()),
+            &RetryPolicy::default(),
+            1,
+            &mut rec,
+        );
+        let Outcome::Failed { step, error } = outcome else {
+            panic!("expected failure, got {outcome:?}");
+        };
+        assert_eq!(step, 1);
+        assert!(error.contains("is not a directory"), "{error}");
+        assert_eq!(rec.slept, [1, 2, 4].map(Duration::from_secs));
+        let failures = rec.lines.iter().filter(|l| l.contains("failed:")).count();
+        assert_eq!(failures, 4);
+        assert!(rec.lines.iter().any(|l| l.ends_with("; no attempts left")));
+        assert!(!never.exists(), "the run must stop at the failed step");
+    }
+
+    #[test]
+    fn stop_is_honoured_between_steps_and_from_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let p = plan(
+            dir.path(),
+            &format!(
+                "[[step]]\nfacility = \"make_dir\"\npath = \"{}\"\n\
+                 [[step]]\nfacility = \"make_dir\"\npath = \"{}\"\n",
+                a.display(),
+                b.display()
+            ),
+        );
+        let ctx = Context::new(dir.path());
+        let mut rec = Recorder {
+            stop_after_steps: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            run(&p, &ctx, &RetryPolicy::default(), 1, &mut rec),
+            Outcome::Stopped { next_step: 2 }
+        );
+        assert!(a.is_dir() && !b.exists());
+
+        let mut rec = Recorder::default();
+        assert_eq!(
+            run(&p, &ctx, &RetryPolicy::default(), 2, &mut rec),
+            Outcome::Done
+        );
+        assert!(b.is_dir());
+        assert!(rec.lines.iter().all(|l| !l.starts_with("Running step 1/")));
+    }
+}

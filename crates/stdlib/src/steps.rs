@@ -1,0 +1,526 @@
+//! The steps file (`cattle.toml`): parsing and validation into a [`Plan`].
+//!
+//! A config is a directory with `cattle.toml` at its root. The file lists ordered
+//! `[[step]]` tables; each names a `facility` and gives that facility's
+//! arguments. Every error names the file, the line and the column, and an
+//! unknown facility or argument lists the valid ones.
+//!
+//! ```toml
+//! [[step]]
+//! facility = "make_dir"
+//! path = "/var/poems"
+//! attempts = 5          # optional, on any step (default 3)
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::facilities::{self, FacilitySpec};
+use crate::facility::Facility;
+
+/// The name of the steps file at the root of a config directory.
+pub const STEPS_FILE: &str = "cattle.toml";
+
+/// Attempts per step when the step does not say.
+pub const DEFAULT_ATTEMPTS: u32 = 3;
+
+/// The most attempts a step may ask for; more is almost certainly a typo.
+pub const MAX_ATTEMPTS: u32 = 100;
+
+/// Keys every step accepts, whatever its facility.
+const COMMON_KEYS: &[&str] = &["facility", "attempts"];
+
+/// A validated config: its steps in order, ready to run.
+#[derive(Debug)]
+pub struct Plan {
+    /// The config directory the plan was read from.
+    pub config_dir: PathBuf,
+    pub steps: Vec<Step>,
+}
+
+/// One step of a plan.
+#[derive(Debug)]
+pub struct Step {
+    /// 1-based position in the steps file.
+    pub number: usize,
+    /// Line of the step's `[[step]]` header in the steps file.
+    pub line: usize,
+    pub attempts: u32,
+    pub facility: Box<dyn Facility>,
+}
+
+/// The steps file could not be read or is not valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    pub file: PathBuf,
+    /// 1-based line and column, when the error has a place in the file.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\nhint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// An argument error found by a facility while building itself from its step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgError {
+    span: Range<usize>,
+    message: String,
+    hint: Option<String>,
+}
+
+impl ArgError {
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+type StepTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    step: Vec<Spanned<StepTable>>,
+}
+
+/// The arguments of one step, as a facility sees them while building itself.
+///
+/// Each accessor takes its key out of the step, so that the parser can report
+/// keys no facility asked for. Errors point at the key or value in the file.
+#[derive(Debug)]
+pub struct Args<'a> {
+    facility: &'static str,
+    step_span: Range<usize>,
+    values: BTreeMap<String, (Range<usize>, Spanned<toml::Value>)>,
+    /// Where each value already taken was, so later errors can point at it.
+    taken: BTreeMap<String, Range<usize>>,
+    config_dir: &'a Path,
+}
+
+impl<'a> Args<'a> {
+    /// The config directory, for facilities that read files from it.
+    pub fn config_dir(&self) -> &'a Path {
+        self.config_dir
+    }
+
+    /// An error pointing at `key`'s value (or at the step if the key is absent).
+    pub fn error(&self, key: &str, message: impl Into<String>) -> ArgError {
+        let span = self
+            .values
+            .get(key)
+            .map(|(_, value)| value.span())
+            .or_else(|| self.taken.get(key).cloned())
+            .unwrap_or_else(|| self.step_span.clone());
+        ArgError {
+            span,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    fn take(&mut self, key: &str) -> Option<Spanned<toml::Value>> {
+        let (_, value) = self.values.remove(key)?;
+        self.taken.insert(key.to_string(), value.span());
+        Some(value)
+    }
+
+    fn missing(&self, key: &str) -> ArgError {
+        ArgError {
+            span: self.step_span.clone(),
+            message: format!("step `{}` is missing argument `{key}`", self.facility),
+            hint: Some(format!(
+                "add `{key} = ...` to this step; `{}` takes {}",
+                self.facility,
+                list(facilities::lookup(self.facility).map_or(&[][..], |s| s.args))
+            )),
+        }
+    }
+
+    fn wrong_type(value: &Spanned<toml::Value>, key: &str, expected: &str) -> ArgError {
+        ArgError {
+            span: value.span(),
+            message: format!(
+                "argument `{key}` must be {expected}, not {}",
+                value.get_ref().type_str()
+            ),
+            hint: None,
+        }
+    }
+
+    pub fn optional_str(&mut self, key: &str) -> Result<Option<String>, ArgError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(value) => match value.get_ref() {
+                toml::Value::String(s) if !s.is_empty() => Ok(Some(s.clone())),
+                toml::Value::String(_) => Err(ArgError {
+                    span: value.span(),
+                    message: format!("argument `{key}` must not be empty"),
+                    hint: None,
+                }),
+                _ => Err(Self::wrong_type(&value, key, "a string")),
+            },
+        }
+    }
+
+    pub fn required_str(&mut self, key: &str) -> Result<String, ArgError> {
+        let missing = self.missing(key);
+        self.optional_str(key)?.ok_or(missing)
+    }
+
+    /// A non-empty array of non-empty strings, if present.
+    pub fn optional_str_list(&mut self, key: &str) -> Result<Option<Vec<String>>, ArgError> {
+        let Some(value) = self.take(key) else {
+            return Ok(None);
+        };
+        let expected = "an array of strings, e.g. [\"a\", \"b\"]";
+        let toml::Value::Array(items) = value.get_ref() else {
+            return Err(Self::wrong_type(&value, key, expected));
+        };
+        if items.is_empty() {
+            return Err(ArgError {
+                span: value.span(),
+                message: format!("argument `{key}` must not be an empty array"),
+                hint: None,
+            });
+        }
+        items
+            .iter()
+            .map(|item| match item {
+                toml::Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                _ => Err(ArgError {
+                    span: value.span(),
+                    message: format!("argument `{key}` must be {expected} with no empty strings"),
+                    hint: None,
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    pub fn required_str_list(&mut self, key: &str) -> Result<Vec<String>, ArgError> {
+        let missing = self.missing(key);
+        self.optional_str_list(key)?.ok_or(missing)
+    }
+
+    /// An absolute path on the host, if present.
+    pub fn optional_absolute_path(&mut self, key: &str) -> Result<Option<PathBuf>, ArgError> {
+        let span = self.values.get(key).map(|(_, value)| value.span());
+        match self.optional_str(key)? {
+            None => Ok(None),
+            Some(s) if Path::new(&s).is_absolute() => Ok(Some(PathBuf::from(s))),
+            Some(s) => Err(ArgError {
+                span: span.unwrap_or_else(|| self.step_span.clone()),
+                message: format!("argument `{key}` must be an absolute path, not `{s}`"),
+                hint: Some(format!(
+                    "write the full path, e.g. `/{}`",
+                    s.trim_start_matches("./")
+                )),
+            }),
+        }
+    }
+
+    /// An absolute path on the host.
+    pub fn absolute_path(&mut self, key: &str) -> Result<PathBuf, ArgError> {
+        let missing = self.missing(key);
+        self.optional_absolute_path(key)?.ok_or(missing)
+    }
+}
+
+impl Plan {
+    /// Read and validate `cattle.toml` in `config_dir`.
+    pub fn load(config_dir: &Path) -> Result<Plan, PlanError> {
+        let file = config_dir.join(STEPS_FILE);
+        let source = std::fs::read_to_string(&file).map_err(|err| PlanError {
+            file: file.clone(),
+            position: None,
+            message: format!("cannot read the steps file: {err}"),
+            hint: (err.kind() == std::io::ErrorKind::NotFound)
+                .then(|| format!("a config is a directory with `{STEPS_FILE}` at its root")),
+        })?;
+        Self::parse(&source, &file, config_dir)
+    }
+
+    /// Validate the steps file text `source`, read from `file` in `config_dir`.
+    pub fn parse(source: &str, file: &Path, config_dir: &Path) -> Result<Plan, PlanError> {
+        let error_at =
+            |span: Option<Range<usize>>, message: String, hint: Option<String>| PlanError {
+                file: file.to_path_buf(),
+                position: span.map(|s| line_column(source, s.start)),
+                message,
+                hint,
+            };
+        let raw: RawFile = toml::from_str(source)
+            .map_err(|err| error_at(err.span(), err.message().trim_end().to_string(), None))?;
+        if raw.step.is_empty() {
+            return Err(error_at(
+                None,
+                "no steps: the file has no `[[step]]` table".to_string(),
+                Some("add a step, e.g. `[[step]]` then `facility = \"make_dir\"` and `path = \"/tmp/x\"`".to_string()),
+            ));
+        }
+
+        let mut steps = Vec::with_capacity(raw.step.len());
+        for (i, table) in raw.step.into_iter().enumerate() {
+            let step_span = table.span();
+            let number = i + 1;
+            let mut values: BTreeMap<String, (Range<usize>, Spanned<toml::Value>)> = table
+                .into_inner()
+                .into_iter()
+                .map(|(key, value)| {
+                    let span = key.span();
+                    (key.into_inner(), (span, value))
+                })
+                .collect();
+
+            let Some((_, facility)) = values.remove("facility") else {
+                return Err(error_at(
+                    Some(step_span),
+                    format!("step {number} has no `facility`"),
+                    Some(format!("valid facilities: {}", list(&facilities::names()))),
+                ));
+            };
+            let toml::Value::String(name) = facility.get_ref() else {
+                return Err(error_at(
+                    Some(facility.span()),
+                    "`facility` must be a string".to_string(),
+                    Some(format!("valid facilities: {}", list(&facilities::names()))),
+                ));
+            };
+            let Some(spec) = facilities::lookup(name) else {
+                return Err(error_at(
+                    Some(facility.span()),
+                    format!("unknown facility `{name}`"),
+                    Some(format!("valid facilities: {}", list(&facilities::names()))),
+                ));
+            };
+
+            let attempts = match values.remove("attempts") {
+                None => DEFAULT_ATTEMPTS,
+                Some((_, value)) => match value.get_ref() {
+                    toml::Value::Integer(n) if (1..=i64::from(MAX_ATTEMPTS)).contains(n) => {
+                        *n as u32
+                    }
+                    _ => {
+                        return Err(error_at(
+                            Some(value.span()),
+                            format!("`attempts` must be an integer from 1 to {MAX_ATTEMPTS}"),
+                            None,
+                        ));
+                    }
+                },
+            };
+
+            if let Some((key, (span, _))) = values
+                .iter()
+                .find(|(key, _)| !spec.args.contains(&key.as_str()))
+            {
+                return Err(error_at(
+                    Some(span.clone()),
+                    format!("unknown argument `{key}` for facility `{}`", spec.name),
+                    Some(valid_args(spec)),
+                ));
+            }
+
+            let mut args = Args {
+                facility: spec.name,
+                step_span: step_span.clone(),
+                values,
+                taken: BTreeMap::new(),
+                config_dir,
+            };
+            let facility = (spec.build)(&mut args)
+                .map_err(|err| error_at(Some(err.span), err.message, err.hint))?;
+            debug_assert!(
+                args.values.is_empty(),
+                "{} left arguments unread",
+                spec.name
+            );
+
+            steps.push(Step {
+                number,
+                line: line_column(source, step_span.start).0,
+                attempts,
+                facility,
+            });
+        }
+        Ok(Plan {
+            config_dir: config_dir.to_path_buf(),
+            steps,
+        })
+    }
+}
+
+fn valid_args(spec: &FacilitySpec) -> String {
+    let mut all: Vec<&str> = spec.args.to_vec();
+    all.extend(COMMON_KEYS.iter().filter(|k| **k != "facility"));
+    format!("`{}` takes {}", spec.name, list(&all))
+}
+
+fn list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|item| format!("`{item}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `source`.
+fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let before = &source[..offset.min(source.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(source: &str) -> Result<Plan, PlanError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("poem.txt"), "roses\n").unwrap();
+        Plan::parse(source, Path::new("cfg/cattle.toml"), dir.path())
+    }
+
+    #[test]
+    fn parses_steps_in_order_with_attempts() {
+        let plan = parse(
+            r#"
+# comments are allowed
+[[step]]
+facility = "make_dir"
+path = "/var/poems"
+
+[[step]]
+facility = "unlink"   # trailing comment
+path = "/tmp/x"
+attempts = 5
+"#,
+        )
+        .unwrap();
+        assert_eq!(plan.steps.len(), 2);
+        assert_eq!(plan.steps[0].facility.name(), "make_dir");
+        assert_eq!(plan.steps[0].attempts, DEFAULT_ATTEMPTS);
+        assert_eq!(plan.steps[0].line, 3);
+        assert_eq!(plan.steps[1].facility.name(), "unlink");
+        assert_eq!(plan.steps[1].attempts, 5);
+        assert_eq!(plan.steps[1].number, 2);
+    }
+
+    #[test]
+    fn unknown_facility_names_line_column_and_lists_valid_ones() {
+        let err = parse("[[step]]\nfacility = \"make_dri\"\npath = \"/x\"\n").unwrap_err();
+        assert_eq!(err.position, Some((2, 12)));
+        assert_eq!(err.message, "unknown facility `make_dri`");
+        let hint = err.hint.unwrap();
+        for name in facilities::names() {
+            assert!(hint.contains(&format!("`{name}`")), "{hint}");
+        }
+    }
+
+    #[test]
+    fn unknown_argument_points_at_the_key_and_lists_valid_ones() {
+        let err =
+            parse("[[step]]\nfacility = \"chmod\"\npath = \"/x\"\nmod = \"0644\"\n").unwrap_err();
+        assert_eq!(err.position, Some((4, 1)));
+        assert_eq!(err.message, "unknown argument `mod` for facility `chmod`");
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("`chmod` takes `path`, `mode`, `attempts`")
+        );
+    }
+
+    #[test]
+    fn missing_argument_points_at_the_step() {
+        let err =
+            parse("\n[[step]]\nfacility = \"install_file\"\nsource = \"poem.txt\"\n").unwrap_err();
+        assert_eq!(err.position.map(|p| p.0), Some(2));
+        assert_eq!(
+            err.message,
+            "step `install_file` is missing argument `dest`"
+        );
+    }
+
+    #[test]
+    fn wrong_type_points_at_the_value() {
+        let err = parse("[[step]]\nfacility = \"make_dir\"\npath = 42\n").unwrap_err();
+        assert_eq!(err.position, Some((3, 8)));
+        assert_eq!(err.message, "argument `path` must be a string, not integer");
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let err = parse("[[step]]\nfacility = \"make_dir\npath = \"/x\"\n").unwrap_err();
+        assert_eq!(err.position.map(|p| p.0), Some(2));
+        let shown = err.to_string();
+        assert!(shown.starts_with("cfg/cattle.toml:2:"), "{shown}");
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_refused() {
+        let err =
+            parse("steps = 1\n[[step]]\nfacility = \"make_dir\"\npath = \"/x\"\n").unwrap_err();
+        assert_eq!(err.position.map(|p| p.0), Some(1));
+        assert!(
+            err.message.contains("unknown field `steps`"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn empty_file_is_refused() {
+        let err = parse("# nothing\n").unwrap_err();
+        assert!(err.message.starts_with("no steps"), "{}", err.message);
+    }
+
+    #[test]
+    fn attempts_out_of_range_is_refused() {
+        for bad in ["0", "101", "\"3\"", "-1"] {
+            let err = parse(&format!(
+                "[[step]]\nfacility = \"make_dir\"\npath = \"/x\"\nattempts = {bad}\n"
+            ))
+            .unwrap_err();
+            assert_eq!(err.position.map(|p| p.0), Some(4), "{bad}");
+        }
+    }
+
+    #[test]
+    fn relative_path_is_refused_with_a_hint() {
+        let err = parse("[[step]]\nfacility = \"make_dir\"\npath = \"var/poems\"\n").unwrap_err();
+        assert_eq!(
+            err.message,
+            "argument `path` must be an absolute path, not `var/poems`"
+        );
+        assert_eq!(err.position, Some((3, 8)));
+    }
+
+    #[test]
+    fn missing_steps_file_says_what_a_config_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Plan::load(dir.path()).unwrap_err();
+        assert!(err.message.starts_with("cannot read the steps file"));
+        assert!(err.hint.unwrap().contains(STEPS_FILE));
+    }
+}
