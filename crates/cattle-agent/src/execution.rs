@@ -1,0 +1,381 @@
+//! One execution on this host: verify, unpack, run, report.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cattle_core::bundle;
+use cattle_core::hosts::HostId;
+use cattle_core::keys;
+use cattle_core::store::{Condition, Store, StoreError};
+use cattle_core::wire::{FORMAT, HostStatus, MAX_DOCUMENT_BYTES, Manifest, State, StepStatus};
+use cattle_stdlib::{Context, Event, Observer, Outcome, Plan};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::local::{self, CONFIG_DIR, DELIVERED, LOG_FILE, STATUS_FILE, STATUS_JSON};
+use crate::{Config, Shutdown};
+
+/// Set for every program a step starts: the execution's ID.
+pub const EXECUTION_ENV: &str = "CATTLE_EXECUTION_ID";
+/// Set for every program a step starts: this host's ID.
+pub const HOST_ENV: &str = "CATTLE_HOST_ID";
+
+/// Bring execution `id` as far as this agent can.
+///
+/// `Ok(true)`: nothing more to do (finished and reported, refused, or gone).
+/// `Ok(false)`: stopped by shutdown before the end. `Err`: the store failed;
+/// try again on a later poll.
+pub async fn handle(
+    config: &Config,
+    store: &Store,
+    id: Uuid,
+    shutdown: &Shutdown,
+) -> Result<bool, StoreError> {
+    let dir = local::execution_dir(&config.state_dir, id);
+    if let Some(state) = local::read_state(&dir)
+        && state.is_final()
+    {
+        if !dir.join(DELIVERED).exists() {
+            deliver(store, &config.host, id, &dir).await?;
+        }
+        return Ok(true);
+    }
+
+    let Some(object) = store.get(&keys::manifest(id), MAX_DOCUMENT_BYTES).await? else {
+        // Publish writes the manifest before addressing hosts, so a missing
+        // manifest means the execution was cleaned meanwhile.
+        tracing::warn!(execution = %id, "inbox lists an execution without a manifest; ignoring it");
+        return Ok(true);
+    };
+    let mut report =
+        Report::start(config, id, &dir, shutdown.clone()).map_err(|e| local_error(&dir, e))?;
+
+    let manifest: Manifest = match serde_json::from_slice(&object.bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            let message = format!(
+                "manifest `{}` is not valid: {e}",
+                store.location(&keys::manifest(id))
+            );
+            return refuse(store, report, &message).await;
+        }
+    };
+    if manifest.id != id {
+        let message = format!(
+            "manifest `{}` is for execution {}; refusing it",
+            keys::manifest(id),
+            manifest.id
+        );
+        return refuse(store, report, &message).await;
+    }
+    if !manifest.hosts.contains(&config.host) {
+        let message = format!(
+            "execution {id} is not addressed to host `{}`; refusing it",
+            config.host
+        );
+        return refuse(store, report, &message).await;
+    }
+    report.log(&format!(
+        "execution {id}: config `{}` published by {} at {}, {} steps",
+        manifest.config, manifest.publisher, manifest.created, manifest.steps
+    ));
+
+    let bundle_key = keys::bundle(&manifest.bundle.sha256);
+    report.log(&format!(
+        "downloading bundle {} ({} bytes)",
+        manifest.bundle.sha256, manifest.bundle.size
+    ));
+    let bytes = match store.get(&bundle_key, manifest.bundle.size).await {
+        Ok(Some(object)) => object.bytes,
+        Ok(None) => {
+            let message = format!(
+                "bundle `{}` is missing from the store",
+                store.location(&bundle_key)
+            );
+            return refuse(store, report, &message).await;
+        }
+        Err(StoreError::TooLarge {
+            location, limit, ..
+        }) => {
+            let message = format!(
+                "bundle `{location}` is larger than the {limit} bytes the manifest says; refused"
+            );
+            return refuse(store, report, &message).await;
+        }
+        Err(e) => return Err(e),
+    };
+    if let Err(e) = bundle::verify(&bytes, &manifest.bundle.sha256, manifest.bundle.size) {
+        let message = format!("bundle `{}` refused: {e}", store.location(&bundle_key));
+        return refuse(store, report, &message).await;
+    }
+    let config_dir = dir.join(CONFIG_DIR);
+    if config_dir.exists() {
+        std::fs::remove_dir_all(&config_dir).map_err(|e| local_error(&config_dir, e))?;
+    }
+    if let Err(e) = bundle::extract(&bytes, &config_dir) {
+        return refuse(store, report, &format!("bundle refused: {e}")).await;
+    }
+    drop(bytes);
+    report.log(&format!(
+        "bundle verified and unpacked into {}",
+        config_dir.display()
+    ));
+
+    let plan = match Plan::load(&config_dir) {
+        Ok(plan) => plan,
+        Err(e) => return refuse(store, report, &format!("invalid config: {e}")).await,
+    };
+    report.status.steps = plan.steps.len();
+
+    let mut ctx = Context::new(&config_dir);
+    ctx.env.push((EXECUTION_ENV.to_string(), id.to_string()));
+    ctx.env
+        .push((HOST_ENV.to_string(), config.host.to_string()));
+
+    // Progress goes to the store from a separate task, so a slow or absent
+    // store never holds up the steps; the latest status wins.
+    let (tx, rx) = watch::channel(report.status.clone());
+    report.progress = Some(tx);
+    let uploader = tokio::spawn(upload_progress(
+        store.clone(),
+        config.host.clone(),
+        id,
+        dir.clone(),
+        rx,
+    ));
+    let retry = config.retry;
+    let (outcome, mut report) = tokio::task::spawn_blocking(move || {
+        let outcome = cattle_stdlib::run(&plan, &ctx, &retry, 1, &mut report);
+        (outcome, report)
+    })
+    .await
+    .expect("the step runner does not panic");
+    report.progress = None;
+    let _ = uploader.await;
+
+    match outcome {
+        Outcome::Done | Outcome::Failed { .. } => {
+            deliver(store, &config.host, id, &dir).await?;
+            Ok(true)
+        }
+        Outcome::Stopped { .. } => Ok(false),
+    }
+}
+
+/// Record a refusal as the execution's final state and report it.
+async fn refuse(store: &Store, mut report: Report, message: &str) -> Result<bool, StoreError> {
+    tracing::error!(execution = %report.status.execution, "{message}");
+    report.log(message);
+    report.finish(State::Error, Some(message.to_string()));
+    deliver(
+        store,
+        &report.status.host,
+        report.status.execution,
+        &report.dir,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Upload the final log and status from the local directory, then mark them delivered.
+async fn deliver(store: &Store, host: &HostId, id: Uuid, dir: &Path) -> Result<(), StoreError> {
+    let log = std::fs::read(dir.join(LOG_FILE)).unwrap_or_default();
+    let status =
+        std::fs::read(dir.join(STATUS_JSON)).map_err(|e| local_error(&dir.join(STATUS_JSON), e))?;
+    // The log first: a reader that sees the final status finds the whole log.
+    store
+        .put(&keys::log(id, host), log, Condition::Always)
+        .await?;
+    store
+        .put(&keys::status(id, host), status, Condition::Always)
+        .await?;
+    File::create(dir.join(DELIVERED)).map_err(|e| local_error(&dir.join(DELIVERED), e))?;
+    Ok(())
+}
+
+async fn upload_progress(
+    store: Store,
+    host: HostId,
+    id: Uuid,
+    dir: PathBuf,
+    mut rx: watch::Receiver<HostStatus>,
+) {
+    while rx.changed().await.is_ok() {
+        let status = rx.borrow_and_update().clone();
+        if status.state.is_final() {
+            // The final status is delivered by `deliver`, after the runner returns.
+            continue;
+        }
+        let log = std::fs::read(dir.join(LOG_FILE)).unwrap_or_default();
+        let body = serde_json::to_vec_pretty(&status).expect("status serializes");
+        let result = async {
+            store
+                .put(&keys::log(id, &host), log, Condition::Always)
+                .await?;
+            store
+                .put(&keys::status(id, &host), body, Condition::Always)
+                .await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(execution = %id, error = %e, "progress upload failed; the final status will still be delivered");
+        }
+    }
+}
+
+fn local_error(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Other {
+        op: "write local state",
+        location: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The execution's log and status, kept locally and sent to the uploader.
+struct Report {
+    dir: PathBuf,
+    log: File,
+    status: HostStatus,
+    progress: Option<watch::Sender<HostStatus>>,
+    shutdown: Shutdown,
+}
+
+impl Report {
+    fn start(config: &Config, id: Uuid, dir: &Path, shutdown: Shutdown) -> std::io::Result<Report> {
+        std::fs::create_dir_all(dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(LOG_FILE))?;
+        let now = cattle_core::now_rfc3339();
+        let seq = previous_seq(dir);
+        let mut report = Report {
+            dir: dir.to_path_buf(),
+            log,
+            status: HostStatus {
+                format: FORMAT,
+                execution: id,
+                host: config.host.clone(),
+                state: State::Progress,
+                steps: 0,
+                step: None,
+                started: now.clone(),
+                updated: now,
+                finished: None,
+                error: None,
+                seq,
+                agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            progress: None,
+            shutdown,
+        };
+        local::write_atomic(dir, STATUS_FILE, b"PROGRESS\n")?;
+        report.changed();
+        Ok(report)
+    }
+
+    fn log(&mut self, line: &str) {
+        let stamped = format!("{} {line}\n", cattle_core::now_rfc3339());
+        if let Err(e) = self.log.write_all(stamped.as_bytes()) {
+            tracing::error!(path = %self.dir.join(LOG_FILE).display(), error = %e, "cannot write exec.log");
+        }
+    }
+
+    fn finish(&mut self, state: State, error: Option<String>) {
+        let now = cattle_core::now_rfc3339();
+        self.status.state = state;
+        self.status.error = error;
+        self.status.finished = Some(now);
+        self.changed();
+        let word = format!("{}\n", state.as_str());
+        if let Err(e) = local::write_atomic(&self.dir, STATUS_FILE, word.as_bytes()) {
+            tracing::error!(dir = %self.dir.display(), error = %e, "cannot write STATUS");
+        }
+    }
+
+    /// Persist the status locally and hand it to the uploader.
+    fn changed(&mut self) {
+        self.status.seq += 1;
+        self.status.updated = cattle_core::now_rfc3339();
+        let body = serde_json::to_vec_pretty(&self.status).expect("status serializes");
+        if let Err(e) = self
+            .log
+            .sync_data()
+            .and_then(|()| local::write_atomic(&self.dir, STATUS_JSON, &body))
+        {
+            tracing::error!(dir = %self.dir.display(), error = %e, "cannot write status.json");
+        }
+        if let Some(tx) = &self.progress {
+            let _ = tx.send(self.status.clone());
+        }
+    }
+}
+
+/// The `seq` of the last status written for this execution, so a resumed run keeps counting up.
+fn previous_seq(dir: &Path) -> u64 {
+    std::fs::read(dir.join(STATUS_JSON))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<HostStatus>(&b).ok())
+        .map_or(0, |s| s.seq)
+}
+
+impl Observer for Report {
+    fn event(&mut self, event: &Event<'_>) {
+        self.log(&event.to_string());
+        match *event {
+            Event::StepStarted {
+                step,
+                facility,
+                description,
+                attempts,
+                ..
+            } => {
+                self.status.step = Some(StepStatus {
+                    number: step,
+                    facility: facility.to_string(),
+                    description: description.to_string(),
+                    attempt: 1,
+                    attempts,
+                });
+                self.changed();
+            }
+            Event::AttemptFailed {
+                attempt, retry_in, ..
+            } => {
+                if let (Some(step), Some(_)) = (&mut self.status.step, retry_in) {
+                    step.attempt = attempt + 1;
+                }
+                self.changed();
+            }
+            Event::Finished { outcome } => match outcome {
+                Outcome::Done => self.finish(State::Done, None),
+                Outcome::Failed { step, error } => {
+                    self.finish(State::Error, Some(format!("step {step} failed: {error}")))
+                }
+                Outcome::Stopped { .. } => self.changed(),
+            },
+            Event::Started { .. }
+            | Event::Output { .. }
+            | Event::StepSkipped { .. }
+            | Event::StepDone { .. } => {}
+        }
+    }
+
+    fn sleep(&mut self, delay: Duration) {
+        // Sleep in short slices so a shutdown request is not held up by a long backoff.
+        let deadline = std::time::Instant::now() + delay;
+        while !self.shutdown.is_requested() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
+    }
+
+    fn should_stop(&mut self) -> bool {
+        self.shutdown.is_requested()
+    }
+}

@@ -1,0 +1,239 @@
+//! The Cattle agent: finds work addressed to its host in the store, runs it,
+//! and reports back.
+//!
+//! Each poll reads one object, the host's inbox, with the ETag of the last
+//! read, so an idle poll is a single conditional GET answered "not modified".
+//! When the inbox lists an execution this host has not finished, the agent
+//! reads its manifest, downloads and verifies the bundle, runs the steps with
+//! the stdlib runner and uploads its status and log as it goes. Executions run
+//! one at a time, oldest first; a finished one is never run again.
+
+mod execution;
+mod local;
+mod shutdown;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cattle_core::hosts::HostId;
+use cattle_core::keys;
+use cattle_core::store::{Fetched, Store, StoreError};
+use cattle_core::wire::{Inbox, MAX_DOCUMENT_BYTES};
+use cattle_stdlib::RetryPolicy;
+use uuid::Uuid;
+
+pub use shutdown::Shutdown;
+
+/// Default seconds between polls.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// While the store is unreachable, polls back off from the interval by this
+/// factor per failure, up to [`MAX_BACKOFF`].
+const BACKOFF_FACTOR: u32 = 2;
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Everything the agent needs to know, decided by the binary.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: HostId,
+    /// Where executions are unpacked and their STATUS and exec.log kept.
+    pub state_dir: PathBuf,
+    pub interval: Duration,
+    /// Handle what is pending, then return.
+    pub once: bool,
+    /// Waits between a step's attempts.
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("inbox `{location}` is not a valid inbox document: {message}")]
+    BadInbox { location: String, message: String },
+    #[error("cannot use state directory `{path}`: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The agent's memory between polls. Nothing here is needed for correctness
+/// after a restart: the local execution directories are the durable record.
+struct Agent {
+    config: Config,
+    store: Store,
+    /// ETag of the inbox as last read; `None` before the first read.
+    inbox_etag: Option<String>,
+    /// Executions listed in the inbox, oldest first.
+    inbox: Vec<Uuid>,
+    /// Executions that need no more work from this agent (finished and reported).
+    settled: HashSet<Uuid>,
+}
+
+/// Run the agent until `shutdown` fires (or once, with `config.once`).
+///
+/// With `once`, returns an error if the store could not be read or some
+/// execution could not be finished or reported.
+pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(), AgentError> {
+    std::fs::create_dir_all(local::executions_dir(&config.state_dir)).map_err(|source| {
+        AgentError::StateDir {
+            path: config.state_dir.clone(),
+            source,
+        }
+    })?;
+    tracing::info!(host = %config.host, store = %store.location(""), interval = ?config.interval, "agent starting");
+    let mut agent = Agent {
+        config,
+        store,
+        inbox_etag: None,
+        inbox: Vec::new(),
+        settled: HashSet::new(),
+    };
+    let mut failures: u32 = 0;
+    loop {
+        let result = agent.poll(&shutdown).await;
+        if agent.config.once {
+            return result;
+        }
+        let wait = match result {
+            Ok(()) => {
+                failures = 0;
+                jittered(agent.config.interval)
+            }
+            Err(err) => {
+                failures = failures.saturating_add(1);
+                let wait = backoff(agent.config.interval, failures);
+                tracing::warn!(error = %err, retry_in = ?wait, "poll failed");
+                wait
+            }
+        };
+        if shutdown.is_requested() || shutdown.wait_timeout(wait).await {
+            tracing::info!("stopping as asked");
+            return Ok(());
+        }
+    }
+}
+
+impl Agent {
+    /// One poll: read the inbox if it changed, then work through whatever is unsettled.
+    async fn poll(&mut self, shutdown: &Shutdown) -> Result<(), AgentError> {
+        let key = keys::inbox(&self.config.host);
+        match self
+            .store
+            .get_if_changed(&key, self.inbox_etag.as_deref(), MAX_DOCUMENT_BYTES)
+            .await?
+        {
+            Fetched::NotModified => {}
+            Fetched::Missing => {
+                self.inbox_etag = None;
+                self.set_inbox(Vec::new());
+            }
+            Fetched::Found(object) => {
+                let inbox: Inbox =
+                    serde_json::from_slice(&object.bytes).map_err(|e| AgentError::BadInbox {
+                        location: self.store.location(&key),
+                        message: e.to_string(),
+                    })?;
+                if inbox.host != self.config.host {
+                    return Err(AgentError::BadInbox {
+                        location: self.store.location(&key),
+                        message: format!("it is addressed to host `{}`", inbox.host),
+                    });
+                }
+                self.inbox_etag = Some(object.etag);
+                self.set_inbox(inbox.executions);
+            }
+        }
+
+        let mut first_error = None;
+        for id in self.inbox.clone() {
+            if self.settled.contains(&id) {
+                continue;
+            }
+            if shutdown.is_requested() {
+                break;
+            }
+            match execution::handle(&self.config, &self.store, id, shutdown).await {
+                Ok(true) => {
+                    self.settled.insert(id);
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(execution = %id, error = %err, "execution not finished; will retry");
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), |e| Err(e.into()))
+    }
+
+    /// Take a new inbox; forget and remove locally whatever it no longer lists
+    /// (`cattle clean` removed it).
+    fn set_inbox(&mut self, executions: Vec<Uuid>) {
+        let listed: HashSet<Uuid> = executions.iter().copied().collect();
+        for id in local::list_executions(&self.config.state_dir) {
+            if !listed.contains(&id) {
+                match local::remove_execution(&self.config.state_dir, id) {
+                    Ok(()) => {
+                        tracing::info!(execution = %id, "removed local copy of a cleaned execution")
+                    }
+                    Err(e) => {
+                        tracing::warn!(execution = %id, error = %e, "cannot remove local copy of a cleaned execution")
+                    }
+                }
+            }
+        }
+        self.settled.retain(|id| listed.contains(id));
+        let mut executions = executions;
+        // UUIDv7 sort by creation time: oldest first is publish order.
+        executions.sort();
+        executions.dedup();
+        self.inbox = executions;
+    }
+}
+
+/// `interval` ± 10 %, so that a fleet started together spreads its polls.
+fn jittered(interval: Duration) -> Duration {
+    let spread = interval / 5;
+    let fraction = (Uuid::new_v4().as_u128() % 1000) as u32;
+    interval - interval / 10 + spread * fraction / 1000
+}
+
+/// The wait after `failures` failed polls in a row: the interval doubled per
+/// failure, capped at five minutes (or the interval, if longer), with jitter.
+fn backoff(interval: Duration, failures: u32) -> Duration {
+    let factor = BACKOFF_FACTOR.saturating_pow(failures.min(16));
+    jittered(
+        interval
+            .saturating_mul(factor)
+            .min(MAX_BACKOFF.max(interval)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        let base = Duration::from_secs(30);
+        for _ in 0..1000 {
+            let d = jittered(base);
+            assert!(
+                d >= Duration::from_secs(27) && d <= Duration::from_secs(33),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_then_caps() {
+        let base = Duration::from_secs(10);
+        let secs = |n| backoff(base, n).as_secs_f64();
+        assert!((18.0..=22.0).contains(&secs(1)));
+        assert!((36.0..=44.0).contains(&secs(2)));
+        assert!((270.0..=330.0).contains(&secs(10)));
+    }
+}

@@ -1,0 +1,82 @@
+//! The agent's local record of executions, one directory each, as the
+//! original tool kept them:
+//!
+//! ```text
+//! <state-dir>/executions/<id>/config/       the verified, unpacked bundle
+//! <state-dir>/executions/<id>/STATUS        PROGRESS, DONE or ERROR
+//! <state-dir>/executions/<id>/exec.log      timestamped log of the run
+//! <state-dir>/executions/<id>/status.json   the last status document
+//! <state-dir>/executions/<id>/.delivered    the final status is in the store
+//! ```
+//!
+//! A directory whose STATUS is DONE or ERROR is finished and never run again.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use cattle_core::wire::State;
+use uuid::Uuid;
+
+pub const CONFIG_DIR: &str = "config";
+pub const STATUS_FILE: &str = "STATUS";
+pub const LOG_FILE: &str = "exec.log";
+pub const STATUS_JSON: &str = "status.json";
+pub const DELIVERED: &str = ".delivered";
+
+pub fn executions_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("executions")
+}
+
+pub fn execution_dir(state_dir: &Path, id: Uuid) -> PathBuf {
+    executions_dir(state_dir).join(id.to_string())
+}
+
+/// The executions with a local directory. Names that are not execution IDs are ignored.
+pub fn list_executions(state_dir: &Path) -> Vec<Uuid> {
+    let Ok(entries) = std::fs::read_dir(executions_dir(state_dir)) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()))
+        .collect()
+}
+
+pub fn remove_execution(state_dir: &Path, id: Uuid) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(execution_dir(state_dir, id)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// The STATUS file's state; `None` if absent. Unreadable or unknown content is
+/// reported and treated as "not finished", so the execution runs again rather
+/// than being skipped on the word of a damaged file.
+pub fn read_state(dir: &Path) -> Option<State> {
+    let path = dir.join(STATUS_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match text.trim() {
+            "PROGRESS" => Some(State::Progress),
+            "DONE" => Some(State::Done),
+            "ERROR" => Some(State::Error),
+            other => {
+                tracing::warn!(path = %path.display(), content = other, "STATUS file is damaged; treating the execution as not finished");
+                None
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read STATUS file; treating the execution as not finished");
+            None
+        }
+    }
+}
+
+/// Replace `dir/name` with `bytes` atomically and durably.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(dir.join(name)).map_err(|e| e.error)?;
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! `cattle-agent`: parse flags, set up logging and signals, run the agent.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cattle_agent::{Config, Shutdown};
+use cattle_core::hosts::HostId;
+use cattle_core::store::{STORE_ENV, Store, StoreError, StoreUrl};
+use clap::Parser;
+
+/// Where the agent keeps its executions unless told otherwise.
+const DEFAULT_STATE_DIR: &str = "/var/lib/cattle/agent";
+/// The embedded default store: a local directory.
+const DEFAULT_STORE: &str = "file:///var/lib/cattle/store";
+/// The variable for the log filter (`info`, `cattle_agent=debug`, …).
+const LOG_ENV: &str = "CATTLE_LOG";
+
+/// Poll a Cattle store for executions addressed to this host and run them.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// This host's ID, as publishers list it in their hosts files.
+    #[arg(long, env = "CATTLE_HOST_ID")]
+    host_id: String,
+
+    /// The store: `s3://bucket/prefix` or `file:///path`.
+    #[arg(long, env = STORE_ENV, default_value = DEFAULT_STORE)]
+    store: String,
+
+    /// Where executions are unpacked and their STATUS and exec.log kept.
+    #[arg(long, env = "CATTLE_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+
+    /// Handle everything pending, then exit (0 if all of it finished and was reported).
+    #[arg(long)]
+    once: bool,
+
+    /// Seconds between polls (±10 % jitter).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    interval: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env(LOG_ENV)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        // journald adds its own timestamps and shows escape codes as text.
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  Caused by: {cause}");
+            }
+            if let Some(hint) = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<StoreError>())
+                .and_then(StoreError::hint)
+            {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let host =
+        HostId::new(&args.host_id).map_err(|m| anyhow::anyhow!("invalid `--host-id`: {m}"))?;
+    let url =
+        StoreUrl::parse(&args.store).map_err(|m| anyhow::anyhow!("invalid `--store`: {m}"))?;
+    let store = Store::open(&url)
+        .await
+        .with_context(|| format!("cannot open store `{url}`"))?;
+
+    let shutdown = Shutdown::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutdown requested; finishing the step under way");
+        on_signal.request();
+    });
+
+    let config = Config {
+        host,
+        state_dir: args.state_dir,
+        interval: Duration::from_secs(args.interval),
+        once: args.once,
+        retry: Default::default(),
+    };
+    cattle_agent::run(config, store, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! `cattle`: parse flags, set up logging, call the library, print, exit.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cattle_core::hosts::HostId;
+use cattle_core::store::{STORE_ENV, Store, StoreError, StoreUrl};
+use cattle_publish::exit;
+use clap::{Parser, Subcommand};
+use uuid::Uuid;
+
+/// The embedded default store: a local directory.
+const DEFAULT_STORE: &str = "file:///var/lib/cattle/store";
+/// The variable for the log filter (`warn` by default).
+const LOG_ENV: &str = "CATTLE_LOG";
+
+/// Publish configurations for hosts to pull, and read back what they report.
+#[derive(Debug, Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    /// The store: `s3://bucket/prefix` or `file:///path`.
+    #[arg(long, global = true, env = STORE_ENV, default_value = DEFAULT_STORE)]
+    store: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate and bundle a config directory, upload it and address it to hosts.
+    Publish {
+        /// The config directory (with `cattle.toml` at its root).
+        dir: PathBuf,
+        /// File with one host ID per line (`#` comments, blank lines ignored).
+        #[arg(long)]
+        hosts: PathBuf,
+        /// Print a JSON object instead of the execution ID.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show each host's state for an execution. Exit 0 only when all are DONE.
+    Status {
+        id: Uuid,
+        /// Wait until every host is DONE or ERROR.
+        #[arg(long)]
+        wait: bool,
+        /// With `--wait`: give up after this many seconds (exit 4).
+        #[arg(long, requires = "wait")]
+        timeout: Option<u64>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the log hosts uploaded for an execution.
+    Log {
+        id: Uuid,
+        /// Only this host's log.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Remove an execution's objects from the store; agents then delete their copy.
+    Clean {
+        id: Uuid,
+        /// Clean even though some hosts are still running it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run a config on this machine, without any store.
+    Apply {
+        dir: PathBuf,
+        /// Also append the log to this file.
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
+}
+
+/// How often `status --wait` reads the store.
+const WAIT_POLL: Duration = Duration::from_secs(1);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env(LOG_ENV)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            // A closed pipe (`cattle log ID | head`) is not an error.
+            if err
+                .chain()
+                .filter_map(|e| e.downcast_ref::<std::io::Error>())
+                .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            report(&err);
+            ExitCode::from(exit::FAILURE)
+        }
+    }
+}
+
+/// Print an error in the one format: `error:`, `Caused by:` lines, `hint:`.
+fn report(err: &anyhow::Error) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {err}");
+    for cause in err.chain().skip(1) {
+        let _ = writeln!(stderr, "  Caused by: {cause}");
+    }
+    let hint = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<StoreError>())
+        .and_then(StoreError::hint)
+        .or_else(|| {
+            err.downcast_ref::<cattle_publish::clean::StillRunning>()
+                .map(|e| {
+                    format!(
+                        "wait for them (`cattle status {} --wait`) or pass `--force`",
+                        e.id
+                    )
+                })
+        });
+    if let Some(hint) = hint {
+        let _ = writeln!(stderr, "hint: {hint}");
+    }
+}
+
+async fn open_store(url: &str) -> anyhow::Result<Store> {
+    let url = StoreUrl::parse(url).map_err(|m| anyhow::anyhow!("invalid `--store`: {m}"))?;
+    Store::open(&url)
+        .await
+        .with_context(|| format!("cannot open store `{url}`"))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Publish { dir, hosts, json } => {
+            let store = open_store(&cli.store).await?;
+            let published = cattle_publish::publish::publish(&store, &dir, &hosts).await?;
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string(&published)?)?;
+            } else {
+                eprintln!(
+                    "published {} ({} steps, bundle {} of {} bytes{}) to {} hosts",
+                    dir.display(),
+                    published.steps,
+                    &published.bundle_sha256[..12],
+                    published.bundle_size,
+                    if published.bundle_uploaded {
+                        ""
+                    } else {
+                        ", already in the store"
+                    },
+                    published.hosts
+                );
+                writeln!(stdout, "{}", published.id)?;
+            }
+            Ok(exit::SUCCESS)
+        }
+        Command::Status {
+            id,
+            wait,
+            timeout,
+            json,
+        } => {
+            let store = open_store(&cli.store).await?;
+            let report = if wait {
+                cattle_publish::status::wait(
+                    &store,
+                    id,
+                    timeout.map(Duration::from_secs),
+                    WAIT_POLL,
+                )
+                .await?
+            } else {
+                cattle_publish::status::fetch(&store, id).await?
+            };
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+            } else {
+                write!(stdout, "{}", report.table())?;
+            }
+            Ok(report.exit_code())
+        }
+        Command::Log { id, host } => {
+            let store = open_store(&cli.store).await?;
+            let host = host
+                .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
+                .transpose()?;
+            let single = host.is_some();
+            for (host, log) in cattle_publish::status::logs(&store, id, host).await? {
+                if !single {
+                    writeln!(stdout, "==> {host} <==")?;
+                }
+                match log {
+                    Some(bytes) => stdout.write_all(&bytes)?,
+                    None if single => {
+                        anyhow::bail!("host `{host}` has not uploaded a log for execution {id} yet")
+                    }
+                    None => writeln!(stdout, "(no log yet)")?,
+                }
+            }
+            Ok(exit::SUCCESS)
+        }
+        Command::Clean { id, force } => {
+            let store = open_store(&cli.store).await?;
+            let cleaned = cattle_publish::clean::clean(&store, id, force).await?;
+            eprintln!(
+                "cleaned execution {id}: {} objects deleted{}",
+                cleaned.objects_deleted,
+                if cleaned.bundle_deleted {
+                    ", bundle included"
+                } else {
+                    "; bundle kept, other executions use it"
+                }
+            );
+            Ok(exit::SUCCESS)
+        }
+        Command::Apply { dir, log } => {
+            let outcome = tokio::task::spawn_blocking(move || {
+                cattle_publish::apply::apply(&dir, log.as_deref())
+            })
+            .await
+            .expect("apply does not panic")?;
+            Ok(match outcome {
+                cattle_stdlib::Outcome::Done => exit::SUCCESS,
+                _ => exit::FAILURE,
+            })
+        }
+    }
+}

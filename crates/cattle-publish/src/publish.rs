@@ -1,0 +1,123 @@
+//! `cattle publish DIR --hosts FILE`: plan locally, upload once, address every host.
+//!
+//! The order makes a half-finished publish harmless: the bundle's reference,
+//! then the bundle, then the manifest, and only then the hosts' inboxes. An agent
+//! that finds an execution in its inbox therefore always finds its manifest
+//! and bundle.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use cattle_core::bundle;
+use cattle_core::hosts::{HostId, parse_hosts_file};
+use cattle_core::keys;
+use cattle_core::store::{Condition, Store};
+use cattle_core::wire::{BundleRef, FORMAT, Manifest};
+use cattle_stdlib::Plan;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::for_each_bounded;
+
+/// What a publish did, for `--json`.
+#[derive(Debug, Serialize)]
+pub struct Published {
+    pub id: Uuid,
+    pub bundle_sha256: String,
+    pub bundle_size: u64,
+    /// False when the store already had this bundle.
+    pub bundle_uploaded: bool,
+    pub hosts: usize,
+    pub steps: usize,
+}
+
+pub async fn publish(store: &Store, dir: &Path, hosts_file: &Path) -> anyhow::Result<Published> {
+    // Everything that can be wrong with the input is found before the first upload.
+    let plan = Plan::load(dir)?;
+    let hosts_text = std::fs::read_to_string(hosts_file)
+        .with_context(|| format!("cannot read hosts file `{}`", hosts_file.display()))?;
+    let hosts = parse_hosts_file(&hosts_text, hosts_file)?;
+    let packed = bundle::pack(dir).with_context(|| format!("cannot bundle `{}`", dir.display()))?;
+
+    let id = Uuid::now_v7();
+    // The reference first, so that `cattle clean` of another execution never
+    // deletes a bundle this one is about to use.
+    store
+        .put(
+            &keys::bundle_ref(&packed.sha256, id),
+            Vec::new(),
+            Condition::Always,
+        )
+        .await?;
+    let bundle_key = keys::bundle(&packed.sha256);
+    let bundle_uploaded = if store.size(&bundle_key).await? == Some(packed.size()) {
+        false
+    } else {
+        store
+            .put(&bundle_key, packed.bytes.clone(), Condition::Always)
+            .await?;
+        true
+    };
+
+    let manifest = Manifest {
+        format: FORMAT,
+        id,
+        created: cattle_core::now_rfc3339(),
+        publisher: publisher(),
+        config: dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string()),
+        steps: plan.steps.len(),
+        bundle: BundleRef {
+            sha256: packed.sha256.clone(),
+            size: packed.size(),
+        },
+        hosts: hosts.clone(),
+    };
+    let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    store
+        .put(&keys::manifest(id), body, Condition::IfAbsent)
+        .await?;
+
+    let host_count = hosts.len();
+    let results = for_each_bounded(hosts, |host: HostId| {
+        let store = store.clone();
+        async move {
+            let result = crate::inbox::add(&store, &host, id).await;
+            (host, result)
+        }
+    })
+    .await;
+    let failed: Vec<_> = results
+        .into_iter()
+        .filter_map(|(h, r)| r.err().map(|e| (h, e)))
+        .collect();
+    if let Some((host, err)) = failed.first() {
+        anyhow::bail!(
+            "execution {id} was published but {} of {host_count} hosts could not be addressed (first: `{host}`: {err}); \
+             those hosts will not run it. Run `cattle clean {id}` and publish again",
+            failed.len()
+        );
+    }
+    Ok(Published {
+        id,
+        bundle_sha256: packed.sha256,
+        bundle_size: manifest.bundle.size,
+        bundle_uploaded,
+        hosts: host_count,
+        steps: manifest.steps,
+    })
+}
+
+/// `user@machine`, for the manifest.
+fn publisher() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_string());
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string());
+    format!("{user}@{machine}")
+}

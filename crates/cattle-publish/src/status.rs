@@ -1,0 +1,195 @@
+//! `cattle status ID` and `cattle log ID`: read what hosts reported.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use cattle_core::hosts::HostId;
+use cattle_core::keys;
+use cattle_core::store::Store;
+use cattle_core::wire::{HostStatus, MAX_DOCUMENT_BYTES, MAX_LOG_BYTES, Manifest, State};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{exit, for_each_bounded};
+
+/// An execution as the store shows it now.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub manifest: Manifest,
+    pub hosts: Vec<HostRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostRow {
+    pub host: HostId,
+    pub state: State,
+    /// What the host last reported; absent for PENDING.
+    pub status: Option<HostStatus>,
+}
+
+/// Read the manifest of execution `id`, or say clearly that there is none.
+pub async fn manifest(store: &Store, id: Uuid) -> anyhow::Result<Manifest> {
+    let key = keys::manifest(id);
+    let object = store
+        .get(&key, MAX_DOCUMENT_BYTES)
+        .await?
+        .with_context(|| {
+            format!(
+                "no execution {id} in this store (`{}` does not exist)",
+                store.location(&key)
+            )
+        })?;
+    serde_json::from_slice(&object.bytes)
+        .with_context(|| format!("`{}` is not a valid manifest", store.location(&key)))
+}
+
+pub async fn fetch(store: &Store, id: Uuid) -> anyhow::Result<Report> {
+    let manifest = manifest(store, id).await?;
+    let results = for_each_bounded(manifest.hosts.clone(), |host: HostId| {
+        let store = store.clone();
+        async move {
+            let key = keys::status(id, &host);
+            let status = match store.get(&key, MAX_DOCUMENT_BYTES).await? {
+                None => None,
+                Some(object) => Some(
+                    serde_json::from_slice::<HostStatus>(&object.bytes).with_context(|| {
+                        format!("`{}` is not a valid status document", store.location(&key))
+                    })?,
+                ),
+            };
+            anyhow::Ok(HostRow {
+                state: status.as_ref().map_or(State::Pending, |s| s.state),
+                host,
+                status,
+            })
+        }
+    })
+    .await;
+    let hosts = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Report { manifest, hosts })
+}
+
+/// Poll until every host is DONE or ERROR, or `timeout` passes.
+pub async fn wait(
+    store: &Store,
+    id: Uuid,
+    timeout: Option<Duration>,
+    every: Duration,
+) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    loop {
+        let report = fetch(store, id).await?;
+        let finished = report.hosts.iter().all(|h| h.state.is_final());
+        if finished || timeout.is_some_and(|t| started.elapsed() + every > t) {
+            return Ok(report);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+impl Report {
+    /// See [`exit`]: 0 all DONE, 3 some ERROR, 4 some not finished.
+    pub fn exit_code(&self) -> u8 {
+        if self.hosts.iter().any(|h| h.state == State::Error) {
+            exit::HOSTS_FAILED
+        } else if self.hosts.iter().all(|h| h.state == State::Done) {
+            exit::SUCCESS
+        } else {
+            exit::HOSTS_UNFINISHED
+        }
+    }
+
+    pub fn count(&self, state: State) -> usize {
+        self.hosts.iter().filter(|h| h.state == state).count()
+    }
+
+    /// One row per host, then a summary line.
+    pub fn table(&self) -> String {
+        let width = self
+            .hosts
+            .iter()
+            .map(|h| h.host.as_str().len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:width$}  {:8}  {:5}  {:24}  DETAIL",
+            "HOST", "STATE", "STEP", "UPDATED"
+        );
+        for row in &self.hosts {
+            let (step, updated, detail) = match &row.status {
+                None => ("-".to_string(), "-".to_string(), String::new()),
+                Some(s) => {
+                    let step = s
+                        .step
+                        .as_ref()
+                        .map_or("-".to_string(), |st| format!("{}/{}", st.number, s.steps));
+                    let detail = match (&s.error, &s.step) {
+                        (Some(e), _) => e.clone(),
+                        (None, Some(st)) if s.state == State::Progress => {
+                            let attempt = if st.attempt > 1 {
+                                format!(", attempt {}/{}", st.attempt, st.attempts)
+                            } else {
+                                String::new()
+                            };
+                            format!("{} ({}){attempt}", st.facility, st.description)
+                        }
+                        _ => String::new(),
+                    };
+                    (step, s.updated.clone(), detail)
+                }
+            };
+            let _ = writeln!(
+                out,
+                "{:width$}  {:8}  {:5}  {:24}  {}",
+                row.host.as_str(),
+                row.state.as_str(),
+                step,
+                updated,
+                one_line(&detail)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{} hosts: {} DONE, {} ERROR, {} PROGRESS, {} PENDING",
+            self.hosts.len(),
+            self.count(State::Done),
+            self.count(State::Error),
+            self.count(State::Progress),
+            self.count(State::Pending),
+        );
+        out
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
+
+/// The logs of execution `id`: of one host, or of every host that uploaded one.
+pub async fn logs(
+    store: &Store,
+    id: Uuid,
+    host: Option<HostId>,
+) -> anyhow::Result<Vec<(HostId, Option<Vec<u8>>)>> {
+    let manifest = manifest(store, id).await?;
+    let hosts = match host {
+        Some(host) if !manifest.hosts.contains(&host) => {
+            anyhow::bail!("execution {id} is not addressed to host `{host}`")
+        }
+        Some(host) => vec![host],
+        None => manifest.hosts,
+    };
+    let results = for_each_bounded(hosts, |host: HostId| {
+        let store = store.clone();
+        async move {
+            let log = store.get(&keys::log(id, &host), MAX_LOG_BYTES).await?;
+            anyhow::Ok((host, log.map(|o| o.bytes)))
+        }
+    })
+    .await;
+    results.into_iter().collect()
+}
