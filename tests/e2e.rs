@@ -1,0 +1,714 @@
+//! End to end: the real `cattle` and `cattle-agent` binaries against a real
+//! MinIO (and the local directory store), as an operator and a fleet would use them.
+//!
+//! Several hosts run on this one machine as agents with their own host IDs and
+//! state directories. Where a config writes to `/var`, each agent runs in its
+//! own mount namespace with a private `/var` (`unshare --mount` and a bind
+//! mount), so every host really does its own work.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cattle_core::store::{Condition, S3Options, S3Store, Store};
+use cattle_e2e::{Background, Cmd, Minio, Output, Workspace, agent_bin, cattle_bin, wait_until};
+
+const BUCKET: &str = "cattle";
+const PREFIX: &str = "e2e";
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
+
+/// Direct access to the test bucket, to look at and tamper with what Cattle wrote.
+struct Bucket {
+    runtime: tokio::runtime::Runtime,
+    store: Store,
+}
+
+impl Bucket {
+    fn new(minio: &Minio, bucket: &str) -> Bucket {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let s3 = runtime.block_on(S3Store::new(
+            bucket.to_string(),
+            format!("{PREFIX}/"),
+            S3Options {
+                endpoint: Some(minio.endpoint()),
+                region: Some("us-east-1".to_string()),
+                credentials: Some((
+                    minio.access_key().to_string(),
+                    minio.secret_key().to_string(),
+                )),
+                ..Default::default()
+            },
+        ));
+        Bucket {
+            runtime,
+            store: Store::S3(s3),
+        }
+    }
+
+    fn create(&self) {
+        let Store::S3(s3) = &self.store else {
+            unreachable!()
+        };
+        self.runtime.block_on(s3.create_bucket()).unwrap();
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.runtime.block_on(self.store.list("")).unwrap()
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.runtime
+            .block_on(self.store.get(key, u64::MAX))
+            .unwrap()
+            .map(|o| o.bytes)
+    }
+
+    fn put(&self, key: &str, bytes: Vec<u8>) {
+        self.runtime
+            .block_on(self.store.put(key, bytes, Condition::Always))
+            .unwrap();
+    }
+}
+
+/// A MinIO with an empty bucket, a workspace, and the commands to drive them.
+struct Fleet {
+    minio: Minio,
+    ws: Workspace,
+    bucket: Bucket,
+    store_url: String,
+}
+
+impl Fleet {
+    fn on_minio() -> Fleet {
+        let minio = Minio::start();
+        let bucket = Bucket::new(&minio, BUCKET);
+        bucket.create();
+        Fleet {
+            store_url: format!("s3://{BUCKET}/{PREFIX}"),
+            minio,
+            ws: Workspace::new(),
+            bucket,
+        }
+    }
+
+    fn cattle(&self, args: &[&str]) -> Output {
+        Cmd::new(cattle_bin())
+            .envs(&self.minio.env())
+            .env("CATTLE_STORE", &self.store_url)
+            .args(args)
+            .run()
+    }
+
+    fn hosts_file(&self, hosts: &[&str]) -> String {
+        let path = self.ws.write("hosts", hosts.join("\n") + "\n");
+        path.display().to_string()
+    }
+
+    fn publish(&self, dir: &Path, hosts: &[&str]) -> String {
+        let hosts = self.hosts_file(hosts);
+        let out = self.cattle(&["publish", &dir.display().to_string(), "--hosts", &hosts]);
+        out.assert_success();
+        let id = out.stdout.lines().last().unwrap().trim().to_string();
+        assert_eq!(
+            id.len(),
+            36,
+            "the last line of stdout is the execution ID: {out}"
+        );
+        id
+    }
+
+    fn state_dir(&self, host: &str) -> PathBuf {
+        self.ws.child(format!("agents/{host}/state"))
+    }
+
+    /// The host's private `/var`, as seen from outside its namespace.
+    fn var_dir(&self, host: &str) -> PathBuf {
+        let dir = self.ws.child(format!("agents/{host}/var"));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn agent(&self, host: &str, extra: &[&str]) -> Cmd {
+        let state = self.state_dir(host).display().to_string();
+        let var = self.var_dir(host).display().to_string();
+        let agent = agent_bin().display().to_string();
+        let mut args = vec![
+            "--mount",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" /var && exec \"$@\"",
+            &var,
+            &agent,
+            "--host-id",
+            host,
+            "--state-dir",
+            &state,
+        ];
+        args.extend_from_slice(extra);
+        Cmd::new("unshare")
+            .envs(&self.minio.env())
+            .env("CATTLE_STORE", &self.store_url)
+            .args(args)
+    }
+
+    fn agent_once(&self, host: &str) -> Output {
+        self.agent(host, &["--once"]).run()
+    }
+
+    fn status_json(&self, id: &str) -> serde_json::Value {
+        let out = self.cattle(&["status", id, "--json"]);
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+}
+
+fn states(status: &serde_json::Value) -> Vec<(String, String)> {
+    status["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap().to_string(),
+                h["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn poem_to_three_hosts_runs_on_each_and_reports_done() {
+    let fleet = Fleet::on_minio();
+    let hosts = ["web-1", "web-2", "db-1"];
+    let id = fleet.publish(&example("poem"), &hosts);
+
+    let before = fleet.cattle(&["status", &id]);
+    before.assert_status(4);
+    assert!(
+        before
+            .stdout
+            .contains("3 hosts: 0 DONE, 0 ERROR, 0 PROGRESS, 3 PENDING"),
+        "{before}"
+    );
+
+    for host in hosts {
+        fleet.agent_once(host).assert_success();
+    }
+
+    let done = fleet.cattle(&["status", &id, "--wait", "--timeout", "30"]);
+    done.assert_success();
+    assert!(
+        done.stdout
+            .contains("3 hosts: 3 DONE, 0 ERROR, 0 PROGRESS, 0 PENDING"),
+        "{done}"
+    );
+    for host in hosts {
+        let row = done.stdout.lines().find(|l| l.starts_with(host)).unwrap();
+        assert!(row.contains("DONE") && row.contains("4/4"), "{row}");
+
+        let poem = fleet.var_dir(host).join("poems/poem.txt");
+        assert_eq!(
+            std::fs::read(&poem).unwrap(),
+            std::fs::read(example("poem/poem.txt")).unwrap()
+        );
+        let meta = std::fs::metadata(&poem).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o666, "{}", poem.display());
+        assert_eq!((meta.uid(), meta.gid()), (0, 0));
+
+        let log = fleet.cattle(&["log", &id, "--host", host]);
+        log.assert_success();
+        for line in [
+            "Running step 1/4: make_dir (directory /var/poems exists)",
+            "Step 2 completed successfully",
+            "config executed successfully",
+        ] {
+            assert!(
+                log.stdout.contains(line),
+                "{host} log lacks {line:?}:\n{}",
+                log.stdout
+            );
+        }
+
+        // The original tool's layout on the host: config, STATUS, exec.log.
+        let local = fleet.state_dir(host).join("executions").join(&id);
+        assert_eq!(
+            std::fs::read_to_string(local.join("STATUS")).unwrap(),
+            "DONE\n"
+        );
+        assert!(local.join("config/cattle.toml").is_file());
+        assert_eq!(
+            std::fs::read(local.join("exec.log")).unwrap(),
+            log.stdout.as_bytes()
+        );
+    }
+
+    // All logs at once, each under its host's name.
+    let all = fleet.cattle(&["log", &id]);
+    all.assert_success();
+    for host in hosts {
+        assert!(all.stdout.contains(&format!("==> {host} <==")), "{all}");
+    }
+
+    // A second poll finds nothing new: a finished execution never runs again.
+    let again = fleet.agent_once("web-1");
+    again.assert_success();
+    let log = fleet.cattle(&["log", &id, "--host", "web-1"]).stdout;
+    assert_eq!(
+        log.matches("config executed successfully").count(),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
+fn publish_stores_the_bundle_once_and_addresses_each_host() {
+    let fleet = Fleet::on_minio();
+    let hosts_file = fleet.hosts_file(&["a", "b", "c"]);
+    let dir = example("poem").display().to_string();
+    let first = fleet.cattle(&["publish", &dir, "--hosts", &hosts_file, "--json"]);
+    first.assert_success();
+    let first: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    assert_eq!(first["bundle_uploaded"], true);
+    let second = fleet.cattle(&["publish", &dir, "--hosts", &hosts_file, "--json"]);
+    second.assert_success();
+    let second: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
+    assert_eq!(second["bundle_uploaded"], false);
+    assert_eq!(first["bundle_sha256"], second["bundle_sha256"]);
+    assert_ne!(first["id"], second["id"]);
+
+    let keys = fleet.bucket.keys();
+    let bundles: Vec<_> = keys.iter().filter(|k| k.ends_with(".tar.gz")).collect();
+    assert_eq!(bundles.len(), 1, "{keys:?}");
+    let inbox: serde_json::Value =
+        serde_json::from_slice(&fleet.bucket.get("hosts/b/inbox.json").unwrap()).unwrap();
+    assert_eq!(
+        inbox["executions"],
+        serde_json::json!([first["id"], second["id"]])
+    );
+    // ref + bundle + 2 manifests + 2 refs... exactly: 1 bundle, 2 refs, 2 manifests, 3 inboxes.
+    assert_eq!(keys.len(), 1 + 2 + 2 + 3, "{keys:?}");
+}
+
+#[test]
+fn flaky_step_is_retried_and_the_retries_are_in_the_log() {
+    let fleet = Fleet::on_minio();
+    let id = fleet.publish(&example("flaky"), &["h1"]);
+    fleet.agent_once("h1").assert_success();
+    fleet.cattle(&["status", &id]).assert_success();
+    let log = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
+    for line in [
+        "step 1: attempt 1 of 3 failed: `sh` exited with status 1",
+        "retrying in 1s",
+        "step 1: attempt 2 of 3 failed",
+        "retrying in 2s",
+        "Step 1 completed successfully on attempt 3",
+        "config executed successfully",
+    ] {
+        assert!(log.contains(line), "log lacks {line:?}:\n{log}");
+    }
+}
+
+#[test]
+fn a_failing_step_ends_in_error_with_its_step_and_message() {
+    let fleet = Fleet::on_minio();
+    let marker = fleet.ws.child("never");
+    let config = fleet.ws.write(
+        "failing/cattle.toml",
+        format!(
+            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo disk on fire >&2; exit 3\"]\nattempts = 2\n\n\
+             [[step]]\nfacility = \"command\"\nargv = [\"touch\", \"{}\"]\n",
+            marker.display()
+        ),
+    );
+    let id = fleet.publish(config.parent().unwrap(), &["h1", "h2"]);
+    fleet.agent_once("h1").assert_success();
+
+    // h2 never reports: --wait gives up at the timeout with "unfinished".
+    let waited = fleet.cattle(&["status", &id, "--wait", "--timeout", "2"]);
+    waited.assert_status(3);
+    let row = waited.stdout.lines().find(|l| l.starts_with("h1")).unwrap();
+    assert!(row.contains("ERROR") && row.contains("1/2"), "{row}");
+    assert!(
+        row.contains("step 1 failed: `sh` exited with status 3: disk on fire"),
+        "{row}"
+    );
+    assert!(
+        waited
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("h2") && l.contains("PENDING"))
+    );
+
+    let status = fleet.status_json(&id);
+    let h1 = &status["hosts"][0]["status"];
+    assert_eq!(h1["state"], "ERROR");
+    assert_eq!(h1["step"]["number"], 1);
+    assert_eq!(h1["step"]["attempt"], 2);
+    assert!(!marker.exists(), "the run stops at the failed step");
+    let log = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
+    assert!(log.contains("config failed at step 1"), "{log}");
+}
+
+#[test]
+fn a_bundle_changed_in_the_store_is_refused_and_never_extracted() {
+    let fleet = Fleet::on_minio();
+    let hosts_file = fleet.hosts_file(&["h1", "h2"]);
+    let out = fleet.cattle(&[
+        "publish",
+        &example("poem").display().to_string(),
+        "--hosts",
+        &hosts_file,
+        "--json",
+    ]);
+    out.assert_success();
+    let published: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let id = published["id"].as_str().unwrap();
+    let key = format!(
+        "bundles/{}.tar.gz",
+        published["bundle_sha256"].as_str().unwrap()
+    );
+
+    // Same size, one byte different.
+    let mut bytes = fleet.bucket.get(&key).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fleet.bucket.put(&key, bytes.clone());
+    fleet.agent_once("h1").assert_success();
+
+    // A longer bundle than the manifest says is refused unread.
+    bytes.extend_from_slice(&[0; 64]);
+    fleet.bucket.put(&key, bytes);
+    fleet.agent_once("h2").assert_success();
+
+    let status = fleet.status_json(id);
+    for (i, (host, reason)) in [("h1", "bundle sha256 is"), ("h2", "larger than")]
+        .iter()
+        .enumerate()
+    {
+        let s = &status["hosts"][i]["status"];
+        assert_eq!(s["state"], "ERROR", "{host}: {s}");
+        let error = s["error"].as_str().unwrap();
+        assert!(
+            error.contains("refused") && error.contains(reason),
+            "{host}: {error}"
+        );
+        let local = fleet.state_dir(host).join("executions").join(id);
+        assert!(
+            !local.join("config").exists(),
+            "{host}: a refused bundle is never extracted"
+        );
+        assert!(
+            !fleet.var_dir(host).join("poems").exists(),
+            "{host}: no step ran"
+        );
+    }
+    fleet.cattle(&["status", id]).assert_status(3);
+}
+
+#[test]
+fn an_agent_never_runs_work_addressed_to_another_host() {
+    let fleet = Fleet::on_minio();
+    let config = fleet.ws.write(
+        "marker/cattle.toml",
+        format!(
+            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"touch {}/ran-$CATTLE_HOST_ID\"]\n",
+            fleet.ws.path().display()
+        ),
+    );
+    let id = fleet.publish(config.parent().unwrap(), &["host-a"]);
+
+    fleet.agent_once("host-b").assert_success();
+    assert!(!fleet.ws.child("ran-host-b").exists());
+    assert!(
+        !fleet
+            .bucket
+            .keys()
+            .iter()
+            .any(|k| k.contains("/hosts/host-b/"))
+    );
+
+    // Someone with write access to the bucket puts the execution in host-b's inbox.
+    let inbox = serde_json::json!({"format": 1, "host": "host-b", "executions": [id]});
+    fleet.bucket.put(
+        "hosts/host-b/inbox.json",
+        serde_json::to_vec(&inbox).unwrap(),
+    );
+    fleet.agent_once("host-b").assert_success();
+    assert!(
+        !fleet.ws.child("ran-host-b").exists(),
+        "host-b must not run host-a's work"
+    );
+    let status = fleet.status_json(&id);
+    assert_eq!(
+        states(&status),
+        [("host-a".to_string(), "PENDING".to_string())]
+    );
+    let refused: serde_json::Value = serde_json::from_slice(
+        &fleet
+            .bucket
+            .get(&format!("executions/{id}/hosts/host-b/status.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(refused["state"], "ERROR");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("not addressed to host `host-b`")
+    );
+
+    fleet.agent_once("host-a").assert_success();
+    assert!(fleet.ws.child("ran-host-a").exists());
+    fleet.cattle(&["status", &id]).assert_success();
+}
+
+#[test]
+fn clean_is_refused_while_running_then_removes_everything_and_agents_tidy_up() {
+    let fleet = Fleet::on_minio();
+    let gate = fleet.ws.child("gate");
+    let config = fleet.ws.write(
+        "slow/cattle.toml",
+        format!(
+            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"while [ ! -e {} ]; do sleep 0.1; done\"]\n",
+            gate.display()
+        ),
+    );
+    let id = fleet.publish(config.parent().unwrap(), &["h1"]);
+    let mut agent: Background = fleet.agent("h1", &["--interval", "1"]).spawn();
+
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(200), || {
+            states(&fleet.status_json(&id))[0].1 == "PROGRESS"
+        }),
+        "the agent never reported PROGRESS: {}",
+        agent.stderr()
+    );
+    let refused = fleet.cattle(&["clean", &id]);
+    refused.assert_status(1);
+    assert!(
+        refused.stderr.contains("still running on 1 host(s): h1"),
+        "{refused}"
+    );
+    assert!(
+        refused.stderr.contains("hint:") && refused.stderr.contains("--force"),
+        "{refused}"
+    );
+    assert!(
+        fleet
+            .bucket
+            .get(&format!("executions/{id}/manifest.json"))
+            .is_some()
+    );
+
+    std::fs::write(&gate, "").unwrap();
+    fleet
+        .cattle(&["status", &id, "--wait", "--timeout", "30"])
+        .assert_success();
+
+    fleet.cattle(&["clean", &id]).assert_success();
+    let left: Vec<String> = fleet.bucket.keys();
+    assert!(
+        left.iter().all(|k| k.starts_with("hosts/")),
+        "only the (now empty) inbox may remain: {left:?}"
+    );
+    let inbox: serde_json::Value =
+        serde_json::from_slice(&fleet.bucket.get("hosts/h1/inbox.json").unwrap()).unwrap();
+    assert_eq!(inbox["executions"], serde_json::json!([]));
+
+    let local = fleet.state_dir("h1").join("executions").join(&id);
+    assert!(
+        wait_until(Duration::from_secs(15), Duration::from_millis(200), || {
+            !local.exists()
+        }),
+        "the agent did not remove its copy of the cleaned execution"
+    );
+    let stopped = agent.terminate(Duration::from_secs(10));
+    assert_eq!(stopped.status, 0, "{stopped}");
+    let gone = fleet.cattle(&["status", &id]);
+    gone.assert_status(1);
+    assert!(
+        gone.stderr.contains(&format!("no execution {id}")),
+        "{gone}"
+    );
+}
+
+#[test]
+fn a_bad_steps_file_fails_before_anything_is_uploaded() {
+    let fleet = Fleet::on_minio();
+    let config = fleet.ws.write(
+        "bad/cattle.toml",
+        "[[step]]\nfacility = \"make_dri\"\npath = \"/x\"\n",
+    );
+    let hosts = fleet.hosts_file(&["h1"]);
+    let out = fleet.cattle(&[
+        "publish",
+        &config.parent().unwrap().display().to_string(),
+        "--hosts",
+        &hosts,
+    ]);
+    out.assert_status(1);
+    assert!(
+        out.stderr
+            .contains("cattle.toml:2:12: unknown facility `make_dri`"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("hint: valid facilities: `make_dir`"),
+        "{out}"
+    );
+    assert!(out.stdout.is_empty());
+
+    let dup = fleet.ws.write("dup-hosts", "h1\n# comment\nh1\n");
+    let out = fleet.cattle(&[
+        "publish",
+        &example("poem").display().to_string(),
+        "--hosts",
+        &dup.display().to_string(),
+    ]);
+    out.assert_status(1);
+    assert!(
+        out.stderr
+            .contains("dup-hosts:3: host `h1` is listed twice (first on line 1)"),
+        "{out}"
+    );
+
+    assert_eq!(fleet.bucket.keys(), Vec::<String>::new());
+}
+
+#[test]
+fn a_missing_bucket_says_how_to_create_it() {
+    let fleet = Fleet::on_minio();
+    let hosts = fleet.hosts_file(&["h1"]);
+    let out = Cmd::new(cattle_bin())
+        .envs(&fleet.minio.env())
+        .args(["--store", "s3://no-such-bucket/x", "publish"])
+        .arg(example("poem"))
+        .args(["--hosts", &hosts])
+        .run();
+    out.assert_status(1);
+    assert!(
+        out.stderr
+            .contains("bucket `no-such-bucket` does not exist"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("hint: create it first, e.g. `mc mb"),
+        "{out}"
+    );
+}
+
+#[test]
+fn agent_once_fails_when_the_store_is_unreachable() {
+    let mut fleet = Fleet::on_minio();
+    fleet.minio.stop();
+    let out = fleet.agent_once("h1");
+    assert_ne!(out.status, 0, "{out}");
+    assert!(out.stderr.contains("cannot reach the store"), "{out}");
+}
+
+#[test]
+fn the_same_flow_works_on_the_file_store() {
+    let ws = Workspace::new();
+    let store = format!("file://{}", ws.child("store").display());
+    let target = ws.child("out");
+    let config = ws.write(
+        "cfg/cattle.toml",
+        format!(
+            "[[step]]\nfacility = \"make_dir\"\npath = \"{0}\"\n\n\
+             [[step]]\nfacility = \"install_file\"\nsource = \"motd\"\ndest = \"{0}/motd\"\n",
+            target.display()
+        ),
+    );
+    ws.write("cfg/motd", "hello from cattle\n");
+    let hosts = ws.write("hosts", "a\nb\n");
+    let cattle = |args: &[&str]| {
+        Cmd::new(cattle_bin())
+            .env("CATTLE_STORE", &store)
+            .args(args)
+            .run()
+    };
+
+    let out = cattle(&[
+        "publish",
+        &config.parent().unwrap().display().to_string(),
+        "--hosts",
+        &hosts.display().to_string(),
+    ]);
+    out.assert_success();
+    let id = out.stdout.trim().to_string();
+    for host in ["a", "b"] {
+        let state = ws.child(format!("state-{host}")).display().to_string();
+        Cmd::new(agent_bin())
+            .env("CATTLE_STORE", &store)
+            .args(["--host-id", host, "--state-dir", &state, "--once"])
+            .run()
+            .assert_success();
+    }
+    let status = cattle(&["status", &id, "--wait", "--timeout", "10"]);
+    status.assert_success();
+    assert!(status.stdout.contains("2 hosts: 2 DONE"), "{status}");
+    assert_eq!(
+        std::fs::read_to_string(target.join("motd")).unwrap(),
+        "hello from cattle\n"
+    );
+    let log = cattle(&["log", &id, "--host", "b"]);
+    assert!(
+        log.stdout.contains("step 2: already in place; skipping"),
+        "{log}"
+    );
+
+    cattle(&["clean", &id]).assert_success();
+    let left: Vec<_> = walk(&ws.child("store"));
+    assert!(left.iter().all(|p| p.contains("/hosts/")), "{left:?}");
+}
+
+#[test]
+fn apply_runs_the_poem_example_locally_without_a_store() {
+    let ws = Workspace::new();
+    let var = ws.child("var");
+    std::fs::create_dir_all(&var).unwrap();
+    let log = ws.child("apply.log");
+    let out = Cmd::new("unshare")
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" /var && exec \"$@\"",
+        ])
+        .arg(&var)
+        .arg(cattle_bin())
+        .args(["apply"])
+        .arg(example("poem"))
+        .arg("--log")
+        .arg(&log)
+        .run();
+    out.assert_success();
+    assert!(out.stderr.contains("config executed successfully"), "{out}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), out.stderr);
+    let meta = std::fs::metadata(var.join("poems/poem.txt")).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o666);
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out
+}

@@ -1,0 +1,1065 @@
+//! End-to-end test harness: a throwaway MinIO server, temp workspaces, and helpers to run the
+//! built `cattle` and `cattle-agent` binaries with a clean, test-only AWS environment.
+//!
+//! MinIO must be installed first (`scripts/install-minio.sh`) and the binaries built
+//! (`cargo build --workspace --bins`); `scripts/test.sh` does both. Missing prerequisites
+//! make the tests panic: they are never silently skipped.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal;
+/// Unix signals, for [`Background::signal`].
+pub use nix::sys::signal::Signal;
+use nix::sys::wait::{self, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+/// How long [`Minio::start`] waits for the server to become ready.
+const MINIO_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time limit for [`Cmd::run`].
+const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------------------------------------
+// MinIO
+// ---------------------------------------------------------------------------------------------
+
+/// A private MinIO server on a free loopback port, with its data in a temp dir.
+///
+/// Killed (and its data removed) on drop.
+pub struct Minio {
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+    paused: bool,
+}
+
+impl fmt::Debug for Minio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Minio")
+            .field("endpoint", &self.endpoint())
+            .field("pid", &self.child.as_ref().map(Child::id))
+            .field("dir", &self.dir.path())
+            .field("paused", &self.paused)
+            .finish()
+    }
+}
+
+impl Minio {
+    /// Root user (S3 access key) of every test server.
+    pub const ACCESS_KEY: &'static str = "cattle-test";
+    /// Root password (S3 secret key) of every test server.
+    pub const SECRET_KEY: &'static str = "cattle-test-secret";
+
+    /// Starts a fresh MinIO and waits until it serves requests.
+    ///
+    /// Panics if the MinIO binary is missing (run `scripts/install-minio.sh`) or if the server
+    /// does not become ready within 30 s (the panic message includes the tail of its log).
+    pub fn start() -> Minio {
+        let bin = minio_bin();
+        let dir = tempfile::Builder::new()
+            .prefix("cattle-minio-")
+            .tempdir()
+            .expect("create MinIO temp dir");
+        let data = dir.path().join("data");
+        fs::create_dir(&data).expect("create MinIO data dir");
+        let log_path = dir.path().join("minio.log");
+
+        // A port picked by binding :0 can in principle be grabbed by someone else before MinIO
+        // binds it; if MinIO dies during start-up, retry with new ports.
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let (port, console_port) = free_port_pair();
+            let log = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .expect("open MinIO log file");
+            let log_err = log.try_clone().expect("clone MinIO log file handle");
+
+            let mut cmd = Command::new(&bin);
+            cmd.arg("server")
+                .arg(&data)
+                .arg("--address")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--console-address")
+                .arg(format!("127.0.0.1:{console_port}"))
+                .arg("--quiet")
+                .env_clear()
+                .envs(
+                    std::env::vars_os()
+                        .filter(|(k, _)| !k.to_string_lossy().starts_with("MINIO_") && k != "CI"),
+                )
+                .env("MINIO_ROOT_USER", Self::ACCESS_KEY)
+                .env("MINIO_ROOT_PASSWORD", Self::SECRET_KEY)
+                .env("MINIO_BROWSER", "off")
+                .env("MINIO_UPDATE", "off")
+                // CI mode: small buffer pool (256 MiB) and no root-drive checks.
+                .env("MINIO_CI_CD", "1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(log))
+                .stderr(Stdio::from(log_err));
+            let mut child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("failed to spawn MinIO {}: {e}", bin.display()));
+
+            match wait_ready(&mut child, port, MINIO_START_TIMEOUT) {
+                Ok(()) => {
+                    return Minio {
+                        child: Some(child),
+                        port,
+                        dir,
+                        paused: false,
+                    };
+                }
+                Err(err) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    if matches!(err, StartError::Exited(_)) && attempt < ATTEMPTS {
+                        eprintln!(
+                            "MinIO on port {port} {err} during start-up; retrying with other ports"
+                        );
+                        continue;
+                    }
+                    panic!(
+                        "MinIO ({}) did not become ready on 127.0.0.1:{port}: {err}\n\
+                         --- last lines of MinIO's log ({}) ---\n{}",
+                        bin.display(),
+                        log_path.display(),
+                        log_tail(&log_path, 60)
+                    );
+                }
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The S3 endpoint, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The S3 API port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The S3 access key (MinIO root user).
+    pub fn access_key(&self) -> &str {
+        Self::ACCESS_KEY
+    }
+
+    /// The S3 secret key (MinIO root password).
+    pub fn secret_key(&self) -> &str {
+        Self::SECRET_KEY
+    }
+
+    /// The AWS environment pointing the CLI/agent (AWS SDK) at this server: endpoint,
+    /// credentials, region `us-east-1`, IMDS disabled, and the AWS config/credentials files
+    /// redirected to nonexistent paths so the developer's `~/.aws` never leaks in.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let nowhere = self.dir.path().join("no-aws");
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ACCESS_KEY_ID", Self::ACCESS_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", Self::SECRET_KEY.to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+            (
+                "AWS_CONFIG_FILE",
+                nowhere.join("config").to_string_lossy().into_owned(),
+            ),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                nowhere.join("credentials").to_string_lossy().into_owned(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// The store URL of a bucket on this server, `s3://BUCKET/`.
+    ///
+    /// The bucket is not created: tests create it through cattle-core's store client.
+    pub fn bucket_url(&self, bucket: &str) -> String {
+        format!("s3://{bucket}/")
+    }
+
+    /// Whether `GET /minio/health/live` answers 200 within `timeout`.
+    pub fn is_live(&self, timeout: Duration) -> bool {
+        matches!(http_get(self.addr(), "/minio/health/live", timeout), Ok(r) if r.status == 200)
+    }
+
+    /// Freezes the server (SIGSTOP): connections are accepted by the kernel but never answered,
+    /// like an unresponsive store.
+    ///
+    /// Returns once every thread of the server has stopped.
+    pub fn pause(&mut self) {
+        self.signal(Signal::SIGSTOP);
+        // kill(2) returns before all threads have stopped; a request sent right away could still
+        // be answered. Wait for the group stop. WNOWAIT leaves the status pending, so `Child`'s
+        // own bookkeeping (which never asks for stops) is unaffected, and an exit is not reaped.
+        let pid = pid_of(self.child.as_ref().expect("signal checked the child"));
+        let flags = WaitPidFlag::WSTOPPED | WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+        match wait::waitid(wait::Id::Pid(pid), flags) {
+            Ok(WaitStatus::Stopped(..)) => {}
+            other => panic!(
+                "MinIO (pid {pid}) did not stop on SIGSTOP: {other:?}\n{}",
+                self.log()
+            ),
+        }
+        self.paused = true;
+    }
+
+    /// Unfreezes a [`pause`](Self::pause)d server (SIGCONT).
+    pub fn resume(&mut self) {
+        self.signal(Signal::SIGCONT);
+        self.paused = false;
+    }
+
+    /// Kills the server and waits for it: connections are then refused. Idempotent.
+    /// The data dir is kept until drop.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// MinIO's combined stdout/stderr so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("minio.log")).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: Signal) {
+        let child = self
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("MinIO already stopped, cannot send {sig}"));
+        signal::kill(pid_of(child), sig)
+            .unwrap_or_else(|e| panic!("sending {sig} to MinIO (pid {}): {e}", child.id()));
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGKILL also ends a stopped process.
+            let _ = child.kill();
+            let _ = child.wait();
+            self.paused = false;
+        }
+    }
+}
+
+impl Drop for Minio {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls MinIO's readiness endpoint until it is ready, the process exits, or `timeout` passes.
+fn wait_ready(child: &mut Child, port: u16, timeout: Duration) -> Result<(), StartError> {
+    let deadline = Instant::now() + timeout;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait on MinIO") {
+            return Err(StartError::Exited(status));
+        }
+        // /minio/health/ready answers 200 as soon as the HTTP server is up, but sets
+        // `x-minio-server-status: offline` until the object layer is initialised.
+        if let Ok(resp) = http_get(addr, "/minio/health/ready", Duration::from_secs(1))
+            && resp.status == 200
+            && resp.header("x-minio-server-status").is_none()
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(StartError::Timeout(timeout));
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[derive(Debug)]
+enum StartError {
+    Exited(ExitStatus),
+    Timeout(Duration),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Exited(status) => write!(f, "exited ({status})"),
+            StartError::Timeout(t) => write!(f, "not ready after {t:?}"),
+        }
+    }
+}
+
+/// Locates the MinIO server binary (see [`Minio::start`]).
+///
+/// Order: `$CATTLE_TEST_MINIO`; then `$GOBIN/minio`, `$(go env GOBIN)/minio`,
+/// `$(go env GOPATH)/bin/minio`, `~/go/bin/minio` (the first that exists).
+/// Panics with install instructions if none exists.
+pub fn minio_bin() -> PathBuf {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BIN.get_or_init(find_minio) {
+        Ok(path) => path.clone(),
+        Err(msg) => panic!("{msg}"),
+    }
+}
+
+fn find_minio() -> Result<PathBuf, String> {
+    const INSTALL: &str = "Install it with `scripts/install-minio.sh` \
+         (or run all tests with `scripts/test.sh`, which does it).";
+    if let Some(path) = std::env::var_os("CATTLE_TEST_MINIO").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "\n\n*** MinIO not found: CATTLE_TEST_MINIO={} does not exist. ***\n{INSTALL}\n\n",
+                path.display()
+            ))
+        };
+    }
+
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(gobin) = std::env::var_os("GOBIN").filter(|p| !p.is_empty()) {
+        dirs.push(gobin.into());
+    }
+    if let Some(gobin) = go_env("GOBIN") {
+        dirs.push(gobin.into());
+    }
+    if let Some(gopath) = go_env("GOPATH")
+        && let Some(first) = std::env::split_paths(&OsString::from(gopath)).next()
+    {
+        dirs.push(first.join("bin"));
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|p| !p.is_empty()) {
+        dirs.push(Path::new(&home).join("go").join("bin"));
+    }
+
+    let candidates: Vec<PathBuf> = dirs
+        .into_iter()
+        .map(|d| d.join(format!("minio{}", std::env::consts::EXE_SUFFIX)))
+        .collect();
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    let looked: Vec<String> = candidates
+        .iter()
+        .map(|p| format!("  {}", p.display()))
+        .collect();
+    Err(format!(
+        "\n\n*** MinIO server binary not found: the end-to-end tests need it. ***\n\
+         {INSTALL}\nLooked in:\n{}\n(set CATTLE_TEST_MINIO=/path/to/minio to override)\n\n",
+        looked.join("\n")
+    ))
+}
+
+/// `go env NAME`, or `None` if `go` is unavailable or the value is empty.
+fn go_env(name: &str) -> Option<String> {
+    let out = Command::new("go")
+        .args(["env", name])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let value = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && !value.is_empty()).then_some(value)
+}
+
+/// Two distinct free loopback ports (both listeners are held until both are picked).
+fn free_port_pair() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let ports = (
+        a.local_addr().expect("local addr").port(),
+        b.local_addr().expect("local addr").port(),
+    );
+    drop((a, b));
+    ports
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = match fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => return format!("(cannot read {}: {e})", path.display()),
+    };
+    let all: Vec<&str> = text.lines().collect();
+    if all.is_empty() {
+        return "(empty)".to_owned();
+    }
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn pid_of(child: &Child) -> Pid {
+    Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Minimal HTTP/1.0 GET
+// ---------------------------------------------------------------------------------------------
+
+/// Status and headers of an HTTP response.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code, e.g. 200.
+    pub status: u16,
+    /// Header names (lower-cased) and values, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (everything after the headers until the server closed the connection).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A plain HTTP/1.0 `GET path` to `addr`; `timeout` bounds connect, each write and each read.
+pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<HttpResponse> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    stream.flush()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+
+    let bad = |msg: &str| io::Error::new(io::ErrorKind::InvalidData, msg.to_owned());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("incomplete HTTP response head"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| bad(&format!("bad HTTP status line {status_line:?}")))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workspace
+// ---------------------------------------------------------------------------------------------
+
+/// A temp directory for one test; removed on drop.
+#[derive(Debug)]
+pub struct Workspace {
+    dir: TempDir,
+}
+
+impl Workspace {
+    /// Creates an empty temp directory.
+    pub fn new() -> Workspace {
+        let dir = tempfile::Builder::new()
+            .prefix("cattle-e2e-")
+            .tempdir()
+            .expect("create workspace temp dir");
+        Workspace { dir }
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `path()/rel` (not created).
+    pub fn child(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes `contents` to `path()/rel`, creating parent directories; returns the full path.
+    pub fn write(&self, rel: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.child(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
+        }
+        fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    }
+
+    /// Reads `path()/rel` as UTF-8.
+    pub fn read(&self, rel: impl AsRef<Path>) -> String {
+        let path = self.child(rel);
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    }
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Built binaries
+// ---------------------------------------------------------------------------------------------
+
+/// The built `cattle` CLI binary, from the same target profile dir as this test executable.
+pub fn cattle_bin() -> PathBuf {
+    built_bin("cattle")
+}
+
+/// The built `cattle-agent` binary, from the same target profile dir as this test executable.
+pub fn agent_bin() -> PathBuf {
+    built_bin("cattle-agent")
+}
+
+fn built_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/e2e-HASH -> target/<profile>
+    let mut dir = exe.parent().expect("test executable has a parent dir");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().expect("deps dir has a parent dir");
+    }
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !bin.is_file() {
+        panic!(
+            "\n\n*** {} not found: run `cargo build --workspace --bins` first \
+             (scripts/test.sh does). ***\n\n",
+            bin.display()
+        );
+    }
+    bin
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running commands
+// ---------------------------------------------------------------------------------------------
+
+/// The result of a finished command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The exit code. For [`run`]/[`Cmd::run`], death by signal panics instead; for
+    /// [`Background`], death by signal N is reported as `128 + N` (shell convention).
+    pub status: i32,
+    /// Standard output, lossily decoded.
+    pub stdout: String,
+    /// Standard error, lossily decoded.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Whether the exit code is 0.
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+
+    /// Panics (showing stdout and stderr) unless the exit code is 0; returns `self`.
+    #[track_caller]
+    pub fn assert_success(&self) -> &Self {
+        assert!(self.success(), "command failed:\n{self}");
+        self
+    }
+
+    /// Panics (showing stdout and stderr) unless the exit code is `code`; returns `self`.
+    #[track_caller]
+    pub fn assert_status(&self, code: i32) -> &Self {
+        assert_eq!(self.status, code, "unexpected exit code:\n{self}");
+        self
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "exit code {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `bin args...` to completion with the clean test environment plus `env`
+/// (see [`Cmd`]); panics if it cannot be spawned, is killed by a signal or runs over 120 s.
+pub fn run(bin: &Path, args: &[&str], env: &[(String, String)]) -> Output {
+    Cmd::new(bin).args(args).envs(env).run()
+}
+
+/// Spawns `bin args...` in the background with the clean test environment plus `env`
+/// (see [`Cmd`]); killed when the returned handle is dropped.
+pub fn spawn(bin: &Path, args: &[&str], env: &[(String, String)]) -> Background {
+    Cmd::new(bin).args(args).envs(env).spawn()
+}
+
+/// A command builder.
+///
+/// The child's environment is the test process's environment without any `AWS_*` variable and
+/// without `RUST_LOG`, plus the variables given with [`env`](Self::env)/[`envs`](Self::envs).
+/// Stdin is empty unless [`stdin`](Self::stdin) is given.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    bin: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    cwd: Option<PathBuf>,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+}
+
+impl Cmd {
+    /// A command running `bin`.
+    pub fn new(bin: impl AsRef<Path>) -> Cmd {
+        Cmd {
+            bin: bin.as_ref().to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            stdin: None,
+            timeout: DEFAULT_RUN_TIMEOUT,
+        }
+    }
+
+    /// Adds one argument.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Cmd {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(mut self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets one environment variable.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Cmd {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets environment variables, e.g. `Minio::env()`.
+    pub fn envs<'a, I>(mut self, vars: I) -> Cmd
+    where
+        I: IntoIterator<Item = &'a (String, String)>,
+    {
+        self.env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Runs in `dir` instead of the test's working directory.
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Cmd {
+        self.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Feeds `input` to the child's stdin (for [`run`](Self::run) only).
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Cmd {
+        self.stdin = Some(input.into());
+        self
+    }
+
+    /// Time limit for [`run`](Self::run) (default 120 s); the child is killed and the test
+    /// panics when it is exceeded.
+    pub fn timeout(mut self, timeout: Duration) -> Cmd {
+        self.timeout = timeout;
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(&self.args)
+            .env_clear()
+            .envs(std::env::vars_os().filter(|(k, _)| {
+                let k = k.to_string_lossy();
+                !k.starts_with("AWS_") && k != "RUST_LOG"
+            }))
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        cmd
+    }
+
+    fn describe(&self) -> String {
+        let mut s = self.bin.display().to_string();
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(&a.to_string_lossy());
+        }
+        s
+    }
+
+    /// Runs to completion and collects the output.
+    ///
+    /// Panics if the command cannot be spawned, is killed by a signal, or exceeds the timeout.
+    #[track_caller]
+    pub fn run(&self) -> Output {
+        let what = self.describe();
+        let mut child = self
+            .command()
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn `{what}`: {e}"));
+
+        let stdin_thread = child.stdin.take().map(|mut pipe| {
+            let input = self.stdin.clone().unwrap_or_default();
+            // A child that exits without reading its input makes this fail: ignore that.
+            thread::spawn(move || drop(pipe.write_all(&input)))
+        });
+        let stdout_thread = read_in_thread(child.stdout.take().expect("stdout piped"));
+        let stderr_thread = read_in_thread(child.stderr.take().expect("stderr piped"));
+
+        let deadline = Instant::now() + self.timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        if let Some(t) = stdin_thread {
+            let _ = t.join();
+        }
+        // Grandchildren still holding the pipes would block these joins; the commands under
+        // test are not expected to leave any behind.
+        let stdout = stdout_thread.join().expect("stdout reader");
+        let stderr = stderr_thread.join().expect("stderr reader");
+
+        let Some(status) = status else {
+            panic!(
+                "`{what}` did not finish within {:?} and was killed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+                self.timeout
+            );
+        };
+        let Some(code) = status.code() else {
+            panic!(
+                "`{what}` was killed by a signal ({status})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+            );
+        };
+        Output {
+            status: code,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Spawns in the background; stdout/stderr go to files readable through the handle.
+    /// The process is killed when the handle is dropped.
+    pub fn spawn(&self) -> Background {
+        let logs = tempfile::Builder::new()
+            .prefix("cattle-bg-")
+            .tempdir()
+            .expect("create log temp dir");
+        let out = fs::File::create(logs.path().join("stdout")).expect("create stdout log");
+        let err = fs::File::create(logs.path().join("stderr")).expect("create stderr log");
+        let what = self.describe();
+        let child = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn `{what}`: {e}"));
+        Background {
+            child: Some(child),
+            logs,
+            what,
+            exit: None,
+        }
+    }
+}
+
+fn read_in_thread<R: Read + Send + 'static>(mut pipe: R) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// A process running in the background (e.g. an agent); killed and reaped on drop.
+pub struct Background {
+    child: Option<Child>,
+    logs: TempDir,
+    what: String,
+    exit: Option<i32>,
+}
+
+impl fmt::Debug for Background {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Background")
+            .field("command", &self.what)
+            .field("pid", &self.child.as_ref().map(Child::id))
+            .field("exit", &self.exit)
+            .finish()
+    }
+}
+
+impl Background {
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("process handle")
+    }
+
+    /// Standard output so far.
+    pub fn stdout(&self) -> String {
+        read_lossy(&self.logs.path().join("stdout"))
+    }
+
+    /// Standard error so far.
+    pub fn stderr(&self) -> String {
+        read_lossy(&self.logs.path().join("stderr"))
+    }
+
+    /// Sends `sig` (e.g. `Signal::SIGTERM`) unless the process has already been reaped.
+    pub fn signal(&self, sig: Signal) {
+        if self.exit.is_some() {
+            return;
+        }
+        if let Some(child) = &self.child {
+            let _ = signal::kill(pid_of(child), sig);
+        }
+    }
+
+    /// The exit code if the process has exited (`128 + N` if killed by signal N).
+    pub fn try_status(&mut self) -> Option<i32> {
+        if self.exit.is_none()
+            && let Some(child) = self.child.as_mut()
+            && let Some(status) = child.try_wait().expect("try_wait")
+        {
+            self.exit = Some(exit_code(status));
+        }
+        self.exit
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its output if it did.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Output> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_status() {
+                return Some(self.output(status));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the process to exit; panics if it does not.
+    #[track_caller]
+    pub fn terminate(&mut self, timeout: Duration) -> Output {
+        self.signal(Signal::SIGTERM);
+        match self.wait_timeout(timeout) {
+            Some(out) => out,
+            None => panic!(
+                "`{}` did not exit within {timeout:?} of SIGTERM\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                self.what,
+                self.stdout(),
+                self.stderr()
+            ),
+        }
+    }
+
+    /// Kills the process (SIGKILL), reaps it and returns its output.
+    pub fn kill(&mut self) -> Output {
+        if self.exit.is_none()
+            && let Some(child) = self.child.as_mut()
+        {
+            let _ = child.kill();
+            let status = child.wait().expect("wait");
+            self.exit = Some(exit_code(status));
+        }
+        let status = self.exit.expect("exit status known after wait");
+        self.output(status)
+    }
+
+    fn output(&self, status: i32) -> Output {
+        Output {
+            status,
+            stdout: self.stdout(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take()
+            && self.exit.is_none()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .expect("exit status has a code or a signal")
+}
+
+fn read_lossy(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Misc
+// ---------------------------------------------------------------------------------------------
+
+/// Polls `cond` every `every` until it returns true (→ `true`) or `timeout` elapses (→ `false`).
+/// For eventually-true assertions, e.g. an agent converging.
+pub fn wait_until(timeout: Duration, every: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(every);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minio_starts_pauses_resumes_and_frees_its_port() {
+        let t0 = Instant::now();
+        let mut minio = Minio::start();
+        eprintln!("MinIO ready in {:?} at {}", t0.elapsed(), minio.endpoint());
+        let addr = minio.addr();
+
+        let live =
+            http_get(addr, "/minio/health/live", Duration::from_secs(5)).expect("health request");
+        assert_eq!(live.status, 200, "{live:?}");
+        assert!(minio.is_live(Duration::from_secs(5)));
+        assert!(minio.endpoint().starts_with("http://127.0.0.1:"));
+        assert_eq!(minio.bucket_url("b"), "s3://b/");
+        let env = minio.env();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("AWS_ENDPOINT_URL"), Some(minio.endpoint()));
+        assert_eq!(get("AWS_REGION").as_deref(), Some("us-east-1"));
+        assert!(!Path::new(&get("AWS_CONFIG_FILE").unwrap()).exists());
+
+        minio.pause();
+        assert!(
+            !minio.is_live(Duration::from_millis(300)),
+            "health answered while paused"
+        );
+        minio.resume();
+        assert!(
+            wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+                minio.is_live(Duration::from_secs(1))
+            }),
+            "health did not answer after resume"
+        );
+
+        // Dropping a paused server must not hang.
+        minio.pause();
+        drop(minio);
+        TcpListener::bind(addr).expect("port is free after drop");
+    }
+
+    #[test]
+    fn stop_refuses_connections() {
+        let mut minio = Minio::start();
+        let addr = minio.addr();
+        minio.stop();
+        minio.stop();
+        assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn run_cleans_aws_env_and_reports_output() {
+        let ws = Workspace::new();
+        let script = ws.write(
+            "sub/dir/s.sh",
+            "echo \"out:${AWS_REGION:-none}:${AWS_PROFILE:-none}:${RUST_LOG:-none}\"; echo err >&2; cat; exit 3\n",
+        );
+        assert_eq!(ws.read("sub/dir/s.sh").lines().count(), 1);
+        let out = Cmd::new("/bin/sh")
+            .arg(&script)
+            .env("AWS_REGION", "eu-west-1")
+            .stdin("piped-in\n")
+            .current_dir(ws.path())
+            .run();
+        assert_eq!(out.status, 3);
+        // AWS_PROFILE / RUST_LOG from the developer's env (if any) are removed.
+        assert_eq!(out.stdout, "out:eu-west-1:none:none\npiped-in\n");
+        assert_eq!(out.stderr, "err\n");
+
+        let out = run(Path::new("/bin/sh"), &["-c", "exit 0"], &[]);
+        out.assert_success();
+    }
+
+    #[test]
+    fn background_is_killed_on_drop_and_terminates() {
+        let mut bg = spawn(
+            Path::new("/bin/sh"),
+            &["-c", "echo started; exec sleep 60"],
+            &[],
+        );
+        assert!(wait_until(
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            || bg.stdout() == "started\n"
+        ));
+        assert_eq!(bg.try_status(), None);
+        let out = bg.terminate(Duration::from_secs(5));
+        assert_eq!(out.status, 128 + 15);
+
+        let bg = spawn(Path::new("/bin/sh"), &["-c", "exec sleep 60"], &[]);
+        let pid = Pid::from_raw(bg.id() as i32);
+        drop(bg);
+        // Reaped: the pid no longer exists (ESRCH).
+        assert!(signal::kill(pid, None).is_err());
+    }
+}
