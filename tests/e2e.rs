@@ -292,8 +292,131 @@ fn publish_stores_the_bundle_once_and_addresses_each_host() {
         inbox["executions"],
         serde_json::json!([first["id"], second["id"]])
     );
-    // ref + bundle + 2 manifests + 2 refs... exactly: 1 bundle, 2 refs, 2 manifests, 3 inboxes.
+    // 1 bundle, 2 bundle references, 2 manifests, 3 inboxes.
     assert_eq!(keys.len(), 1 + 2 + 2 + 3, "{keys:?}");
+
+    // The bundle stays while another execution uses it, and goes with the last.
+    let (first, second) = (
+        first["id"].as_str().unwrap(),
+        second["id"].as_str().unwrap(),
+    );
+    let out = fleet.cattle(&["clean", first]);
+    out.assert_success();
+    assert!(out.stderr.contains("bundle kept"), "{out}");
+    assert_eq!(
+        fleet
+            .bucket
+            .keys()
+            .iter()
+            .filter(|k| k.ends_with(".tar.gz"))
+            .count(),
+        1
+    );
+    fleet.cattle(&["clean", second]).assert_success();
+    let left = fleet.bucket.keys();
+    assert!(left.iter().all(|k| k.starts_with("hosts/")), "{left:?}");
+}
+
+#[test]
+fn concurrent_publishers_to_the_same_hosts_lose_no_execution() {
+    let fleet = Fleet::on_minio();
+    let hosts = fleet.hosts_file(&["h1", "h2", "h3"]);
+    let dir = example("poem").display().to_string();
+    let publishers: Vec<_> = (0..6)
+        .map(|_| {
+            Cmd::new(cattle_bin())
+                .envs(&fleet.minio.env())
+                .env("CATTLE_STORE", &fleet.store_url)
+                .args(["publish", &dir, "--hosts", &hosts])
+                .spawn()
+        })
+        .collect();
+    let mut ids: Vec<String> = publishers
+        .into_iter()
+        .map(|mut p| {
+            let out = p
+                .wait_timeout(Duration::from_secs(60))
+                .expect("publish finishes");
+            out.assert_success();
+            out.stdout.trim().to_string()
+        })
+        .collect();
+    ids.sort();
+    for host in ["h1", "h2", "h3"] {
+        let inbox: serde_json::Value = serde_json::from_slice(
+            &fleet
+                .bucket
+                .get(&format!("hosts/{host}/inbox.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        let mut listed: Vec<String> = inbox["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        listed.sort();
+        assert_eq!(listed, ids, "{host}'s inbox lost an execution");
+    }
+}
+
+#[test]
+fn sigterm_lets_the_step_under_way_finish_and_runs_no_further_step() {
+    let fleet = Fleet::on_minio();
+    let (started, gate, finished, second) = (
+        fleet.ws.child("started"),
+        fleet.ws.child("gate"),
+        fleet.ws.child("finished"),
+        fleet.ws.child("second"),
+    );
+    let config = fleet.ws.write(
+        "two/cattle.toml",
+        format!(
+            "[[step]]\nfacility = \"command\"\n\
+             argv = [\"sh\", \"-c\", \"touch {}; while [ ! -e {} ]; do sleep 0.1; done; touch {}\"]\n\n\
+             [[step]]\nfacility = \"command\"\nargv = [\"touch\", \"{}\"]\n",
+            started.display(),
+            gate.display(),
+            finished.display(),
+            second.display()
+        ),
+    );
+    let id = fleet.publish(config.parent().unwrap(), &["h1"]);
+    let mut agent = fleet.agent("h1", &["--interval", "1"]).spawn();
+    assert!(wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || started.exists()
+    ));
+
+    agent.signal(cattle_e2e::Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        agent.try_status().is_none(),
+        "the agent must wait for the step under way"
+    );
+    std::fs::write(&gate, "").unwrap();
+    let out = agent
+        .wait_timeout(Duration::from_secs(20))
+        .expect("agent stops after the step");
+    assert_eq!(out.status, 0, "{out}");
+    assert!(finished.exists(), "the step under way was cut in half");
+    assert!(!second.exists(), "no step may start after SIGTERM");
+    let status = fleet.status_json(&id);
+    assert_eq!(states(&status)[0].1, "PROGRESS");
+
+    // Started again, the agent finishes the execution (steps are idempotent).
+    fleet.agent_once("h1").assert_success();
+    assert!(second.exists());
+    fleet.cattle(&["status", &id]).assert_success();
+    let log = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
+    assert!(log.contains("this execution was interrupted"), "{log}");
+    assert_eq!(
+        log.matches("config executed successfully").count(),
+        1,
+        "{log}"
+    );
 }
 
 #[test]

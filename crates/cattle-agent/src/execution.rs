@@ -34,14 +34,16 @@ pub async fn handle(
     shutdown: &Shutdown,
 ) -> Result<bool, StoreError> {
     let dir = local::execution_dir(&config.state_dir, id);
-    if let Some(state) = local::read_state(&dir)
-        && state.is_final()
-    {
-        if !dir.join(DELIVERED).exists() {
-            deliver(store, &config.host, id, &dir).await?;
+    let interrupted = match local::read_state(&dir) {
+        Some(state) if state.is_final() => {
+            if !dir.join(DELIVERED).exists() {
+                deliver(store, &config.host, id, &dir).await?;
+            }
+            return Ok(true);
         }
-        return Ok(true);
-    }
+        Some(State::Progress) => true,
+        _ => false,
+    };
 
     let Some(object) = store.get(&keys::manifest(id), MAX_DOCUMENT_BYTES).await? else {
         // Publish writes the manifest before addressing hosts, so a missing
@@ -51,6 +53,10 @@ pub async fn handle(
     };
     let mut report =
         Report::start(config, id, &dir, shutdown.clone()).map_err(|e| local_error(&dir, e))?;
+
+    if interrupted {
+        report.log("this execution was interrupted; verifying it again and running it from step 1");
+    }
 
     let manifest: Manifest = match serde_json::from_slice(&object.bytes) {
         Ok(m) => m,

@@ -127,8 +127,11 @@ impl Agent {
         {
             Fetched::NotModified => {}
             Fetched::Missing => {
+                // No inbox at all is more likely a wrong store URL or prefix than
+                // a clean (which leaves an empty inbox): keep local records.
                 self.inbox_etag = None;
-                self.set_inbox(Vec::new());
+                self.inbox.clear();
+                self.settled.clear();
             }
             Fetched::Found(object) => {
                 let inbox: Inbox =
@@ -147,7 +150,8 @@ impl Agent {
             }
         }
 
-        let mut first_error = None;
+        // In publish order; an execution that cannot be finished now holds up
+        // the later ones, so that they never run before it.
         for id in self.inbox.clone() {
             if self.settled.contains(&id) {
                 continue;
@@ -159,18 +163,18 @@ impl Agent {
                 Ok(true) => {
                     self.settled.insert(id);
                 }
-                Ok(false) => {}
+                Ok(false) => break,
                 Err(err) => {
                     tracing::warn!(execution = %id, error = %err, "execution not finished; will retry");
-                    first_error.get_or_insert(err);
+                    return Err(err.into());
                 }
             }
         }
-        first_error.map_or(Ok(()), |e| Err(e.into()))
+        Ok(())
     }
 
-    /// Take a new inbox; forget and remove locally whatever it no longer lists
-    /// (`cattle clean` removed it).
+    /// Take a new inbox document; forget and remove locally whatever it no
+    /// longer lists (`cattle clean` removed it).
     fn set_inbox(&mut self, executions: Vec<Uuid>) {
         let listed: HashSet<Uuid> = executions.iter().copied().collect();
         for id in local::list_executions(&self.config.state_dir) {
