@@ -729,6 +729,54 @@ fn a_missing_bucket_says_how_to_create_it() {
 }
 
 #[test]
+fn missing_or_wrong_credentials_are_named_as_such() {
+    let fleet = Fleet::on_minio();
+    let env: Vec<(String, String)> = fleet
+        .minio
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("AWS_ACCESS_KEY_ID") && !k.starts_with("AWS_SECRET"))
+        .collect();
+    let id = "01a20f43-398c-70f2-a36a-252221b2f74e";
+    let status = |extra: &[(String, String)]| {
+        Cmd::new(cattle_bin())
+            .envs(&env)
+            .envs(extra)
+            .env("CATTLE_STORE", &fleet.store_url)
+            .args(["status", id])
+            .run()
+    };
+    let none = status(&[]);
+    none.assert_status(1);
+    assert!(
+        none.stderr.contains("no credentials for the store"),
+        "{none}"
+    );
+    assert!(
+        none.stderr.contains("hint: set AWS_ACCESS_KEY_ID"),
+        "{none}"
+    );
+
+    let wrong = status(&[
+        (
+            "AWS_ACCESS_KEY_ID".to_string(),
+            fleet.minio.access_key().to_string(),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY".to_string(),
+            "not-the-secret".to_string(),
+        ),
+    ]);
+    wrong.assert_status(1);
+    assert!(
+        wrong
+            .stderr
+            .contains("access denied: SignatureDoesNotMatch"),
+        "{wrong}"
+    );
+}
+
+#[test]
 fn agent_once_fails_when_the_store_is_unreachable() {
     let mut fleet = Fleet::on_minio();
     fleet.minio.stop();

@@ -113,6 +113,12 @@ pub enum StoreError {
         location: String,
         message: String,
     },
+    #[error("{op} `{location}`: no credentials for the store: {message}")]
+    NoCredentials {
+        op: &'static str,
+        location: String,
+        message: String,
+    },
     #[error("{op} `{location}`: cannot reach the store: {message}")]
     Unreachable {
         op: &'static str,
@@ -142,6 +148,10 @@ impl StoreError {
             )),
             StoreError::AccessDenied { .. } => Some(
                 "check AWS_ACCESS_KEY_ID / AWS_PROFILE and the policy attached to that user"
+                    .to_string(),
+            ),
+            StoreError::NoCredentials { .. } => Some(
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a credentials file"
                     .to_string(),
             ),
             StoreError::Unreachable { .. } => Some(

@@ -182,6 +182,14 @@ impl S3Store {
                     },
                 }
             }
+            // The SDK reports a failure to find credentials as a dispatch failure.
+            SdkError::DispatchFailure(_) if error_chain(&err).contains("credential") => {
+                StoreError::NoCredentials {
+                    op,
+                    location,
+                    message: error_chain(&err),
+                }
+            }
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => StoreError::Unreachable {
                 op,
                 location,
