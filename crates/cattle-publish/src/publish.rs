@@ -37,25 +37,25 @@ pub async fn publish(store: &Store, dir: &Path, hosts_file: &Path) -> anyhow::Re
     let hosts_text = std::fs::read_to_string(hosts_file)
         .with_context(|| format!("cannot read hosts file `{}`", hosts_file.display()))?;
     let hosts = parse_hosts_file(&hosts_text, hosts_file)?;
-    let packed = bundle::pack(dir).with_context(|| format!("cannot bundle `{}`", dir.display()))?;
+    let bundle::Bundle { bytes, sha256 } =
+        bundle::pack(dir).with_context(|| format!("cannot bundle `{}`", dir.display()))?;
+    let size = bytes.len() as u64;
 
     let id = Uuid::now_v7();
     // The reference first, so that `cattle clean` of another execution never
     // deletes a bundle this one is about to use.
     store
         .put(
-            &keys::bundle_ref(&packed.sha256, id),
+            &keys::bundle_ref(&sha256, id),
             Vec::new(),
             Condition::Always,
         )
         .await?;
-    let bundle_key = keys::bundle(&packed.sha256);
-    let bundle_uploaded = if store.size(&bundle_key).await? == Some(packed.size()) {
+    let bundle_key = keys::bundle(&sha256);
+    let bundle_uploaded = if store.size(&bundle_key).await? == Some(size) {
         false
     } else {
-        store
-            .put(&bundle_key, packed.bytes.clone(), Condition::Always)
-            .await?;
+        store.put(&bundle_key, bytes, Condition::Always).await?;
         true
     };
 
@@ -71,8 +71,8 @@ pub async fn publish(store: &Store, dir: &Path, hosts_file: &Path) -> anyhow::Re
             .unwrap_or_else(|| dir.display().to_string()),
         steps: plan.steps.len(),
         bundle: BundleRef {
-            sha256: packed.sha256.clone(),
-            size: packed.size(),
+            sha256: sha256.clone(),
+            size,
         },
         hosts: hosts.clone(),
     };
@@ -103,7 +103,7 @@ pub async fn publish(store: &Store, dir: &Path, hosts_file: &Path) -> anyhow::Re
     }
     Ok(Published {
         id,
-        bundle_sha256: packed.sha256,
+        bundle_sha256: sha256,
         bundle_size: manifest.bundle.size,
         bundle_uploaded,
         hosts: host_count,

@@ -95,16 +95,15 @@ impl FileStore {
             _ => Some(self.lock()?),
         };
         let path = self.path(key);
-        let existing = match std::fs::read(&path) {
-            Ok(bytes) => Some(etag_of(&bytes)),
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(self.err("write", key, e)),
+        let current = || match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(etag_of(&bytes))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("write", key, e)),
         };
-        let holds = match (&condition, &existing) {
-            (Condition::Always, _) => true,
-            (Condition::IfAbsent, existing) => existing.is_none(),
-            (Condition::IfMatch(want), Some(have)) => want == have,
-            (Condition::IfMatch(_), None) => false,
+        let holds = match &condition {
+            Condition::Always => true,
+            Condition::IfAbsent => current()?.is_none(),
+            Condition::IfMatch(want) => current()?.as_ref() == Some(want),
         };
         if !holds {
             return Err(StoreError::PreconditionFailed {
