@@ -5,22 +5,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cattle_core::bundle;
 use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::store::{Condition, Store, StoreError};
 use cattle_core::wire::{FORMAT, HostStatus, MAX_DOCUMENT_BYTES, Manifest, State, StepStatus};
+use cattle_core::{bundle, env};
 use cattle_stdlib::{Context, Event, Observer, Outcome, Plan};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::local::{self, CONFIG_DIR, DELIVERED, LOG_FILE, STATUS_FILE, STATUS_JSON};
 use crate::{Config, Shutdown};
-
-/// Set for every program a step starts: the execution's ID.
-pub const EXECUTION_ENV: &str = "CATTLE_EXECUTION_ID";
-/// Set for every program a step starts: this host's ID.
-pub const HOST_ENV: &str = "CATTLE_HOST_ID";
 
 /// Bring execution `id` as far as this agent can.
 ///
@@ -136,9 +131,10 @@ pub async fn handle(
     report.status.steps = plan.steps.len();
 
     let mut ctx = Context::new(&config_dir);
-    ctx.env.push((EXECUTION_ENV.to_string(), id.to_string()));
     ctx.env
-        .push((HOST_ENV.to_string(), config.host.to_string()));
+        .push((env::EXECUTION_ID.to_string(), id.to_string()));
+    ctx.env
+        .push((env::HOST_ID.to_string(), config.host.to_string()));
 
     // Progress goes to the store from a separate task, so a slow or absent
     // store never holds up the steps; the latest status wins.

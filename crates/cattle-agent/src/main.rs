@@ -6,31 +6,28 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use cattle_agent::{Config, Shutdown};
+use cattle_core::env;
 use cattle_core::hosts::HostId;
-use cattle_core::store::{STORE_ENV, Store, StoreError, StoreUrl};
+use cattle_core::store::{DEFAULT_STORE, Store, StoreError, StoreUrl};
 use clap::Parser;
 
 /// Where the agent keeps its executions unless told otherwise.
 const DEFAULT_STATE_DIR: &str = "/var/lib/cattle/agent";
-/// The embedded default store: a local directory.
-const DEFAULT_STORE: &str = "file:///var/lib/cattle/store";
-/// The variable for the log filter (`info`, `cattle_agent=debug`, …).
-const LOG_ENV: &str = "CATTLE_LOG";
 
 /// Poll a Cattle store for executions addressed to this host and run them.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
     /// This host's ID, as publishers list it in their hosts files.
-    #[arg(long, env = "CATTLE_HOST_ID")]
+    #[arg(long, env = env::HOST_ID)]
     host_id: String,
 
     /// The store: `s3://bucket/prefix` or `file:///path`.
-    #[arg(long, env = STORE_ENV, default_value = DEFAULT_STORE)]
+    #[arg(long, env = env::STORE, default_value = DEFAULT_STORE)]
     store: String,
 
     /// Where executions are unpacked and their STATUS and exec.log kept.
-    #[arg(long, env = "CATTLE_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    #[arg(long, env = env::STATE_DIR, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
 
     /// Handle everything pending, then exit (0 if all of it finished and was reported).
@@ -46,7 +43,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env(LOG_ENV)
+            tracing_subscriber::EnvFilter::try_from_env(env::LOG)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         // journald adds its own timestamps and shows escape codes as text.

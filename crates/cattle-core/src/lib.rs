@@ -6,6 +6,7 @@
 //! decide how to show them.
 
 pub mod bundle;
+pub mod env;
 pub mod hosts;
 pub mod keys;
 pub mod store;

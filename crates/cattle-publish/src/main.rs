@@ -6,23 +6,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use cattle_core::env;
 use cattle_core::hosts::HostId;
-use cattle_core::store::{STORE_ENV, Store, StoreError, StoreUrl};
+use cattle_core::store::{DEFAULT_STORE, Store, StoreError, StoreUrl};
 use cattle_publish::exit;
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
-
-/// The embedded default store: a local directory.
-const DEFAULT_STORE: &str = "file:///var/lib/cattle/store";
-/// The variable for the log filter (`warn` by default).
-const LOG_ENV: &str = "CATTLE_LOG";
 
 /// Publish configurations for hosts to pull, and read back what they report.
 #[derive(Debug, Parser)]
 #[command(version, propagate_version = true)]
 struct Cli {
     /// The store: `s3://bucket/prefix` or `file:///path`.
-    #[arg(long, global = true, env = STORE_ENV, default_value = DEFAULT_STORE)]
+    #[arg(long, global = true, env = env::STORE, default_value = DEFAULT_STORE)]
     store: String,
 
     #[command(subcommand)]
@@ -85,7 +81,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env(LOG_ENV)
+            tracing_subscriber::EnvFilter::try_from_env(env::LOG)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_ansi(false)

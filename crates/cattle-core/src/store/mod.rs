@@ -13,10 +13,10 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use file::FileStore;
-pub use s3::{ENDPOINT_ENV, IMDS_ENV, PATH_STYLE_ENV, S3Options, S3Store};
+pub use s3::{S3Options, S3Store};
 
-/// The environment variable that names the store when `--store` is not given.
-pub const STORE_ENV: &str = "CATTLE_STORE";
+/// The embedded default store: a local directory, for a single machine.
+pub const DEFAULT_STORE: &str = "file:///var/lib/cattle/store";
 
 /// Where a store is, as given by `--store` or `CATTLE_STORE`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,13 +21,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::{Condition, Fetched, Object, StoreError};
-
-/// Set to `1` to let the SDK ask the instance metadata service for credentials and region.
-pub const IMDS_ENV: &str = "CATTLE_S3_IMDS";
-/// `1` forces path-style requests, `0` virtual-hosted; unset: path-style iff a custom endpoint is set.
-pub const PATH_STYLE_ENV: &str = "CATTLE_S3_PATH_STYLE";
-/// The standard variable the SDK reads the endpoint from.
-pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL";
+use crate::env;
 
 /// Requests are given this long to connect, and each attempt this long overall.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,20 +55,20 @@ pub struct S3Options {
 
 impl S3Options {
     /// Options from the environment: `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`),
-    /// [`PATH_STYLE_ENV`] and [`IMDS_ENV`]. Credentials and region are left to the SDK's
+    /// [`env::S3_PATH_STYLE`] and [`env::S3_IMDS`]. Credentials and region are left to the SDK's
     /// environment and profile providers.
     pub fn from_env() -> S3Options {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         S3Options {
-            endpoint: var(ENDPOINT_ENV).or_else(|| var("AWS_ENDPOINT_URL_S3")),
+            endpoint: var(env::AWS_ENDPOINT_URL).or_else(|| var("AWS_ENDPOINT_URL_S3")),
             region: None,
             credentials: None,
-            path_style: match var(PATH_STYLE_ENV).as_deref() {
+            path_style: match var(env::S3_PATH_STYLE).as_deref() {
                 Some("1") | Some("true") => Some(true),
                 Some("0") | Some("false") => Some(false),
                 _ => None,
             },
-            imds: var(IMDS_ENV).is_some_and(|v| v == "1"),
+            imds: var(env::S3_IMDS).is_some_and(|v| v == "1"),
         }
     }
 }

@@ -1,0 +1,23 @@
+//! Every environment variable Cattle reads or sets, declared once.
+//!
+//! The standard AWS variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+//! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`, …) are read by
+//! the AWS SDK as usual. Programs that steps start also get `CATTLE_STEP` and
+//! `CATTLE_ATTEMPT` from the stdlib runner.
+
+/// The store URL when `--store` is not given (`cattle` and `cattle-agent`).
+pub const STORE: &str = "CATTLE_STORE";
+/// Log filter, e.g. `debug` or `cattle_agent=debug,warn` (`cattle` and `cattle-agent`).
+pub const LOG: &str = "CATTLE_LOG";
+/// The agent's host ID when `--host-id` is not given; also set for programs steps start.
+pub const HOST_ID: &str = "CATTLE_HOST_ID";
+/// The agent's state directory when `--state-dir` is not given.
+pub const STATE_DIR: &str = "CATTLE_STATE_DIR";
+/// Set for programs steps start: the execution's ID.
+pub const EXECUTION_ID: &str = "CATTLE_EXECUTION_ID";
+/// `1` lets the AWS SDK ask the instance metadata service for credentials and region.
+pub const S3_IMDS: &str = "CATTLE_S3_IMDS";
+/// `1` forces path-style S3 requests, `0` virtual-hosted; unset: path-style iff an endpoint is set.
+pub const S3_PATH_STYLE: &str = "CATTLE_S3_PATH_STYLE";
+/// The S3 endpoint, a standard AWS SDK variable (`AWS_ENDPOINT_URL_S3` also works).
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
