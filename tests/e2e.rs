@@ -71,6 +71,10 @@ impl Bucket {
             .map(|o| o.bytes)
     }
 
+    fn delete(&self, key: &str) {
+        self.runtime.block_on(self.store.delete(key)).unwrap();
+    }
+
     fn put(&self, key: &str, bytes: Vec<u8>) {
         self.runtime
             .block_on(self.store.put(key, bytes, Condition::Always))
@@ -248,6 +252,26 @@ fn poem_to_three_hosts_runs_on_each_and_reports_done() {
             log.stdout.as_bytes()
         );
     }
+
+    // Each DONE host left a marker, so status lists them instead of reading
+    // each status; without the marker, the status document still says DONE.
+    for host in hosts {
+        assert!(
+            fleet
+                .bucket
+                .get(&format!("executions/{id}/done/{host}"))
+                .is_some()
+        );
+    }
+    fleet.bucket.delete(&format!("executions/{id}/done/web-2"));
+    let status = fleet.status_json(&id);
+    assert_eq!(status["hosts"][1]["state"], "DONE");
+    assert_eq!(status["hosts"][1]["status"]["state"], "DONE");
+    assert!(
+        status["hosts"][0]["status"].is_null(),
+        "known from its marker alone"
+    );
+    assert!(status["hosts"][0]["updated"].is_string());
 
     // All logs at once, each under its host's name.
     let all = fleet.cattle(&["log", &id]);

@@ -186,13 +186,20 @@ async fn deliver(store: &Store, host: &HostId, id: Uuid, dir: &Path) -> Result<(
     let log = std::fs::read(dir.join(LOG_FILE)).unwrap_or_default();
     let status =
         std::fs::read(dir.join(STATUS_JSON)).map_err(|e| local_error(&dir.join(STATUS_JSON), e))?;
-    // The log first: a reader that sees the final status finds the whole log.
+    let done = serde_json::from_slice::<HostStatus>(&status).is_ok_and(|s| s.state == State::Done);
+    // The log first: a reader that sees the final status finds the whole log;
+    // the DONE marker last: a reader that lists it finds the final status.
     store
         .put(&keys::log(id, host), log, Condition::Always)
         .await?;
     store
         .put(&keys::status(id, host), status, Condition::Always)
         .await?;
+    if done {
+        store
+            .put(&keys::done(id, host), Vec::new(), Condition::Always)
+            .await?;
+    }
     File::create(dir.join(DELIVERED)).map_err(|e| local_error(&dir.join(DELIVERED), e))?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! executions/<execution-id>/manifest.json      what to run and where (written once, by publish)
 //! executions/<execution-id>/hosts/<host>/status.json   written only by <host>'s agent
 //! executions/<execution-id>/hosts/<host>/exec.log      written only by <host>'s agent
+//! executions/<execution-id>/done/<host>                empty; <host>'s agent, once DONE
 //! hosts/<host>/inbox.json                      executions addressed to <host> (publish, clean)
 //! ```
 //!
@@ -41,6 +42,16 @@ pub fn status(id: Uuid, host: &HostId) -> String {
 
 pub fn log(id: Uuid, host: &HostId) -> String {
     format!("executions/{id}/hosts/{host}/exec.log")
+}
+
+/// Written by a host's agent after its final DONE status, so that `cattle status`
+/// learns which hosts are done from a listing instead of one read per host.
+pub fn done(id: Uuid, host: &HostId) -> String {
+    format!("executions/{id}/done/{host}")
+}
+
+pub fn done_prefix(id: Uuid) -> String {
+    format!("executions/{id}/done/")
 }
 
 pub fn inbox(host: &HostId) -> String {

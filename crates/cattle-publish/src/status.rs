@@ -1,7 +1,8 @@
 //! `cattle status ID` and `cattle log ID`: read what hosts reported.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use cattle_core::hosts::HostId;
@@ -24,7 +25,10 @@ pub struct Report {
 pub struct HostRow {
     pub host: HostId,
     pub state: State,
-    /// What the host last reported; absent for PENDING.
+    /// When the host last reported (RFC 3339); absent for PENDING.
+    pub updated: Option<String>,
+    /// What the host last reported. Absent for PENDING, and for DONE hosts,
+    /// which are known from their DONE marker alone.
     pub status: Option<HostStatus>,
 }
 
@@ -44,11 +48,34 @@ pub async fn manifest(store: &Store, id: Uuid) -> anyhow::Result<Manifest> {
         .with_context(|| format!("`{}` is not a valid manifest", store.location(&key)))
 }
 
+/// Every host's state. Hosts that finished DONE are known from one listing of
+/// their DONE markers (a page per 1,000 hosts); only the others' status
+/// documents are read, one request each.
 pub async fn fetch(store: &Store, id: Uuid) -> anyhow::Result<Report> {
     let manifest = manifest(store, id).await?;
-    let results = for_each_bounded(manifest.hosts.clone(), |host: HostId| {
+    let prefix = keys::done_prefix(id);
+    let mut done: HashMap<String, Option<SystemTime>> = store
+        .list_entries(&prefix)
+        .await?
+        .into_iter()
+        .filter_map(|e| Some((e.key.strip_prefix(&prefix)?.to_string(), e.modified)))
+        .collect();
+    let hosts: Vec<(HostId, Option<Option<SystemTime>>)> = manifest
+        .hosts
+        .iter()
+        .map(|h| (h.clone(), done.remove(h.as_str())))
+        .collect();
+    let results = for_each_bounded(hosts, |(host, done)| {
         let store = store.clone();
         async move {
+            if let Some(modified) = done {
+                return anyhow::Ok(HostRow {
+                    host,
+                    state: State::Done,
+                    updated: modified.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+                    status: None,
+                });
+            }
             let key = keys::status(id, &host);
             let status = match store.get(&key, MAX_DOCUMENT_BYTES).await? {
                 None => None,
@@ -58,8 +85,9 @@ pub async fn fetch(store: &Store, id: Uuid) -> anyhow::Result<Report> {
                     })?,
                 ),
             };
-            anyhow::Ok(HostRow {
+            Ok(HostRow {
                 state: status.as_ref().map_or(State::Pending, |s| s.state),
+                updated: status.as_ref().map(|s| s.updated.clone()),
                 host,
                 status,
             })
@@ -120,8 +148,12 @@ impl Report {
             "HOST", "STATE", "STEP", "UPDATED"
         );
         for row in &self.hosts {
-            let (step, updated, detail) = match &row.status {
-                None => ("-".to_string(), "-".to_string(), String::new()),
+            let updated = row.updated.clone().unwrap_or_else(|| "-".to_string());
+            let (step, detail) = match &row.status {
+                None if row.state == State::Done => {
+                    (format!("{0}/{0}", self.manifest.steps), String::new())
+                }
+                None => ("-".to_string(), String::new()),
                 Some(s) => {
                     let step = s
                         .step
@@ -139,7 +171,7 @@ impl Report {
                         }
                         _ => String::new(),
                     };
-                    (step, s.updated.clone(), detail)
+                    (step, detail)
                 }
             };
             let _ = writeln!(

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{Condition, Fetched, Object, StoreError};
+use super::{Condition, Entry, Fetched, Object, StoreError};
 use crate::hex;
 
 #[derive(Debug, Clone)]
@@ -149,7 +149,7 @@ impl FileStore {
         Ok(())
     }
 
-    pub fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+    pub fn list(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
         // Walk only the deepest directory the prefix names, then filter.
         let base = match prefix.rfind('/') {
             Some(i) => &prefix[..=i],
@@ -158,8 +158,8 @@ impl FileStore {
         let mut keys = Vec::new();
         walk(&self.root, &self.root.join(base), &mut keys)
             .map_err(|e| self.err("list", prefix, e))?;
-        keys.retain(|k| k.starts_with(prefix));
-        keys.sort();
+        keys.retain(|k| k.key.starts_with(prefix));
+        keys.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(keys)
     }
 
@@ -176,7 +176,7 @@ impl FileStore {
     }
 }
 
-fn walk(root: &Path, dir: &Path, keys: &mut Vec<String>) -> std::io::Result<()> {
+fn walk(root: &Path, dir: &Path, keys: &mut Vec<Entry>) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
@@ -194,7 +194,10 @@ fn walk(root: &Path, dir: &Path, keys: &mut Vec<String>) -> std::io::Result<()> 
         if entry.file_type()?.is_dir() {
             walk(root, &path, keys)?;
         } else if let Ok(rel) = path.strip_prefix(root) {
-            keys.push(rel.to_string_lossy().into_owned());
+            keys.push(Entry {
+                key: rel.to_string_lossy().into_owned(),
+                modified: entry.metadata()?.modified().ok(),
+            });
         }
     }
     Ok(())
@@ -250,7 +253,14 @@ mod tests {
         for key in ["x/1/a", "x/1/b", "x/2/a", "y"] {
             store.put(key, b"", Condition::Always).unwrap();
         }
-        assert_eq!(store.list("x/1/").unwrap(), ["x/1/a", "x/1/b"]);
+        let keys: Vec<String> = store
+            .list("x/1/")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert_eq!(keys, ["x/1/a", "x/1/b"]);
+        assert!(store.list("x/1/").unwrap()[0].modified.is_some());
         assert_eq!(store.list("x/").unwrap().len(), 3);
         assert_eq!(store.list("").unwrap().len(), 4);
         store.delete("x/1/a").unwrap();

@@ -90,6 +90,14 @@ pub enum Fetched {
     Missing,
 }
 
+/// An object as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    /// When the object was last written, if the store says.
+    pub modified: Option<std::time::SystemTime>,
+}
+
 /// When a write may happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Condition {
@@ -249,6 +257,16 @@ impl Store {
 
     /// Every key that starts with `prefix`, in lexical order.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .list_entries(prefix)
+            .await?
+            .into_iter()
+            .map(|e| e.key)
+            .collect())
+    }
+
+    /// Every object whose key starts with `prefix`, in lexical order of keys.
+    pub async fn list_entries(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
         match self {
             Store::File(s) => s.list(prefix),
             Store::S3(s) => s.list(prefix).await,

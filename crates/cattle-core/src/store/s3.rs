@@ -8,7 +8,7 @@
 //! address that does not answer. With a custom endpoint, path-style addressing
 //! is used (MinIO's default); set `CATTLE_S3_PATH_STYLE=0` or `1` to choose.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_config::meta::credentials::CredentialsProviderChain;
 use aws_config::meta::region::RegionProviderChain;
@@ -20,7 +20,7 @@ use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecks
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 
-use super::{Condition, Fetched, Object, StoreError};
+use super::{Condition, Entry, Fetched, Object, StoreError};
 use crate::env;
 
 /// Requests are given this long to connect, and each attempt this long overall.
@@ -318,7 +318,7 @@ impl S3Store {
             .map_err(|err| self.error("delete", key, err))
     }
 
-    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
         let mut pages = self
             .client
             .list_objects_v2()
@@ -329,13 +329,14 @@ impl S3Store {
         let mut keys = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|err| self.error("list", prefix, err))?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key())
-                    .filter_map(|k| k.strip_prefix(&self.prefix))
-                    .map(str::to_string),
-            );
+            keys.extend(page.contents().iter().filter_map(|o| {
+                Some(Entry {
+                    key: o.key()?.strip_prefix(&self.prefix)?.to_string(),
+                    modified: o
+                        .last_modified()
+                        .and_then(|t| SystemTime::try_from(*t).ok()),
+                })
+            }));
         }
         Ok(keys)
     }
