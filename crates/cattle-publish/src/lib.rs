@@ -24,9 +24,12 @@ pub mod exit {
 }
 
 /// Requests a command keeps in flight at once when it touches many hosts' objects.
-pub const CONCURRENCY: usize = 32;
+pub const CONCURRENCY: usize = 64;
 
 /// Run `f` over `items` with at most [`CONCURRENCY`] at once; results in input order.
+///
+/// Futures are created only as slots free up, so memory stays bounded however
+/// many items there are.
 pub async fn for_each_bounded<T, R, F, Fut>(items: Vec<T>, f: F) -> Vec<R>
 where
     T: Send + 'static,
@@ -34,19 +37,25 @@ where
     F: Fn(T) -> Fut,
     Fut: Future<Output = R> + Send + 'static,
 {
-    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
-    let mut tasks = Vec::with_capacity(items.len());
-    for item in items {
-        let permit = semaphore.clone().acquire_owned();
-        let fut = f(item);
-        tasks.push(tokio::spawn(async move {
-            let _permit = permit.await.expect("semaphore is never closed");
-            fut.await
-        }));
-    }
-    let mut results = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        results.push(task.await.expect("tasks do not panic"));
+    let mut results: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    let mut pending = items.into_iter().enumerate();
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        while running.len() < CONCURRENCY {
+            let Some((i, item)) = pending.next() else {
+                break;
+            };
+            let fut = f(item);
+            running.spawn(async move { (i, fut.await) });
+        }
+        let Some(done) = running.join_next().await else {
+            break;
+        };
+        let (i, result) = done.expect("tasks do not panic");
+        results[i] = Some(result);
     }
     results
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
 }
