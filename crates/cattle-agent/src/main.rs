@@ -42,17 +42,16 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env(env::LOG)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_max_level(env::log_level(tracing::level_filters::LevelFilter::INFO))
         // journald adds its own timestamps and shows escape codes as text.
         .with_ansi(false)
         .with_writer(std::io::stderr)
         .init();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // One thread is plenty for one request per poll, and every extra thread
+    // costs resident memory (a stack and a malloc arena). Steps run on tokio's
+    // blocking pool, whose threads exit when idle.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime starts");

@@ -7,7 +7,7 @@
 
 /// The store URL when `--store` is not given (`cattle` and `cattle-agent`).
 pub const STORE: &str = "CATTLE_STORE";
-/// Log filter, e.g. `debug` or `cattle_agent=debug,warn` (`cattle` and `cattle-agent`).
+/// Log level: `off`, `error`, `warn`, `info`, `debug` or `trace` (`cattle` and `cattle-agent`).
 pub const LOG: &str = "CATTLE_LOG";
 /// The agent's host ID when `--host-id` is not given; also set for programs steps start.
 pub const HOST_ID: &str = "CATTLE_HOST_ID";
@@ -21,3 +21,17 @@ pub const S3_IMDS: &str = "CATTLE_S3_IMDS";
 pub const S3_PATH_STYLE: &str = "CATTLE_S3_PATH_STYLE";
 /// The S3 endpoint, a standard AWS SDK variable (`AWS_ENDPOINT_URL_S3` also works).
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+
+/// The log level [`LOG`] asks for, or `default` when it is unset. A value that is
+/// not a level is reported on standard error and `default` is used.
+pub fn log_level(
+    default: tracing::level_filters::LevelFilter,
+) -> tracing::level_filters::LevelFilter {
+    match std::env::var(LOG) {
+        Err(_) => default,
+        Ok(value) => value.trim().parse().unwrap_or_else(|_| {
+            eprintln!("warning: {LOG}=`{value}` is not a log level (off, error, warn, info, debug, trace); using {default}");
+            default
+        }),
+    }
+}

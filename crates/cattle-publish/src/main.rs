@@ -80,10 +80,7 @@ const WAIT_POLL: Duration = Duration::from_secs(1);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env(env::LOG)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_max_level(env::log_level(tracing::level_filters::LevelFilter::WARN))
         .with_ansi(false)
         .with_writer(std::io::stderr)
         .init();

@@ -1,0 +1,721 @@
+//! `cattle-bench`: measures Cattle against its performance goals and prints one table.
+//!
+//! Run it with `scripts/bench.sh`, which builds the release binaries and installs
+//! MinIO and `mc` first. Every scenario runs against a private MinIO on loopback
+//! started like the tests start theirs; requests are counted on MinIO's side with
+//! `mc admin trace`. Times are medians of several runs, since the machine is shared.
+//! It must run as root (the poem example chowns to root).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use cattle_core::store::{Condition, S3Options, S3Store, Store};
+use cattle_e2e::{Background, Cmd, Minio, Signal, Workspace, agent_bin, cattle_bin, wait_until};
+
+/// One line of the result table.
+struct Row {
+    figure: String,
+    value: String,
+    goal: String,
+    met: Option<bool>,
+}
+
+impl Row {
+    fn new(
+        figure: impl Into<String>,
+        value: impl Into<String>,
+        goal: impl Into<String>,
+        met: Option<bool>,
+    ) -> Row {
+        Row {
+            figure: figure.into(),
+            value: value.into(),
+            goal: goal.into(),
+            met,
+        }
+    }
+}
+
+const BUCKET: &str = "bench";
+const SCENARIOS: &[&str] = &["apply", "bundle", "publish", "status", "idle", "pickup"];
+/// Runs per timed figure; the median is reported.
+const RUNS: usize = 5;
+
+fn main() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("cattle-bench: run as root (the poem example chowns files to root)");
+        std::process::exit(2);
+    }
+    // Scenarios to run: all, or those named on the command line.
+    let chosen: Vec<String> = std::env::args().skip(1).collect();
+    let wants = |name: &str| chosen.is_empty() || chosen.iter().any(|c| c == name);
+    for name in &chosen {
+        if !SCENARIOS.contains(&name.as_str()) {
+            eprintln!(
+                "cattle-bench: unknown scenario `{name}`; choose from {}",
+                SCENARIOS.join(", ")
+            );
+            std::process::exit(2);
+        }
+    }
+    let ws = Workspace::new();
+    let mut rows = Vec::new();
+    // First: its peak RSS is read from the children this process has waited for.
+    if wants("apply") {
+        rows.extend(apply_poem(&ws));
+    }
+    if wants("bundle") {
+        rows.extend(bundling(&ws));
+    }
+
+    let minio = Minio::start();
+    let bench = Bench::new(&minio, &ws);
+    if wants("publish") {
+        for hosts in [1_000, 10_000] {
+            rows.extend(bench.publish_fanout(hosts));
+        }
+    }
+    if wants("status") {
+        for hosts in [1_000, 10_000] {
+            rows.extend(bench.status_of_reported(hosts));
+        }
+    }
+    if wants("idle") {
+        rows.extend(bench.agent_idle());
+    }
+    if wants("pickup") {
+        rows.push(bench.pickup_latency(100, 5));
+    }
+
+    print_table(&rows);
+}
+
+fn print_table(rows: &[Row]) {
+    let w0 = rows
+        .iter()
+        .map(|r| r.figure.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let w1 = rows.iter().map(|r| r.value.len()).max().unwrap_or(0).max(5);
+    let w2 = rows.iter().map(|r| r.goal.len()).max().unwrap_or(0).max(4);
+    println!(
+        "| {:w0$} | {:w1$} | {:w2$} | met |",
+        "figure", "value", "goal"
+    );
+    println!(
+        "|{}|{}|{}|-----|",
+        "-".repeat(w0 + 2),
+        "-".repeat(w1 + 2),
+        "-".repeat(w2 + 2)
+    );
+    for r in rows {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "-",
+        };
+        println!(
+            "| {:w0$} | {:w1$} | {:w2$} | {met:3} |",
+            r.figure, r.value, r.goal
+        );
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
+
+/// `cattle apply` of the poem example (retargeted to a temporary directory), timed,
+/// and its peak RSS from `getrusage(RUSAGE_CHILDREN)`.
+fn apply_poem(ws: &Workspace) -> Vec<Row> {
+    let target = ws.child("apply/poems");
+    let config = ws.child("apply/config");
+    std::fs::create_dir_all(&config).unwrap();
+    let steps = std::fs::read_to_string(example("poem/cattle.toml"))
+        .unwrap()
+        .replace("/var/poems", &target.display().to_string());
+    std::fs::write(config.join("cattle.toml"), steps).unwrap();
+    std::fs::copy(example("poem/poem.txt"), config.join("poem.txt")).unwrap();
+
+    let mut times = Vec::new();
+    for _ in 0..RUNS * 4 {
+        let _ = std::fs::remove_dir_all(&target);
+        let started = Instant::now();
+        let status = Command::new(cattle_bin())
+            .arg("apply")
+            .arg(&config)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert!(status.success(), "cattle apply failed");
+    }
+    assert!(target.join("poem.txt").is_file());
+    let usage =
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
+    let peak_mib = usage.max_rss() as f64 / 1024.0;
+    let ms = median(times);
+    vec![
+        Row::new(
+            "`cattle apply` of examples/poem, wall time",
+            format!("{ms:.1} ms ({:.0}x faster than 350 ms)", 350.0 / ms),
+            "≥ 20x faster than 0.35 s (≤ 17.5 ms)",
+            Some(ms <= 17.5),
+        ),
+        Row::new(
+            "`cattle apply` of examples/poem, peak RSS",
+            format!("{peak_mib:.1} MiB"),
+            "< 10 MB",
+            Some(peak_mib * 1.048_576 < 10.0),
+        ),
+    ]
+}
+
+/// Pack a generated 100 MB tree (text-like content, so gzip has real work).
+fn bundling(ws: &Workspace) -> Vec<Row> {
+    let dir = ws.child("bundle-100mb");
+    const FILES: usize = 400;
+    const FILE_SIZE: usize = 250 * 1000;
+    let words: Vec<&str> = "cattle herd host agent store bundle step retry poem facility \
+        install chmod chown link service package config manifest status error done \
+        progress the a of to and in is it that for on with as by"
+        .split_whitespace()
+        .collect();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for i in 0..FILES {
+        let mut text = String::with_capacity(FILE_SIZE + 16);
+        while text.len() < FILE_SIZE {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            text.push_str(words[(seed >> 33) as usize % words.len()]);
+            text.push(if (seed >> 20).is_multiple_of(13) {
+                '\n'
+            } else {
+                ' '
+            });
+        }
+        text.truncate(FILE_SIZE);
+        let path = dir.join(format!("d{}/f{i:04}.txt", i % 10));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let total = (FILES * FILE_SIZE) as f64;
+    let mut times = Vec::new();
+    let mut packed = 0;
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let bundle = cattle_core::bundle::pack(&dir).unwrap();
+        times.push(started.elapsed().as_secs_f64());
+        packed = bundle.bytes.len();
+    }
+    let secs = median(times);
+    vec![Row::new(
+        "bundling a 100 MB config dir (sha256 + gzip)",
+        format!(
+            "{secs:.2} s ({:.0} MB/s, ratio {:.1})",
+            total / secs / 1e6,
+            total / packed as f64
+        ),
+        "≤ 0.5 s on one core",
+        Some(secs <= 0.5),
+    )]
+}
+
+/// The bench's handle on MinIO: the CLI's environment and a store client.
+struct Bench<'a> {
+    minio: &'a Minio,
+    ws: &'a Workspace,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl<'a> Bench<'a> {
+    fn new(minio: &'a Minio, ws: &'a Workspace) -> Bench<'a> {
+        let bench = Bench {
+            minio,
+            ws,
+            runtime: tokio::runtime::Runtime::new().unwrap(),
+        };
+        let Store::S3(s3) = bench.store("") else {
+            unreachable!()
+        };
+        bench.runtime.block_on(s3.create_bucket()).unwrap();
+        bench
+    }
+
+    fn store(&self, prefix: &str) -> Store {
+        Store::S3(self.runtime.block_on(S3Store::new(
+            BUCKET.to_string(),
+            if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+            S3Options {
+                endpoint: Some(self.minio.endpoint()),
+                region: Some("us-east-1".to_string()),
+                credentials: Some((
+                    self.minio.access_key().to_string(),
+                    self.minio.secret_key().to_string(),
+                )),
+                ..Default::default()
+            },
+        )))
+    }
+
+    fn cattle(&self, prefix: &str, args: &[&str]) -> cattle_e2e::Output {
+        Cmd::new(cattle_bin())
+            .envs(&self.minio.env())
+            .env("CATTLE_STORE", format!("s3://{BUCKET}/{prefix}"))
+            .args(args)
+            .timeout(Duration::from_secs(600))
+            .run()
+    }
+
+    fn hosts_file(&self, name: &str, hosts: &[String]) -> String {
+        let path = self
+            .ws
+            .write(format!("{name}.hosts"), hosts.join("\n") + "\n");
+        path.display().to_string()
+    }
+
+    /// A config whose only step changes nothing, so runs measure Cattle, not the step.
+    fn noop_config(&self) -> String {
+        let path = self.ws.write(
+            "noop/cattle.toml",
+            "[[step]]\nfacility = \"command\"\nargv = [\"true\"]\n",
+        );
+        path.parent().unwrap().display().to_string()
+    }
+
+    fn publish_fanout(&self, n: usize) -> Vec<Row> {
+        let prefix = format!("fanout-{n}");
+        let hosts: Vec<String> = (0..n).map(|i| format!("host-{i:05}")).collect();
+        let hosts_file = self.hosts_file(&prefix, &hosts);
+        let config = example("poem").display().to_string();
+        let mut times = Vec::new();
+        let mut uploads = 0;
+        for _ in 0..RUNS {
+            let started = Instant::now();
+            let out = self.cattle(
+                &prefix,
+                &["publish", &config, "--hosts", &hosts_file, "--json"],
+            );
+            times.push(started.elapsed().as_secs_f64());
+            out.assert_success();
+            let published: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+            uploads += usize::from(published["bundle_uploaded"] == true);
+        }
+        let store = self.store(&prefix);
+        let bundles = self
+            .runtime
+            .block_on(store.list("bundles/"))
+            .unwrap()
+            .into_iter()
+            .filter(|k| k.ends_with(".tar.gz"))
+            .count();
+        let first = times[0];
+        let later = median(times[1..].to_vec());
+        vec![Row::new(
+            format!("`cattle publish` to {n} hosts"),
+            format!(
+                "{first:.2} s new inboxes, {later:.2} s existing; bundle uploaded {uploads}x in {RUNS} runs, {bundles} stored"
+            ),
+            if n == 10_000 {
+                "< 3 s; bundle bytes uploaded once"
+            } else {
+                "-"
+            },
+            (n == 10_000).then_some(first.max(later) < 3.0 && uploads == 1 && bundles == 1),
+        )]
+    }
+
+    fn status_of_reported(&self, n: usize) -> Vec<Row> {
+        let prefix = format!("status-{n}");
+        let hosts: Vec<String> = (0..n).map(|i| format!("host-{i:05}")).collect();
+        let hosts_file = self.hosts_file(&prefix, &hosts);
+        let out = self.cattle(
+            &prefix,
+            &["publish", &self.noop_config(), "--hosts", &hosts_file],
+        );
+        out.assert_success();
+        let id = out.stdout.trim().to_string();
+
+        // Every host reports DONE, as agents would (written straight to the
+        // bucket): the status document, then the DONE marker.
+        let store = self.store(&prefix);
+        let writing = Instant::now();
+        self.runtime.block_on(async {
+            let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+            let mut tasks = Vec::new();
+            for host in hosts {
+                let store = store.clone();
+                let permit = semaphore.clone().acquire_owned().await.unwrap();
+                let id = id.clone();
+                tasks.push(tokio::spawn(async move {
+                    let now = cattle_core::now_rfc3339();
+                    let status = serde_json::json!({
+                        "format": 1, "execution": id, "host": host, "state": "DONE", "steps": 1,
+                        "step": {"number": 1, "facility": "command", "description": "command `true` has run", "attempt": 1, "attempts": 3},
+                        "started": now, "updated": now, "finished": now, "error": null, "seq": 3,
+                        "agent_version": "bench",
+                    });
+                    let key = format!("executions/{id}/hosts/{host}/status.json");
+                    store
+                        .put(&key, serde_json::to_vec(&status).unwrap(), Condition::Always)
+                        .await
+                        .unwrap();
+                    let marker = format!("executions/{id}/done/{host}");
+                    store.put(&marker, Vec::new(), Condition::Always).await.unwrap();
+                    drop(permit);
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+        let put_rate = (2 * n) as f64 / writing.elapsed().as_secs_f64();
+
+        let mut times = Vec::new();
+        for _ in 0..RUNS {
+            let started = Instant::now();
+            let out = self.cattle(&prefix, &["status", &id]);
+            times.push(started.elapsed().as_secs_f64());
+            out.assert_success();
+            assert!(
+                out.stdout.contains(&format!("{n} hosts: {n} DONE")),
+                "{out}"
+            );
+        }
+        let secs = median(times);
+        let mut rows = vec![Row::new(
+            format!("`cattle status` of {n} reported hosts"),
+            format!("{secs:.2} s"),
+            if n == 10_000 { "< 2 s" } else { "-" },
+            (n == 10_000).then_some(secs < 2.0),
+        )];
+        if n == 10_000 {
+            rows.push(Row::new(
+                "store floor: small PUTs to this MinIO, 64 in flight",
+                format!(
+                    "{put_rate:.0} PUT/s ({:.1} s per 10,000)",
+                    10_000.0 / put_rate
+                ),
+                "-",
+                None,
+            ));
+        }
+        rows
+    }
+
+    fn agent_idle(&self) -> Vec<Row> {
+        let prefix = "idle";
+        let host = "idle-host";
+        let store = self.store(prefix);
+        let inbox = serde_json::json!({"format": 1, "host": host, "executions": []});
+        self.runtime
+            .block_on(store.put(
+                &format!("hosts/{host}/inbox.json"),
+                serde_json::to_vec(&inbox).unwrap(),
+                Condition::Always,
+            ))
+            .unwrap();
+
+        let state = self.ws.child("idle-agent");
+        let mut agent = Cmd::new(agent_bin())
+            .envs(&self.minio.env())
+            .env("CATTLE_STORE", format!("s3://{BUCKET}/{prefix}"))
+            .args(["--host-id", host, "--interval", "1", "--state-dir"])
+            .arg(&state)
+            .spawn();
+        std::thread::sleep(Duration::from_secs(3));
+
+        const WINDOW: Duration = Duration::from_secs(30);
+        let trace = Trace::start(self.minio, self.ws);
+        let cpu_before = cpu_ns(agent.id());
+        let started = Instant::now();
+        let mut idle_rss = 0;
+        while started.elapsed() < WINDOW {
+            idle_rss = idle_rss.max(rss_kib(agent.id()));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let cpu = cpu_ns(agent.id()) - cpu_before;
+        let requests = trace.stop(&format!("/hosts/{host}/"));
+        let gets = requests
+            .get(&("s3.GetObject".to_string(), 304))
+            .copied()
+            .unwrap_or(0);
+        let total: usize = requests.values().sum();
+        let others: Vec<String> = requests
+            .iter()
+            .filter(|((api, code), _)| !(api == "s3.GetObject" && *code == 304))
+            .map(|((api, code), n)| format!("{n} {api} {code}"))
+            .collect();
+
+        // Then one execution, and back to idle.
+        let hosts_file = self.hosts_file("idle", &[host.to_string()]);
+        let out = self.cattle(
+            prefix,
+            &["publish", &self.noop_config(), "--hosts", &hosts_file],
+        );
+        out.assert_success();
+        let id = out.stdout.trim().to_string();
+        assert!(wait_until(
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || { self.cattle(prefix, &["status", &id]).success() }
+        ));
+        std::thread::sleep(Duration::from_secs(5));
+        let after_rss = (0..10)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(300));
+                rss_kib(agent.id())
+            })
+            .max()
+            .unwrap();
+        agent.signal(Signal::SIGTERM);
+        let _ = agent.wait_timeout(Duration::from_secs(10));
+
+        let polls = gets.max(1) as f64;
+        let cpu_ms_per_poll = cpu as f64 / 1e6 / polls;
+        let idle_mib = idle_rss as f64 / 1024.0;
+        let after_mib = after_rss as f64 / 1024.0;
+        vec![
+            Row::new(
+                "agent idle RSS",
+                format!("{idle_mib:.1} MiB"),
+                "≤ 8 MB",
+                Some(idle_rss as f64 * 1024.0 <= 8e6),
+            ),
+            Row::new(
+                "agent RSS after running an execution",
+                format!(
+                    "{after_mib:.1} MiB ({:+.2} MiB vs idle)",
+                    after_mib - idle_mib
+                ),
+                "within 1 MB of idle",
+                Some((after_rss as f64 - idle_rss as f64) * 1024.0 <= 1e6),
+            ),
+            Row::new(
+                "agent idle CPU",
+                format!(
+                    "{cpu_ms_per_poll:.2} ms per poll ({gets} polls in {} s)",
+                    WINDOW.as_secs()
+                ),
+                "≤ 1 ms per poll",
+                Some(cpu_ms_per_poll <= 1.0),
+            ),
+            Row::new(
+                "requests per idle poll (MinIO trace)",
+                if others.is_empty() {
+                    format!("{total} requests, all GetObject inbox answered 304: 1 per poll")
+                } else {
+                    format!("{gets} GetObject 304, plus {}", others.join(", "))
+                },
+                "exactly 1 conditional GET (304); 0 LIST, 0 PUT",
+                Some(others.is_empty() && gets > 0),
+            ),
+        ]
+    }
+
+    fn pickup_latency(&self, agents: usize, interval: u64) -> Row {
+        let prefix = "pickup";
+        let hosts: Vec<String> = (0..agents).map(|i| format!("p-{i:03}")).collect();
+        let store = self.store(prefix);
+        for host in &hosts {
+            let inbox = serde_json::json!({"format": 1, "host": host, "executions": []});
+            self.runtime
+                .block_on(store.put(
+                    &format!("hosts/{host}/inbox.json"),
+                    serde_json::to_vec(&inbox).unwrap(),
+                    Condition::Always,
+                ))
+                .unwrap();
+        }
+        let fleet: Vec<Background> = hosts
+            .iter()
+            .map(|host| {
+                Cmd::new(agent_bin())
+                    .envs(&self.minio.env())
+                    .env("CATTLE_STORE", format!("s3://{BUCKET}/{prefix}"))
+                    .args([
+                        "--host-id",
+                        host,
+                        "--interval",
+                        &interval.to_string(),
+                        "--state-dir",
+                    ])
+                    .arg(self.ws.child(format!("pickup/{host}")))
+                    .spawn()
+            })
+            .collect();
+        // Let every agent make its first poll and settle into its rhythm.
+        std::thread::sleep(Duration::from_secs(interval + 2));
+
+        let hosts_file = self.hosts_file("pickup", &hosts);
+        let published_at = SystemTime::now();
+        let out = self.cattle(
+            prefix,
+            &[
+                "publish",
+                &self.noop_config(),
+                "--hosts",
+                &hosts_file,
+                "--json",
+            ],
+        );
+        out.assert_success();
+        let published: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let id = published["id"].as_str().unwrap().to_string();
+        assert!(
+            wait_until(
+                Duration::from_secs(interval * 4 + 30),
+                Duration::from_millis(500),
+                || { self.cattle(prefix, &["status", &id]).success() }
+            ),
+            "not every agent finished"
+        );
+        let latencies: Vec<f64> = hosts
+            .iter()
+            .map(|host| {
+                let key = format!("executions/{id}/hosts/{host}/status.json");
+                let object = self
+                    .runtime
+                    .block_on(store.get(&key, 1 << 20))
+                    .unwrap()
+                    .unwrap();
+                let status: serde_json::Value = serde_json::from_slice(&object.bytes).unwrap();
+                let started =
+                    humantime::parse_rfc3339(status["started"].as_str().unwrap()).unwrap();
+                started
+                    .duration_since(published_at)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            })
+            .collect();
+        drop(fleet);
+        let (p50, p99, max) = (
+            percentile(latencies.clone(), 50.0),
+            percentile(latencies.clone(), 99.0),
+            percentile(latencies, 100.0),
+        );
+        Row::new(
+            format!(
+                "pickup latency, publish → agent starts ({agents} agents, interval {interval} s)"
+            ),
+            format!("p50 {p50:.2} s, p99 {p99:.2} s, max {max:.2} s"),
+            format!("p99 ≤ interval + 2 s ({} s)", interval + 2),
+            Some(p99 <= (interval + 2) as f64),
+        )
+    }
+}
+
+/// `mc admin trace` of the bench MinIO, collecting one JSON line per request.
+struct Trace {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Trace {
+    fn start(minio: &Minio, ws: &Workspace) -> Trace {
+        let out = ws.child("trace.jsonl");
+        let mc = mc_bin();
+        let endpoint = minio.endpoint().replace("http://", "");
+        let child = Command::new(&mc)
+            .args(["admin", "trace", "--json", "bench"])
+            .env(
+                "MC_HOST_bench",
+                format!(
+                    "http://{}:{}@{endpoint}",
+                    minio.access_key(),
+                    minio.secret_key()
+                ),
+            )
+            .env("MC_CONFIG_DIR", ws.child("mc"))
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e}; run scripts/install-minio.sh",
+                    mc.display()
+                )
+            });
+        // mc subscribes asynchronously; give it time before the measured window.
+        std::thread::sleep(Duration::from_secs(2));
+        Trace { child, out }
+    }
+
+    /// Stop tracing; count requests whose path contains `path_part`, by API and status.
+    fn stop(mut self, path_part: &str) -> BTreeMap<(String, u16), usize> {
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        let mut counts = BTreeMap::new();
+        for line in std::fs::read_to_string(&self.out).unwrap().lines() {
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if !entry["path"].as_str().unwrap_or("").contains(path_part) {
+                continue;
+            }
+            let api = entry["api"].as_str().unwrap_or("?").to_string();
+            let code = entry["respInfo"]["statusCode"]
+                .as_u64()
+                .or_else(|| entry["statusCode"].as_u64())
+                .unwrap_or(0) as u16;
+            *counts.entry((api, code)).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+fn mc_bin() -> PathBuf {
+    cattle_e2e::minio_bin().with_file_name("mc")
+}
+
+/// Resident set size of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time of all threads of process `pid`, in nanoseconds (from schedstat).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum()
+}
