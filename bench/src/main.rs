@@ -279,6 +279,16 @@ impl<'a> Bench<'a> {
         )))
     }
 
+    /// Give `host` an inbox with nothing in it, so that its agent's polls are idle
+    /// (a missing inbox would be answered 404, not 304).
+    fn empty_inbox(&self, store: &Store, host: &str) {
+        let inbox = serde_json::json!({"format": 1, "host": host, "executions": []});
+        let key = format!("hosts/{host}/inbox.json");
+        self.runtime
+            .block_on(store.put(&key, serde_json::to_vec(&inbox).unwrap(), Condition::Always))
+            .unwrap();
+    }
+
     fn cattle(&self, prefix: &str, args: &[&str]) -> cattle_e2e::Output {
         Cmd::new(cattle_bin())
             .envs(&self.minio.env())
@@ -428,14 +438,7 @@ impl<'a> Bench<'a> {
         let prefix = "idle";
         let host = "idle-host";
         let store = self.store(prefix);
-        let inbox = serde_json::json!({"format": 1, "host": host, "executions": []});
-        self.runtime
-            .block_on(store.put(
-                &format!("hosts/{host}/inbox.json"),
-                serde_json::to_vec(&inbox).unwrap(),
-                Condition::Always,
-            ))
-            .unwrap();
+        self.empty_inbox(&store, host);
 
         let state = self.ws.child("idle-agent");
         let mut agent = Cmd::new(agent_bin())
@@ -539,14 +542,7 @@ impl<'a> Bench<'a> {
         let hosts: Vec<String> = (0..agents).map(|i| format!("p-{i:03}")).collect();
         let store = self.store(prefix);
         for host in &hosts {
-            let inbox = serde_json::json!({"format": 1, "host": host, "executions": []});
-            self.runtime
-                .block_on(store.put(
-                    &format!("hosts/{host}/inbox.json"),
-                    serde_json::to_vec(&inbox).unwrap(),
-                    Condition::Always,
-                ))
-                .unwrap();
+            self.empty_inbox(&store, host);
         }
         let fleet: Vec<Background> = hosts
             .iter()
