@@ -14,7 +14,6 @@ use crate::steps::{ArgError, Args};
 pub(crate) const ARGS: &[&str] = &["packages"];
 
 pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
-    // `Args::error` points at a value only while it is unread: prepare it first.
     let bad_package = args.error("packages", "invalid Debian package name in `packages`");
     let packages = args.required_str_list("packages")?;
     if let Some(bad) = packages.iter().find(|p| !valid_package(p)) {

@@ -13,7 +13,6 @@ pub(crate) const ARGS: &[&str] = &["path", "mode"];
 
 pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
     let path = args.absolute_path("path")?;
-    // `Args::error` points at a value only while it is unread: prepare it first.
     let bad_mode = args.error(
         "mode",
         "argument `mode` must be a quoted octal string such as \"0644\"",

@@ -21,7 +21,6 @@ pub(crate) const ARGS: &[&str] = &["source", "dest"];
 const NEW_FILE_MODE: u32 = 0o644;
 
 pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
-    // `Args::error` points at a value only while it is unread: prepare it first.
     let bad_source = args.error(
         "source",
         "argument `source` must name a regular file in the config directory",

@@ -7,7 +7,6 @@ use crate::steps::{ArgError, Args};
 pub(crate) const ARGS: &[&str] = &["service"];
 
 pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
-    // `Args::error` points at a value only while it is unread: prepare it first.
     let bad_service = args.error("service", "argument `service` must be a systemd unit name");
     let service = args.required_str("service")?;
     if service.starts_with('-') || service.contains(|c: char| c.is_whitespace() || c == '/') {
