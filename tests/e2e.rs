@@ -435,12 +435,66 @@ fn sigterm_lets_the_step_under_way_finish_and_runs_no_further_step() {
     assert!(second.exists());
     fleet.cattle(&["status", &id]).assert_success();
     let log = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
-    assert!(log.contains("this execution was interrupted"), "{log}");
+    assert!(
+        log.contains("this execution was interrupted; verified it again, resuming at step 2"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("Running step 1/2").count(),
+        1,
+        "step 1 finished before SIGTERM: {log}"
+    );
     assert_eq!(
         log.matches("config executed successfully").count(),
         1,
         "{log}"
     );
+}
+
+#[test]
+fn after_kill_9_the_agent_resumes_at_the_step_in_flight() {
+    let fleet = Fleet::on_minio();
+    let counter = fleet.ws.child("counter");
+    let gate = fleet.ws.child("gate");
+    // Five steps; each appends its number when it starts; step 3 waits for the gate.
+    let mut steps = String::new();
+    for n in 1..=5 {
+        let wait = if n == 3 {
+            format!("; while [ ! -e {} ]; do sleep 0.05; done", gate.display())
+        } else {
+            String::new()
+        };
+        steps.push_str(&format!(
+            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo $CATTLE_STEP >> {}{wait}\"]\n\n",
+            counter.display()
+        ));
+    }
+    let config = fleet.ws.write("five/cattle.toml", steps);
+    let id = fleet.publish(config.parent().unwrap(), &["h1"]);
+
+    let mut agent = fleet.agent("h1", &["--interval", "1"]).spawn();
+    assert!(wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || { std::fs::read_to_string(&counter).is_ok_and(|c| c.lines().count() == 3) }
+    ));
+    agent.kill();
+    std::fs::write(&gate, "").unwrap();
+
+    fleet.agent_once("h1").assert_success();
+    fleet.cattle(&["status", &id]).assert_success();
+    let runs: Vec<String> = std::fs::read_to_string(&counter)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        runs,
+        ["1", "2", "3", "3", "4", "5"],
+        "only the step in flight runs twice"
+    );
+    let log = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
+    assert!(log.contains("resuming at step 3"), "{log}");
 }
 
 #[test]

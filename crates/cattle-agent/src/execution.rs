@@ -14,7 +14,7 @@ use cattle_stdlib::{Context, Event, Observer, Outcome, Plan};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::local::{self, CONFIG_DIR, DELIVERED, LOG_FILE, STATUS_FILE, STATUS_JSON};
+use crate::local::{self, CONFIG_DIR, DELIVERED, JOURNAL, LOG_FILE, STATUS_FILE, STATUS_JSON};
 use crate::{Config, Shutdown};
 
 /// Bring execution `id` as far as this agent can.
@@ -48,10 +48,6 @@ pub async fn handle(
     };
     let mut report =
         Report::start(config, id, &dir, shutdown.clone()).map_err(|e| local_error(&dir, e))?;
-
-    if interrupted {
-        report.log("this execution was interrupted; verifying it again and running it from step 1");
-    }
 
     let manifest: Manifest = match serde_json::from_slice(&object.bytes) {
         Ok(m) => m,
@@ -129,6 +125,17 @@ pub async fn handle(
         Err(e) => return refuse(store, report, &format!("invalid config: {e}")).await,
     };
     report.status.steps = plan.steps.len();
+    // Resume an interrupted run at the step that was in flight: facilities are
+    // idempotent, so running it again is safe, and steps before it are done.
+    let from = match local::read_journal(&dir) {
+        Some(step) if interrupted && step <= plan.steps.len() + 1 => step,
+        _ => 1,
+    };
+    if interrupted {
+        report.log(&format!(
+            "this execution was interrupted; verified it again, resuming at step {from}"
+        ));
+    }
 
     let mut ctx = Context::new(&config_dir);
     ctx.env
@@ -149,7 +156,7 @@ pub async fn handle(
     ));
     let retry = config.retry;
     let (outcome, mut report) = tokio::task::spawn_blocking(move || {
-        let outcome = cattle_stdlib::run(&plan, &ctx, &retry, 1, &mut report);
+        let outcome = cattle_stdlib::run(&plan, &ctx, &retry, from, &mut report);
         (outcome, report)
     })
     .await
@@ -285,6 +292,13 @@ impl Report {
         Ok(report)
     }
 
+    /// Record durably that `step` is the next to run (or is in flight).
+    fn journal(&self, step: usize) {
+        if let Err(e) = local::write_atomic(&self.dir, JOURNAL, format!("{step}\n").as_bytes()) {
+            tracing::error!(dir = %self.dir.display(), error = %e, "cannot write JOURNAL; a restart would run this execution from step 1");
+        }
+    }
+
     fn log(&mut self, line: &str) {
         let stamped = format!("{} {line}\n", cattle_core::now_rfc3339());
         if let Err(e) = self.log.write_all(stamped.as_bytes()) {
@@ -365,10 +379,8 @@ impl Observer for Report {
                 }
                 Outcome::Stopped { .. } => self.changed(),
             },
-            Event::Started { .. }
-            | Event::Output { .. }
-            | Event::StepSkipped { .. }
-            | Event::StepDone { .. } => {}
+            Event::StepSkipped { step } | Event::StepDone { step, .. } => self.journal(step + 1),
+            Event::Started { .. } | Event::Output { .. } => {}
         }
     }
 

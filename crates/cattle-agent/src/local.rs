@@ -6,6 +6,7 @@
 //! <state-dir>/executions/<id>/STATUS        PROGRESS, DONE or ERROR
 //! <state-dir>/executions/<id>/exec.log      timestamped log of the run
 //! <state-dir>/executions/<id>/status.json   the last status document
+//! <state-dir>/executions/<id>/JOURNAL       the step to run next (or in flight)
 //! <state-dir>/executions/<id>/.delivered    the final status is in the store
 //! ```
 //!
@@ -22,6 +23,7 @@ pub const STATUS_FILE: &str = "STATUS";
 pub const LOG_FILE: &str = "exec.log";
 pub const STATUS_JSON: &str = "status.json";
 pub const DELIVERED: &str = ".delivered";
+pub const JOURNAL: &str = "JOURNAL";
 
 pub fn executions_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("executions")
@@ -72,11 +74,26 @@ pub fn read_state(dir: &Path) -> Option<State> {
     }
 }
 
-/// Replace `dir/name` with `bytes` atomically and durably.
+/// Replace `dir/name` with `bytes` atomically and durably: write a temporary
+/// file, fsync it, rename it into place, fsync the directory.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(dir.join(name)).map_err(|e| e.error)?;
-    Ok(())
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The step the journal says to run next: the one in flight when the agent
+/// stopped, or the first not started. `None` if there is no usable journal.
+pub fn read_journal(dir: &Path) -> Option<usize> {
+    let path = dir.join(JOURNAL);
+    let text = std::fs::read_to_string(&path).ok()?;
+    match text.trim().parse::<usize>() {
+        Ok(step) if step >= 1 => Some(step),
+        _ => {
+            tracing::warn!(path = %path.display(), content = text.trim(), "JOURNAL is damaged; ignoring it");
+            None
+        }
+    }
 }
