@@ -855,6 +855,31 @@ fn missing_or_wrong_credentials_are_named_as_such() {
 }
 
 #[test]
+fn a_second_agent_on_the_same_state_dir_refuses_to_start() {
+    let fleet = Fleet::on_minio();
+    let mut first = fleet.agent("h1", &["--interval", "1"]).spawn();
+    let lock = fleet.state_dir("h1").join("agent.lock");
+    assert!(wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || { std::fs::read_to_string(&lock).is_ok_and(|pid| !pid.trim().is_empty()) }
+    ));
+
+    let second = fleet.agent_once("h1");
+    second.assert_status(1);
+    let pid = first.id();
+    assert!(
+        second.stderr.contains(&format!(
+            "another cattle-agent (pid {pid}) is using state directory"
+        )),
+        "{second}"
+    );
+
+    first.terminate(Duration::from_secs(10));
+    fleet.agent_once("h1").assert_success();
+}
+
+#[test]
 fn agent_once_fails_when_the_store_is_unreachable() {
     let mut fleet = Fleet::on_minio();
     fleet.minio.stop();

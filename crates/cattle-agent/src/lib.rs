@@ -13,7 +13,7 @@ mod local;
 mod shutdown;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cattle_core::hosts::HostId;
@@ -57,6 +57,52 @@ pub enum AgentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "another cattle-agent{holder} is using state directory `{path}` (it holds `{path}/{LOCK_FILE}`)"
+    )]
+    Locked { path: PathBuf, holder: String },
+}
+
+/// Held by the running agent, so that two agents never share a state directory.
+pub const LOCK_FILE: &str = "agent.lock";
+
+/// Lock `state_dir` for this agent, for as long as the returned file is open.
+fn lock_state_dir(state_dir: &Path) -> Result<std::fs::File, AgentError> {
+    use std::io::{Read, Seek, Write};
+    let path = state_dir.join(LOCK_FILE);
+    let state_error = |source| AgentError::StateDir {
+        path: state_dir.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(state_error)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(AgentError::Locked {
+                path: state_dir.to_path_buf(),
+                holder: if pid.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {pid})")
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(state_error(e)),
+    }
+    // The pid is for people reading the error above; the lock is what counts.
+    file.set_len(0).map_err(state_error)?;
+    file.rewind().map_err(state_error)?;
+    writeln!(file, "{}", std::process::id()).map_err(state_error)?;
+    Ok(file)
 }
 
 /// The agent's memory between polls. Nothing here is needed for correctness
@@ -83,6 +129,7 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
             source,
         }
     })?;
+    let _lock = lock_state_dir(&config.state_dir)?;
     tracing::info!(host = %config.host, store = %store.location(""), interval = ?config.interval, "agent starting");
     let mut agent = Agent {
         config,
