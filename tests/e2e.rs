@@ -558,6 +558,35 @@ fn a_failing_step_ends_in_error_with_its_step_and_message() {
 }
 
 #[test]
+fn a_hung_step_times_out_and_follows_the_retry_policy() {
+    let fleet = Fleet::on_minio();
+    let config = fleet.ws.write(
+        "hung/cattle.toml",
+        "[[step]]\nfacility = \"command\"\nargv = [\"sleep\", \"600\"]\ntimeout = \"1s\"\nattempts = 2\n",
+    );
+    let id = fleet.publish(config.parent().unwrap(), &["h1"]);
+    let started = std::time::Instant::now();
+    fleet.agent_once("h1").assert_success();
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    let status = fleet.status_json(&id);
+    let error = status["hosts"][0]["status"]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        error,
+        "step 1 failed: `sleep` timed out after 1s; killed it and its process group"
+    );
+    let log = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
+    assert!(
+        log.contains("step 1: attempt 1 of 2 failed: `sleep` timed out after 1s"),
+        "{log}"
+    );
+    assert!(log.contains("step 1: attempt 2 of 2 failed"), "{log}");
+}
+
+#[test]
 fn a_bundle_changed_in_the_store_is_refused_and_never_extracted() {
     let fleet = Fleet::on_minio();
     let hosts_file = fleet.hosts_file(&["h1", "h2"]);

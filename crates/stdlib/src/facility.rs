@@ -2,8 +2,10 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// What a facility's check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,25 @@ pub struct Context {
     pub path: Option<OsString>,
     /// Extra environment for programs that facilities start (`CATTLE_*`).
     pub env: Vec<(String, String)>,
+    /// When the attempt under way must end; programs still running then are
+    /// killed with their process group. `None`: no limit.
+    pub deadline: Option<Deadline>,
+}
+
+/// The end of an attempt's time, and the timeout it came from (for messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub at: Instant,
+    pub timeout: Duration,
+}
+
+impl Deadline {
+    pub fn after(timeout: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + timeout,
+            timeout,
+        }
+    }
 }
 
 impl Context {
@@ -61,11 +82,13 @@ impl Context {
             config_dir: config_dir.into(),
             path: None,
             env: Vec::new(),
+            deadline: None,
         }
     }
 
     /// A command for `program`, with the context's `PATH` and environment, run in
-    /// the config directory, with no standard input.
+    /// the config directory, with no standard input, in a process group of its
+    /// own so that a timeout can end it and everything it started.
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(program);
         if let Some(path) = &self.path {
@@ -74,6 +97,7 @@ impl Context {
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.current_dir(&self.config_dir);
         cmd.stdin(std::process::Stdio::null());
+        cmd.process_group(0);
         cmd
     }
 }

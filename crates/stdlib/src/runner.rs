@@ -10,7 +10,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::facility::{Check, Context, FacilityError};
+use crate::facility::{Check, Context, Deadline, FacilityError};
 use crate::steps::Plan;
 
 /// Set for every program a step starts: the step's number, 1-based.
@@ -214,6 +214,7 @@ fn run_steps(
             ctx.env
                 .push((STEP_ENV.to_string(), step.number.to_string()));
             ctx.env.push((ATTEMPT_ENV.to_string(), attempt.to_string()));
+            ctx.deadline = Some(Deadline::after(step.timeout));
             match try_once(step.number, step.facility.as_ref(), &ctx, observer) {
                 Ok(Check::AlreadyDone) => {
                     observer.event(&Event::StepSkipped { step: step.number });

@@ -10,12 +10,14 @@
 //! facility = "make_dir"
 //! path = "/var/poems"
 //! attempts = 5          # optional, on any step (default 3)
+//! timeout = "10m"       # optional, on any step: per attempt (default 1h)
 //! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -33,7 +35,14 @@ pub const DEFAULT_ATTEMPTS: u32 = 3;
 pub const MAX_ATTEMPTS: u32 = 100;
 
 /// Keys every step accepts, whatever its facility.
-const COMMON_KEYS: &[&str] = &["facility", "attempts"];
+const COMMON_KEYS: &[&str] = &["facility", "attempts", "timeout"];
+
+/// How long one attempt of a step may take when the step does not say. Generous:
+/// package installs on slow mirrors take a while; a hung program still ends.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The longest timeout a step may ask for.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A validated config: its steps in order, ready to run.
 #[derive(Debug)]
@@ -51,6 +60,8 @@ pub struct Step {
     /// Line of the step's `[[step]]` header in the steps file.
     pub line: usize,
     pub attempts: u32,
+    /// How long one attempt may take; programs still running then are killed.
+    pub timeout: Duration,
     pub facility: Box<dyn Facility>,
 }
 
@@ -331,6 +342,27 @@ impl Plan {
                 },
             };
 
+            let timeout = match values.remove("timeout") {
+                None => DEFAULT_TIMEOUT,
+                Some((_, value)) => {
+                    let parsed = match value.get_ref() {
+                        toml::Value::String(s) => humantime::parse_duration(s).ok(),
+                        _ => None,
+                    };
+                    match parsed {
+                        Some(d) if !d.is_zero() && d <= MAX_TIMEOUT => d,
+                        _ => {
+                            return Err(error_at(
+                                Some(value.span()),
+                                "`timeout` must be a duration from 1s to 7days, e.g. \"90s\" or \"10m\""
+                                    .to_string(),
+                                None,
+                            ));
+                        }
+                    }
+                }
+            };
+
             if let Some((key, (span, _))) = values
                 .iter()
                 .find(|(key, _)| !spec.args.contains(&key.as_str()))
@@ -361,6 +393,7 @@ impl Plan {
                 number,
                 line: line_column(source, step_span.start).0,
                 attempts,
+                timeout,
                 facility,
             });
         }
@@ -447,7 +480,7 @@ attempts = 5
         assert_eq!(err.message, "unknown argument `mod` for facility `chmod`");
         assert_eq!(
             err.hint.as_deref(),
-            Some("`chmod` takes `path`, `mode`, `attempts`")
+            Some("`chmod` takes `path`, `mode`, `attempts`, `timeout`")
         );
     }
 
@@ -493,6 +526,28 @@ attempts = 5
     fn empty_file_is_refused() {
         let err = parse("# nothing\n").unwrap_err();
         assert!(err.message.starts_with("no steps"), "{}", err.message);
+    }
+
+    #[test]
+    fn timeout_is_a_duration_per_step() {
+        let plan = parse(
+            "[[step]]\nfacility = \"make_dir\"\npath = \"/x\"\ntimeout = \"90s\"\n\
+             [[step]]\nfacility = \"make_dir\"\npath = \"/y\"\n",
+        )
+        .unwrap();
+        assert_eq!(plan.steps[0].timeout, Duration::from_secs(90));
+        assert_eq!(plan.steps[1].timeout, DEFAULT_TIMEOUT);
+        for bad in ["\"0s\"", "\"soon\"", "90", "\"8days\""] {
+            let err = parse(&format!(
+                "[[step]]\nfacility = \"make_dir\"\npath = \"/x\"\ntimeout = {bad}\n"
+            ))
+            .unwrap_err();
+            assert_eq!(err.position.map(|p| p.0), Some(4), "{bad}");
+            assert!(
+                err.message.starts_with("`timeout` must be a duration"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -145,10 +145,10 @@ impl Facility for AptPackages {
             cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
             cmd
         };
-        run_logged(apt_get(&["update"]), "apt-get update", output)?;
+        run_logged(apt_get(&["update"]), "apt-get update", ctx.deadline, output)?;
         let mut install = apt_get(&["install", "-y", "-q"]);
         install.args(&self.packages);
-        run_logged(install, "apt-get install", output)
+        run_logged(install, "apt-get install", ctx.deadline, output)
     }
 }
 

@@ -5,11 +5,11 @@
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::facility::{Check, Context, Facility, FacilityError};
+use crate::facility::{Check, Context, Deadline, Facility, FacilityError};
 use crate::steps::{ArgError, Args};
 
 pub(crate) const ARGS: &[&str] = &["argv", "creates", "unless"];
@@ -59,15 +59,14 @@ impl Facility for RunCommand {
             }
         }
         if let Some(unless) = &self.unless {
-            let status = ctx
-                .command(&unless[0])
-                .args(&unless[1..])
+            let mut cmd = ctx.command(&unless[0]);
+            cmd.args(&unless[1..])
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map_err(|err| {
-                    FacilityError::new(format!("cannot start `{}` (unless): {err}", unless[0]))
-                })?;
+                .stderr(Stdio::null());
+            let mut child = cmd.spawn().map_err(|err| {
+                FacilityError::new(format!("cannot start `{}` (unless): {err}", unless[0]))
+            })?;
+            let status = wait_within(&mut child, &unless[0], ctx.deadline)?;
             return match status.code() {
                 Some(0) => Ok(Check::AlreadyDone),
                 Some(_) => Ok(Check::Run),
@@ -84,7 +83,7 @@ impl Facility for RunCommand {
     fn apply(&self, ctx: &Context, output: &mut dyn FnMut(&str)) -> Result<(), FacilityError> {
         let mut cmd = ctx.command(&self.argv[0]);
         cmd.args(&self.argv[1..]);
-        run_logged(cmd, &self.argv[0], output)?;
+        run_logged(cmd, &self.argv[0], ctx.deadline, output)?;
         // Without this, the step would run again on every retry and every config run.
         if let Some(creates) = &self.creates
             && std::fs::symlink_metadata(creates).is_err()
@@ -112,6 +111,7 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 pub(super) fn run_logged(
     mut cmd: Command,
     what: &str,
+    deadline: Option<Deadline>,
     output: &mut dyn FnMut(&str),
 ) -> Result<(), FacilityError> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -155,7 +155,13 @@ pub(super) fn run_logged(
                 exited = child
                     .try_wait()
                     .map_err(wait_error)?
-                    .map(|_| Instant::now())
+                    .map(|_| Instant::now());
+                if exited.is_none()
+                    && let Some(deadline) = deadline
+                    && Instant::now() >= deadline.at
+                {
+                    return Err(kill_for_timeout(&mut child, what, deadline));
+                }
             }
             Some(at) if at.elapsed() > OUTPUT_GRACE => break,
             Some(_) => {}
@@ -171,6 +177,43 @@ pub(super) fn run_logged(
         message.push_str(&format!(": {}", line.trim()));
     }
     Err(FacilityError::new(message))
+}
+
+/// Wait for `child` (started by [`Context::command`]) until `deadline`.
+fn wait_within(
+    child: &mut Child,
+    what: &str,
+    deadline: Option<Deadline>,
+) -> Result<ExitStatus, FacilityError> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) => {}
+            Err(err) => {
+                return Err(FacilityError::new(format!(
+                    "cannot wait for `{what}`: {err}"
+                )));
+            }
+        }
+        if let Some(deadline) = deadline
+            && Instant::now() >= deadline.at
+        {
+            return Err(kill_for_timeout(child, what, deadline));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Kill `child` and everything in its process group (which [`Context::command`]
+/// made its own), and say so.
+fn kill_for_timeout(child: &mut Child, what: &str, deadline: Deadline) -> FacilityError {
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+    FacilityError::new(format!(
+        "`{what}` timed out after {}; killed it and its process group",
+        humantime::format_duration(deadline.timeout)
+    ))
 }
 
 /// "exited with status 3" or "was killed by signal SIGKILL", for a failed program.
@@ -284,6 +327,53 @@ mod tests {
         result.unwrap();
         assert_eq!(lines, ["started"]);
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// Whether process `pid` is gone (or a zombie nobody waits for: its group was killed).
+    fn gone(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat.split_whitespace().nth(2) == Some("Z"),
+        }
+    }
+
+    #[test]
+    fn a_hung_program_is_killed_with_its_process_group_at_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = Context::new(dir.path());
+        ctx.deadline = Some(Deadline::after(Duration::from_millis(300)));
+        // The program starts a child of its own, then hangs.
+        let f = cmd(&["sh", "-c", "sleep 60 & echo $! > child.pid; sleep 60"]);
+        let started = Instant::now();
+        let (result, _) = apply_collect(&f, &ctx);
+        assert_eq!(
+            result.unwrap_err().0,
+            "`sh` timed out after 300ms; killed it and its process group"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let child: i32 = std::fs::read_to_string(dir.path().join("child.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !gone(child) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(gone(child), "the program's own child {child} survived");
+    }
+
+    #[test]
+    fn a_hung_unless_guard_times_out_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = Context::new(dir.path());
+        ctx.deadline = Some(Deadline::after(Duration::from_millis(200)));
+        let f = RunCommand {
+            unless: Some(vec!["sleep".to_string(), "60".to_string()]),
+            ..cmd(&["true"])
+        };
+        let err = f.check(&ctx).unwrap_err();
+        assert!(err.0.starts_with("`sleep` timed out after 200ms"), "{err}");
     }
 
     #[test]

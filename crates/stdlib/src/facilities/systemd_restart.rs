@@ -40,7 +40,12 @@ impl Facility for SystemdRestart {
         for action in ["unmask", "restart"] {
             let mut cmd = ctx.command("systemctl");
             cmd.args([action, &self.service]);
-            run_logged(cmd, &format!("systemctl {action} {}", self.service), output)?;
+            run_logged(
+                cmd,
+                &format!("systemctl {action} {}", self.service),
+                ctx.deadline,
+                output,
+            )?;
         }
         Ok(())
     }
