@@ -909,6 +909,64 @@ fn a_second_agent_on_the_same_state_dir_refuses_to_start() {
 }
 
 #[test]
+fn a_store_outage_mid_run_does_not_stop_the_host_and_loses_nothing() {
+    let mut fleet = Fleet::on_minio();
+    let counter = fleet.ws.child("counter");
+    let mut steps = String::new();
+    for _ in 0..20 {
+        steps.push_str(&format!(
+            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo $CATTLE_STEP >> {}; sleep 0.2\"]\n\n",
+            counter.display()
+        ));
+    }
+    let config = fleet.ws.write("twenty/cattle.toml", steps);
+    let id = fleet.publish(config.parent().unwrap(), &["h1"]);
+    let mut agent = fleet.agent("h1", &["--interval", "1"]).spawn();
+    let lines = || std::fs::read_to_string(&counter).map_or(0, |c| c.lines().count());
+    assert!(wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || lines() >= 2
+    ));
+
+    // The store goes away for more than ten poll intervals; the host carries on.
+    fleet.minio.pause();
+    let paused_at = std::time::Instant::now();
+    let local = fleet.state_dir("h1").join("executions").join(&id);
+    assert!(
+        wait_until(Duration::from_secs(12), Duration::from_millis(100), || {
+            std::fs::read_to_string(local.join("STATUS")).is_ok_and(|s| s == "DONE\n")
+        }),
+        "the run must finish while the store is down"
+    );
+    std::thread::sleep(
+        (paused_at + Duration::from_secs(12)).saturating_duration_since(std::time::Instant::now()),
+    );
+    fleet.minio.resume();
+
+    let back = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
+            fleet.cattle(&["status", &id]).success()
+        }),
+        "DONE never reached the store: {}",
+        agent.stderr()
+    );
+    let delay = back.elapsed();
+    assert!(
+        delay < Duration::from_secs(5),
+        "DONE took {delay:?} after the store came back"
+    );
+    let uploaded = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
+    assert_eq!(
+        uploaded,
+        std::fs::read_to_string(local.join("exec.log")).unwrap()
+    );
+    assert_eq!(lines(), 20, "every step ran exactly once");
+    agent.terminate(Duration::from_secs(10));
+}
+
+#[test]
 fn agent_once_fails_when_the_store_is_unreachable() {
     let mut fleet = Fleet::on_minio();
     fleet.minio.stop();

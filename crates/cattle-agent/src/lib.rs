@@ -28,10 +28,12 @@ pub use shutdown::Shutdown;
 /// Default seconds between polls.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 
-/// While the store is unreachable, polls back off from the interval by this
-/// factor per failure, up to [`MAX_BACKOFF`].
+/// After a failed poll the next comes sooner than the interval: 1 s after the
+/// first failure, then twice as long after each further one, but never later
+/// than the interval, so that a store that comes back is seen (and undelivered
+/// statuses delivered) within one interval. ±10 % jitter on every wait.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
 const BACKOFF_FACTOR: u32 = 2;
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Everything the agent needs to know, decided by the binary.
 #[derive(Debug, Clone)]
@@ -252,15 +254,10 @@ fn jittered(interval: Duration) -> Duration {
     interval - interval / 10 + spread * fraction / 1000
 }
 
-/// The wait after `failures` failed polls in a row: the interval doubled per
-/// failure, capped at five minutes (or the interval, if longer), with jitter.
+/// The wait after `failures` (≥ 1) failed polls in a row; see [`FIRST_RETRY`].
 fn backoff(interval: Duration, failures: u32) -> Duration {
-    let factor = BACKOFF_FACTOR.saturating_pow(failures.min(16));
-    jittered(
-        interval
-            .saturating_mul(factor)
-            .min(MAX_BACKOFF.max(interval)),
-    )
+    let factor = BACKOFF_FACTOR.saturating_pow(failures.saturating_sub(1).min(16));
+    jittered(FIRST_RETRY.saturating_mul(factor).min(interval))
 }
 
 #[cfg(test)]
@@ -280,11 +277,13 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_then_caps() {
-        let base = Duration::from_secs(10);
-        let secs = |n| backoff(base, n).as_secs_f64();
-        assert!((18.0..=22.0).contains(&secs(1)));
-        assert!((36.0..=44.0).contains(&secs(2)));
-        assert!((270.0..=330.0).contains(&secs(10)));
+    fn backoff_starts_at_one_second_and_doubles_up_to_the_interval() {
+        let interval = Duration::from_secs(30);
+        let secs = |n| backoff(interval, n).as_secs_f64();
+        assert!((0.9..=1.1).contains(&secs(1)));
+        assert!((1.8..=2.2).contains(&secs(2)));
+        assert!((14.4..=17.6).contains(&secs(5)));
+        assert!((27.0..=33.0).contains(&secs(6)));
+        assert!((27.0..=33.0).contains(&secs(1000)));
     }
 }
