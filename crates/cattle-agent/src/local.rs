@@ -51,25 +51,38 @@ pub fn remove_execution(state_dir: &Path, id: Uuid) -> std::io::Result<()> {
     }
 }
 
-/// The STATUS file's state; `None` if absent. Unreadable or unknown content is
-/// reported and treated as "not finished", so the execution runs again rather
-/// than being skipped on the word of a damaged file.
+/// The execution's state from its STATUS file; `None` if there is none (a new
+/// execution).
+///
+/// A damaged STATUS is reported, and the state taken from `status.json`, which
+/// is written just before it. If that is damaged too, the execution counts as
+/// interrupted: its bundle is verified again and it resumes where the journal
+/// says, so a damaged file neither re-runs finished steps nor skips any.
 pub fn read_state(dir: &Path) -> Option<State> {
     let path = dir.join(STATUS_FILE);
-    match std::fs::read_to_string(&path) {
+    let problem = match std::fs::read_to_string(&path) {
         Ok(text) => match text.trim() {
-            "PROGRESS" => Some(State::Progress),
-            "DONE" => Some(State::Done),
-            "ERROR" => Some(State::Error),
-            other => {
-                tracing::warn!(path = %path.display(), content = other, "STATUS file is damaged; treating the execution as not finished");
-                None
-            }
+            "PROGRESS" => return Some(State::Progress),
+            "DONE" => return Some(State::Done),
+            "ERROR" => return Some(State::Error),
+            other => format!("unknown content {other:?}"),
         },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read STATUS file; treating the execution as not finished");
-            None
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => e.to_string(),
+    };
+    let recovered = std::fs::read(dir.join(STATUS_JSON))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<cattle_core::wire::HostStatus>(&b).ok())
+        .map(|s| s.state)
+        .filter(|s| *s != State::Pending);
+    match recovered {
+        Some(state) => {
+            tracing::warn!(path = %path.display(), problem, state = state.as_str(), "STATUS file is damaged; took the state from status.json");
+            Some(state)
+        }
+        None => {
+            tracing::warn!(path = %path.display(), problem, "STATUS and status.json are damaged; treating the execution as interrupted");
+            Some(State::Progress)
         }
     }
 }
