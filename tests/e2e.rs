@@ -587,6 +587,80 @@ fn a_hung_step_times_out_and_follows_the_retry_policy() {
 }
 
 #[test]
+fn cancel_stops_hosts_before_their_next_step_and_hosts_not_started_never_start() {
+    let fleet = Fleet::on_minio();
+    let gate = fleet.ws.child("gate");
+    let config = fleet.ws.write(
+        "cancel/cattle.toml",
+        format!(
+            "[[step]]\nfacility = \"command\"\n\
+             argv = [\"sh\", \"-c\", \"touch {0}/one-$CATTLE_HOST_ID; while [ ! -e {1} ]; do sleep 0.05; done\"]\n\n\
+             [[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"touch {0}/two-$CATTLE_HOST_ID\"]\n",
+            fleet.ws.path().display(),
+            gate.display()
+        ),
+    );
+    let id = fleet.publish(config.parent().unwrap(), &["h1", "h2", "h3"]);
+    let mut agent = fleet.agent("h1", &["--interval", "1"]).spawn();
+    assert!(wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || { fleet.ws.child("one-h1").exists() }
+    ));
+
+    // h1 is in step 1, h2 has not started; h3 is left alone.
+    for host in ["h1", "h2"] {
+        let out = fleet.cattle(&["cancel", &id, "--host", host]);
+        out.assert_success();
+        assert!(out.stderr.contains("requested for 1 host(s)"), "{out}");
+    }
+    std::thread::sleep(Duration::from_millis(2500)); // more than an interval: h1 has seen it
+    std::fs::write(&gate, "").unwrap();
+    assert!(wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || { states(&fleet.status_json(&id))[0].1 == "CANCELLED" }
+    ));
+    assert!(
+        !fleet.ws.child("two-h1").exists(),
+        "h1 must stop before step 2"
+    );
+    fleet.agent_once("h2").assert_success();
+    fleet.agent_once("h3").assert_success();
+    assert!(!fleet.ws.child("one-h2").exists(), "h2 must never start");
+    assert!(fleet.ws.child("two-h3").exists(), "h3 was not cancelled");
+
+    let status = fleet.status_json(&id);
+    assert_eq!(
+        states(&status),
+        [("h1", "CANCELLED"), ("h2", "CANCELLED"), ("h3", "DONE")]
+            .map(|(h, s)| (h.to_string(), s.to_string()))
+    );
+    assert_eq!(
+        status["hosts"][0]["status"]["error"],
+        "cancelled before step 2"
+    );
+    assert_eq!(
+        status["hosts"][1]["status"]["error"],
+        "cancelled before it started"
+    );
+    let out = fleet.cattle(&["status", &id]);
+    out.assert_status(3);
+    assert!(
+        out.stdout
+            .contains("1 DONE, 0 ERROR, 0 PROGRESS, 0 PENDING, 2 CANCELLED"),
+        "{out}"
+    );
+    let unknown = fleet.cattle(&["cancel", &id, "--host", "h9"]);
+    unknown.assert_status(1);
+    assert!(
+        unknown.stderr.contains("not addressed to host `h9`"),
+        "{unknown}"
+    );
+    agent.terminate(Duration::from_secs(10));
+}
+
+#[test]
 fn a_bundle_changed_in_the_store_is_refused_and_never_extracted() {
     let fleet = Fleet::on_minio();
     let hosts_file = fleet.hosts_file(&["h1", "h2"]);

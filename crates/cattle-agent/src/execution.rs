@@ -3,12 +3,16 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cattle_core::hosts::HostId;
 use cattle_core::keys;
-use cattle_core::store::{Condition, Store, StoreError};
-use cattle_core::wire::{FORMAT, HostStatus, MAX_DOCUMENT_BYTES, Manifest, State, StepStatus};
+use cattle_core::store::{Condition, Fetched, Store, StoreError};
+use cattle_core::wire::{
+    Cancel, FORMAT, HostStatus, MAX_DOCUMENT_BYTES, Manifest, State, StepStatus,
+};
 use cattle_core::{bundle, env};
 use cattle_stdlib::{Context, Event, Observer, Outcome, Plan};
 use tokio::sync::watch;
@@ -78,6 +82,17 @@ pub async fn handle(
         "execution {id}: config `{}` published by {} at {}, {} steps",
         manifest.config, manifest.publisher, manifest.created, manifest.steps
     ));
+
+    // A cancelled execution never starts (nor resumes).
+    if cancelled(store, id, &config.host).await? {
+        report.log("cancelled by an operator before it started");
+        report.finish(
+            State::Cancelled,
+            Some("cancelled before it started".to_string()),
+        );
+        deliver(store, &config.host, id, &dir).await?;
+        return Ok(true);
+    }
 
     let bundle_key = keys::bundle(&manifest.bundle.sha256);
     report.log(&format!(
@@ -154,6 +169,13 @@ pub async fn handle(
         dir.clone(),
         rx,
     ));
+    let watcher = tokio::spawn(watch_cancel(
+        store.clone(),
+        id,
+        config.host.clone(),
+        config.interval,
+        report.cancelled.clone(),
+    ));
     let retry = config.retry;
     let (outcome, mut report) = tokio::task::spawn_blocking(move || {
         let outcome = cattle_stdlib::run(&plan, &ctx, &retry, from, &mut report);
@@ -161,15 +183,76 @@ pub async fn handle(
     })
     .await
     .expect("the step runner does not panic");
+    watcher.abort();
     report.progress = None;
     let _ = uploader.await;
 
     match outcome {
+        Outcome::Stopped { next_step } if report.cancelled.load(Ordering::SeqCst) => {
+            report.finish(
+                State::Cancelled,
+                Some(format!("cancelled before step {next_step}")),
+            );
+            deliver(store, &config.host, id, &dir).await?;
+            Ok(true)
+        }
         Outcome::Done | Outcome::Failed { .. } => {
             deliver(store, &config.host, id, &dir).await?;
             Ok(true)
         }
         Outcome::Stopped { .. } => Ok(false),
+    }
+}
+
+/// Whether an operator cancelled execution `id` on `host`.
+async fn cancelled(store: &Store, id: Uuid, host: &HostId) -> Result<bool, StoreError> {
+    let key = keys::cancel(id);
+    Ok(match store.get(&key, MAX_DOCUMENT_BYTES).await? {
+        None => false,
+        Some(object) => covers(&object.bytes, host, &store.location(&key)),
+    })
+}
+
+fn covers(document: &[u8], host: &HostId, location: &str) -> bool {
+    match serde_json::from_slice::<Cancel>(document) {
+        Ok(cancel) => cancel.covers(host),
+        Err(e) => {
+            tracing::warn!(location, error = %e, "cancel document is not valid; ignoring it");
+            false
+        }
+    }
+}
+
+/// While an execution runs, look for a cancel every `every` (one conditional
+/// GET each time) and raise `flag` when one covers this host.
+async fn watch_cancel(
+    store: Store,
+    id: Uuid,
+    host: HostId,
+    every: Duration,
+    flag: Arc<AtomicBool>,
+) {
+    let key = keys::cancel(id);
+    let mut etag: Option<String> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        match store
+            .get_if_changed(&key, etag.as_deref(), MAX_DOCUMENT_BYTES)
+            .await
+        {
+            Ok(Fetched::Found(object)) => {
+                if covers(&object.bytes, &host, &store.location(&key)) {
+                    tracing::info!(execution = %id, "cancelled by an operator; stopping before the next step");
+                    flag.store(true, Ordering::SeqCst);
+                    return;
+                }
+                etag = Some(object.etag);
+            }
+            Ok(Fetched::NotModified | Fetched::Missing) => {}
+            Err(e) => {
+                tracing::debug!(execution = %id, error = %e, "cannot read the cancel document")
+            }
+        }
     }
 }
 
@@ -256,6 +339,8 @@ struct Report {
     status: HostStatus,
     progress: Option<watch::Sender<HostStatus>>,
     shutdown: Shutdown,
+    /// Raised when an operator cancels the execution on this host.
+    cancelled: Arc<AtomicBool>,
 }
 
 impl Report {
@@ -286,6 +371,7 @@ impl Report {
             },
             progress: None,
             shutdown,
+            cancelled: Arc::new(AtomicBool::new(false)),
         };
         local::write_atomic(dir, STATUS_FILE, b"PROGRESS\n")?;
         report.changed();
@@ -397,6 +483,6 @@ impl Observer for Report {
     }
 
     fn should_stop(&mut self) -> bool {
-        self.shutdown.is_requested()
+        self.shutdown.is_requested() || self.cancelled.load(Ordering::SeqCst)
     }
 }

@@ -3,14 +3,14 @@
 //!
 //! ```text
 //! <state-dir>/executions/<id>/config/       the verified, unpacked bundle
-//! <state-dir>/executions/<id>/STATUS        PROGRESS, DONE or ERROR
+//! <state-dir>/executions/<id>/STATUS        PROGRESS, DONE, ERROR or CANCELLED
 //! <state-dir>/executions/<id>/exec.log      timestamped log of the run
 //! <state-dir>/executions/<id>/status.json   the last status document
 //! <state-dir>/executions/<id>/JOURNAL       the step to run next (or in flight)
 //! <state-dir>/executions/<id>/.delivered    the final status is in the store
 //! ```
 //!
-//! A directory whose STATUS is DONE or ERROR is finished and never run again.
+//! A directory whose STATUS is DONE, ERROR or CANCELLED is finished and never run again.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -65,6 +65,7 @@ pub fn read_state(dir: &Path) -> Option<State> {
             "PROGRESS" => return Some(State::Progress),
             "DONE" => return Some(State::Done),
             "ERROR" => return Some(State::Error),
+            "CANCELLED" => return Some(State::Cancelled),
             other => format!("unknown content {other:?}"),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,

@@ -7,6 +7,7 @@
 //! executions/<execution-id>/hosts/<host>/status.json   written only by <host>'s agent
 //! executions/<execution-id>/hosts/<host>/exec.log      written only by <host>'s agent
 //! executions/<execution-id>/done/<host>                empty; <host>'s agent, once DONE
+//! executions/<execution-id>/cancel.json                which hosts to stop (cattle cancel)
 //! hosts/<host>/inbox.json                      executions addressed to <host> (publish, clean)
 //! ```
 //!
@@ -52,6 +53,10 @@ pub fn done(id: Uuid, host: &HostId) -> String {
 
 pub fn done_prefix(id: Uuid) -> String {
     format!("executions/{id}/done/")
+}
+
+pub fn cancel(id: Uuid) -> String {
+    format!("executions/{id}/cancel.json")
 }
 
 pub fn inbox(host: &HostId) -> String {

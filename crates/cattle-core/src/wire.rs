@@ -74,11 +74,13 @@ pub enum State {
     Done,
     /// A step failed on its last attempt, or the work was refused.
     Error,
+    /// `cattle cancel` stopped it before its next step, or before it started.
+    Cancelled,
 }
 
 impl State {
     pub fn is_final(self) -> bool {
-        matches!(self, State::Done | State::Error)
+        matches!(self, State::Done | State::Error | State::Cancelled)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -87,7 +89,25 @@ impl State {
             State::Progress => "PROGRESS",
             State::Done => "DONE",
             State::Error => "ERROR",
+            State::Cancelled => "CANCELLED",
         }
+    }
+}
+
+/// Which hosts of an execution an operator cancelled. Written by `cattle
+/// cancel` with conditional writes; agents only read it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Cancel {
+    pub format: u32,
+    /// Every host of the execution.
+    pub all: bool,
+    /// These hosts, when not `all`.
+    pub hosts: Vec<HostId>,
+}
+
+impl Cancel {
+    pub fn covers(&self, host: &HostId) -> bool {
+        self.all || self.hosts.contains(host)
     }
 }
 

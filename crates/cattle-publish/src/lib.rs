@@ -2,6 +2,8 @@
 //! back and tidy what hosts reported. No command opens a connection to a host.
 
 pub mod apply;
+pub mod cancel;
+pub mod cas;
 pub mod clean;
 pub mod inbox;
 pub mod publish;
@@ -17,7 +19,7 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Bad flags or arguments (clap's own code).
     pub const USAGE: u8 = 2;
-    /// `status`: at least one host is in ERROR.
+    /// `status`: at least one host is in ERROR or CANCELLED.
     pub const HOSTS_FAILED: u8 = 3;
     /// `status`: some hosts have not finished (PENDING or PROGRESS), e.g. `--wait` timed out.
     pub const HOSTS_UNFINISHED: u8 = 4;

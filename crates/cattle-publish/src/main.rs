@@ -65,6 +65,13 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Stop an execution: hosts finish the step under way, run no other, and report CANCELLED.
+    Cancel {
+        id: Uuid,
+        /// Only on this host.
+        #[arg(long)]
+        host: Option<String>,
+    },
     /// Run a config on this machine, without any store.
     Apply {
         dir: PathBuf,
@@ -219,6 +226,18 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 } else {
                     "; bundle kept, other executions use it"
                 }
+            );
+            Ok(exit::SUCCESS)
+        }
+        Command::Cancel { id, host } => {
+            let store = open_store(&cli.store).await?;
+            let host = host
+                .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
+                .transpose()?;
+            let hosts = cattle_publish::cancel::cancel(&store, id, host).await?;
+            eprintln!(
+                "cancel of execution {id} requested for {hosts} host(s); each stops before its next step \
+                 and reports CANCELLED (`cattle status {id} --wait`)"
             );
             Ok(exit::SUCCESS)
         }

@@ -117,9 +117,13 @@ pub async fn wait(
 }
 
 impl Report {
-    /// See [`exit`]: 0 all DONE, 3 some ERROR, 4 some not finished.
+    /// See [`exit`]: 0 all DONE, 3 some ERROR or CANCELLED, 4 some not finished.
     pub fn exit_code(&self) -> u8 {
-        if self.hosts.iter().any(|h| h.state == State::Error) {
+        if self
+            .hosts
+            .iter()
+            .any(|h| matches!(h.state, State::Error | State::Cancelled))
+        {
             exit::HOSTS_FAILED
         } else if self.hosts.iter().all(|h| h.state == State::Done) {
             exit::SUCCESS
@@ -186,12 +190,16 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "{} hosts: {} DONE, {} ERROR, {} PROGRESS, {} PENDING",
+            "{} hosts: {} DONE, {} ERROR, {} PROGRESS, {} PENDING{}",
             self.hosts.len(),
             self.count(State::Done),
             self.count(State::Error),
             self.count(State::Progress),
             self.count(State::Pending),
+            match self.count(State::Cancelled) {
+                0 => String::new(),
+                n => format!(", {n} CANCELLED"),
+            }
         );
         out
     }
