@@ -1180,6 +1180,109 @@ fn a_store_outage_mid_run_does_not_stop_the_host_and_loses_nothing() {
 }
 
 #[test]
+fn status_uploads_refused_for_a_while_are_delivered_once_allowed() {
+    let fleet = Fleet::on_minio();
+    let policy = |name: &str, deny_status: bool| {
+        let deny = if deny_status {
+            format!(
+                r#",{{"Effect":"Deny","Action":["s3:PutObject"],"Resource":["arn:aws:s3:::{BUCKET}/{PREFIX}/executions/*"]}}"#
+            )
+        } else {
+            String::new()
+        };
+        let text = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject","s3:ListBucket"],"Resource":["arn:aws:s3:::{BUCKET}","arn:aws:s3:::{BUCKET}/*"]}}{deny}]}}"#
+        );
+        let file = fleet.ws.write(format!("{name}.json"), text);
+        fleet
+            .minio
+            .mc(&[
+                "admin",
+                "policy",
+                "create",
+                "test",
+                name,
+                &file.display().to_string(),
+            ])
+            .assert_success();
+    };
+    policy("no-status", true);
+    policy("host", false);
+    fleet
+        .minio
+        .mc(&["admin", "user", "add", "test", "h1-user", "h1-user-secret"])
+        .assert_success();
+    fleet
+        .minio
+        .mc(&[
+            "admin",
+            "policy",
+            "attach",
+            "test",
+            "no-status",
+            "--user",
+            "h1-user",
+        ])
+        .assert_success();
+
+    let id = fleet.publish(&example("flaky"), &["h1"]);
+    let mut agent = fleet
+        .agent("h1", &["--interval", "1"])
+        .env("AWS_ACCESS_KEY_ID", "h1-user")
+        .env("AWS_SECRET_ACCESS_KEY", "h1-user-secret")
+        .spawn();
+    let local = fleet.state_dir("h1").join("executions").join(&id);
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            std::fs::read_to_string(local.join("STATUS")).is_ok_and(|s| s == "DONE\n")
+        }),
+        "{}",
+        agent.stderr()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        states(&fleet.status_json(&id))[0].1,
+        "PENDING",
+        "uploads were refused"
+    );
+    assert!(
+        agent.stderr().contains("access denied"),
+        "{}",
+        agent.stderr()
+    );
+
+    fleet
+        .minio
+        .mc(&[
+            "admin",
+            "policy",
+            "detach",
+            "test",
+            "no-status",
+            "--user",
+            "h1-user",
+        ])
+        .assert_success();
+    fleet
+        .minio
+        .mc(&[
+            "admin", "policy", "attach", "test", "host", "--user", "h1-user",
+        ])
+        .assert_success();
+    assert!(wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || { fleet.cattle(&["status", &id]).success() }
+    ));
+    let uploaded = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
+    assert_eq!(
+        uploaded,
+        std::fs::read_to_string(local.join("exec.log")).unwrap()
+    );
+    agent.terminate(Duration::from_secs(10));
+}
+
+#[test]
 fn agent_once_fails_when_the_store_is_unreachable() {
     let mut fleet = Fleet::on_minio();
     fleet.minio.stop();

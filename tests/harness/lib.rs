@@ -236,6 +236,29 @@ impl Minio {
         self.kill();
     }
 
+    /// Run the pinned `mc` (installed beside `minio`) against this server, as its
+    /// root user, under the alias `test` (e.g. `mc(&["admin", "user", "add", "test", …])`).
+    pub fn mc(&self, args: &[&str]) -> Output {
+        let mc = minio_bin().with_file_name("mc");
+        if !mc.is_file() {
+            panic!(
+                "\n\n*** mc not found at {}: install it with `scripts/install-minio.sh`. ***\n\n",
+                mc.display()
+            );
+        }
+        let host = format!(
+            "http://{}:{}@127.0.0.1:{}",
+            Self::ACCESS_KEY,
+            Self::SECRET_KEY,
+            self.port
+        );
+        Cmd::new(mc)
+            .env("MC_HOST_test", host)
+            .env("MC_CONFIG_DIR", self.dir.path().join("mc"))
+            .args(args)
+            .run()
+    }
+
     /// MinIO's combined stdout/stderr so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("minio.log")).unwrap_or_default()
