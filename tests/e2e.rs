@@ -1283,6 +1283,60 @@ fn status_uploads_refused_for_a_while_are_delivered_once_allowed() {
 }
 
 #[test]
+fn a_second_agent_with_the_same_host_id_elsewhere_runs_nothing_and_reports_nothing() {
+    let fleet = Fleet::on_minio();
+    let counter = fleet.ws.child("counter");
+    let config = fleet.ws.write(
+        "once/cattle.toml",
+        format!(
+            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo ran >> {}\"]\n",
+            counter.display()
+        ),
+    );
+    let id = fleet.publish(config.parent().unwrap(), &["h1"]);
+    fleet.agent_once("h1").assert_success();
+    let before = fleet
+        .bucket
+        .get(&format!("executions/{id}/hosts/h1/status.json"))
+        .unwrap();
+
+    // The same host ID, another agent (another state directory, as on another machine).
+    let elsewhere = fleet.ws.child("elsewhere");
+    let twin = || {
+        Cmd::new(agent_bin())
+            .envs(&fleet.minio.env())
+            .env("CATTLE_STORE", &fleet.store_url)
+            .args(["--host-id", "h1", "--once", "--state-dir"])
+            .arg(&elsewhere)
+            .run()
+    };
+    let out = twin();
+    out.assert_success();
+    assert!(
+        out.stderr
+            .contains("is already claimed for host `h1` by another agent")
+            && out.stderr.contains("two agents use host ID `h1`"),
+        "{out}"
+    );
+    // Its next poll leaves the execution alone, and still uploads nothing.
+    twin().assert_success();
+    assert_eq!(
+        std::fs::read_to_string(&counter).unwrap(),
+        "ran\n",
+        "the work ran once"
+    );
+    let after = fleet
+        .bucket
+        .get(&format!("executions/{id}/hosts/h1/status.json"))
+        .unwrap();
+    assert_eq!(
+        before, after,
+        "the twin must not overwrite the host's status"
+    );
+    fleet.cattle(&["status", &id]).assert_success();
+}
+
+#[test]
 fn agent_once_fails_when_the_store_is_unreachable() {
     let mut fleet = Fleet::on_minio();
     fleet.minio.stop();

@@ -11,14 +11,16 @@ use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::store::{Condition, Fetched, Store, StoreError};
 use cattle_core::wire::{
-    Cancel, FORMAT, HostStatus, MAX_DOCUMENT_BYTES, Manifest, State, StepStatus,
+    Cancel, Claim, FORMAT, HostStatus, MAX_DOCUMENT_BYTES, Manifest, State, StepStatus,
 };
 use cattle_core::{bundle, env};
 use cattle_stdlib::{Context, Event, Observer, Outcome, Plan};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::local::{self, CONFIG_DIR, DELIVERED, JOURNAL, LOG_FILE, STATUS_FILE, STATUS_JSON};
+use crate::local::{
+    self, CONFIG_DIR, DELIVERED, FOREIGN, JOURNAL, LOG_FILE, STATUS_FILE, STATUS_JSON,
+};
 use crate::{Config, Shutdown};
 
 /// Bring execution `id` as far as this agent can.
@@ -28,6 +30,7 @@ use crate::{Config, Shutdown};
 /// try again on a later poll.
 pub async fn handle(
     config: &Config,
+    identity: &(String, String),
     store: &Store,
     id: Uuid,
     shutdown: &Shutdown,
@@ -35,7 +38,7 @@ pub async fn handle(
     let dir = local::execution_dir(&config.state_dir, id);
     let interrupted = match local::read_state(&dir) {
         Some(state) if state.is_final() => {
-            if !dir.join(DELIVERED).exists() {
+            if !dir.join(DELIVERED).exists() && !dir.join(FOREIGN).exists() {
                 deliver(store, &config.host, id, &dir).await?;
             }
             return Ok(true);
@@ -82,6 +85,39 @@ pub async fn handle(
         "execution {id}: config `{}` published by {} at {}, {} steps",
         manifest.config, manifest.publisher, manifest.created, manifest.steps
     ));
+
+    // Only one agent runs a host's share: another with the same host ID may
+    // have claimed it. Then this one steps back and writes nothing to the store.
+    // A store that refuses the claim (down, or denying writes for now) does not
+    // keep the host from its work: it runs unclaimed.
+    let mine = Claim {
+        format: FORMAT,
+        machine: identity.0.clone(),
+        state_dir: identity.1.clone(),
+        claimed: cattle_core::now_rfc3339(),
+    };
+    let taken = match claim(store, id, &config.host, &mine).await {
+        Ok(taken) => taken,
+        Err(e) => {
+            tracing::warn!(execution = %id, error = %e, "cannot claim the execution; running it unclaimed");
+            report.log(&format!(
+                "could not claim the execution ({e}); running it unclaimed"
+            ));
+            None
+        }
+    };
+    if let Some(other) = taken {
+        let message = format!(
+            "execution {id} is already claimed for host `{}` by another agent (machine {}, state directory {}, since {}): \
+             two agents use host ID `{}`; this one will not run it",
+            config.host, other.machine, other.state_dir, other.claimed, config.host
+        );
+        tracing::error!(execution = %id, "{message}");
+        report.log(&message);
+        report.finish(State::Error, Some(message));
+        File::create(dir.join(FOREIGN)).map_err(|e| local_error(&dir.join(FOREIGN), e))?;
+        return Ok(true);
+    }
 
     // A cancelled execution never starts (nor resumes).
     if cancelled(store, id, &config.host).await? {
@@ -201,6 +237,35 @@ pub async fn handle(
             Ok(true)
         }
         Outcome::Stopped { .. } => Ok(false),
+    }
+}
+
+/// Claim execution `id` on `host` for this agent; the other agent's claim if
+/// someone else has it.
+async fn claim(
+    store: &Store,
+    id: Uuid,
+    host: &HostId,
+    mine: &Claim,
+) -> Result<Option<Claim>, StoreError> {
+    let key = keys::claim(id, host);
+    let body = serde_json::to_vec_pretty(mine).expect("claims serialize");
+    match store.put(&key, body, Condition::IfAbsent).await {
+        Ok(_) => return Ok(None),
+        Err(StoreError::PreconditionFailed { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let Some(object) = store.get(&key, MAX_DOCUMENT_BYTES).await? else {
+        return Ok(None); // cleaned meanwhile: nobody holds it
+    };
+    match serde_json::from_slice::<Claim>(&object.bytes) {
+        Ok(theirs) if theirs.same_agent(mine) => Ok(None),
+        Ok(theirs) => Ok(Some(theirs)),
+        Err(e) => Err(StoreError::Other {
+            op: "read claim",
+            location: store.location(&key),
+            message: format!("not a valid claim document: {e}"),
+        }),
     }
 }
 

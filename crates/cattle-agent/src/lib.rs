@@ -48,6 +48,23 @@ pub struct Config {
     pub retry: RetryPolicy,
 }
 
+/// This agent as claims name it: the machine and the state directory.
+fn identity(state_dir: &Path) -> (String, String) {
+    let machine = ["/etc/machine-id", "/proc/sys/kernel/hostname"]
+        .iter()
+        .find_map(|p| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    let dir = state_dir
+        .canonicalize()
+        .unwrap_or_else(|_| state_dir.to_path_buf());
+    (machine, dir.display().to_string())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
@@ -111,6 +128,8 @@ fn lock_state_dir(state_dir: &Path) -> Result<std::fs::File, AgentError> {
 /// after a restart: the local execution directories are the durable record.
 struct Agent {
     config: Config,
+    /// Machine and state directory, for claims.
+    identity: (String, String),
     store: Store,
     /// ETag of the inbox as last read; `None` before the first read.
     inbox_etag: Option<String>,
@@ -134,6 +153,7 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
     let _lock = lock_state_dir(&config.state_dir)?;
     tracing::info!(host = %config.host, store = %store.location(""), interval = ?config.interval, "agent starting");
     let mut agent = Agent {
+        identity: identity(&config.state_dir),
         config,
         store,
         inbox_etag: None,
@@ -208,7 +228,7 @@ impl Agent {
             if shutdown.is_requested() {
                 break;
             }
-            match execution::handle(&self.config, &self.store, id, shutdown).await {
+            match execution::handle(&self.config, &self.identity, &self.store, id, shutdown).await {
                 Ok(true) => {
                     self.settled.insert(id);
                 }

@@ -8,6 +8,7 @@
 //! <state-dir>/executions/<id>/status.json   the last status document
 //! <state-dir>/executions/<id>/JOURNAL       the step to run next (or in flight)
 //! <state-dir>/executions/<id>/.delivered    the final status is in the store
+//! <state-dir>/executions/<id>/.foreign      another agent claimed it; nothing is uploaded
 //! ```
 //!
 //! A directory whose STATUS is DONE, ERROR or CANCELLED is finished and never run again.
@@ -23,6 +24,8 @@ pub const STATUS_FILE: &str = "STATUS";
 pub const LOG_FILE: &str = "exec.log";
 pub const STATUS_JSON: &str = "status.json";
 pub const DELIVERED: &str = ".delivered";
+/// Another agent with this host ID claimed the execution: nothing is delivered.
+pub const FOREIGN: &str = ".foreign";
 pub const JOURNAL: &str = "JOURNAL";
 
 pub fn executions_dir(state_dir: &Path) -> PathBuf {

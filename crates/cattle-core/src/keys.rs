@@ -6,6 +6,7 @@
 //! executions/<execution-id>/manifest.json      what to run and where (written once, by publish)
 //! executions/<execution-id>/hosts/<host>/status.json   written only by <host>'s agent
 //! executions/<execution-id>/hosts/<host>/exec.log      written only by <host>'s agent
+//! executions/<execution-id>/hosts/<host>/claim.json   which agent runs it (If-None-Match)
 //! executions/<execution-id>/done/<host>                empty; <host>'s agent, once DONE
 //! executions/<execution-id>/cancel.json                which hosts to stop (cattle cancel)
 //! hosts/<host>/inbox.json                      executions addressed to <host> (publish, clean)
@@ -39,6 +40,10 @@ pub fn manifest(id: Uuid) -> String {
 
 pub fn status(id: Uuid, host: &HostId) -> String {
     format!("executions/{id}/hosts/{host}/status.json")
+}
+
+pub fn claim(id: Uuid, host: &HostId) -> String {
+    format!("executions/{id}/hosts/{host}/claim.json")
 }
 
 pub fn log(id: Uuid, host: &HostId) -> String {

@@ -111,6 +111,27 @@ impl Cancel {
     }
 }
 
+/// Which agent runs a host's share of an execution. The first agent to start
+/// it writes this with If-None-Match; another agent with the same host ID
+/// finds it taken and refuses, so two machines never both run and report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub format: u32,
+    /// The claiming machine (`/etc/machine-id`, else its hostname).
+    pub machine: String,
+    /// The claiming agent's state directory on that machine.
+    pub state_dir: String,
+    /// RFC 3339, UTC.
+    pub claimed: String,
+}
+
+impl Claim {
+    /// Whether `other` comes from the same agent (machine and state directory).
+    pub fn same_agent(&self, other: &Claim) -> bool {
+        self.machine == other.machine && self.state_dir == other.state_dir
+    }
+}
+
 /// The step a host is on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepStatus {
