@@ -173,6 +173,29 @@ impl Fleet {
     }
 }
 
+/// A steps file of `n` command steps. Each appends its number to `counter` as it
+/// starts, then runs `then` (a shell snippet); step `gate.0` waits until the file
+/// `gate.1` exists.
+fn counting_steps(counter: &Path, n: usize, gate: Option<(usize, &Path)>, then: &str) -> String {
+    (1..=n)
+        .map(|step| {
+            let mut script = format!("echo $CATTLE_STEP >> {}", counter.display());
+            if let Some((gated, file)) = gate
+                && gated == step
+            {
+                script.push_str(&format!(
+                    "; while [ ! -e {} ]; do sleep 0.05; done",
+                    file.display()
+                ));
+            }
+            if !then.is_empty() {
+                script.push_str(&format!("; {then}"));
+            }
+            format!("[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"{script}\"]\n\n")
+        })
+        .collect()
+}
+
 fn states(status: &serde_json::Value) -> Vec<(String, String)> {
     status["hosts"]
         .as_array()
@@ -457,19 +480,10 @@ fn after_kill_9_the_agent_resumes_at_the_step_in_flight() {
     let counter = fleet.ws.child("counter");
     let gate = fleet.ws.child("gate");
     // Five steps; each appends its number when it starts; step 3 waits for the gate.
-    let mut steps = String::new();
-    for n in 1..=5 {
-        let wait = if n == 3 {
-            format!("; while [ ! -e {} ]; do sleep 0.05; done", gate.display())
-        } else {
-            String::new()
-        };
-        steps.push_str(&format!(
-            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo $CATTLE_STEP >> {}{wait}\"]\n\n",
-            counter.display()
-        ));
-    }
-    let config = fleet.ws.write("five/cattle.toml", steps);
+    let config = fleet.ws.write(
+        "five/cattle.toml",
+        counting_steps(&counter, 5, Some((3, &gate)), ""),
+    );
     let id = fleet.publish(config.parent().unwrap(), &["h1"]);
 
     let mut agent = fleet.agent("h1", &["--interval", "1"]).spawn();
@@ -988,14 +1002,10 @@ fn kill_9_at_random_moments_never_loses_or_repeats_a_finished_step() {
     const KILLS: usize = 10;
     let fleet = Fleet::on_minio();
     let counter = fleet.ws.child("counter");
-    let mut steps = String::new();
-    for _ in 0..STEPS {
-        steps.push_str(&format!(
-            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo $CATTLE_STEP >> {}; sleep 0.1\"]\n\n",
-            counter.display()
-        ));
-    }
-    let config = fleet.ws.write("thirty/cattle.toml", steps);
+    let config = fleet.ws.write(
+        "thirty/cattle.toml",
+        counting_steps(&counter, STEPS, None, "sleep 0.1"),
+    );
     let id = fleet.publish(config.parent().unwrap(), &["h1"]);
 
     // Kill moments from a seeded generator; the seed is printed so a failure can be replayed.
@@ -1052,19 +1062,10 @@ fn damaged_local_state_neither_reruns_finished_steps_nor_skips_any() {
     let fleet = Fleet::on_minio();
     let counter = fleet.ws.child("counter");
     let gate = fleet.ws.child("gate");
-    let mut steps = String::new();
-    for n in 1..=3 {
-        let wait = if n == 2 {
-            format!("; while [ ! -e {} ]; do sleep 0.05; done", gate.display())
-        } else {
-            String::new()
-        };
-        steps.push_str(&format!(
-            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo $CATTLE_STEP >> {}{wait}\"]\n\n",
-            counter.display()
-        ));
-    }
-    let config = fleet.ws.write("three/cattle.toml", steps);
+    let config = fleet.ws.write(
+        "three/cattle.toml",
+        counting_steps(&counter, 3, Some((2, &gate)), ""),
+    );
     let runs = || {
         std::fs::read_to_string(&counter)
             .unwrap_or_default()
@@ -1125,14 +1126,10 @@ fn damaged_local_state_neither_reruns_finished_steps_nor_skips_any() {
 fn a_store_outage_mid_run_does_not_stop_the_host_and_loses_nothing() {
     let mut fleet = Fleet::on_minio();
     let counter = fleet.ws.child("counter");
-    let mut steps = String::new();
-    for _ in 0..20 {
-        steps.push_str(&format!(
-            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo $CATTLE_STEP >> {}; sleep 0.2\"]\n\n",
-            counter.display()
-        ));
-    }
-    let config = fleet.ws.write("twenty/cattle.toml", steps);
+    let config = fleet.ws.write(
+        "twenty/cattle.toml",
+        counting_steps(&counter, 20, None, "sleep 0.2"),
+    );
     let id = fleet.publish(config.parent().unwrap(), &["h1"]);
     let mut agent = fleet.agent("h1", &["--interval", "1"]).spawn();
     let lines = || std::fs::read_to_string(&counter).map_or(0, |c| c.lines().count());
