@@ -1123,6 +1123,62 @@ fn damaged_local_state_neither_reruns_finished_steps_nor_skips_any() {
 }
 
 #[test]
+fn a_reboot_step_continues_after_the_host_is_back() {
+    let fleet = Fleet::on_minio();
+    let ws = fleet.ws.path().display().to_string();
+    let config = fleet.ws.write(
+        "reboot/cattle.toml",
+        format!(
+            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo 1 >> {ws}/steps\"]\n\n\
+             [[step]]\nfacility = \"reboot\"\n\n\
+             [[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo 3 >> {ws}/steps\"]\n"
+        ),
+    );
+    let id = fleet.publish(config.parent().unwrap(), &["h1"]);
+    // The "host": a boot ID file we change, and a reboot command that only records itself.
+    let boot = fleet.ws.write("boot_id", "boot-one\n");
+    let agent = || {
+        fleet
+            .agent("h1", &["--once"])
+            .env("CATTLE_BOOT_ID_FILE", &boot)
+            .env(
+                "CATTLE_REBOOT_COMMAND",
+                format!("echo reboot >> {ws}/reboots"),
+            )
+            .run()
+    };
+    let read = |name: &str| std::fs::read_to_string(fleet.ws.child(name)).unwrap_or_default();
+
+    agent().assert_success();
+    assert_eq!(
+        (read("steps"), read("reboots")),
+        ("1\n".to_string(), "reboot\n".to_string())
+    );
+    let status = fleet.status_json(&id);
+    assert_eq!(status["hosts"][0]["state"], "PROGRESS");
+    assert_eq!(status["hosts"][0]["status"]["step"]["facility"], "reboot");
+
+    // The agent restarts before the reboot happened: it asks again, runs nothing more.
+    agent().assert_success();
+    assert_eq!(
+        (read("steps"), read("reboots")),
+        ("1\n".to_string(), "reboot\nreboot\n".to_string())
+    );
+
+    // The host is back with a new boot ID: step 2 is done, step 3 runs, step 1 does not.
+    std::fs::write(&boot, "boot-two\n").unwrap();
+    agent().assert_success();
+    assert_eq!(read("steps"), "1\n3\n");
+    assert_eq!(read("reboots"), "reboot\nreboot\n");
+    fleet.cattle(&["status", &id]).assert_success();
+    let log = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
+    assert!(
+        log.contains("the host rebooted (boot ID boot-one became boot-two): step 2 is done"),
+        "{log}"
+    );
+}
+
+#[test]
 fn a_store_outage_mid_run_does_not_stop_the_host_and_loses_nothing() {
     let mut fleet = Fleet::on_minio();
     let counter = fleet.ws.child("counter");

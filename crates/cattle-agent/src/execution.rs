@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::local::{
-    self, CONFIG_DIR, DELIVERED, FOREIGN, JOURNAL, LOG_FILE, STATUS_FILE, STATUS_JSON,
+    self, CONFIG_DIR, DELIVERED, FOREIGN, JOURNAL, LOG_FILE, REBOOT, STATUS_FILE, STATUS_JSON,
 };
 use crate::{Config, Shutdown};
 
@@ -178,11 +178,29 @@ pub async fn handle(
     report.status.steps = plan.steps.len();
     // Resume an interrupted run at the step that was in flight: facilities are
     // idempotent, so running it again is safe, and steps before it are done.
-    let from = match local::read_journal(&dir) {
+    let mut from = match local::read_journal(&dir) {
         Some(step) if interrupted && step <= plan.steps.len() + 1 => step,
         _ => 1,
     };
     if interrupted {
+        // A reboot step is done once the host has booted again.
+        if let Ok(before) = std::fs::read_to_string(dir.join(REBOOT)) {
+            let now = boot_id();
+            if before.trim() != now {
+                report.log(&format!(
+                    "the host rebooted (boot ID {} became {now}): step {from} is done",
+                    before.trim()
+                ));
+                from += 1;
+                report.journal(from);
+                std::fs::remove_file(dir.join(REBOOT))
+                    .map_err(|e| local_error(&dir.join(REBOOT), e))?;
+            } else {
+                report.log(&format!(
+                    "the reboot asked for at step {from} has not happened yet; asking again"
+                ));
+            }
+        }
         report.log(&format!(
             "this execution was interrupted; verified it again, resuming at step {from}"
         ));
@@ -237,7 +255,45 @@ pub async fn handle(
             Ok(true)
         }
         Outcome::Stopped { .. } => Ok(false),
+        Outcome::RebootRequested { step } => {
+            let boot = boot_id();
+            local::write_atomic(&dir, REBOOT, boot.as_bytes())
+                .map_err(|e| local_error(&dir.join(REBOOT), e))?;
+            let command =
+                std::env::var(env::REBOOT_COMMAND).unwrap_or_else(|_| DEFAULT_REBOOT.to_string());
+            report.log(&format!(
+                "step {step}: rebooting the host with `{command}` (boot ID {boot})"
+            ));
+            match std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&command)
+                .status()
+            {
+                Ok(status) if status.success() => {}
+                Ok(status) => report.log(&format!(
+                    "`{command}` failed ({status}); the next start of the agent asks again"
+                )),
+                Err(e) => report.log(&format!(
+                    "cannot run `{command}`: {e}; the next start of the agent asks again"
+                )),
+            }
+            // Nothing more until the host is back: the next agent carries on.
+            shutdown.request();
+            Ok(false)
+        }
     }
+}
+
+/// How a `reboot` step reboots the host unless [`env::REBOOT_COMMAND`] says otherwise.
+const DEFAULT_REBOOT: &str = "systemctl reboot";
+
+/// This boot's ID: a different one means the host has rebooted.
+fn boot_id() -> String {
+    let path = std::env::var(env::BOOT_ID_FILE)
+        .unwrap_or_else(|_| "/proc/sys/kernel/random/boot_id".to_string());
+    std::fs::read_to_string(&path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Claim execution `id` on `host` for this agent; the other agent's claim if
@@ -528,7 +584,7 @@ impl Observer for Report {
                 Outcome::Failed { step, error } => {
                     self.finish(State::Error, Some(format!("step {step} failed: {error}")))
                 }
-                Outcome::Stopped { .. } => self.changed(),
+                Outcome::Stopped { .. } | Outcome::RebootRequested { .. } => self.changed(),
             },
             Event::StepSkipped { step } | Event::StepDone { step, .. } => self.journal(step + 1),
             Event::Started { .. } | Event::Output { .. } => {}

@@ -7,6 +7,7 @@
 //! <state-dir>/executions/<id>/exec.log      timestamped log of the run
 //! <state-dir>/executions/<id>/status.json   the last status document
 //! <state-dir>/executions/<id>/JOURNAL       the step to run next (or in flight)
+//! <state-dir>/executions/<id>/REBOOT        boot ID when a reboot step asked for a reboot
 //! <state-dir>/executions/<id>/.delivered    the final status is in the store
 //! <state-dir>/executions/<id>/.foreign      another agent claimed it; nothing is uploaded
 //! ```
@@ -24,6 +25,8 @@ pub const STATUS_FILE: &str = "STATUS";
 pub const LOG_FILE: &str = "exec.log";
 pub const STATUS_JSON: &str = "status.json";
 pub const DELIVERED: &str = ".delivered";
+/// The boot ID when a `reboot` step asked for a reboot.
+pub const REBOOT: &str = "REBOOT";
 /// Another agent with this host ID claimed the execution: nothing is delivered.
 pub const FOREIGN: &str = ".foreign";
 pub const JOURNAL: &str = "JOURNAL";

@@ -15,6 +15,11 @@ pub const HOST_ID: &str = "CATTLE_HOST_ID";
 pub const STATE_DIR: &str = "CATTLE_STATE_DIR";
 /// Set for programs steps start: the execution's ID.
 pub const EXECUTION_ID: &str = "CATTLE_EXECUTION_ID";
+/// The agent's command for a `reboot` step, run with `sh -c` (default `systemctl reboot`).
+pub const REBOOT_COMMAND: &str = "CATTLE_REBOOT_COMMAND";
+/// Where the agent reads the boot ID that tells it a reboot happened
+/// (default `/proc/sys/kernel/random/boot_id`).
+pub const BOOT_ID_FILE: &str = "CATTLE_BOOT_ID_FILE";
 /// `1` lets the AWS SDK ask the instance metadata service for credentials and region.
 pub const S3_IMDS: &str = "CATTLE_S3_IMDS";
 /// `1` forces path-style S3 requests, `0` virtual-hosted; unset: path-style iff an endpoint is set.

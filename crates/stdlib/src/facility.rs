@@ -5,6 +5,8 @@ use std::fmt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a facility's check found.
@@ -58,6 +60,8 @@ pub struct Context {
     /// When the attempt under way must end; programs still running then are
     /// killed with their process group. `None`: no limit.
     pub deadline: Option<Deadline>,
+    /// Raised by a facility whose work needs the host rebooted to take effect.
+    reboot: Arc<AtomicBool>,
 }
 
 /// The end of an attempt's time, and the timeout it came from (for messages).
@@ -83,7 +87,19 @@ impl Context {
             path: None,
             env: Vec::new(),
             deadline: None,
+            reboot: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Ask for the host to be rebooted once the step's apply returns; the step
+    /// counts as done when the host is back.
+    pub fn request_reboot(&self) {
+        self.reboot.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a facility asked for a reboot (and clear the request).
+    pub fn take_reboot_request(&self) -> bool {
+        self.reboot.swap(false, Ordering::SeqCst)
     }
 
     /// A command for `program`, with the context's `PATH` and environment, run in
@@ -118,6 +134,14 @@ pub trait Facility: fmt::Debug + Send + Sync {
 
     /// Inspect the host and say whether `apply` must run.
     fn check(&self, ctx: &Context) -> Result<Check, FacilityError>;
+
+    /// Whether this step is a reboot of the host. The runner does not check or
+    /// apply such a step: it stops with [`crate::Outcome::RebootRequested`], and
+    /// whoever drives it (the agent) reboots the host and counts the step done
+    /// once the host is back.
+    fn reboots(&self) -> bool {
+        false
+    }
 
     /// Change the host. Output worth keeping (a program's stdout and stderr) goes
     /// to `output`, one line per call.

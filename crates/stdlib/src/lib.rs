@@ -9,6 +9,7 @@ pub mod facility;
 pub mod runner;
 pub mod steps;
 
+pub use facilities::REBOOT_EXIT_CODE;
 pub use facility::{Check, Context, Deadline, Facility, FacilityError};
 pub use runner::{Event, Observer, Outcome, RetryPolicy, run};
 pub use steps::{Plan, PlanError, STEPS_FILE, Step};

@@ -64,6 +64,9 @@ pub enum Outcome {
     Failed { step: usize, error: String },
     /// The observer asked to stop; steps from `next_step` on did not run.
     Stopped { next_step: usize },
+    /// Step `step` is a reboot: the host must reboot, and the step is done when
+    /// it is back; steps after it did not run.
+    RebootRequested { step: usize },
 }
 
 /// Something the runner did, in the order it did it.
@@ -150,6 +153,12 @@ impl fmt::Display for Event<'_> {
                 Outcome::Stopped { next_step } => {
                     write!(f, "stopped before step {next_step} as asked")
                 }
+                Outcome::RebootRequested { step } => {
+                    write!(
+                        f,
+                        "step {step} asks for a reboot of the host; it is done when the host is back"
+                    )
+                }
             },
         }
     }
@@ -208,6 +217,9 @@ fn run_steps(
             description: &description,
             attempts: step.attempts,
         });
+        if step.facility.reboots() {
+            return Outcome::RebootRequested { step: step.number };
+        }
         let mut attempt = 1;
         loop {
             let mut ctx = ctx.clone();
@@ -219,6 +231,9 @@ fn run_steps(
                 Ok(Check::AlreadyDone) => {
                     observer.event(&Event::StepSkipped { step: step.number });
                     break;
+                }
+                Ok(Check::Run) if ctx.take_reboot_request() => {
+                    return Outcome::RebootRequested { step: step.number };
                 }
                 Ok(Check::Run) => {
                     observer.event(&Event::StepDone {
@@ -274,6 +289,7 @@ fn try_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::REBOOT_EXIT_CODE;
     use std::path::Path;
 
     /// Records log lines and waits instead of sleeping.
@@ -387,6 +403,39 @@ mod tests {
         assert_eq!(failures, 4);
         assert!(rec.lines.iter().any(|l| l.ends_with("; no attempts left")));
         assert!(!never.exists(), "the run must stop at the failed step");
+    }
+
+    #[test]
+    fn a_reboot_step_or_exit_status_194_asks_for_a_reboot_and_runs_nothing_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let after = dir.path().join("after");
+        for first in [
+            "[[step]]\nfacility = \"reboot\"\n".to_string(),
+            format!(
+                "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"exit {REBOOT_EXIT_CODE}\"]\n"
+            ),
+        ] {
+            let p = plan(
+                dir.path(),
+                &format!(
+                    "{first}[[step]]\nfacility = \"make_dir\"\npath = \"{}\"\n",
+                    after.display()
+                ),
+            );
+            let ctx = Context::new(dir.path());
+            let mut rec = Recorder::default();
+            let outcome = run(&p, &ctx, &RetryPolicy::default(), 1, &mut rec);
+            assert_eq!(outcome, Outcome::RebootRequested { step: 1 }, "{first}");
+            assert!(!after.exists());
+            assert!(rec.lines.last().unwrap().contains("asks for a reboot"));
+            // Once the host is back, whoever drives the plan continues after it.
+            assert_eq!(
+                run(&p, &ctx, &RetryPolicy::default(), 2, &mut rec),
+                Outcome::Done
+            );
+            assert!(after.is_dir());
+            std::fs::remove_dir(&after).unwrap();
+        }
     }
 
     #[test]

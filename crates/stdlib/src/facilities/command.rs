@@ -14,6 +14,10 @@ use crate::steps::{ArgError, Args};
 
 pub(crate) const ARGS: &[&str] = &["argv", "creates", "unless"];
 
+/// A `command` that exits with this status has done its work and needs the host
+/// rebooted; the step counts as done once the host is back.
+pub const REBOOT_EXIT_CODE: i32 = 194;
+
 pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
     Ok(Box::new(RunCommand {
         argv: args.required_str_list("argv")?,
@@ -83,7 +87,17 @@ impl Facility for RunCommand {
     fn apply(&self, ctx: &Context, output: &mut dyn FnMut(&str)) -> Result<(), FacilityError> {
         let mut cmd = ctx.command(&self.argv[0]);
         cmd.args(&self.argv[1..]);
-        run_logged(cmd, &self.argv[0], ctx.deadline, output)?;
+        let (status, last_stderr) = run_collecting(cmd, &self.argv[0], ctx.deadline, output)?;
+        if status.code() == Some(REBOOT_EXIT_CODE) {
+            // Done, once the host has rebooted: whoever runs the plan reboots it.
+            output(&format!(
+                "`{}` asks for a reboot (exit status {REBOOT_EXIT_CODE})",
+                self.argv[0]
+            ));
+            ctx.request_reboot();
+            return Ok(());
+        }
+        judge(status, &self.argv[0], last_stderr)?;
         // Without this, the step would run again on every retry and every config run.
         if let Some(creates) = &self.creates
             && std::fs::symlink_metadata(creates).is_err()
@@ -109,11 +123,36 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 /// signal is an error naming `what` (e.g. "apt-get install"), with the last
 /// line the program wrote to stderr.
 pub(super) fn run_logged(
-    mut cmd: Command,
+    cmd: Command,
     what: &str,
     deadline: Option<Deadline>,
     output: &mut dyn FnMut(&str),
 ) -> Result<(), FacilityError> {
+    let (status, last_stderr) = run_collecting(cmd, what, deadline, output)?;
+    judge(status, what, last_stderr)
+}
+
+/// A finished program's status as a result: success, or an error naming
+/// `what`, how it ended and the last line it wrote to stderr.
+fn judge(status: ExitStatus, what: &str, last_stderr: Option<String>) -> Result<(), FacilityError> {
+    if status.success() {
+        return Ok(());
+    }
+    let mut message = format!("`{what}` {}", describe_status(status));
+    if let Some(line) = last_stderr {
+        message.push_str(&format!(": {}", line.trim()));
+    }
+    Err(FacilityError::new(message))
+}
+
+/// [`run_logged`] without the verdict: how the program ended and the last
+/// line it wrote to stderr.
+fn run_collecting(
+    mut cmd: Command,
+    what: &str,
+    deadline: Option<Deadline>,
+    output: &mut dyn FnMut(&str),
+) -> Result<(ExitStatus, Option<String>), FacilityError> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
@@ -169,14 +208,7 @@ pub(super) fn run_logged(
     }
 
     let status = child.wait().map_err(wait_error)?;
-    if status.success() {
-        return Ok(());
-    }
-    let mut message = format!("`{what}` {}", describe_status(status));
-    if let Some(line) = last_stderr {
-        message.push_str(&format!(": {}", line.trim()));
-    }
-    Err(FacilityError::new(message))
+    Ok((status, last_stderr))
 }
 
 /// Wait for `child` (started by [`Context::command`]) until `deadline`.

@@ -12,9 +12,12 @@ mod chown;
 mod command;
 mod install_file;
 mod make_dir;
+mod reboot;
 mod symlink;
 mod systemd_restart;
 mod unlink;
+
+pub use command::REBOOT_EXIT_CODE;
 
 /// A facility as the steps file knows it.
 #[derive(Debug)]
@@ -76,6 +79,12 @@ pub static ALL: &[FacilitySpec] = &[
         args: systemd_restart::ARGS,
         summary: "unmask and restart a systemd service",
         build: systemd_restart::build,
+    },
+    FacilitySpec {
+        name: "reboot",
+        args: reboot::ARGS,
+        summary: "reboot the host; the step is done when it is back",
+        build: reboot::build,
     },
     FacilitySpec {
         name: "command",
