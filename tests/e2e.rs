@@ -409,6 +409,79 @@ fn concurrent_publishers_to_the_same_hosts_lose_no_execution() {
 }
 
 #[test]
+fn a_publish_killed_half_way_leaves_no_host_with_half_an_execution() {
+    let fleet = Fleet::on_minio();
+    let hosts: Vec<String> = (0..2000).map(|i| format!("host-{i:04}")).collect();
+    let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let hosts_file = fleet.hosts_file(&hosts);
+    let dir = example("poem").display().to_string();
+    let mut publish = Cmd::new(cattle_bin())
+        .envs(&fleet.minio.env())
+        .env("CATTLE_STORE", &fleet.store_url)
+        .args(["publish", &dir, "--hosts", &hosts_file])
+        .spawn();
+    // Kill it once it has started addressing hosts.
+    assert!(wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        || { fleet.bucket.keys().iter().any(|k| k.starts_with("hosts/")) }
+    ));
+    publish.kill();
+
+    let keys = fleet.bucket.keys();
+    let inboxes: Vec<&String> = keys.iter().filter(|k| k.starts_with("hosts/")).collect();
+    assert!(
+        inboxes.len() < hosts.len(),
+        "the publish finished before the kill; nothing tested"
+    );
+    let mut addressed = 0;
+    for inbox in inboxes {
+        let inbox: serde_json::Value =
+            serde_json::from_slice(&fleet.bucket.get(inbox).unwrap()).unwrap();
+        for id in inbox["executions"].as_array().unwrap() {
+            addressed += 1;
+            let manifest = fleet
+                .bucket
+                .get(&format!(
+                    "executions/{}/manifest.json",
+                    id.as_str().unwrap()
+                ))
+                .expect("an addressed execution has its manifest");
+            let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+            let bundle = format!(
+                "bundles/{}.tar.gz",
+                manifest["bundle"]["sha256"].as_str().unwrap()
+            );
+            assert!(
+                fleet.bucket.get(&bundle).is_some(),
+                "an addressed execution has its bundle"
+            );
+        }
+    }
+    assert!(addressed > 0);
+
+    // Publishing again is safe: a new execution, addressed to every host.
+    let id = fleet.publish(&example("poem"), &hosts);
+    for host in ["host-0000", "host-1999"] {
+        let inbox: serde_json::Value = serde_json::from_slice(
+            &fleet
+                .bucket
+                .get(&format!("hosts/{host}/inbox.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            inbox["executions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e == id.as_str()),
+            "{host}"
+        );
+    }
+}
+
+#[test]
 fn sigterm_lets_the_step_under_way_finish_and_runs_no_further_step() {
     let fleet = Fleet::on_minio();
     let (started, gate, finished, second) = (
