@@ -1292,8 +1292,9 @@ fn a_store_outage_mid_run_does_not_stop_the_host_and_loses_nothing() {
         agent.stderr()
     );
     let delay = back.elapsed();
+    println!("DONE in the store {delay:?} after the store came back");
     assert!(
-        delay < Duration::from_secs(5),
+        delay < Duration::from_secs(2),
         "DONE took {delay:?} after the store came back"
     );
     let uploaded = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
