@@ -191,9 +191,14 @@ fn counting_steps(counter: &Path, n: usize, gate: Option<(usize, &Path)>, then: 
             if !then.is_empty() {
                 script.push_str(&format!("; {then}"));
             }
-            format!("[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"{script}\"]\n\n")
+            shell_step(&script)
         })
         .collect()
+}
+
+/// A `command` step running `script` with `sh -c` (no double quotes in it).
+fn shell_step(script: &str) -> String {
+    format!("[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"{script}\"]\n\n")
 }
 
 fn states(status: &serde_json::Value) -> Vec<(String, String)> {
@@ -679,13 +684,16 @@ fn cancel_stops_hosts_before_their_next_step_and_hosts_not_started_never_start()
     let gate = fleet.ws.child("gate");
     let config = fleet.ws.write(
         "cancel/cattle.toml",
-        format!(
-            "[[step]]\nfacility = \"command\"\n\
-             argv = [\"sh\", \"-c\", \"touch {0}/one-$CATTLE_HOST_ID; while [ ! -e {1} ]; do sleep 0.05; done\"]\n\n\
-             [[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"touch {0}/two-$CATTLE_HOST_ID\"]\n",
-            fleet.ws.path().display(),
-            gate.display()
-        ),
+        [
+            format!(
+                "touch {}/one-$CATTLE_HOST_ID; while [ ! -e {} ]; do sleep 0.05; done",
+                fleet.ws.path().display(),
+                gate.display()
+            ),
+            format!("touch {}/two-$CATTLE_HOST_ID", fleet.ws.path().display()),
+        ]
+        .map(|script| shell_step(&script))
+        .concat(),
     );
     let id = fleet.publish(config.parent().unwrap(), &["h1", "h2", "h3"]);
     let mut agent = fleet.agent("h1", &["--interval", "1"]).spawn();
@@ -808,10 +816,10 @@ fn an_agent_never_runs_work_addressed_to_another_host() {
     let fleet = Fleet::on_minio();
     let config = fleet.ws.write(
         "marker/cattle.toml",
-        format!(
-            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"touch {}/ran-$CATTLE_HOST_ID\"]\n",
+        shell_step(&format!(
+            "touch {}/ran-$CATTLE_HOST_ID",
             fleet.ws.path().display()
-        ),
+        )),
     );
     let id = fleet.publish(config.parent().unwrap(), &["host-a"]);
 
@@ -867,10 +875,10 @@ fn clean_is_refused_while_running_then_removes_everything_and_agents_tidy_up() {
     let gate = fleet.ws.child("gate");
     let config = fleet.ws.write(
         "slow/cattle.toml",
-        format!(
-            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"while [ ! -e {} ]; do sleep 0.1; done\"]\n",
+        shell_step(&format!(
+            "while [ ! -e {} ]; do sleep 0.1; done",
             gate.display()
-        ),
+        )),
     );
     let id = fleet.publish(config.parent().unwrap(), &["h1"]);
     let mut agent: Background = fleet.agent("h1", &["--interval", "1"]).spawn();
@@ -1201,11 +1209,12 @@ fn a_reboot_step_continues_after_the_host_is_back() {
     let ws = fleet.ws.path().display().to_string();
     let config = fleet.ws.write(
         "reboot/cattle.toml",
-        format!(
-            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo 1 >> {ws}/steps\"]\n\n\
-             [[step]]\nfacility = \"reboot\"\n\n\
-             [[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo 3 >> {ws}/steps\"]\n"
-        ),
+        [
+            shell_step(&format!("echo 1 >> {ws}/steps")),
+            "[[step]]\nfacility = \"reboot\"\n\n".to_string(),
+            shell_step(&format!("echo 3 >> {ws}/steps")),
+        ]
+        .concat(),
     );
     let id = fleet.publish(config.parent().unwrap(), &["h1"]);
     // The "host": a boot ID file we change, and a reboot command that only records itself.
@@ -1415,10 +1424,7 @@ fn a_second_agent_with_the_same_host_id_elsewhere_runs_nothing_and_reports_nothi
     let counter = fleet.ws.child("counter");
     let config = fleet.ws.write(
         "once/cattle.toml",
-        format!(
-            "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo ran >> {}\"]\n",
-            counter.display()
-        ),
+        shell_step(&format!("echo ran >> {}", counter.display())),
     );
     let id = fleet.publish(config.parent().unwrap(), &["h1"]);
     fleet.agent_once("h1").assert_success();
