@@ -291,7 +291,7 @@ impl<'a> Bench<'a> {
 
     fn cattle(&self, prefix: &str, args: &[&str]) -> cattle_e2e::Output {
         Cmd::new(cattle_bin())
-            .envs(&self.minio.env())
+            .envs(&self.minio.cattle_env())
             .env("CATTLE_STORE", format!("s3://{BUCKET}/{prefix}"))
             .args(args)
             .timeout(Duration::from_secs(600))
@@ -442,7 +442,7 @@ impl<'a> Bench<'a> {
 
         let state = self.ws.child("idle-agent");
         let mut agent = Cmd::new(agent_bin())
-            .envs(&self.minio.env())
+            .envs(&self.minio.cattle_env())
             .env("CATTLE_STORE", format!("s3://{BUCKET}/{prefix}"))
             .args(["--host-id", host, "--interval", "1", "--state-dir"])
             .arg(&state)
@@ -548,7 +548,7 @@ impl<'a> Bench<'a> {
             .iter()
             .map(|host| {
                 Cmd::new(agent_bin())
-                    .envs(&self.minio.env())
+                    .envs(&self.minio.cattle_env())
                     .env("CATTLE_STORE", format!("s3://{BUCKET}/{prefix}"))
                     .args([
                         "--host-id",

@@ -29,6 +29,34 @@ const MINIO_START_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------------------------
+// Signing keys
+// ---------------------------------------------------------------------------------------------
+
+/// A publisher key pair in `dir` (`publisher.key`, `publisher.pub`), made on first use, and the
+/// environment that has `cattle publish` sign with it and `cattle-agent` trust it.
+pub fn signing_env(dir: &Path) -> Vec<(String, String)> {
+    let name = dir.join("publisher");
+    let secret = name.with_extension("key");
+    let public = name.with_extension("pub");
+    if !secret.exists() {
+        cattle_core::signing::SecretKey::generate("e2e publisher")
+            .expect("generate a signing key")
+            .save(&name)
+            .expect("save the signing key");
+    }
+    vec![
+        (
+            cattle_core::env::SIGNING_KEY.to_owned(),
+            secret.display().to_string(),
+        ),
+        (
+            cattle_core::env::TRUSTED_KEYS.to_owned(),
+            public.display().to_string(),
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
 // MinIO
 // ---------------------------------------------------------------------------------------------
 
@@ -189,6 +217,14 @@ impl Minio {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
+    }
+
+    /// [`env`](Self::env) plus this server's signing key pair (see [`signing_env`]):
+    /// what `cattle` and `cattle-agent` need to publish and run signed executions.
+    pub fn cattle_env(&self) -> Vec<(String, String)> {
+        let mut env = self.env();
+        env.extend(signing_env(self.dir.path()));
+        env
     }
 
     /// The store URL of a bucket on this server, `s3://BUCKET/`.
@@ -640,8 +676,8 @@ pub fn spawn(bin: &Path, args: &[&str], env: &[(String, String)]) -> Background 
 
 /// A command builder.
 ///
-/// The child's environment is the test process's environment without any `AWS_*` variable and
-/// without `RUST_LOG`, plus the variables given with [`env`](Self::env)/[`envs`](Self::envs).
+/// The child's environment is the test process's environment without any `AWS_*` or `CATTLE_*`
+/// variable and without `RUST_LOG`, plus the variables given with [`env`](Self::env)/[`envs`](Self::envs).
 /// Stdin is empty unless [`stdin`](Self::stdin) is given.
 #[derive(Debug, Clone)]
 pub struct Cmd {
@@ -723,7 +759,7 @@ impl Cmd {
             .env_clear()
             .envs(std::env::vars_os().filter(|(k, _)| {
                 let k = k.to_string_lossy();
-                !k.starts_with("AWS_") && k != "RUST_LOG"
+                !k.starts_with("AWS_") && !k.starts_with("CATTLE_") && k != "RUST_LOG"
             }))
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(dir) = &self.cwd {

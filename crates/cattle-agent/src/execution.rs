@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use cattle_core::hosts::HostId;
 use cattle_core::keys;
+use cattle_core::signing::Refusal;
 use cattle_core::store::{Condition, Fetched, Store, StoreError};
 use cattle_core::wire::{
-    Cancel, Claim, FORMAT, HostStatus, MAX_DOCUMENT_BYTES, Manifest, State, StepStatus,
+    Cancel, Claim, Envelope, FORMAT, HostStatus, MAX_DOCUMENT_BYTES, Manifest, State, StepStatus,
 };
 use cattle_core::{bundle, env};
 use cattle_stdlib::{Context, Event, Observer, Outcome, Plan};
@@ -47,44 +48,36 @@ pub async fn handle(
         _ => false,
     };
 
-    let Some(object) = store.get(&keys::manifest(id), MAX_DOCUMENT_BYTES).await? else {
-        // Publish writes the manifest before addressing hosts, so a missing
-        // manifest means the execution was cleaned meanwhile.
-        tracing::warn!(execution = %id, "inbox lists an execution without a manifest; ignoring it");
-        return Ok(true);
+    // Read no more than any real manifest can be, and refuse anything larger.
+    let envelope = match store.get(&keys::manifest(id), MAX_DOCUMENT_BYTES).await {
+        Ok(Some(object)) => Ok(object.bytes),
+        Ok(None) => {
+            // Publish writes the manifest before addressing hosts, so a missing
+            // manifest means the execution was cleaned meanwhile.
+            tracing::warn!(execution = %id, "inbox lists an execution without a manifest; ignoring it");
+            return Ok(true);
+        }
+        Err(StoreError::TooLarge { limit, .. }) => Err(format!(
+            "the manifest is larger than the {limit} bytes any manifest may have"
+        )),
+        Err(e) => return Err(e),
     };
     let mut report =
         Report::start(config, id, &dir, shutdown.clone()).map_err(|e| local_error(&dir, e))?;
 
-    let manifest: Manifest = match serde_json::from_slice(&object.bytes) {
-        Ok(m) => m,
-        Err(e) => {
+    let manifest = match envelope.and_then(|bytes| accept(config, id, &bytes, interrupted)) {
+        Ok((manifest, note)) => {
+            report.log(&note);
+            manifest
+        }
+        Err(reason) => {
             let message = format!(
-                "manifest `{}` is not valid: {e}",
+                "refused execution {id} (`{}`): {reason}",
                 store.location(&keys::manifest(id))
             );
             return refuse(store, report, &message).await;
         }
     };
-    if manifest.id != id {
-        let message = format!(
-            "manifest `{}` is for execution {}; refusing it",
-            keys::manifest(id),
-            manifest.id
-        );
-        return refuse(store, report, &message).await;
-    }
-    if !manifest.hosts.contains(&config.host) {
-        let message = format!(
-            "execution {id} is not addressed to host `{}`; refusing it",
-            config.host
-        );
-        return refuse(store, report, &message).await;
-    }
-    report.log(&format!(
-        "execution {id}: config `{}` published by {} at {}, {} steps",
-        manifest.config, manifest.publisher, manifest.created, manifest.steps
-    ));
 
     // Only one agent runs a host's share: another with the same host ID may
     // have claimed it. Then this one steps back and writes nothing to the store.
@@ -128,6 +121,17 @@ pub async fn handle(
         );
         deliver(store, &config.host, id, &dir).await?;
         return Ok(true);
+    }
+
+    // From here on this host runs it: an older execution is a rollback.
+    if local::read_applied(&config.state_dir)
+        .ok()
+        .flatten()
+        .map(|(_, last)| last)
+        != Some(id)
+    {
+        local::write_applied(&config.state_dir, manifest.version, id)
+            .map_err(|e| local_error(&config.state_dir.join(local::APPLIED), e))?;
     }
 
     let bundle_key = keys::bundle(&manifest.bundle.sha256);
@@ -282,6 +286,94 @@ pub async fn handle(
             Ok(false)
         }
     }
+}
+
+/// Decide whether this host runs the execution whose manifest envelope is
+/// `bytes`: signed by a trusted key (or unsigned and allowed), for execution
+/// `id`, addressed to this host, not expired and newer than what the host has
+/// already started. An `interrupted` run that was the last one started is
+/// resumed even if it has expired since.
+///
+/// Returns the manifest and a line for the log; or why it is refused.
+fn accept(
+    config: &Config,
+    id: Uuid,
+    bytes: &[u8],
+    interrupted: bool,
+) -> Result<(Manifest, String), String> {
+    let envelope: Envelope =
+        serde_json::from_slice(bytes).map_err(|e| format!("the manifest is not valid: {e}"))?;
+    let trust = &config.trust;
+    let (manifest, signed_by) = match envelope.verify(&trust.keys) {
+        Ok((manifest, key)) => (manifest, format!("signed by trusted key {}", key.id())),
+        Err(Refusal::Unsigned) if trust.allow_unsigned => (
+            envelope.manifest().map_err(|e| e.to_string())?,
+            "UNSIGNED, run only because this agent allows unsigned executions".to_string(),
+        ),
+        Err(Refusal::UnknownKey { .. }) if trust.allow_unsigned && trust.keys.is_empty() => (
+            envelope.manifest().map_err(|e| e.to_string())?,
+            "signature NOT checked (no trusted keys; this agent allows unsigned executions)"
+                .to_string(),
+        ),
+        Err(refusal @ (Refusal::Unsigned | Refusal::UnknownKey { .. })) => {
+            let trusted: Vec<String> = trust
+                .keys
+                .keys()
+                .iter()
+                .map(|k| k.id().to_string())
+                .collect();
+            return Err(format!(
+                "{refusal}; this host trusts {}",
+                if trusted.is_empty() {
+                    "no key".to_string()
+                } else {
+                    format!("key {}", trusted.join(", "))
+                }
+            ));
+        }
+        Err(refusal) => return Err(refusal.to_string()),
+    };
+    if manifest.id != id {
+        return Err(format!(
+            "the manifest was signed for execution {}, not {id}",
+            manifest.id
+        ));
+    }
+    if !manifest.hosts.contains(&config.host) {
+        return Err(format!("it is not addressed to host `{}`", config.host));
+    }
+    let applied = local::read_applied(&config.state_dir)
+        .map_err(|e| format!("cannot tell whether it is a rollback: {e}"))?;
+    // Only the execution started last can be in flight.
+    let resuming = interrupted && applied.is_some_and(|(_, last)| last == id);
+    if !resuming {
+        let expires = humantime::parse_rfc3339(&manifest.expires).map_err(|e| {
+            format!(
+                "the manifest's expiry `{}` is not a time: {e}",
+                manifest.expires
+            )
+        })?;
+        if std::time::SystemTime::now() > expires {
+            return Err(format!(
+                "it expired at {} (published {}); publish it again",
+                manifest.expires, manifest.created
+            ));
+        }
+        if let Some((version, last)) = applied
+            && manifest.version <= version
+        {
+            return Err(format!(
+                "its version {} is not newer than version {version} (execution {last}) \
+                 that this host already started: a rollback; publish it again to run it",
+                manifest.version
+            ));
+        }
+    }
+    let note = format!(
+        "execution {id}: config `{}` published by {} at {}, version {}, {signed_by}, {} steps",
+        manifest.config, manifest.publisher, manifest.created, manifest.version, manifest.steps
+    );
+    Ok((manifest, note))
 }
 
 /// How a `reboot` step reboots the host unless [`env::REBOOT_COMMAND`] says otherwise.

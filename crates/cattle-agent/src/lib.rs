@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use cattle_core::hosts::HostId;
 use cattle_core::keys;
+use cattle_core::signing::TrustedKeys;
 use cattle_core::store::{Fetched, Store, StoreError};
 use cattle_core::wire::{Inbox, MAX_DOCUMENT_BYTES};
 use cattle_stdlib::RetryPolicy;
@@ -46,6 +47,18 @@ pub struct Config {
     pub once: bool,
     /// Waits between a step's attempts.
     pub retry: RetryPolicy,
+    /// Whose executions this agent runs.
+    pub trust: Trust,
+}
+
+/// Whose executions an agent runs.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// Manifests must carry a valid signature by one of these.
+    pub keys: TrustedKeys,
+    /// Also run manifests without any signature (`--allow-unsigned`): anyone
+    /// who can write to the store can then run anything on this host.
+    pub allow_unsigned: bool,
 }
 
 /// This agent as claims name it: the machine and the state directory.
@@ -152,6 +165,15 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
     })?;
     let _lock = lock_state_dir(&config.state_dir)?;
     tracing::info!(host = %config.host, store = %store.location(""), interval = ?config.interval, "agent starting");
+    for key in config.trust.keys.keys() {
+        tracing::info!(key = %key.id(), comment = key.comment(), "trusting executions signed by this key");
+    }
+    if config.trust.allow_unsigned {
+        tracing::warn!(
+            "UNSIGNED EXECUTIONS ALLOWED (--allow-unsigned): anyone who can write to the store \
+             can run any command as this agent's user on this host; never use this in production"
+        );
+    }
     let mut agent = Agent {
         identity: identity(&config.state_dir),
         config,

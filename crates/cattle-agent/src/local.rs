@@ -13,6 +13,9 @@
 //! ```
 //!
 //! A directory whose STATUS is DONE, ERROR or CANCELLED is finished and never run again.
+//!
+//! `<state-dir>/APPLIED` holds the version and ID of the newest execution this
+//! host has started, so that an older one is refused (rollback protection).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,39 @@ pub const REBOOT: &str = "REBOOT";
 /// Another agent with this host ID claimed the execution: nothing is delivered.
 pub const FOREIGN: &str = ".foreign";
 pub const JOURNAL: &str = "JOURNAL";
+/// In the state directory: `<version> <execution-id>` of the newest execution started.
+pub const APPLIED: &str = "APPLIED";
+
+/// The newest execution this host has started: its version and ID.
+///
+/// An unreadable record is an error, not "nothing applied yet": forgetting it
+/// would let an older execution run again.
+pub fn read_applied(state_dir: &Path) -> std::io::Result<Option<(u64, Uuid)>> {
+    let text = match std::fs::read_to_string(state_dir.join(APPLIED)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut parts = text.split_whitespace();
+    match (
+        parts.next().and_then(|v| v.parse().ok()),
+        parts.next().and_then(|id| Uuid::parse_str(id).ok()),
+    ) {
+        (Some(version), Some(id)) => Ok(Some((version, id))),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "`{}` is damaged (expected `<version> <execution-id>`); \
+                 restore it, or remove it to accept any version again",
+                state_dir.join(APPLIED).display()
+            ),
+        )),
+    }
+}
+
+pub fn write_applied(state_dir: &Path, version: u64, id: Uuid) -> std::io::Result<()> {
+    write_atomic(state_dir, APPLIED, format!("{version} {id}\n").as_bytes())
+}
 
 pub fn executions_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("executions")

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cattle_agent::{Config, Shutdown};
+use cattle_agent::{Config, Shutdown, Trust};
 use cattle_core::env;
 use cattle_core::hosts::HostId;
+use cattle_core::signing::TrustedKeys;
 use cattle_core::store::{DEFAULT_STORE, Store, StoreError, StoreUrl};
 use clap::Parser;
 
@@ -33,6 +34,16 @@ struct Args {
     /// Handle everything pending, then exit (0 if all of it finished and was reported).
     #[arg(long)]
     once: bool,
+
+    /// File of public keys (from `cattle keygen`) whose signed executions this
+    /// host runs; repeat the flag, or separate files with `:`, to trust several.
+    #[arg(long = "trusted-keys", env = env::TRUSTED_KEYS, value_delimiter = ':')]
+    trusted_keys: Vec<PathBuf>,
+
+    /// Also run executions without a signature. Anyone who can write to the
+    /// store can then run anything on this host: for trying Cattle out only.
+    #[arg(long, env = env::ALLOW_UNSIGNED)]
+    allow_unsigned: bool,
 
     /// Seconds between polls (±10 % jitter).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -79,6 +90,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         HostId::new(&args.host_id).map_err(|m| anyhow::anyhow!("invalid `--host-id`: {m}"))?;
     let url =
         StoreUrl::parse(&args.store).map_err(|m| anyhow::anyhow!("invalid `--store`: {m}"))?;
+    let keys = TrustedKeys::load(&args.trusted_keys)?;
+    if keys.is_empty() && !args.allow_unsigned {
+        anyhow::bail!(
+            "no trusted keys: give the publisher's public key with `--trusted-keys FILE` (or {}), \
+             made by `cattle keygen`; or `--allow-unsigned` to try Cattle out without signatures",
+            env::TRUSTED_KEYS
+        );
+    }
     let store = Store::open(&url)
         .await
         .with_context(|| format!("cannot open store `{url}`"))?;
@@ -103,6 +122,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         interval: Duration::from_secs(args.interval),
         once: args.once,
         retry: Default::default(),
+        trust: Trust {
+            keys,
+            allow_unsigned: args.allow_unsigned,
+        },
     };
     cattle_agent::run(config, store, shutdown).await?;
     Ok(())

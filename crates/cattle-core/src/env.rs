@@ -20,6 +20,12 @@ pub const REBOOT_COMMAND: &str = "CATTLE_REBOOT_COMMAND";
 /// Where the agent reads the boot ID that tells it a reboot happened
 /// (default `/proc/sys/kernel/random/boot_id`).
 pub const BOOT_ID_FILE: &str = "CATTLE_BOOT_ID_FILE";
+/// `cattle publish`: the secret key file that signs manifests (`--key`).
+pub const SIGNING_KEY: &str = "CATTLE_SIGNING_KEY";
+/// `cattle-agent`: files of public keys whose signatures it accepts, separated by `:` (`--trusted-keys`).
+pub const TRUSTED_KEYS: &str = "CATTLE_TRUSTED_KEYS";
+/// `cattle-agent`: `1` runs unsigned executions too (`--allow-unsigned`); for trying Cattle out only.
+pub const ALLOW_UNSIGNED: &str = "CATTLE_ALLOW_UNSIGNED";
 /// `1` lets the AWS SDK ask the instance metadata service for credentials and region.
 pub const S3_IMDS: &str = "CATTLE_S3_IMDS";
 /// `1` forces path-style S3 requests, `0` virtual-hosted; unset: path-style iff an endpoint is set.

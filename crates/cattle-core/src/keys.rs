@@ -3,13 +3,14 @@
 //! ```text
 //! bundles/<sha256>.tar.gz                      config bundle, content-addressed, immutable
 //! bundles/<sha256>.refs/<execution-id>         empty; one per execution using the bundle
-//! executions/<execution-id>/manifest.json      what to run and where (written once, by publish)
+//! executions/<execution-id>/manifest.json      what to run and where, signed (written once, by publish)
 //! executions/<execution-id>/hosts/<host>/status.json   written only by <host>'s agent
 //! executions/<execution-id>/hosts/<host>/exec.log      written only by <host>'s agent
 //! executions/<execution-id>/hosts/<host>/claim.json   which agent runs it (If-None-Match)
 //! executions/<execution-id>/done/<host>                empty; <host>'s agent, once DONE
 //! executions/<execution-id>/cancel.json                which hosts to stop (cattle cancel)
 //! hosts/<host>/inbox.json                      executions addressed to <host> (publish, clean)
+//! publish/version.json                         highest manifest version handed out (publish)
 //! ```
 //!
 //! Keys are relative to the store's prefix; the store adds it.
@@ -66,4 +67,8 @@ pub fn cancel(id: Uuid) -> String {
 
 pub fn inbox(host: &HostId) -> String {
     format!("hosts/{host}/inbox.json")
+}
+
+pub fn version_counter() -> String {
+    "publish/version.json".to_string()
 }

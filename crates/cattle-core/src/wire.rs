@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::hosts::HostId;
 
 /// The version of every document below.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// Largest manifest, inbox or status document a reader accepts.
 pub const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
@@ -19,13 +19,19 @@ pub const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
 pub const MAX_LOG_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What an execution runs and where: written once by `cattle publish`, before
-/// any host is addressed.
+/// any host is addressed, as the signed payload of an [`Envelope`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
     pub id: Uuid,
+    /// Higher than that of every execution published before it to this store
+    /// (see [`VersionCounter`]): an agent refuses a version older than one it
+    /// has already applied.
+    pub version: u64,
     /// RFC 3339, UTC.
     pub created: String,
+    /// RFC 3339, UTC: agents do not start the execution after this.
+    pub expires: String,
     /// `user@machine` that published.
     pub publisher: String,
     /// The config directory's name, for people.
@@ -33,6 +39,38 @@ pub struct Manifest {
     pub steps: usize,
     pub bundle: BundleRef,
     pub hosts: Vec<HostId>,
+}
+
+/// How a manifest is stored: its exact bytes and the signatures over them.
+///
+/// Signing the bytes rather than a re-serialized structure means there is no
+/// canonical form to agree on: the agent verifies what it downloaded, then
+/// parses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub format: u32,
+    /// The [`Manifest`] as JSON.
+    pub payload: String,
+    /// Empty only for `cattle publish --unsigned`.
+    pub signatures: Vec<SignatureEntry>,
+}
+
+/// One signature of an [`Envelope`]'s payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureEntry {
+    /// The signing key's ID (see `signing::KeyId`).
+    pub key: String,
+    /// Ed25519 signature, hex.
+    pub sig: String,
+}
+
+/// The highest manifest version handed out in a store. Publishers raise it
+/// with a conditional write before signing, so versions only go up even with
+/// several publishers at once.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VersionCounter {
+    pub format: u32,
+    pub version: u64,
 }
 
 /// Which bundle an execution runs: the agent checks both before extracting.

@@ -20,13 +20,14 @@ const FIRST_DELAY: Duration = Duration::from_millis(10);
 const MAX_DELAY: Duration = Duration::from_secs(1);
 
 /// Apply `change` to the document at `key`, starting from `new()` if there is
-/// none. `change` returns false when there is nothing to write.
+/// none, and return the document as written. `change` returns false when there
+/// is nothing to write.
 pub async fn update<T: Serialize + DeserializeOwned>(
     store: &Store,
     key: &str,
     new: impl Fn() -> T,
     change: impl Fn(&mut T) -> bool,
-) -> Result<(), StoreError> {
+) -> Result<T, StoreError> {
     let mut delay = FIRST_DELAY;
     for _ in 0..MAX_TRIES {
         let (mut document, condition) = match store.get(key, MAX_DOCUMENT_BYTES).await? {
@@ -42,11 +43,11 @@ pub async fn update<T: Serialize + DeserializeOwned>(
             None => (new(), Condition::IfAbsent),
         };
         if !change(&mut document) {
-            return Ok(());
+            return Ok(document);
         }
         let body = serde_json::to_vec(&document).expect("documents serialize");
         match store.put(key, body, condition).await {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(document),
             Err(StoreError::PreconditionFailed { .. }) => {
                 let jitter = delay.mul_f64((uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0);
                 tokio::time::sleep(delay + jitter).await;

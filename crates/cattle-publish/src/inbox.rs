@@ -23,6 +23,7 @@ pub async fn add(store: &Store, host: &HostId, id: Uuid) -> Result<(), StoreErro
         },
     )
     .await
+    .map(drop)
 }
 
 /// Withdraw execution `id` from `host`.
@@ -38,4 +39,5 @@ pub async fn remove(store: &Store, host: &HostId, id: Uuid) -> Result<(), StoreE
         },
     )
     .await
+    .map(drop)
 }

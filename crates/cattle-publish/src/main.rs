@@ -8,8 +8,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cattle_core::env;
 use cattle_core::hosts::HostId;
+use cattle_core::signing::SecretKey;
 use cattle_core::store::{DEFAULT_STORE, Store, StoreError, StoreUrl};
 use cattle_publish::exit;
+use cattle_publish::publish::Signer;
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
@@ -27,6 +29,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Make a key pair for signing executions: NAME.key (secret) and NAME.pub.
+    Keygen {
+        /// Path and name of the key files, without extension.
+        name: PathBuf,
+        /// A note stored with the key, e.g. who holds it.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
     /// Validate and bundle a config directory, upload it and address it to hosts.
     Publish {
         /// The config directory (with `cattle.toml` at its root).
@@ -34,6 +44,15 @@ enum Command {
         /// File with one host ID per line (`#` comments, blank lines ignored).
         #[arg(long)]
         hosts: PathBuf,
+        /// Secret key file that signs the execution (from `cattle keygen`).
+        #[arg(long, env = env::SIGNING_KEY, required_unless_present = "unsigned")]
+        key: Option<PathBuf>,
+        /// Publish without a signature; only agents started with `--allow-unsigned` run it.
+        #[arg(long, conflicts_with = "key")]
+        unsigned: bool,
+        /// Agents do not start the execution once this long has passed (e.g. `12h`, `30d`).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        expires_in: Duration,
         /// Print a JSON object instead of the execution ID.
         #[arg(long)]
         json: bool,
@@ -147,14 +166,52 @@ async fn open_store(url: &str) -> anyhow::Result<Store> {
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
-        Command::Publish { dir, hosts, json } => {
+        Command::Keygen { name, comment } => {
+            let key = SecretKey::generate(&comment).context("cannot generate a key")?;
+            let (secret, public) = key.save(&name)?;
+            eprintln!(
+                "wrote secret key {} (keep it with the publisher) and public key {} (key {})\n\
+                 publish with `cattle publish --key {} ...`; give agents the public key with \
+                 `--trusted-keys {}` or {}",
+                secret.display(),
+                public.display(),
+                key.public().id(),
+                secret.display(),
+                public.display(),
+                env::TRUSTED_KEYS
+            );
+            writeln!(stdout, "{}", key.public())?;
+            Ok(exit::SUCCESS)
+        }
+        Command::Publish {
+            dir,
+            hosts,
+            key,
+            unsigned,
+            expires_in,
+            json,
+        } => {
+            // A bad key is found before anything is uploaded.
+            let signer = match key {
+                Some(path) => Signer::Key(Box::new(SecretKey::load(&path)?)),
+                None => {
+                    debug_assert!(unsigned);
+                    eprintln!(
+                        "warning: publishing WITHOUT a signature: only agents started with \
+                         --allow-unsigned will run it, and so would they anything anyone \
+                         with write access to the store puts there"
+                    );
+                    Signer::Unsigned
+                }
+            };
             let store = open_store(&cli.store).await?;
-            let published = cattle_publish::publish::publish(&store, &dir, &hosts).await?;
+            let published =
+                cattle_publish::publish::publish(&store, &dir, &hosts, &signer, expires_in).await?;
             if json {
                 writeln!(stdout, "{}", serde_json::to_string(&published)?)?;
             } else {
                 eprintln!(
-                    "published {} ({} steps, bundle {} of {} bytes{}) to {} hosts",
+                    "published {} ({} steps, bundle {} of {} bytes{}) to {} hosts; version {}, {}, expires {}",
                     dir.display(),
                     published.steps,
                     &published.bundle_sha256[..12],
@@ -164,7 +221,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     } else {
                         ", already in the store"
                     },
-                    published.hosts
+                    published.hosts,
+                    published.version,
+                    match &published.key {
+                        Some(key) => format!("signed by key {key}"),
+                        None => "UNSIGNED".to_string(),
+                    },
+                    published.expires
                 );
                 writeln!(stdout, "{}", published.id)?;
             }

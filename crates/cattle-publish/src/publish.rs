@@ -6,13 +6,15 @@
 //! and bundle.
 
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use cattle_core::bundle;
 use cattle_core::hosts::{HostId, parse_hosts_file};
 use cattle_core::keys;
-use cattle_core::store::{Condition, Store};
-use cattle_core::wire::{BundleRef, FORMAT, Manifest};
+use cattle_core::signing::SecretKey;
+use cattle_core::store::{Condition, Store, StoreError};
+use cattle_core::wire::{BundleRef, Envelope, FORMAT, Manifest, VersionCounter};
 use cattle_stdlib::Plan;
 use serde::Serialize;
 use uuid::Uuid;
@@ -29,9 +31,30 @@ pub struct Published {
     pub bundle_uploaded: bool,
     pub hosts: usize,
     pub steps: usize,
+    pub version: u64,
+    pub expires: String,
+    /// The signing key's ID; absent for `--unsigned`.
+    pub key: Option<String>,
 }
 
-pub async fn publish(store: &Store, dir: &Path, hosts_file: &Path) -> anyhow::Result<Published> {
+/// Who vouches for an execution.
+#[derive(Debug)]
+pub enum Signer {
+    Key(Box<SecretKey>),
+    /// No signature: only agents started with `--allow-unsigned` run it.
+    Unsigned,
+}
+
+/// How long agents may start an execution after it is published, unless `--expires-in` says otherwise.
+pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+pub async fn publish(
+    store: &Store,
+    dir: &Path,
+    hosts_file: &Path,
+    signer: &Signer,
+    expires_in: Duration,
+) -> anyhow::Result<Published> {
     // Everything that can be wrong with the input is found before the first upload.
     let plan = Plan::load(dir)?;
     let hosts_text = std::fs::read_to_string(hosts_file)
@@ -59,10 +82,14 @@ pub async fn publish(store: &Store, dir: &Path, hosts_file: &Path) -> anyhow::Re
         true
     };
 
+    let version = next_version(store).await?;
+    let now = SystemTime::now();
     let manifest = Manifest {
         format: FORMAT,
         id,
-        created: cattle_core::now_rfc3339(),
+        version,
+        created: humantime::format_rfc3339_millis(now).to_string(),
+        expires: humantime::format_rfc3339_millis(now + expires_in).to_string(),
         publisher: publisher(),
         config: dir
             .canonicalize()
@@ -76,7 +103,11 @@ pub async fn publish(store: &Store, dir: &Path, hosts_file: &Path) -> anyhow::Re
         },
         hosts: hosts.clone(),
     };
-    let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    let envelope = match signer {
+        Signer::Key(key) => key.sign(&manifest),
+        Signer::Unsigned => Envelope::unsigned(&manifest),
+    };
+    let body = serde_json::to_vec_pretty(&envelope).expect("manifest serializes");
     store
         .put(&keys::manifest(id), body, Condition::IfAbsent)
         .await?;
@@ -108,7 +139,34 @@ pub async fn publish(store: &Store, dir: &Path, hosts_file: &Path) -> anyhow::Re
         bundle_uploaded,
         hosts: host_count,
         steps: manifest.steps,
+        version,
+        expires: manifest.expires,
+        key: match signer {
+            Signer::Key(key) => Some(key.public().id().to_string()),
+            Signer::Unsigned => None,
+        },
     })
+}
+
+/// A version higher than any handed out before in this store: the counter
+/// plus one, or the current time in milliseconds if that is higher, so that
+/// versions keep going up even if the counter is lost.
+async fn next_version(store: &Store) -> Result<u64, StoreError> {
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let counter = crate::cas::update(
+        store,
+        &keys::version_counter(),
+        VersionCounter::default,
+        |counter| {
+            counter.format = FORMAT;
+            counter.version = counter.version.saturating_add(1).max(now_ms);
+            true
+        },
+    )
+    .await?;
+    Ok(counter.version)
 }
 
 /// `user@machine`, for the manifest.

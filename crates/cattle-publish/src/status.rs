@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::store::Store;
-use cattle_core::wire::{HostStatus, MAX_DOCUMENT_BYTES, MAX_LOG_BYTES, Manifest, State};
+use cattle_core::wire::{Envelope, HostStatus, MAX_DOCUMENT_BYTES, MAX_LOG_BYTES, Manifest, State};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -33,6 +33,9 @@ pub struct HostRow {
 }
 
 /// Read the manifest of execution `id`, or say clearly that there is none.
+///
+/// The signature is not checked: operators only read what hosts reported
+/// against it. Hosts check it before running anything.
 pub async fn manifest(store: &Store, id: Uuid) -> anyhow::Result<Manifest> {
     let key = keys::manifest(id);
     let object = store
@@ -44,7 +47,9 @@ pub async fn manifest(store: &Store, id: Uuid) -> anyhow::Result<Manifest> {
                 store.location(&key)
             )
         })?;
-    serde_json::from_slice(&object.bytes)
+    serde_json::from_slice::<Envelope>(&object.bytes)
+        .map_err(|e| anyhow::anyhow!(e))
+        .and_then(|envelope| envelope.manifest().map_err(|e| anyhow::anyhow!(e)))
         .with_context(|| format!("`{}` is not a valid manifest", store.location(&key)))
 }
 
