@@ -229,6 +229,46 @@ impl<'a> Args<'a> {
             .map(Some)
     }
 
+    /// A non-empty table of strings, e.g. `env = { LANG = "C" }`, if present, in
+    /// key order. Errors never quote a value: it may be sensitive.
+    pub fn optional_str_table(
+        &mut self,
+        key: &str,
+    ) -> Result<Option<Vec<(String, String)>>, ArgError> {
+        let Some(value) = self.take(key) else {
+            return Ok(None);
+        };
+        let toml::Value::Table(table) = value.get_ref() else {
+            return Err(Self::wrong_type(
+                &value,
+                key,
+                "a table of strings, e.g. { NAME = \"value\" }",
+            ));
+        };
+        if table.is_empty() {
+            return Err(ArgError {
+                span: value.span(),
+                message: format!("argument `{key}` must not be an empty table"),
+                hint: None,
+            });
+        }
+        table
+            .iter()
+            .map(|(name, item)| match item {
+                toml::Value::String(s) => Ok((name.clone(), s.clone())),
+                other => Err(ArgError {
+                    span: value.span(),
+                    message: format!(
+                        "argument `{key}`: `{name}` must be a string, not {}",
+                        other.type_str()
+                    ),
+                    hint: None,
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
     pub fn required_str_list(&mut self, key: &str) -> Result<Vec<String>, ArgError> {
         let missing = self.missing(key);
         self.optional_str_list(key)?.ok_or(missing)
