@@ -1830,6 +1830,114 @@ fn the_same_flow_works_on_the_file_store() {
 }
 
 #[test]
+fn a_sensitive_argument_never_reaches_the_store_the_log_or_apply_output() {
+    const SECRET: &str = "e2e-s3cret-9931";
+    let ws = Workspace::new();
+    let store = format!("file://{}", ws.child("store").display());
+    let got = ws.child("got");
+    // The program gets the secret, prints it on stdout and stderr, and fails.
+    let config = ws.write(
+        "cfg/cattle.toml",
+        format!(
+            "[[step]]\nfacility = \"command\"\n\
+             argv = [\"sh\", \"-c\", \"echo token=$TOKEN; echo token=$TOKEN >&2; printf %s $TOKEN > {}; exit 4\"]\n\
+             env = {{ TOKEN = \"{SECRET}\" }}\nsensitive = [\"env.TOKEN\"]\nattempts = 2\n",
+            got.display()
+        ),
+    );
+    let config_dir = config.parent().unwrap().display().to_string();
+    let hosts = ws.write("hosts", "a\n");
+    let signing = signing_env(ws.path());
+    let cattle = |args: &[&str]| {
+        Cmd::new(cattle_bin())
+            .envs(&signing)
+            .env("CATTLE_STORE", &store)
+            .args(args)
+            .run()
+    };
+    let shown = |what: &str, text: &str| {
+        assert!(!text.contains(SECRET), "{what} shows the secret:\n{text}");
+        assert!(
+            text.contains("[sensitive]"),
+            "{what} has no marker:\n{text}"
+        );
+    };
+
+    let out = cattle(&[
+        "publish",
+        &config_dir,
+        "--hosts",
+        &hosts.display().to_string(),
+    ]);
+    out.assert_success();
+    let id = out.stdout.trim().to_string();
+    let state = ws.child("state-a");
+    let agent = Cmd::new(agent_bin())
+        .envs(&signing)
+        .env("CATTLE_STORE", &store)
+        .env("CATTLE_LOG", "debug")
+        .args(["--host-id", "a", "--state-dir"])
+        .arg(&state)
+        .arg("--once")
+        .run();
+    agent.assert_success();
+    assert!(
+        !agent.stdout.contains(SECRET) && !agent.stderr.contains(SECRET),
+        "{agent}"
+    );
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), SECRET);
+
+    let status = cattle(&["status", &id, "--json"]);
+    status.assert_status(3);
+    shown("cattle status --json", &status.stdout);
+    let log = cattle(&["log", &id]);
+    log.assert_success();
+    shown("cattle log", &log.stdout);
+    assert!(log.stdout.contains("step 1: | token=[sensitive]"), "{log}");
+    assert!(
+        log.stdout.contains("step 1: | stderr: token=[sensitive]"),
+        "{log}"
+    );
+
+    // What the agent wrote, in the store and in its state directory: the
+    // bundle (compressed, and documented to hold the value) is the only exception.
+    let written: Vec<String> = walk(&ws.child("store"))
+        .into_iter()
+        .chain(walk(&state))
+        .filter(|p| !p.contains("/bundles/") && !p.contains("/config/"))
+        .collect();
+    for name in ["exec.log", "status.json"] {
+        let in_store = format!("/executions/{id}/hosts/a/{name}");
+        assert!(
+            written.iter().any(|p| p.ends_with(&in_store)),
+            "{written:?}"
+        );
+    }
+    for path in &written {
+        let text = String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
+        assert!(!text.contains(SECRET), "{path} shows the secret:\n{text}");
+        if path.ends_with("exec.log") || path.ends_with("status.json") {
+            shown(path, &text);
+        }
+    }
+
+    // `cattle apply` reports through the same runner.
+    std::fs::remove_file(&got).unwrap();
+    let apply_log = ws.child("apply.log");
+    let apply = Cmd::new(cattle_bin())
+        .args(["apply", &config_dir, "--log"])
+        .arg(&apply_log)
+        .run();
+    apply.assert_status(1);
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), SECRET);
+    shown("cattle apply", &format!("{}{}", apply.stdout, apply.stderr));
+    shown(
+        "cattle apply --log",
+        &std::fs::read_to_string(&apply_log).unwrap(),
+    );
+}
+
+#[test]
 fn apply_runs_the_poem_example_locally_without_a_store() {
     let ws = Workspace::new();
     let var = ws.child("var");

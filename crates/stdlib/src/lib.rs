@@ -7,9 +7,11 @@
 pub mod facilities;
 pub mod facility;
 pub mod runner;
+pub mod secrets;
 pub mod steps;
 
 pub use facilities::REBOOT_EXIT_CODE;
 pub use facility::{Check, Context, Deadline, Facility, FacilityError};
 pub use runner::{Event, Observer, Outcome, RetryPolicy, run};
+pub use secrets::Secrets;
 pub use steps::{Plan, PlanError, STEPS_FILE, Step};

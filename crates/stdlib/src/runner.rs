@@ -6,11 +6,16 @@
 //! [`RetryPolicy`]. When a step runs out of tries the run stops with
 //! [`Outcome::Failed`]. Everything that happens is reported as an [`Event`] to
 //! an [`Observer`], whose `Display` of each event is the log line.
+//!
+//! Events reach the observer only through `Redacting`, which replaces the
+//! values of the plan's sensitive arguments with [`crate::secrets::MARKER`] in
+//! every string an event carries; the returned [`Outcome`] is redacted too.
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::facility::{Check, Context, Deadline, FacilityError};
+use crate::secrets::Secrets;
 use crate::steps::Plan;
 
 /// Set for every program a step starts: the step's number, 1-based.
@@ -188,11 +193,93 @@ pub fn run(
     from: usize,
     observer: &mut dyn Observer,
 ) -> Outcome {
+    let observer = &mut Redacting {
+        inner: observer,
+        secrets: &plan.secrets,
+    };
     let total = plan.steps.len();
     observer.event(&Event::Started { steps: total });
     let outcome = run_steps(plan, ctx, policy, from.max(1), observer);
     observer.event(&Event::Finished { outcome: &outcome });
-    outcome
+    redact_outcome(&plan.secrets, &outcome)
+}
+
+/// The one way events reach the caller's observer: every string an event
+/// carries is redacted on the way. Facilities report real values (the step's
+/// description, a program's output, errors) and need not know what is secret.
+struct Redacting<'a> {
+    inner: &'a mut dyn Observer,
+    secrets: &'a Secrets,
+}
+
+impl Observer for Redacting<'_> {
+    fn event(&mut self, event: &Event<'_>) {
+        let secrets = self.secrets;
+        if secrets.is_empty() {
+            return self.inner.event(event);
+        }
+        // No `..` in these patterns: a new field must be considered here.
+        match *event {
+            Event::StepStarted {
+                step,
+                total,
+                facility,
+                description,
+                attempts,
+            } => self.inner.event(&Event::StepStarted {
+                step,
+                total,
+                facility: &secrets.redact(facility),
+                description: &secrets.redact(description),
+                attempts,
+            }),
+            Event::Output { step, line } => self.inner.event(&Event::Output {
+                step,
+                line: &secrets.redact(line),
+            }),
+            Event::AttemptFailed {
+                step,
+                attempt,
+                attempts,
+                error,
+                retry_in,
+            } => self.inner.event(&Event::AttemptFailed {
+                step,
+                attempt,
+                attempts,
+                error: &FacilityError(secrets.redact(&error.0).into_owned()),
+                retry_in,
+            }),
+            Event::Finished { outcome } => self.inner.event(&Event::Finished {
+                outcome: &redact_outcome(secrets, outcome),
+            }),
+            Event::Started { steps } => self.inner.event(&Event::Started { steps }),
+            Event::StepSkipped { step } => self.inner.event(&Event::StepSkipped { step }),
+            Event::StepDone { step, attempt } => {
+                self.inner.event(&Event::StepDone { step, attempt })
+            }
+        }
+    }
+
+    fn sleep(&mut self, delay: Duration) {
+        self.inner.sleep(delay);
+    }
+
+    fn should_stop(&mut self) -> bool {
+        self.inner.should_stop()
+    }
+}
+
+fn redact_outcome(secrets: &Secrets, outcome: &Outcome) -> Outcome {
+    match outcome {
+        Outcome::Failed { step, error } => Outcome::Failed {
+            step: *step,
+            error: secrets.redact(error).into_owned(),
+        },
+        Outcome::Done | Outcome::Stopped { .. } | Outcome::RebootRequested { .. } => {
+            outcome.clone()
+        }
+    }
 }
 
 fn run_steps(
@@ -436,6 +523,147 @@ mod tests {
             assert!(after.is_dir());
             std::fs::remove_dir(&after).unwrap();
         }
+    }
+
+    const ARG_SECRET: &str = "arg-s3cret-4815";
+    const ENV_SECRET: &str = "env-s3cret-1623";
+
+    /// The run's log lines, and the strings its events carry, for searching.
+    #[derive(Default)]
+    struct Everything {
+        lines: Vec<String>,
+        fields: Vec<String>,
+    }
+
+    impl Observer for Everything {
+        fn event(&mut self, event: &Event<'_>) {
+            self.lines.push(event.to_string());
+            self.fields.push(format!("{event:?}"));
+        }
+        fn sleep(&mut self, _: Duration) {}
+    }
+
+    impl Everything {
+        fn assert_never_shows(&self, secrets: &[&str]) {
+            for text in self.lines.iter().chain(&self.fields) {
+                for secret in secrets {
+                    assert!(!text.contains(secret), "`{secret}` shown in: {text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sensitive_values_reach_the_program_but_never_the_observer_or_the_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        // The program receives both secrets, prints them on stdout and stderr,
+        // and fails, so they would be in the output, the attempt errors and
+        // the final error.
+        std::fs::write(
+            dir.path().join("show.sh"),
+            "printf %s \"$1\" > got-arg\nprintf %s \"$TOKEN\" > got-env\n\
+             echo \"out $1 $TOKEN\"\necho \"err $1 $TOKEN\" >&2\nexit 3\n",
+        )
+        .unwrap();
+        let p = plan(
+            dir.path(),
+            &format!(
+                "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"show.sh\", \"{ARG_SECRET}\"]\n\
+                 env = {{ TOKEN = \"{ENV_SECRET}\", LANG = \"C\" }}\n\
+                 sensitive = [\"argv\", \"env.TOKEN\"]\nattempts = 2\n"
+            ),
+        );
+        let mut everything = Everything::default();
+        let outcome = run(
+            &p,
+            &Context::new(dir.path()),
+            &RetryPolicy::default(),
+            1,
+            &mut everything,
+        );
+
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert_eq!(
+            read("got-arg"),
+            ARG_SECRET,
+            "the program gets the real argument"
+        );
+        assert_eq!(read("got-env"), ENV_SECRET, "and the real environment");
+
+        let Outcome::Failed { step: 1, error } = &outcome else {
+            panic!("expected step 1 to fail, got {outcome:?}");
+        };
+        assert_eq!(
+            error,
+            "`[sensitive]` exited with status 3: err [sensitive] [sensitive]"
+        );
+        everything.assert_never_shows(&[ARG_SECRET, ENV_SECRET]);
+        let lines = &everything.lines;
+        let has = |wanted: &str| lines.iter().any(|l| l == wanted);
+        assert!(
+            has(
+                "Running step 1/1: command (command `[sensitive] [sensitive] [sensitive]` has run)"
+            ),
+            "{lines:#?}"
+        );
+        assert!(has("step 1: | out [sensitive] [sensitive]"), "{lines:#?}");
+        assert!(
+            has("step 1: | stderr: err [sensitive] [sensitive]"),
+            "{lines:#?}"
+        );
+        assert!(
+            has(
+                "step 1: attempt 1 of 2 failed: `[sensitive]` exited with status 3: \
+                 err [sensitive] [sensitive]; retrying in 1s"
+            ),
+            "{lines:#?}"
+        );
+        assert!(
+            has(
+                "config failed at step 1: `[sensitive]` exited with status 3: \
+                 err [sensitive] [sensitive]"
+            ),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn a_secret_inside_another_and_a_secret_of_an_earlier_step_are_redacted_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        // Step 1 marks its whole `env` table sensitive; one value contains the
+        // other. Step 2 shows what step 1 left behind: still a secret.
+        let p = plan(
+            dir.path(),
+            "[[step]]\nfacility = \"command\"\n\
+             argv = [\"sh\", \"-c\", \"echo \\\"$SHORT|$LONG\\\"; echo \\\"$LONG\\\" > left\"]\n\
+             env = { SHORT = \"pa55\", LONG = \"xx-pa55-word-yy\" }\nsensitive = [\"env\"]\n\
+             [[step]]\nfacility = \"command\"\nargv = [\"cat\", \"left\"]\n",
+        );
+        let mut everything = Everything::default();
+        let outcome = run(
+            &p,
+            &Context::new(dir.path()),
+            &RetryPolicy::default(),
+            1,
+            &mut everything,
+        );
+        assert_eq!(outcome, Outcome::Done, "{:#?}", everything.lines);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("left")).unwrap(),
+            "xx-pa55-word-yy\n"
+        );
+        everything.assert_never_shows(&["pa55", "xx-", "word", "-yy"]);
+        let lines = &everything.lines;
+        assert!(
+            lines
+                .iter()
+                .any(|l| l == "step 1: | [sensitive]|[sensitive]"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l == "step 2: | [sensitive]"),
+            "{lines:#?}"
+        );
     }
 
     #[test]

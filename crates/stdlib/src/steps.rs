@@ -11,6 +11,12 @@
 //! path = "/var/poems"
 //! attempts = 5          # optional, on any step (default 3)
 //! timeout = "10m"       # optional, on any step: per attempt (default 1h)
+//!
+//! [[step]]
+//! facility = "command"
+//! argv = ["/usr/local/bin/register"]
+//! env = { TOKEN = "s3cr3t" }
+//! sensitive = ["env.TOKEN"]   # optional, on any step: arguments never shown
 //! ```
 
 use std::collections::BTreeMap;
@@ -24,6 +30,7 @@ use toml::Spanned;
 
 use crate::facilities::{self, FacilitySpec};
 use crate::facility::Facility;
+use crate::secrets::Secrets;
 
 /// The name of the steps file at the root of a config directory.
 pub const STEPS_FILE: &str = "cattle.toml";
@@ -35,7 +42,7 @@ pub const DEFAULT_ATTEMPTS: u32 = 3;
 pub const MAX_ATTEMPTS: u32 = 100;
 
 /// Keys every step accepts, whatever its facility.
-const COMMON_KEYS: &[&str] = &["facility", "attempts", "timeout"];
+const COMMON_KEYS: &[&str] = &["facility", "attempts", "timeout", "sensitive"];
 
 /// How long one attempt of a step may take when the step does not say. Generous:
 /// package installs on slow mirrors take a while; a hung program still ends.
@@ -50,6 +57,9 @@ pub struct Plan {
     /// The config directory the plan was read from.
     pub config_dir: PathBuf,
     pub steps: Vec<Step>,
+    /// The values of the arguments steps mark `sensitive`, which the runner
+    /// keeps out of everything it reports.
+    pub secrets: Secrets,
 }
 
 /// One step of a plan.
@@ -229,6 +239,46 @@ impl<'a> Args<'a> {
             .map(Some)
     }
 
+    /// A non-empty table of strings, e.g. `env = { LANG = "C" }`, if present, in
+    /// key order. Errors never quote a value: it may be sensitive.
+    pub fn optional_str_table(
+        &mut self,
+        key: &str,
+    ) -> Result<Option<Vec<(String, String)>>, ArgError> {
+        let Some(value) = self.take(key) else {
+            return Ok(None);
+        };
+        let toml::Value::Table(table) = value.get_ref() else {
+            return Err(Self::wrong_type(
+                &value,
+                key,
+                "a table of strings, e.g. { NAME = \"value\" }",
+            ));
+        };
+        if table.is_empty() {
+            return Err(ArgError {
+                span: value.span(),
+                message: format!("argument `{key}` must not be an empty table"),
+                hint: None,
+            });
+        }
+        table
+            .iter()
+            .map(|(name, item)| match item {
+                toml::Value::String(s) => Ok((name.clone(), s.clone())),
+                other => Err(ArgError {
+                    span: value.span(),
+                    message: format!(
+                        "argument `{key}`: `{name}` must be a string, not {}",
+                        other.type_str()
+                    ),
+                    hint: None,
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
     pub fn required_str_list(&mut self, key: &str) -> Result<Vec<String>, ArgError> {
         let missing = self.missing(key);
         self.optional_str_list(key)?.ok_or(missing)
@@ -292,6 +342,7 @@ impl Plan {
         }
 
         let mut steps = Vec::with_capacity(raw.step.len());
+        let mut secrets = Secrets::default();
         for (i, table) in raw.step.into_iter().enumerate() {
             let step_span = table.span();
             let number = i + 1;
@@ -363,6 +414,8 @@ impl Plan {
                 }
             };
 
+            let sensitive = values.remove("sensitive");
+
             if let Some((key, (span, _))) = values
                 .iter()
                 .find(|(key, _)| !spec.args.contains(&key.as_str()))
@@ -374,6 +427,12 @@ impl Plan {
                 ));
             }
 
+            let step_secrets = match sensitive {
+                None => Secrets::default(),
+                Some((_, value)) => sensitive_values(&value, &values, source)
+                    .map_err(|err| error_at(Some(err.span), err.message, err.hint))?,
+            };
+
             let mut args = Args {
                 facility: spec.name,
                 step_span: step_span.clone(),
@@ -381,8 +440,15 @@ impl Plan {
                 taken: BTreeMap::new(),
                 config_dir,
             };
-            let facility = (spec.build)(&mut args)
-                .map_err(|err| error_at(Some(err.span), err.message, err.hint))?;
+            // A facility's message may quote the value it refuses.
+            let facility = (spec.build)(&mut args).map_err(|err| {
+                error_at(
+                    Some(err.span),
+                    step_secrets.redact(&err.message).into_owned(),
+                    err.hint.map(|hint| step_secrets.redact(&hint).into_owned()),
+                )
+            })?;
+            secrets.extend(&step_secrets);
             debug_assert!(
                 args.values.is_empty(),
                 "{} left arguments unread",
@@ -400,8 +466,96 @@ impl Plan {
         Ok(Plan {
             config_dir: config_dir.to_path_buf(),
             steps,
+            secrets,
         })
     }
+}
+
+/// The secrets a step's `sensitive` list names among its arguments `values`:
+/// `"key"` for every string in an argument, `"key.entry"` for one entry of a
+/// table argument such as `env`.
+fn sensitive_values(
+    sensitive: &Spanned<toml::Value>,
+    values: &BTreeMap<String, (Range<usize>, Spanned<toml::Value>)>,
+    source: &str,
+) -> Result<Secrets, ArgError> {
+    let error = |span: Range<usize>, message: String, hint: Option<String>| ArgError {
+        span,
+        message,
+        hint,
+    };
+    let arguments: Vec<&str> = values.keys().map(String::as_str).collect();
+    let step_has = if arguments.is_empty() {
+        "this step has no arguments".to_string()
+    } else {
+        format!("this step has {}", list(&arguments))
+    };
+    let expected = || {
+        error(
+            sensitive.span(),
+            "`sensitive` must be an array of this step's argument names, e.g. [\"argv\"] or [\"env.TOKEN\"]"
+                .to_string(),
+            Some(step_has.clone()),
+        )
+    };
+    let toml::Value::Array(items) = sensitive.get_ref() else {
+        return Err(expected());
+    };
+    let mut secrets = Secrets::default();
+    for item in items {
+        let toml::Value::String(name) = item else {
+            return Err(expected());
+        };
+        let span = item_span(source, sensitive.span(), name);
+        let (key, entry) = match name.split_once('.') {
+            Some((key, entry)) => (key, Some(entry)),
+            None => (name.as_str(), None),
+        };
+        let Some((_, argument)) = values.get(key) else {
+            return Err(error(
+                span,
+                format!("`sensitive` names `{key}`, which this step does not have"),
+                Some(step_has),
+            ));
+        };
+        let Some(entry) = entry else {
+            secrets.add_toml(argument.get_ref());
+            continue;
+        };
+        let toml::Value::Table(table) = argument.get_ref() else {
+            return Err(error(
+                span,
+                format!("`sensitive` names `{name}`, but `{key}` is not a table"),
+                Some(format!("name the whole argument: \"{key}\"")),
+            ));
+        };
+        let Some(value) = table.get(entry) else {
+            let entries: Vec<&str> = table.keys().map(String::as_str).collect();
+            return Err(error(
+                span,
+                format!("`sensitive` names `{name}`, but `{key}` has no entry `{entry}`"),
+                Some(format!("`{key}` has {}", list(&entries))),
+            ));
+        };
+        secrets.add_toml(value);
+    }
+    Ok(secrets)
+}
+
+/// Where `"name"` (or `'name'`) is written inside `array` in `source`; the
+/// whole array when it cannot be found (an escaped or multi-line string).
+fn item_span(source: &str, array: Range<usize>, name: &str) -> Range<usize> {
+    let Some(text) = source.get(array.clone()) else {
+        return array;
+    };
+    ['"', '\'']
+        .iter()
+        .find_map(|quote| {
+            let quoted = format!("{quote}{name}{quote}");
+            text.find(&quoted)
+                .map(|at| array.start + at..array.start + at + quoted.len())
+        })
+        .unwrap_or(array)
 }
 
 fn valid_args(spec: &FacilitySpec) -> String {
@@ -480,7 +634,7 @@ attempts = 5
         assert_eq!(err.message, "unknown argument `mod` for facility `chmod`");
         assert_eq!(
             err.hint.as_deref(),
-            Some("`chmod` takes `path`, `mode`, `attempts`, `timeout`")
+            Some("`chmod` takes `path`, `mode`, `attempts`, `timeout`, `sensitive`")
         );
     }
 
@@ -569,6 +723,78 @@ attempts = 5
             "argument `path` must be an absolute path, not `var/poems`"
         );
         assert_eq!(err.position, Some((3, 8)));
+    }
+
+    #[test]
+    fn sensitive_names_arguments_or_table_entries_and_collects_their_strings() {
+        let plan = parse(
+            "[[step]]\nfacility = \"command\"\nargv = [\"true\", \"one\"]\n\
+             env = { A = \"two\", B = \"shown\" }\nsensitive = [\"argv\", \"env.A\"]\n\
+             [[step]]\nfacility = \"make_dir\"\npath = \"/three\"\nsensitive = [\"path\"]\n\
+             [[step]]\nfacility = \"make_dir\"\npath = \"/shown\"\nsensitive = []\n",
+        )
+        .unwrap();
+        assert_eq!(
+            plan.secrets.redact("true one two shown /three"),
+            "[sensitive] [sensitive] [sensitive] shown [sensitive]"
+        );
+    }
+
+    #[test]
+    fn sensitive_naming_what_the_step_does_not_have_is_an_error_at_that_name() {
+        let step = "[[step]]\nfacility = \"command\"\nargv = [\"true\"]\nenv = { TOKEN = \"x\" }\n";
+        let err = parse(&format!("{step}sensitive = [\"argv\", \"envv\"]\n")).unwrap_err();
+        assert_eq!(err.position, Some((5, 22)));
+        assert_eq!(
+            err.message,
+            "`sensitive` names `envv`, which this step does not have"
+        );
+        assert_eq!(err.hint.as_deref(), Some("this step has `argv`, `env`"));
+        assert!(
+            err.to_string().starts_with("cfg/cattle.toml:5:22: "),
+            "{err}"
+        );
+
+        let err = parse(&format!("{step}sensitive = [\"env.TOKN\"]\n")).unwrap_err();
+        assert_eq!(err.position, Some((5, 14)));
+        assert_eq!(
+            err.message,
+            "`sensitive` names `env.TOKN`, but `env` has no entry `TOKN`"
+        );
+        assert_eq!(err.hint.as_deref(), Some("`env` has `TOKEN`"));
+
+        let err = parse(&format!("{step}sensitive = [\"argv.0\"]\n")).unwrap_err();
+        assert_eq!(
+            err.message,
+            "`sensitive` names `argv.0`, but `argv` is not a table"
+        );
+
+        // Common keys are not arguments.
+        let err = parse(&format!("{step}sensitive = [\"timeout\"]\n")).unwrap_err();
+        assert_eq!(err.position.map(|p| p.0), Some(5));
+        assert!(err.message.contains("`timeout`, which this step"), "{err}");
+
+        for bad in ["\"argv\"", "[1]", "{ argv = true }"] {
+            let err = parse(&format!("{step}sensitive = {bad}\n")).unwrap_err();
+            assert_eq!(err.position, Some((5, 13)), "{bad}");
+            assert!(
+                err.message.starts_with("`sensitive` must be an array"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_argument_error_does_not_quote_a_sensitive_value() {
+        let err = parse(
+            "[[step]]\nfacility = \"make_dir\"\npath = \"var/s3cret\"\nsensitive = [\"path\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "argument `path` must be an absolute path, not `[sensitive]`"
+        );
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 
     #[test]

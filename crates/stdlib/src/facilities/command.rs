@@ -12,17 +12,38 @@ use std::time::{Duration, Instant};
 use crate::facility::{Check, Context, Deadline, Facility, FacilityError};
 use crate::steps::{ArgError, Args};
 
-pub(crate) const ARGS: &[&str] = &["argv", "creates", "unless"];
+pub(crate) const ARGS: &[&str] = &["argv", "creates", "unless", "env"];
 
 /// A `command` that exits with this status has done its work and needs the host
 /// rebooted; the step counts as done once the host is back.
 pub const REBOOT_EXIT_CODE: i32 = 194;
 
 pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
+    let env = args.optional_str_table("env")?.unwrap_or_default();
+    for (name, value) in &env {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err(args.error(
+                "env",
+                format!("argument `env`: `{name}` is not an environment variable name"),
+            ));
+        }
+        if name.starts_with("CATTLE_") {
+            return Err(args
+                .error("env", format!("argument `env` must not set `{name}`"))
+                .with_hint("Cattle sets the `CATTLE_*` variables of every program a step starts"));
+        }
+        if value.contains('\0') {
+            return Err(args.error(
+                "env",
+                format!("argument `env`: the value of `{name}` contains a NUL character"),
+            ));
+        }
+    }
     Ok(Box::new(RunCommand {
         argv: args.required_str_list("argv")?,
         creates: args.optional_absolute_path("creates")?,
         unless: args.optional_str_list("unless")?,
+        env,
     }))
 }
 
@@ -32,6 +53,9 @@ struct RunCommand {
     argv: Vec<String>,
     creates: Option<PathBuf>,
     unless: Option<Vec<String>>,
+    /// Extra environment for `argv` and `unless`: a way to pass a secret that,
+    /// unlike `argv`, other users of the host cannot read in the process list.
+    env: Vec<(String, String)>,
 }
 
 impl Facility for RunCommand {
@@ -64,6 +88,7 @@ impl Facility for RunCommand {
         }
         if let Some(unless) = &self.unless {
             let mut cmd = ctx.command(&unless[0]);
+            cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
             cmd.args(&unless[1..])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
@@ -86,6 +111,7 @@ impl Facility for RunCommand {
 
     fn apply(&self, ctx: &Context, output: &mut dyn FnMut(&str)) -> Result<(), FacilityError> {
         let mut cmd = ctx.command(&self.argv[0]);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.args(&self.argv[1..]);
         let (status, last_stderr) = run_collecting(cmd, &self.argv[0], ctx.deadline, output)?;
         if status.code() == Some(REBOOT_EXIT_CODE) {
@@ -315,6 +341,7 @@ mod tests {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             creates: None,
             unless: None,
+            env: Vec::new(),
         }
     }
 
@@ -479,6 +506,25 @@ mod tests {
     }
 
     #[test]
+    fn env_reaches_the_program_and_its_unless_guard() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::new(dir.path());
+        let mut f = cmd(&["sh", "-c", "printf %s \"$GREETING\" > got"]);
+        f.env = vec![("GREETING".to_string(), "hello there".to_string())];
+        f.unless = Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "[ \"$GREETING\" != 'hello there' ]".into(),
+        ]);
+        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
+        f.apply(&ctx, &mut |_| {}).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("got")).unwrap(),
+            "hello there"
+        );
+    }
+
+    #[test]
     fn builds_from_a_step() {
         let dir = tempfile::tempdir().unwrap();
         let plan = Plan::parse(
@@ -493,6 +539,10 @@ mod tests {
         );
 
         for bad in [
+            "argv = [\"true\"]\nenv = {}",
+            "argv = [\"true\"]\nenv = { A = 1 }",
+            "argv = [\"true\"]\nenv = [\"A=1\"]",
+            "argv = [\"true\"]\nenv = { CATTLE_STEP = \"9\" }",
             "argv = []",
             "argv = \"sh x\"",
             "argv = [\"true\"]\ncreates = \"x\"",
