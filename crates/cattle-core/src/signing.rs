@@ -51,6 +51,10 @@ pub enum KeyError {
     Exists { path: PathBuf },
     #[error("`{path}` is readable by other users (mode {mode:o}); run `chmod 600 {path}`")]
     Exposed { path: PathBuf, mode: u32 },
+    #[error(
+        "`{path}` can be changed by other users (mode {mode:o}): they could make this host trust any key; run `chmod go-w {path}`"
+    )]
+    Writable { path: PathBuf, mode: u32 },
     #[error("`{path}` line {line}: {message}")]
     Invalid {
         path: PathBuf,
@@ -227,14 +231,23 @@ pub struct TrustedKeys {
 
 impl TrustedKeys {
     /// Read every public key line of every file in `paths`. Each file must
-    /// hold at least one key.
+    /// hold at least one key, and only its owner may change it: whoever can
+    /// add a line can run anything on the host.
     pub fn load(paths: &[PathBuf]) -> Result<TrustedKeys, KeyError> {
         let mut trusted = TrustedKeys::default();
         for path in paths {
-            let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+            let read = |source| KeyError::Read {
                 path: path.clone(),
                 source,
-            })?;
+            };
+            let mode = std::fs::metadata(path).map_err(read)?.permissions().mode();
+            if mode & 0o022 != 0 {
+                return Err(KeyError::Writable {
+                    path: path.clone(),
+                    mode: mode & 0o777,
+                });
+            }
+            let text = std::fs::read_to_string(path).map_err(read)?;
             let before = trusted.keys.len();
             trusted.add(&text, path)?;
             if trusted.keys.len() == before {
@@ -494,8 +507,11 @@ mod tests {
         let loaded = SecretKey::load(&secret).unwrap();
         assert_eq!(loaded.public(), key.public());
         assert_eq!(loaded.public().comment(), "ops team laptop");
-        let trusted = TrustedKeys::load(&[public]).unwrap();
+        let trusted = TrustedKeys::load(std::slice::from_ref(&public)).unwrap();
         assert_eq!(trusted.keys(), &[key.public()]);
+        std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = TrustedKeys::load(&[public]).unwrap_err().to_string();
+        assert!(err.contains("chmod go-w"), "{err}");
         // Never overwritten.
         assert!(matches!(
             key.save(&dir.path().join("ops")),
