@@ -36,19 +36,21 @@ impl Bucket {
             .enable_all()
             .build()
             .unwrap();
-        let s3 = runtime.block_on(S3Store::new(
-            bucket.to_string(),
-            format!("{PREFIX}/"),
-            S3Options {
-                endpoint: Some(minio.endpoint()),
-                region: Some("us-east-1".to_string()),
-                credentials: Some((
-                    minio.access_key().to_string(),
-                    minio.secret_key().to_string(),
-                )),
-                ..Default::default()
-            },
-        ));
+        let s3 = runtime
+            .block_on(S3Store::new(
+                bucket.to_string(),
+                format!("{PREFIX}/"),
+                S3Options {
+                    endpoint: Some(minio.endpoint()),
+                    region: Some("us-east-1".to_string()),
+                    credentials: Some((
+                        minio.access_key().to_string(),
+                        minio.secret_key().to_string(),
+                    )),
+                    ..Default::default()
+                },
+            ))
+            .unwrap();
         Bucket {
             runtime,
             store: Store::S3(s3),

@@ -246,16 +246,20 @@ fn open(
     prefix: &str,
     (user, secret): (&str, &str),
 ) -> Store {
-    Store::S3(runtime.block_on(S3Store::new(
-        BUCKET.to_string(),
-        prefix.to_string(),
-        S3Options {
-            endpoint: Some(minio.endpoint()),
-            region: Some("us-east-1".to_string()),
-            credentials: Some((user.to_string(), secret.to_string())),
-            ..Default::default()
-        },
-    )))
+    Store::S3(
+        runtime
+            .block_on(S3Store::new(
+                BUCKET.to_string(),
+                prefix.to_string(),
+                S3Options {
+                    endpoint: Some(minio.endpoint()),
+                    region: Some("us-east-1".to_string()),
+                    credentials: Some((user.to_string(), secret.to_string())),
+                    ..Default::default()
+                },
+            ))
+            .expect("open the store"),
+    )
 }
 
 fn host(id: &str) -> HostId {

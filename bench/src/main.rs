@@ -260,23 +260,27 @@ impl<'a> Bench<'a> {
     }
 
     fn store(&self, prefix: &str) -> Store {
-        Store::S3(self.runtime.block_on(S3Store::new(
-            BUCKET.to_string(),
-            if prefix.is_empty() {
-                String::new()
-            } else {
-                format!("{prefix}/")
-            },
-            S3Options {
-                endpoint: Some(self.minio.endpoint()),
-                region: Some("us-east-1".to_string()),
-                credentials: Some((
-                    self.minio.access_key().to_string(),
-                    self.minio.secret_key().to_string(),
-                )),
-                ..Default::default()
-            },
-        )))
+        Store::S3(
+            self.runtime
+                .block_on(S3Store::new(
+                    BUCKET.to_string(),
+                    if prefix.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{prefix}/")
+                    },
+                    S3Options {
+                        endpoint: Some(self.minio.endpoint()),
+                        region: Some("us-east-1".to_string()),
+                        credentials: Some((
+                            self.minio.access_key().to_string(),
+                            self.minio.secret_key().to_string(),
+                        )),
+                        ..Default::default()
+                    },
+                ))
+                .expect("no CA bundle to read"),
+        )
     }
 
     /// Give `host` an inbox with nothing in it, so that its agent's polls are idle

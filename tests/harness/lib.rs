@@ -68,6 +68,8 @@ pub struct Minio {
     port: u16,
     dir: TempDir,
     paused: bool,
+    /// The CA that signed the server's certificate, when it serves HTTPS.
+    tls: Option<TestCa>,
 }
 
 impl fmt::Debug for Minio {
@@ -87,11 +89,22 @@ impl Minio {
     /// Root password (S3 secret key) of every test server.
     pub const SECRET_KEY: &'static str = "cattle-test-secret";
 
-    /// Starts a fresh MinIO and waits until it serves requests.
+    /// Starts a fresh MinIO serving plain HTTP and waits until it serves requests.
     ///
     /// Panics if the MinIO binary is missing (run `scripts/install-minio.sh`) or if the server
     /// does not become ready within 30 s (the panic message includes the tail of its log).
     pub fn start() -> Minio {
+        Minio::start_with(None)
+    }
+
+    /// Starts a fresh MinIO serving HTTPS with a certificate for `127.0.0.1` and `localhost`
+    /// signed by a private CA made for it ([`ca_bundle`](Self::ca_bundle)); the system's root
+    /// CAs do not know that CA. Panics as [`start`](Self::start) does, or if `openssl` fails.
+    pub fn start_tls() -> Minio {
+        Minio::start_with(Some(TestCa::new("MinIO")))
+    }
+
+    fn start_with(tls: Option<TestCa>) -> Minio {
         let bin = minio_bin();
         let dir = tempfile::Builder::new()
             .prefix("cattle-minio-")
@@ -100,6 +113,15 @@ impl Minio {
         let data = dir.path().join("data");
         fs::create_dir(&data).expect("create MinIO data dir");
         let log_path = dir.path().join("minio.log");
+        let certs = dir.path().join("certs");
+        if let Some(ca) = &tls {
+            // MinIO serves HTTPS when its certs directory holds `public.crt` and `private.key`;
+            // mc trusts the CAs in `certs/CAs` under its config directory.
+            ca.issue_server_certificate(&certs.join("public.crt"), &certs.join("private.key"));
+            let mc_cas = dir.path().join("mc/certs/CAs");
+            fs::create_dir_all(&mc_cas).expect("create mc CA dir");
+            fs::copy(ca.certificate(), mc_cas.join("cattle-test-ca.crt")).expect("copy CA for mc");
+        }
 
         // A port picked by binding :0 can in principle be grabbed by someone else before MinIO
         // binds it; if MinIO dies during start-up, retry with new ports.
@@ -120,8 +142,11 @@ impl Minio {
                 .arg(format!("127.0.0.1:{port}"))
                 .arg("--console-address")
                 .arg(format!("127.0.0.1:{console_port}"))
-                .arg("--quiet")
-                .env_clear()
+                .arg("--quiet");
+            if tls.is_some() {
+                cmd.arg("--certs-dir").arg(&certs);
+            }
+            cmd.env_clear()
                 .envs(
                     std::env::vars_os()
                         .filter(|(k, _)| !k.to_string_lossy().starts_with("MINIO_") && k != "CI"),
@@ -139,13 +164,15 @@ impl Minio {
                 .spawn()
                 .unwrap_or_else(|e| panic!("failed to spawn MinIO {}: {e}", bin.display()));
 
-            match wait_ready(&mut child, port, MINIO_START_TIMEOUT) {
+            let ca = tls.as_ref().map(TestCa::certificate);
+            match wait_ready(&mut child, port, ca, MINIO_START_TIMEOUT) {
                 Ok(()) => {
                     return Minio {
                         child: Some(child),
                         port,
                         dir,
                         paused: false,
+                        tls,
                     };
                 }
                 Err(err) => {
@@ -174,9 +201,19 @@ impl Minio {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// The S3 endpoint, `http://127.0.0.1:PORT`.
+    /// The S3 endpoint: `http://127.0.0.1:PORT`, or `https://…` for [`start_tls`](Self::start_tls).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The PEM file of the private CA that signed the certificate of a
+    /// [`start_tls`](Self::start_tls) server; panics for a plain HTTP server.
+    pub fn ca_bundle(&self) -> &Path {
+        self.tls
+            .as_ref()
+            .map(TestCa::certificate)
+            .expect("ca_bundle: this MinIO serves plain HTTP; use Minio::start_tls")
     }
 
     /// The S3 API port.
@@ -197,6 +234,7 @@ impl Minio {
     /// The AWS environment pointing the CLI/agent (AWS SDK) at this server: endpoint,
     /// credentials, region `us-east-1`, IMDS disabled, and the AWS config/credentials files
     /// redirected to nonexistent paths so the developer's `~/.aws` never leaks in.
+    /// `CATTLE_CA_BUNDLE` is not set, even for an HTTPS server: TLS tests choose it.
     pub fn env(&self) -> Vec<(String, String)> {
         let nowhere = self.dir.path().join("no-aws");
         [
@@ -236,7 +274,8 @@ impl Minio {
 
     /// Whether `GET /minio/health/live` answers 200 within `timeout`.
     pub fn is_live(&self, timeout: Duration) -> bool {
-        matches!(http_get(self.addr(), "/minio/health/live", timeout), Ok(r) if r.status == 200)
+        let ca = self.tls.as_ref().map(TestCa::certificate);
+        matches!(health_get(self.addr(), ca, "/minio/health/live", timeout), Ok(r) if r.status == 200)
     }
 
     /// Freezes the server (SIGSTOP): connections are accepted by the kernel but never answered,
@@ -282,11 +321,16 @@ impl Minio {
                 mc.display()
             );
         }
+        // For an HTTPS server, mc trusts the CA copied into its config dir by `start_tls`.
+        let (scheme, address) = self
+            .endpoint()
+            .split_once("://")
+            .map(|(s, a)| (s.to_owned(), a.to_owned()))
+            .expect("endpoint has a scheme");
         let host = format!(
-            "http://{}:{}@127.0.0.1:{}",
+            "{scheme}://{}:{}@{address}",
             Self::ACCESS_KEY,
             Self::SECRET_KEY,
-            self.port
         );
         Cmd::new(mc)
             .env("MC_HOST_test", host)
@@ -326,7 +370,13 @@ impl Drop for Minio {
 }
 
 /// Polls MinIO's readiness endpoint until it is ready, the process exits, or `timeout` passes.
-fn wait_ready(child: &mut Child, port: u16, timeout: Duration) -> Result<(), StartError> {
+/// `ca`: the server speaks HTTPS with a certificate signed by this CA.
+fn wait_ready(
+    child: &mut Child,
+    port: u16,
+    ca: Option<&Path>,
+    timeout: Duration,
+) -> Result<(), StartError> {
     let deadline = Instant::now() + timeout;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     loop {
@@ -335,7 +385,7 @@ fn wait_ready(child: &mut Child, port: u16, timeout: Duration) -> Result<(), Sta
         }
         // /minio/health/ready answers 200 as soon as the HTTP server is up, but sets
         // `x-minio-server-status: offline` until the object layer is initialised.
-        if let Ok(resp) = http_get(addr, "/minio/health/ready", Duration::from_secs(1))
+        if let Ok(resp) = health_get(addr, ca, "/minio/health/ready", Duration::from_secs(1))
             && resp.status == 200
             && resp.header("x-minio-server-status").is_none()
         {
@@ -503,7 +553,38 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<H
     stream.flush()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
 
+/// A `GET path` to MinIO at `addr`: plain HTTP, or HTTPS trusting only `ca`
+/// (through `curl`, which the TLS tests need anyway for nothing else).
+fn health_get(
+    addr: SocketAddr,
+    ca: Option<&Path>,
+    path: &str,
+    timeout: Duration,
+) -> io::Result<HttpResponse> {
+    let Some(ca) = ca else {
+        return http_get(addr, path, timeout);
+    };
+    let out = Command::new("curl")
+        .args(["--silent", "--include", "--noproxy", "*", "--http1.1"])
+        .arg("--max-time")
+        .arg(format!("{:.3}", timeout.as_secs_f64()))
+        .arg("--cacert")
+        .arg(ca)
+        .arg(format!("https://{addr}{path}"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!("curl failed ({})", out.status)));
+    }
+    parse_response(&out.stdout)
+}
+
+/// An HTTP/1.x response: status line, headers, blank line, body.
+fn parse_response(raw: &[u8]) -> io::Result<HttpResponse> {
     let bad = |msg: &str| io::Error::new(io::ErrorKind::InvalidData, msg.to_owned());
     let split = raw
         .windows(4)
@@ -527,6 +608,110 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<H
         headers,
         body,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// A private certificate authority
+// ---------------------------------------------------------------------------------------------
+
+/// A throwaway certificate authority (an EC P-256 key and a self-signed CA certificate valid
+/// for two days), made with the `openssl` command; removed on drop.
+///
+/// [`Minio::start_tls`] makes one for its server; make another to have a CA the server's
+/// certificate is *not* signed by.
+pub struct TestCa {
+    /// Holds the files; removed on drop.
+    _dir: TempDir,
+    certificate: PathBuf,
+    key: PathBuf,
+}
+
+impl fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestCa")
+            .field("certificate", &self.certificate)
+            .finish()
+    }
+}
+
+impl TestCa {
+    /// A new CA whose certificate's common name is `Cattle test CA (NAME)`.
+    ///
+    /// Panics if `openssl` is missing or fails.
+    pub fn new(name: &str) -> TestCa {
+        let dir = tempfile::Builder::new()
+            .prefix("cattle-ca-")
+            .tempdir()
+            .expect("create CA temp dir");
+        let certificate = dir.path().join("ca.crt");
+        let key = dir.path().join("ca.key");
+        openssl(
+            Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+                .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+                .arg("-subj")
+                .arg(format!("/CN=Cattle test CA ({name})"))
+                .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+                .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&certificate),
+        );
+        TestCa {
+            _dir: dir,
+            certificate,
+            key,
+        }
+    }
+
+    /// The CA certificate, PEM: what `CATTLE_CA_BUNDLE` points at.
+    pub fn certificate(&self) -> &Path {
+        &self.certificate
+    }
+
+    /// Writes a new server key to `key` and a certificate for it to `certificate`, valid for
+    /// `127.0.0.1` and `localhost` and signed by this CA (both PEM; parent directories are
+    /// created).
+    pub fn issue_server_certificate(&self, certificate: &Path, key: &Path) {
+        for parent in [certificate.parent(), key.parent()].into_iter().flatten() {
+            fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
+        }
+        openssl(
+            Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+                .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+                .args(["-subj", "/CN=127.0.0.1"])
+                .arg("-CA")
+                .arg(&self.certificate)
+                .arg("-CAkey")
+                .arg(&self.key)
+                .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+                .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+                .args(["-addext", "keyUsage=critical,digitalSignature"])
+                .args(["-addext", "extendedKeyUsage=serverAuth"])
+                .arg("-keyout")
+                .arg(key)
+                .arg("-out")
+                .arg(certificate),
+        );
+    }
+}
+
+/// Runs an `openssl` command quietly; panics with its output if it fails.
+fn openssl(cmd: &mut Command) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl (is it installed?): {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({})\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1065,6 +1250,32 @@ mod tests {
         minio.pause();
         drop(minio);
         TcpListener::bind(addr).expect("port is free after drop");
+    }
+
+    #[test]
+    fn tls_minio_serves_https_with_its_own_ca_and_mc_trusts_it() {
+        let minio = Minio::start_tls();
+        assert!(minio.endpoint().starts_with("https://127.0.0.1:"));
+        assert!(minio.ca_bundle().is_file());
+        assert!(minio.is_live(Duration::from_secs(5)));
+        // Plain HTTP is not served.
+        let plain = http_get(minio.addr(), "/minio/health/live", Duration::from_secs(5));
+        assert!(!matches!(plain, Ok(r) if r.status == 200));
+
+        minio.mc(&["mb", "test/tls-bucket"]).assert_success();
+        let ls = minio.mc(&["ls", "test"]);
+        ls.assert_success();
+        assert!(ls.stdout.contains("tls-bucket/"), "{ls}");
+
+        // Another CA does not vouch for the server's certificate.
+        let other = TestCa::new("other");
+        let bad = health_get(
+            minio.addr(),
+            Some(other.certificate()),
+            "/minio/health/live",
+            Duration::from_secs(5),
+        );
+        assert!(bad.is_err(), "{bad:?}");
     }
 
     #[test]

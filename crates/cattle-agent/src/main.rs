@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cattle_agent::{Config, Shutdown, Trust};
+use cattle_agent::{AgentError, Config, Shutdown, Trust};
 use cattle_core::env;
 use cattle_core::hosts::HostId;
 use cattle_core::signing::TrustedKeys;
@@ -75,7 +75,14 @@ fn main() -> ExitCode {
             }
             if let Some(hint) = err
                 .chain()
-                .find_map(|e| e.downcast_ref::<StoreError>())
+                .find_map(|e| {
+                    // `AgentError::Store` is transparent: the store error is not its source.
+                    e.downcast_ref::<StoreError>()
+                        .or(match e.downcast_ref::<AgentError>() {
+                            Some(AgentError::Store(store)) => Some(store),
+                            _ => None,
+                        })
+                })
                 .and_then(StoreError::hint)
             {
                 eprintln!("hint: {hint}");

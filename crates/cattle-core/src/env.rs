@@ -30,6 +30,9 @@ pub const ALLOW_UNSIGNED: &str = "CATTLE_ALLOW_UNSIGNED";
 pub const S3_IMDS: &str = "CATTLE_S3_IMDS";
 /// `1` forces path-style S3 requests, `0` virtual-hosted; unset: path-style iff an endpoint is set.
 pub const S3_PATH_STYLE: &str = "CATTLE_S3_PATH_STYLE";
+/// Path to a PEM file of one or more CA certificates: when set, the S3 client trusts exactly
+/// these roots for HTTPS to the store (a private CA), and not the system's; unset: the system's.
+pub const CA_BUNDLE: &str = "CATTLE_CA_BUNDLE";
 /// The S3 endpoint, a standard AWS SDK variable (`AWS_ENDPOINT_URL_S3` also works).
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 

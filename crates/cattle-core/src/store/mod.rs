@@ -133,6 +133,23 @@ pub enum StoreError {
         location: String,
         message: String,
     },
+    /// The store's HTTPS certificate did not verify against the trusted roots.
+    #[error(
+        "{op} `{location}`: the store's TLS certificate is not trusted ({endpoint}: {reason}); {}",
+        ca_bundle_advice(.ca_bundle.as_deref())
+    )]
+    Tls {
+        op: &'static str,
+        location: String,
+        endpoint: String,
+        /// Why the TLS library refused it, e.g. `invalid peer certificate: UnknownIssuer`.
+        reason: String,
+        /// The CA bundle in use; `None`: the system's root CAs.
+        ca_bundle: Option<PathBuf>,
+    },
+    /// The CA bundle cannot be used; found before any request is made.
+    #[error("CA bundle `{}` ({}): {message}", .path.display(), crate::env::CA_BUNDLE)]
+    CaBundle { path: PathBuf, message: String },
     #[error("{op} `{location}`: object is larger than the limit of {limit} bytes")]
     TooLarge {
         op: &'static str,
@@ -166,6 +183,16 @@ impl StoreError {
                 "check AWS_ENDPOINT_URL and that the store is up; the operation is safe to retry"
                     .to_string(),
             ),
+            StoreError::Tls { .. } => Some(format!(
+                "set {} to a PEM file of the CA certificate(s) that signed the store's certificate \
+                 (for MinIO, the CA of `public.crt` in its certs directory)",
+                crate::env::CA_BUNDLE
+            )),
+            StoreError::CaBundle { .. } => Some(format!(
+                "set {} to a readable PEM file of one or more CA certificates \
+                 (`-----BEGIN CERTIFICATE-----` blocks), or unset it to trust the system's root CAs",
+                crate::env::CA_BUNDLE
+            )),
             _ => None,
         }
     }
@@ -173,6 +200,18 @@ impl StoreError {
     /// Worth trying again later without changing anything.
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unreachable { .. })
+    }
+}
+
+/// What to check about [`env::CA_BUNDLE`](crate::env::CA_BUNDLE) when a certificate is refused.
+fn ca_bundle_advice(ca_bundle: Option<&std::path::Path>) -> String {
+    let var = crate::env::CA_BUNDLE;
+    match ca_bundle {
+        Some(path) => format!(
+            "check {var}: `{}` must hold the CA that signed it",
+            path.display()
+        ),
+        None => format!("check {var}: it is not set, so only the system's root CAs are trusted"),
     }
 }
 
@@ -185,12 +224,13 @@ pub enum Store {
 
 impl Store {
     /// Open the store at `url`. No request is made: a missing bucket or a bad
-    /// credential shows on first use.
+    /// credential shows on first use. An unusable [`CA bundle`](crate::env::CA_BUNDLE)
+    /// is an error here.
     pub async fn open(url: &StoreUrl) -> Result<Store, StoreError> {
         match url {
             StoreUrl::File(root) => Ok(Store::File(FileStore::open(root.clone())?)),
             StoreUrl::S3 { bucket, prefix } => Ok(Store::S3(
-                S3Store::from_env(bucket.clone(), prefix.clone()).await,
+                S3Store::from_env(bucket.clone(), prefix.clone()).await?,
             )),
         }
     }

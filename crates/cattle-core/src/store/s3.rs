@@ -7,7 +7,13 @@
 //! `CATTLE_S3_IMDS=1`, so that an air-gapped host never waits on a link-local
 //! address that does not answer. With a custom endpoint, path-style addressing
 //! is used (MinIO's default); set `CATTLE_S3_PATH_STYLE=0` or `1` to choose.
+//!
+//! HTTPS goes through the SDK's default client, rustls on aws-lc-rs. With
+//! `CATTLE_CA_BUNDLE` set, that client trusts exactly the CA certificates in
+//! that PEM file (a private CA, e.g. for an on-premises MinIO) and not the
+//! system's; the file is checked when the store is opened, before any request.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use aws_config::meta::credentials::CredentialsProviderChain;
@@ -16,9 +22,16 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::interceptors::InterceptorContext;
+use aws_sdk_s3::config::retry::{ClassifyRetry, RetryAction};
 use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
+use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use super::{Condition, Entry, Fetched, Object, StoreError};
 use crate::env;
@@ -36,6 +49,7 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     endpoint: String,
+    ca_bundle: Option<PathBuf>,
 }
 
 /// How to reach and authenticate to the S3 endpoint.
@@ -51,11 +65,14 @@ pub struct S3Options {
     pub path_style: Option<bool>,
     /// Let the SDK ask the instance metadata service for credentials and region.
     pub imds: bool,
+    /// A PEM file of CA certificates: trust exactly these for HTTPS to the
+    /// endpoint; `None`: the system's root CAs.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl S3Options {
     /// Options from the environment: `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`),
-    /// [`env::S3_PATH_STYLE`] and [`env::S3_IMDS`]. Credentials and region are left to the SDK's
+    /// [`env::S3_PATH_STYLE`], [`env::S3_IMDS`] and [`env::CA_BUNDLE`]. Credentials and region are left to the SDK's
     /// environment and profile providers.
     pub fn from_env() -> S3Options {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -69,17 +86,28 @@ impl S3Options {
                 _ => None,
             },
             imds: var(env::S3_IMDS).is_some_and(|v| v == "1"),
+            ca_bundle: var(env::CA_BUNDLE).map(PathBuf::from),
         }
     }
 }
 
 impl S3Store {
-    /// A client configured from the standard AWS environment.
-    pub async fn from_env(bucket: String, prefix: String) -> S3Store {
+    /// A client configured from the standard AWS environment (see [`S3Options::from_env`]).
+    pub async fn from_env(bucket: String, prefix: String) -> Result<S3Store, StoreError> {
         S3Store::new(bucket, prefix, S3Options::from_env()).await
     }
 
-    pub async fn new(bucket: String, prefix: String, options: S3Options) -> S3Store {
+    /// A client for `bucket`, keys under `prefix` (empty or ending in `/`). No
+    /// request is made; the only error is a CA bundle that cannot be used.
+    pub async fn new(
+        bucket: String,
+        prefix: String,
+        options: S3Options,
+    ) -> Result<S3Store, StoreError> {
+        let trusted = match &options.ca_bundle {
+            Some(path) => Some(read_ca_bundle(path)?),
+            None => None,
+        };
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .timeout_config(
                 TimeoutConfig::builder()
@@ -120,19 +148,25 @@ impl S3Store {
         let sdk = loader.load().await;
 
         let path_style = options.path_style.unwrap_or(options.endpoint.is_some());
-        let config = aws_sdk_s3::config::Builder::from(&sdk)
+        let mut config = aws_sdk_s3::config::Builder::from(&sdk);
+        if let Some(pem) = trusted {
+            config = config.http_client(https_client_trusting(pem));
+        }
+        let config = config
+            .retry_classifier(NoRetryOnUntrustedCertificate)
             .force_path_style(path_style)
             // MinIO and other S3-compatible stores do not all accept the
             // checksums the SDK adds by default since early 2025.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .build();
-        S3Store {
+        Ok(S3Store {
             client: Client::from_conf(config),
             bucket,
             prefix,
             endpoint: options.endpoint.unwrap_or_else(|| "AWS S3".to_string()),
-        }
+            ca_bundle: options.ca_bundle,
+        })
     }
 
     fn key(&self, key: &str) -> String {
@@ -150,6 +184,7 @@ impl S3Store {
         R: std::fmt::Debug + 'static,
     {
         let location = self.location(key);
+        let untrusted = untrusted_certificate(&err);
         match &err {
             SdkError::ServiceError(service) => {
                 let e = service.err();
@@ -184,6 +219,13 @@ impl S3Store {
                     message: error_chain(&err),
                 }
             }
+            SdkError::DispatchFailure(_) if untrusted.is_some() => StoreError::Tls {
+                op,
+                location,
+                endpoint: self.endpoint.clone(),
+                reason: untrusted.unwrap_or_default(),
+                ca_bundle: self.ca_bundle.clone(),
+            },
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => StoreError::Unreachable {
                 op,
                 location,
@@ -363,6 +405,101 @@ impl S3Store {
     }
 }
 
+/// Read the CA bundle at `path` and check it the way the TLS client will use
+/// it: readable, PEM, at least one certificate, each usable as a trust anchor.
+/// (The SDK's client does not report a bad certificate; it panics on one.)
+fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, StoreError> {
+    let bad = |message: String| StoreError::CaBundle {
+        path: path.to_path_buf(),
+        message,
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| bad(format!("it is not valid PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("a certificate in it is not a usable CA: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(
+            "it holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)".to_string(),
+        ));
+    }
+    Ok(pem)
+}
+
+/// The SDK's default HTTPS client (rustls on aws-lc-rs, proxy settings from
+/// the environment, the SDK's timeouts) trusting only the certificates in `pem`.
+fn https_client_trusting(pem: Vec<u8>) -> aws_sdk_s3::config::SharedHttpClient {
+    let tls = TlsContext::builder()
+        .with_trust_store(TrustStore::empty().with_pem_certificate(pem))
+        .build()
+        .expect("a TLS context with a trust store always builds");
+    // As `aws_smithy_runtime`'s default client builds its connector, with our trust store.
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(
+        move |settings, runtime_components| {
+            let mut connector = aws_smithy_http_client::Connector::builder()
+                .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+                .tls_context(tls.clone());
+            connector.set_connector_settings(settings.cloned());
+            if let Some(components) = runtime_components {
+                connector.set_sleep_impl(components.sleep_impl());
+            }
+            connector.set_proxy_config(Some(ProxyConfig::from_env()));
+            connector.build()
+        },
+    )
+}
+
+/// Keeps the SDK from retrying a connection whose server certificate was
+/// refused (it counts as a transient I/O error): every attempt would be refused
+/// the same way, only later.
+#[derive(Debug)]
+struct NoRetryOnUntrustedCertificate;
+
+impl ClassifyRetry for NoRetryOnUntrustedCertificate {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        match ctx.output_or_error() {
+            Some(Err(err))
+                if err
+                    .as_connector_error()
+                    .is_some_and(|e| untrusted_certificate(e).is_some()) =>
+            {
+                RetryAction::RetryForbidden
+            }
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "untrusted server certificate"
+    }
+}
+
+/// Why the server's certificate was refused, if that is what `err` is: rustls's
+/// error, found down the source chain. The connector wraps it in I/O errors,
+/// whose `source()` skips what they wrap, so those are opened with `get_ref()`.
+fn untrusted_certificate(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let mut inner = e;
+        while let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            inner = wrapped;
+        }
+        if let Some(tls @ rustls::Error::InvalidCertificate(_)) =
+            inner.downcast_ref::<rustls::Error>()
+        {
+            return Some(tls.to_string());
+        }
+        next = e.source();
+    }
+    None
+}
+
 /// An error and its sources on one line: the SDK's top-level messages alone
 /// ("dispatch failure") do not say what went wrong.
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
@@ -376,4 +513,63 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = e.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle_error(contents: Option<&[u8]>) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        if let Some(contents) = contents {
+            std::fs::write(&path, contents).unwrap();
+        }
+        let err = read_ca_bundle(&path).unwrap_err();
+        assert!(matches!(err, StoreError::CaBundle { .. }), "{err:?}");
+        let message = err.to_string();
+        let named = format!("CA bundle `{}` (CATTLE_CA_BUNDLE): ", path.display());
+        assert!(message.starts_with(&named), "{message}");
+        assert!(err.hint().unwrap().contains("CATTLE_CA_BUNDLE"));
+        message[named.len()..].to_string()
+    }
+
+    #[test]
+    fn an_unusable_ca_bundle_is_an_error_naming_the_file_and_the_variable() {
+        assert!(bundle_error(None).starts_with("cannot read it: No such file"));
+        assert_eq!(
+            bundle_error(Some(b"")),
+            "it holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)"
+        );
+        assert_eq!(
+            bundle_error(Some(b"not a certificate\n")),
+            "it holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)"
+        );
+        // A certificate block that is not base64, and one that is not a certificate:
+        // errors, never the panic the HTTPS client would raise on them.
+        let bad_base64 = b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
+        assert!(bundle_error(Some(bad_base64)).starts_with("it is not valid PEM"));
+        let not_a_cert = b"-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n";
+        assert!(
+            bundle_error(Some(not_a_cert)).starts_with("a certificate in it is not a usable CA")
+        );
+    }
+
+    #[test]
+    fn a_refused_certificate_is_found_inside_the_io_errors_that_wrap_it() {
+        let refused = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Connect(#[source] std::io::Error);
+        assert_eq!(
+            untrusted_certificate(&Connect(refused)).as_deref(),
+            Some("invalid peer certificate: UnknownIssuer")
+        );
+
+        let refused_connection = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(untrusted_certificate(&Connect(refused_connection)), None);
+    }
 }
