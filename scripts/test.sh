@@ -7,6 +7,14 @@ cd "$(dirname "$0")/.."
 echo "==> installing MinIO (scripts/install-minio.sh)"
 scripts/install-minio.sh
 
+echo "==> installing cargo-deny (scripts/install-cargo-deny.sh)"
+scripts/install-cargo-deny.sh
+
+# Dependency policy (deny.toml): e.g. no tar older than 0.4.45. Offline.
+echo "==> cargo deny check bans"
+cargo deny --locked check bans
+cargo deny --locked --manifest-path fuzz/Cargo.toml check bans
+
 echo "==> cargo build --workspace --bins"
 cargo build --workspace --bins --locked
 

@@ -7,7 +7,7 @@
 //! The bytes depend on the gzip implementation: rebuilding Cattle with another
 //! compressor may change a directory's sha256, never its contents.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -163,8 +163,14 @@ pub fn verify(bytes: &[u8], sha256: &str, size: u64) -> Result<(), BundleError> 
 
 /// Extract a verified bundle into `dest`, which must not exist yet; it is
 /// created with mode 0700. Only relative paths of normal components, regular
-/// files and directories are accepted; anything else stops the extraction.
+/// files and directories are accepted.
+///
+/// The whole archive is checked before anything is written: a bundle with one
+/// refused entry, anywhere, leaves nothing behind, not even `dest`. That costs
+/// a second decompression of the bundle, never a copy of its contents.
 pub fn extract(bytes: &[u8], dest: &Path) -> Result<(), BundleError> {
+    walk(bytes, |_, _, _| Ok(()))?;
+
     let write_err = |path: &Path, source| BundleError::Write {
         path: path.to_path_buf(),
         source,
@@ -173,40 +179,15 @@ pub fn extract(bytes: &[u8], dest: &Path) -> Result<(), BundleError> {
         .mode(0o700)
         .create(dest)
         .map_err(|e| write_err(dest, e))?;
-
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
-    let mut total: u64 = 0;
-    for (count, entry) in archive.entries().map_err(BundleError::Corrupt)?.enumerate() {
-        let mut entry = entry.map_err(BundleError::Corrupt)?;
-        if count >= MAX_ENTRIES {
-            return Err(BundleError::TooLarge(MAX_ENTRIES as u64));
-        }
-        let raw = entry.path().map_err(BundleError::Corrupt)?.into_owned();
-        let shown = raw.display().to_string();
-        let unsafe_entry = |reason| BundleError::UnsafeEntry {
-            path: shown.clone(),
-            reason,
-        };
-        if raw.as_os_str().is_empty()
-            || !raw.components().all(|c| matches!(c, Component::Normal(_)))
-        {
-            return Err(unsafe_entry("only relative paths without `..` are allowed"));
-        }
-        let target = dest.join(&raw);
-        let mode = entry.header().mode().map_err(BundleError::Corrupt)?;
-        match entry.header().entry_type() {
-            tar::EntryType::Directory => {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o755)
-                    .create(&target)
-                    .map_err(|e| write_err(&target, e))?;
-            }
-            tar::EntryType::Regular => {
-                total = total.saturating_add(entry.size());
-                if total > MAX_UNPACKED_BYTES {
-                    return Err(BundleError::TooLarge(MAX_UNPACKED_BYTES));
-                }
+    walk(bytes, |rel, kind, entry| {
+        let target = dest.join(rel);
+        match kind {
+            Kind::Directory => std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&target)
+                .map_err(|e| write_err(&target, e)),
+            Kind::File { executable } => {
                 if let Some(parent) = target.parent() {
                     std::fs::DirBuilder::new()
                         .recursive(true)
@@ -217,21 +198,174 @@ pub fn extract(bytes: &[u8], dest: &Path) -> Result<(), BundleError> {
                 let mut file = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
-                    .mode(if mode & 0o111 != 0 { 0o755 } else { 0o644 })
+                    .mode(if executable { 0o755 } else { 0o644 })
                     .open(&target)
                     .map_err(|e| write_err(&target, e))?;
-                let mut data = Vec::with_capacity(entry.size() as usize);
-                entry.read_to_end(&mut data).map_err(BundleError::Corrupt)?;
-                file.write_all(&data).map_err(|e| write_err(&target, e))?;
+                std::io::copy(entry, &mut file).map_err(|e| {
+                    if e.get_ref().is_some_and(|inner| inner.is::<OverLimit>()) {
+                        BundleError::TooLarge(MAX_DECOMPRESSED_BYTES)
+                    } else {
+                        write_err(&target, e)
+                    }
+                })?;
+                Ok(())
             }
+        }
+    })
+}
+
+/// Most bytes the tar stream inside a bundle may decompress to: the unpacked
+/// contents plus room for each entry's header, padding and a long path. It
+/// bounds the work and the memory a bundle can cost, including the long-name
+/// and PAX records the tar reader holds in memory.
+pub const MAX_DECOMPRESSED_BYTES: u64 = MAX_UNPACKED_BYTES + MAX_ENTRIES as u64 * 8192;
+
+/// Longest relative path an entry may have, in bytes: what is left of Linux's
+/// 4096-byte `PATH_MAX` once the agent's state directory is in front of it.
+pub const MAX_PATH_BYTES: usize = 3072;
+
+/// Longest file name (one path component) Linux file systems accept.
+const MAX_NAME_BYTES: usize = 255;
+
+/// What an accepted entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Directory,
+    File { executable: bool },
+}
+
+/// Read every entry of `bytes`, check it against the rules of a bundle and
+/// everything seen before it, and hand the accepted ones to `each` in order
+/// with their normalized relative path. Stops at the first refusal.
+fn walk(
+    bytes: &[u8],
+    mut each: impl FnMut(&Path, Kind, &mut dyn Read) -> Result<(), BundleError>,
+) -> Result<(), BundleError> {
+    let corrupt = |e: std::io::Error| {
+        if e.get_ref().is_some_and(|inner| inner.is::<OverLimit>()) {
+            BundleError::TooLarge(MAX_DECOMPRESSED_BYTES)
+        } else {
+            BundleError::Corrupt(e)
+        }
+    };
+    let stream = Capped {
+        inner: flate2::read::GzDecoder::new(bytes),
+        left: MAX_DECOMPRESSED_BYTES,
+    };
+    let mut archive = tar::Archive::new(stream);
+    let mut seen = Seen::default();
+    let mut total: u64 = 0;
+    for (count, entry) in archive.entries().map_err(corrupt)?.enumerate() {
+        let mut entry = entry.map_err(corrupt)?;
+        if count >= MAX_ENTRIES {
+            return Err(BundleError::TooLarge(MAX_ENTRIES as u64));
+        }
+        let raw = entry.path().map_err(corrupt)?.into_owned();
+        let unsafe_entry = |reason| BundleError::UnsafeEntry {
+            path: raw.display().to_string(),
+            reason,
+        };
+        if raw.as_os_str().is_empty()
+            || !raw.components().all(|c| matches!(c, Component::Normal(_)))
+        {
+            return Err(unsafe_entry("only relative paths without `..` are allowed"));
+        }
+        // `components` drops `.` and repeated or trailing `/`: `a/./b/` is `a/b`.
+        let rel: PathBuf = raw.components().collect();
+        if rel.as_os_str().len() > MAX_PATH_BYTES
+            || rel
+                .components()
+                .any(|c| c.as_os_str().len() > MAX_NAME_BYTES)
+        {
+            return Err(unsafe_entry("the path is too long to create"));
+        }
+        let mode = entry.header().mode().map_err(corrupt)?;
+        let kind = match entry.header().entry_type() {
+            tar::EntryType::Directory => Kind::Directory,
+            tar::EntryType::Regular => Kind::File {
+                executable: mode & 0o111 != 0,
+            },
             _ => {
                 return Err(unsafe_entry(
                     "only regular files and directories are allowed",
                 ));
             }
+        };
+        total = total.saturating_add(entry.size());
+        if total > MAX_UNPACKED_BYTES {
+            return Err(BundleError::TooLarge(MAX_UNPACKED_BYTES));
         }
+        if let Err(reason) = seen.admit(&rel, kind) {
+            return Err(unsafe_entry(reason));
+        }
+        each(&rel, kind, &mut entry)?;
     }
     Ok(())
+}
+
+/// The paths a bundle has named so far, to refuse entries that would collide.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Every entry's path, and whether it is a file.
+    entries: std::collections::HashMap<PathBuf, bool>,
+    /// Every directory some entry's path goes through.
+    parents: std::collections::HashSet<PathBuf>,
+}
+
+impl Seen {
+    fn admit(&mut self, rel: &Path, kind: Kind) -> Result<(), &'static str> {
+        if self.entries.contains_key(rel) {
+            return Err("the bundle names this path twice");
+        }
+        let is_file = matches!(kind, Kind::File { .. });
+        if is_file && self.parents.contains(rel) {
+            return Err("a file where another entry needs a directory");
+        }
+        for parent in rel.ancestors().skip(1) {
+            if parent.as_os_str().is_empty() || !self.parents.insert(parent.to_path_buf()) {
+                break;
+            }
+            if self.entries.get(parent) == Some(&true) {
+                return Err("the path goes through a file");
+            }
+        }
+        self.entries.insert(rel.to_path_buf(), is_file);
+        Ok(())
+    }
+}
+
+/// The error a [`Capped`] reader returns past its limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the bundle decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes")]
+struct OverLimit;
+
+/// A reader that fails, rather than ends, once `left` bytes have been read, so
+/// that a cut-off archive is never mistaken for a complete one.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            // Past the limit only if there is more to read.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::other(OverLimit)),
+            };
+        }
+        let max = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -359,7 +493,89 @@ mod tests {
             let err = extract(&hostile(&entries), &dest).unwrap_err();
             assert!(err.to_string().contains(reason), "{entries:?}: {err}");
             assert!(!out.path().join("evil").exists());
-            assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0, "{entries:?}");
+            assert!(!dest.exists(), "{entries:?}");
         }
+    }
+
+    #[test]
+    fn extract_checks_every_entry_before_writing_any() {
+        let cases = [
+            (
+                vec![
+                    ("good", tar::EntryType::Regular),
+                    ("../evil", tar::EntryType::Regular),
+                ],
+                "only relative",
+            ),
+            (
+                vec![
+                    ("a", tar::EntryType::Regular),
+                    ("a", tar::EntryType::Regular),
+                ],
+                "twice",
+            ),
+            (
+                vec![
+                    ("a", tar::EntryType::Directory),
+                    ("a/", tar::EntryType::Directory),
+                ],
+                "twice",
+            ),
+            (
+                vec![
+                    ("a", tar::EntryType::Regular),
+                    ("a/b", tar::EntryType::Regular),
+                ],
+                "goes through a file",
+            ),
+            (
+                vec![
+                    ("a/b", tar::EntryType::Regular),
+                    ("a", tar::EntryType::Regular),
+                ],
+                "needs a directory",
+            ),
+            (
+                vec![
+                    ("good", tar::EntryType::Directory),
+                    ("good/fifo", tar::EntryType::Fifo),
+                ],
+                "only regular",
+            ),
+        ];
+        for (entries, reason) in cases {
+            let out = tempfile::tempdir().unwrap();
+            let dest = out.path().join("config");
+            let err = extract(&hostile(&entries), &dest).unwrap_err();
+            assert!(err.to_string().contains(reason), "{entries:?}: {err}");
+            assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+        }
+        // Directories named by their children first, then by themselves, are fine.
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("config");
+        let ok = hostile(&[
+            ("a/b/c", tar::EntryType::Regular),
+            ("a/b", tar::EntryType::Directory),
+            ("a/./d", tar::EntryType::Regular),
+        ]);
+        extract(&ok, &dest).unwrap();
+        assert!(dest.join("a/b/c").is_file() && dest.join("a/d").is_file());
+    }
+
+    #[test]
+    fn capped_reader_fails_past_its_limit_and_ends_at_it() {
+        let mut exact = Capped {
+            inner: &[1u8, 2, 3][..],
+            left: 3,
+        };
+        let mut all = Vec::new();
+        exact.read_to_end(&mut all).unwrap();
+        assert_eq!(all, [1, 2, 3]);
+        let mut over = Capped {
+            inner: &[1u8, 2, 3, 4][..],
+            left: 3,
+        };
+        let err = over.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(err.get_ref().unwrap().is::<OverLimit>());
     }
 }
