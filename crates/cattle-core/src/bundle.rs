@@ -51,6 +51,12 @@ pub enum BundleError {
     UnsafeEntry { path: String, reason: &'static str },
     #[error("bundle is larger than {0} bytes or entries when unpacked")]
     TooLarge(u64),
+    #[error(
+        "bundle of {compressed} bytes inflates to more than {limit} bytes \
+         (over {MAX_RATIO} times its size beyond the first {RATIO_ALLOWANCE} bytes): \
+         refused as a decompression bomb"
+    )]
+    Bomb { compressed: u64, limit: u64 },
     #[error("cannot write `{path}` while extracting the bundle: {source}")]
     Write {
         path: PathBuf,
@@ -169,7 +175,19 @@ pub fn verify(bytes: &[u8], sha256: &str, size: u64) -> Result<(), BundleError> 
 /// refused entry, anywhere, leaves nothing behind, not even `dest`. That costs
 /// a second decompression of the bundle, never a copy of its contents.
 pub fn extract(bytes: &[u8], dest: &Path) -> Result<(), BundleError> {
-    walk(bytes, |_, _, _| Ok(()))?;
+    walk(bytes, |_, _, entry| {
+        // Inflate the contents too: a bomb is found before anything is written.
+        std::io::copy(entry, &mut std::io::sink())
+            .map(drop)
+            .map_err(|e| {
+                over_limit(
+                    &e,
+                    bytes.len() as u64,
+                    decompression_limit(bytes.len() as u64),
+                )
+                .unwrap_or(BundleError::Corrupt(e))
+            })
+    })?;
 
     let write_err = |path: &Path, source| BundleError::Write {
         path: path.to_path_buf(),
@@ -202,11 +220,9 @@ pub fn extract(bytes: &[u8], dest: &Path) -> Result<(), BundleError> {
                     .open(&target)
                     .map_err(|e| write_err(&target, e))?;
                 std::io::copy(entry, &mut file).map_err(|e| {
-                    if e.get_ref().is_some_and(|inner| inner.is::<OverLimit>()) {
-                        BundleError::TooLarge(MAX_DECOMPRESSED_BYTES)
-                    } else {
-                        write_err(&target, e)
-                    }
+                    let limit = decompression_limit(bytes.len() as u64);
+                    over_limit(&e, bytes.len() as u64, limit)
+                        .unwrap_or_else(|| write_err(&target, e))
                 })?;
                 Ok(())
             }
@@ -219,6 +235,23 @@ pub fn extract(bytes: &[u8], dest: &Path) -> Result<(), BundleError> {
 /// bounds the work and the memory a bundle can cost, including the long-name
 /// and PAX records the tar reader holds in memory.
 pub const MAX_DECOMPRESSED_BYTES: u64 = MAX_UNPACKED_BYTES + MAX_ENTRIES as u64 * 8192;
+
+/// Most times its own size a bundle may inflate to, beyond
+/// [`RATIO_ALLOWANCE`]. Config text deflates 3 to 10 times; a run of zeros
+/// about a thousand times: a bundle over this ratio is a decompression bomb.
+pub const MAX_RATIO: u64 = 100;
+
+/// What any bundle may inflate to, whatever its ratio, so that small bundles
+/// of very regular files (tar headers, padding, generated text) still unpack.
+pub const RATIO_ALLOWANCE: u64 = 64 * 1024 * 1024;
+
+/// Most bytes the tar stream of a bundle of `compressed` bytes may inflate to.
+pub fn decompression_limit(compressed: u64) -> u64 {
+    compressed
+        .saturating_mul(MAX_RATIO)
+        .saturating_add(RATIO_ALLOWANCE)
+        .min(MAX_DECOMPRESSED_BYTES)
+}
 
 /// Longest relative path an entry may have, in bytes: what is left of Linux's
 /// 4096-byte `PATH_MAX` once the agent's state directory is in front of it.
@@ -241,16 +274,13 @@ fn walk(
     bytes: &[u8],
     mut each: impl FnMut(&Path, Kind, &mut dyn Read) -> Result<(), BundleError>,
 ) -> Result<(), BundleError> {
+    let limit = decompression_limit(bytes.len() as u64);
     let corrupt = |e: std::io::Error| {
-        if e.get_ref().is_some_and(|inner| inner.is::<OverLimit>()) {
-            BundleError::TooLarge(MAX_DECOMPRESSED_BYTES)
-        } else {
-            BundleError::Corrupt(e)
-        }
+        over_limit(&e, bytes.len() as u64, limit).unwrap_or(BundleError::Corrupt(e))
     };
     let stream = Capped {
         inner: flate2::read::GzDecoder::new(bytes),
-        left: MAX_DECOMPRESSED_BYTES,
+        left: limit,
     };
     let mut archive = tar::Archive::new(stream);
     let mut seen = Seen::default();
@@ -336,8 +366,21 @@ impl Seen {
 
 /// The error a [`Capped`] reader returns past its limit.
 #[derive(Debug, thiserror::Error)]
-#[error("the bundle decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes")]
+#[error("the bundle decompresses to more than its limit")]
 struct OverLimit;
+
+/// The refusal for `e` if it is a [`Capped`] reader's, for a bundle of
+/// `compressed` bytes allowed to inflate to `limit`.
+fn over_limit(e: &std::io::Error, compressed: u64, limit: u64) -> Option<BundleError> {
+    if !e.get_ref().is_some_and(|inner| inner.is::<OverLimit>()) {
+        return None;
+    }
+    Some(if limit < MAX_DECOMPRESSED_BYTES {
+        BundleError::Bomb { compressed, limit }
+    } else {
+        BundleError::TooLarge(MAX_DECOMPRESSED_BYTES)
+    })
+}
 
 /// A reader that fails, rather than ends, once `left` bytes have been read, so
 /// that a cut-off archive is never mistaken for a complete one.
@@ -371,6 +414,7 @@ impl<R: Read> Read for Capped<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
 
     fn sample(dir: &Path) {
         std::fs::create_dir_all(dir.join("files/deep")).unwrap();
@@ -577,5 +621,38 @@ mod tests {
         };
         let err = over.read_to_end(&mut Vec::new()).unwrap_err();
         assert!(err.get_ref().unwrap().is::<OverLimit>());
+    }
+
+    #[test]
+    fn a_bundle_inflating_far_beyond_its_size_is_refused_before_writing() {
+        // 80 MiB of zeros deflate (at the best level) to about 80 KiB: far
+        // over 100:1 beyond 64 MiB.
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(80 << 20);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "zeros", std::io::repeat(0).take(80 << 20))
+            .unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&tar.into_inner().unwrap()).unwrap();
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("config");
+        let err = extract(&bomb, &dest).unwrap_err();
+        assert!(matches!(err, BundleError::Bomb { .. }), "{err}");
+        assert!(err.to_string().contains("decompression bomb"), "{err}");
+        assert!(!dest.exists());
+
+        // A bundle of zeros within the allowance unpacks.
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("zeros"), vec![0u8; 32 << 20]).unwrap();
+        let bundle = pack(src.path()).unwrap();
+        extract(&bundle.bytes, &dest).unwrap();
+        assert_eq!(
+            std::fs::metadata(dest.join("zeros")).unwrap().len(),
+            32 << 20
+        );
     }
 }

@@ -110,6 +110,15 @@ impl SecretKey {
         })
     }
 
+    /// The key with this seed. Only for tests and fuzzing, which need the same
+    /// key every run; real keys come from [`SecretKey::generate`].
+    pub fn from_seed(seed: [u8; 32], comment: &str) -> SecretKey {
+        SecretKey {
+            key: SigningKey::from_bytes(&seed),
+            comment: one_line(comment),
+        }
+    }
+
     pub fn public(&self) -> PublicKey {
         PublicKey {
             key: self.key.verifying_key(),

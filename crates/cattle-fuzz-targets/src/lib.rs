@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use cattle_core::bundle::{self, BundleError};
-use cattle_core::wire::{self, Cancel, Claim, HostStatus, Inbox, Manifest};
+use cattle_core::signing::{SecretKey, TrustedKeys};
+use cattle_core::wire::{self, Cancel, Claim, Envelope, HostStatus, Inbox, Manifest};
 use cattle_stdlib::{Plan, PlanError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -140,12 +141,50 @@ fn config_dir() -> &'static Path {
 /// Adding a document is one line below.
 pub fn manifest_parse(data: &[u8]) -> Vec<&'static str> {
     let mut valid = Vec::new();
+    envelope(data, &mut valid);
     document::<Manifest>("manifest", data, &mut valid);
     document::<Inbox>("inbox", data, &mut valid);
     document::<HostStatus>("status", data, &mut valid);
     document::<Cancel>("cancel", data, &mut valid);
     document::<Claim>("claim", data, &mut valid);
     valid
+}
+
+/// The key the signed seeds are signed with; `manifest_parse` trusts it.
+pub fn fuzz_key() -> &'static SecretKey {
+    static KEY: OnceLock<SecretKey> = OnceLock::new();
+    KEY.get_or_init(|| SecretKey::from_seed([7; 32], "fuzz"))
+}
+
+/// Read `data` as a manifest envelope and check its signature against
+/// [`fuzz_key`], as the agent does. Adds `envelope` to `valid` when it reads,
+/// and `verified` when the signature holds, which then must be for exactly the
+/// manifest in the payload.
+fn envelope(data: &[u8], valid: &mut Vec<&'static str>) {
+    let before = valid.len();
+    document::<Envelope>("envelope", data, valid);
+    if valid.len() == before {
+        return;
+    }
+    let envelope: Envelope = serde_json::from_slice(data).unwrap();
+    static TRUSTED: OnceLock<TrustedKeys> = OnceLock::new();
+    let trusted = TRUSTED.get_or_init(|| {
+        let mut trusted = TrustedKeys::default();
+        trusted
+            .add(&fuzz_key().public().to_string(), Path::new("fuzz.pub"))
+            .unwrap();
+        trusted
+    });
+    match envelope.verify(trusted) {
+        Ok((manifest, key)) => {
+            assert_eq!(key, fuzz_key().public());
+            assert_eq!(Ok(manifest), envelope.manifest());
+            valid.push("verified");
+        }
+        Err(refusal) => {
+            let _ = refusal.to_string();
+        }
+    }
 }
 
 /// Read `data` as a `T` as the store's readers do (at most

@@ -555,7 +555,9 @@ fn documents(seeds: &mut Vec<Seed>) {
     let manifest = Manifest {
         format: FORMAT,
         id,
+        version: 1_767_323_045_678,
         created: "2026-01-02T03:04:05.678Z".into(),
+        expires: "2026-01-09T03:04:05.678Z".into(),
         publisher: "ops@laptop".into(),
         config: "poem".into(),
         steps: 4,
@@ -602,6 +604,33 @@ fn documents(seeds: &mut Vec<Seed>) {
         claimed: "2026-01-02T03:04:06.000Z".into(),
     };
     add(seeds, T, "ok-manifest.json", json(&manifest));
+    // Manifests as the store holds them: in a signed envelope.
+    let signed = crate::fuzz_key().sign(&manifest);
+    add(seeds, T, "signed-envelope.json", json(&signed));
+    let mut other_host = manifest.clone();
+    other_host.hosts.push(HostId::new("evil-1").unwrap());
+    let mut altered = signed.clone();
+    altered.payload = String::from_utf8(json(&other_host)).unwrap();
+    add(seeds, T, "forged-altered-payload.json", json(&altered));
+    let mut bad_sig = signed.clone();
+    bad_sig.signatures[0].sig = "00".repeat(64);
+    add(seeds, T, "forged-zero-signature.json", json(&bad_sig));
+    let mut short_sig = signed.clone();
+    short_sig.signatures[0].sig = "abc".into();
+    add(seeds, T, "forged-short-signature.json", json(&short_sig));
+    let other_key = cattle_core::signing::SecretKey::from_seed([9; 32], "someone else");
+    add(
+        seeds,
+        T,
+        "forged-other-key.json",
+        json(&other_key.sign(&manifest)),
+    );
+    add(
+        seeds,
+        T,
+        "forged-unsigned.json",
+        json(&cattle_core::wire::Envelope::unsigned(&manifest)),
+    );
     add(seeds, T, "ok-inbox.json", json(&inbox));
     add(seeds, T, "ok-status.json", json(&status));
     add(seeds, T, "ok-cancel.json", json(&cancel));
@@ -626,7 +655,10 @@ fn documents(seeds: &mut Vec<Seed>) {
         ("manifest-huge-size", manifest_text.replace("1234", "1e400")),
         (
             "manifest-format-string",
-            manifest_text.replace("\"format\": 1", "\"format\": \"1\""),
+            manifest_text.replace(
+                &format!("\"format\": {FORMAT}"),
+                &format!("\"format\": \"{FORMAT}\""),
+            ),
         ),
         (
             "status-unknown-state",
