@@ -177,8 +177,13 @@ pub fn many_entries(count: usize) -> Vec<u8> {
     for i in 0..count {
         tar.file(&format!("{i:x}"), b"");
     }
+    gz_stored(&tar.finish())
+}
+
+/// `bytes` in a gzip stream of stored (uncompressed) blocks: quick to make.
+pub fn gz_stored(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::none());
-    enc.write_all(&tar.finish()).unwrap();
+    enc.write_all(bytes).unwrap();
     enc.finish().unwrap()
 }
 
