@@ -1981,3 +1981,47 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn a_sensitive_argument_stays_out_of_what_a_host_uploads_to_minio() {
+    const SECRET: &str = "minio-s3cret-4417";
+    let fleet = Fleet::on_minio();
+    // The program prints the secret and fails on its only attempt.
+    let config = fleet.ws.write(
+        "secret/cattle.toml",
+        format!(
+            "[[step]]\nfacility = \"command\"\n\
+             argv = [\"sh\", \"-c\", \"echo token=$TOKEN; echo token=$TOKEN >&2; exit 4\"]\n\
+             env = {{ TOKEN = \"{SECRET}\" }}\nsensitive = [\"env.TOKEN\"]\n"
+        ),
+    );
+    let id = fleet.publish(config.parent().unwrap(), &["host-a"]);
+    fleet.agent_once("host-a").assert_success();
+
+    let status = fleet.host_status(&id, "host-a");
+    assert_eq!(status["state"], "ERROR", "{status}");
+    for (what, text) in [
+        (
+            "exec.log in the bucket",
+            String::from_utf8(
+                fleet
+                    .bucket
+                    .get(&format!("executions/{id}/hosts/host-a/exec.log"))
+                    .unwrap(),
+            )
+            .unwrap(),
+        ),
+        ("status.json in the bucket", status.to_string()),
+        (
+            "cattle log",
+            fleet.cattle(&["log", &id, "--host", "host-a"]).stdout,
+        ),
+        ("cattle status", fleet.cattle(&["status", &id]).stdout),
+    ] {
+        assert!(!text.contains(SECRET), "{what} shows the secret:\n{text}");
+        assert!(
+            text.contains("[sensitive]"),
+            "{what} has no marker:\n{text}"
+        );
+    }
+}
