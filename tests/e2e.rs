@@ -12,17 +12,12 @@ use std::time::Duration;
 
 use cattle_core::store::{Condition, S3Options, S3Store, Store};
 use cattle_e2e::{
-    Background, Cmd, Minio, Output, Workspace, agent_bin, cattle_bin, signing_env, wait_until,
+    Background, Cmd, Minio, Output, Workspace, agent_bin, cattle_bin, example, signing_env, states,
+    wait_until,
 };
 
 const BUCKET: &str = "cattle";
 const PREFIX: &str = "e2e";
-
-fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(name)
-}
 
 /// Direct access to the test bucket, to look at and tamper with what Cattle wrote.
 struct Bucket {
@@ -248,20 +243,6 @@ fn manifest_of(envelope: &[u8]) -> serde_json::Value {
 /// A `command` step running `script` with `sh -c` (no double quotes in it).
 fn shell_step(script: &str) -> String {
     format!("[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"{script}\"]\n\n")
-}
-
-fn states(status: &serde_json::Value) -> Vec<(String, String)> {
-    status["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h["host"].as_str().unwrap().to_string(),
-                h["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 #[test]

@@ -11,7 +11,7 @@ use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::store::{Condition, Fetched, S3Options, S3Store, Store, StoreError};
 use cattle_core::wire::{Envelope, Manifest};
-use cattle_e2e::{Cmd, Minio, Output, Workspace, agent_bin, cattle_bin};
+use cattle_e2e::{Cmd, Minio, Output, Workspace, agent_bin, cattle_bin, states};
 use uuid::Uuid;
 
 /// Not the policies' own `cattle`, and with a prefix, so that the adaptation is tested.
@@ -279,20 +279,6 @@ fn assert_denied<T: Debug>(result: Result<T, StoreError>, op: &str, store: &Stor
         }
         _ => panic!("{op} `{key}`: expected AccessDenied, got {result:?}"),
     }
-}
-
-fn states(status: &serde_json::Value) -> Vec<(String, String)> {
-    status["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h["host"].as_str().unwrap().to_string(),
-                h["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -7,21 +7,15 @@
 //! Like `e2e.rs`, the agent runs in its own mount namespace with a private
 //! `/var` (`unshare --mount`, so as root), where the poem example writes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cattle_core::store::{S3Options, S3Store};
-use cattle_e2e::{Cmd, Minio, Output, TestCa, Workspace, agent_bin, cattle_bin};
+use cattle_e2e::{Cmd, Minio, Output, TestCa, Workspace, agent_bin, cattle_bin, example};
 
 const BUCKET: &str = "cattle";
 const STORE_URL: &str = "s3://cattle/tls";
 /// An execution ID no one published: `cattle status` of it must reach the store.
 const UNKNOWN_ID: &str = "01a20f43-398c-70f2-a36a-252221b2f74e";
-
-fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(name)
-}
 
 /// The environment of every `cattle` and `cattle-agent` command in these tests:
 /// `minio`'s AWS settings, the store URL, and `CATTLE_CA_BUNDLE` when `ca_bundle`

@@ -7,12 +7,14 @@
 //! It must run as root (the poem example chowns to root).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use cattle_core::store::{Condition, S3Options, S3Store, Store};
-use cattle_e2e::{Background, Cmd, Minio, Signal, Workspace, agent_bin, cattle_bin, wait_until};
+use cattle_e2e::{
+    Background, Cmd, Minio, Signal, Workspace, agent_bin, cattle_bin, example, wait_until,
+};
 
 /// One line of the result table.
 struct Row {
@@ -133,12 +135,6 @@ fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
     values[rank.clamp(1, values.len()) - 1]
-}
-
-fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(name)
 }
 
 /// `cattle apply` of the poem example (retargeted to a temporary directory), timed,

@@ -29,6 +29,32 @@ const MINIO_START_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------------------------
+// Examples and reports
+// ---------------------------------------------------------------------------------------------
+
+/// The example config `examples/<name>` of this repository.
+pub fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
+
+/// `(host, state)` of every host in the output of `cattle status --json`, in its order.
+pub fn states(status: &serde_json::Value) -> Vec<(String, String)> {
+    status["hosts"]
+        .as_array()
+        .expect("`cattle status --json` lists hosts")
+        .iter()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap().to_string(),
+                h["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
 // Signing keys
 // ---------------------------------------------------------------------------------------------
 
