@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cattle_core::store::{Condition, S3Options, S3Store, Store};
+use cattle_core::store::{Condition, S3Store, Store};
 use cattle_e2e::{
     Background, Cmd, Minio, Output, Workspace, agent_bin, cattle_bin, example, signing_env, states,
     wait_until,
@@ -35,15 +35,7 @@ impl Bucket {
             .block_on(S3Store::new(
                 bucket.to_string(),
                 format!("{PREFIX}/"),
-                S3Options {
-                    endpoint: Some(minio.endpoint()),
-                    region: Some("us-east-1".to_string()),
-                    credentials: Some((
-                        minio.access_key().to_string(),
-                        minio.secret_key().to_string(),
-                    )),
-                    ..Default::default()
-                },
+                minio.store_options(),
             ))
             .unwrap();
         Bucket {

@@ -252,10 +252,8 @@ fn open(
                 BUCKET.to_string(),
                 prefix.to_string(),
                 S3Options {
-                    endpoint: Some(minio.endpoint()),
-                    region: Some("us-east-1".to_string()),
                     credentials: Some((user.to_string(), secret.to_string())),
-                    ..Default::default()
+                    ..minio.store_options()
                 },
             ))
             .expect("open the store"),

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use cattle_core::store::{S3Options, S3Store};
+use cattle_core::store::S3Store;
 use cattle_e2e::{Cmd, Minio, Output, TestCa, Workspace, agent_bin, cattle_bin, example};
 
 const BUCKET: &str = "cattle";
@@ -41,16 +41,7 @@ fn minio_with_bucket() -> Minio {
         .block_on(S3Store::new(
             BUCKET.to_string(),
             String::new(),
-            S3Options {
-                endpoint: Some(minio.endpoint()),
-                region: Some("us-east-1".to_string()),
-                credentials: Some((
-                    minio.access_key().to_string(),
-                    minio.secret_key().to_string(),
-                )),
-                ca_bundle: Some(minio.ca_bundle().to_path_buf()),
-                ..Default::default()
-            },
+            minio.store_options(),
         ))
         .unwrap();
     runtime.block_on(store.create_bucket()).unwrap();

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use cattle_core::store::{Condition, S3Options, S3Store, Store};
+use cattle_core::store::{Condition, S3Store, Store};
 use cattle_e2e::{
     Background, Cmd, Minio, Signal, Workspace, agent_bin, cattle_bin, example, wait_until,
 };
@@ -265,15 +265,7 @@ impl<'a> Bench<'a> {
                     } else {
                         format!("{prefix}/")
                     },
-                    S3Options {
-                        endpoint: Some(self.minio.endpoint()),
-                        region: Some("us-east-1".to_string()),
-                        credentials: Some((
-                            self.minio.access_key().to_string(),
-                            self.minio.secret_key().to_string(),
-                        )),
-                        ..Default::default()
-                    },
+                    self.minio.store_options(),
                 ))
                 .expect("no CA bundle to read"),
         )

@@ -242,6 +242,18 @@ impl Minio {
             .expect("ca_bundle: this MinIO serves plain HTTP; use Minio::start_tls")
     }
 
+    /// Options for cattle-core's S3 client to reach this server as its root user (and,
+    /// over HTTPS, trust its CA). Override `credentials` to act as another user.
+    pub fn store_options(&self) -> cattle_core::store::S3Options {
+        cattle_core::store::S3Options {
+            endpoint: Some(self.endpoint()),
+            region: Some("us-east-1".to_string()),
+            credentials: Some((Self::ACCESS_KEY.to_string(), Self::SECRET_KEY.to_string())),
+            ca_bundle: self.tls.as_ref().map(|ca| ca.certificate().to_path_buf()),
+            ..Default::default()
+        }
+    }
+
     /// The S3 API port.
     pub fn port(&self) -> u16 {
         self.port
