@@ -624,14 +624,23 @@ fn flaky_step_is_retried_and_the_retries_are_in_the_log() {
     let log = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
     for line in [
         "step 1: attempt 1 of 3 failed: `sh` exited with status 1",
-        "retrying in 1s",
         "step 1: attempt 2 of 3 failed",
-        "retrying in 2s",
         "Step 1 completed successfully on attempt 3",
         "config executed successfully",
     ] {
         assert!(log.contains(line), "log lacks {line:?}:\n{log}");
     }
+    // 1 s then 2 s, each ±10 %.
+    let waits: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split("; retrying in ").nth(1))
+        .collect();
+    assert_eq!(waits.len(), 2, "{log}");
+    assert!(["0.9s", "1.0s", "1.1s"].contains(&waits[0]), "{log}");
+    assert!(
+        ["1.8s", "1.9s", "2.0s", "2.1s", "2.2s"].contains(&waits[1]),
+        "{log}"
+    );
 }
 
 #[test]

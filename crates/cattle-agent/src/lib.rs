@@ -8,8 +8,15 @@
 //! the stdlib runner and uploads its status and log as it goes. Executions run
 //! one at a time, oldest first; a finished one is never run again.
 
+mod admission;
+mod cancel;
+mod claim;
+mod deliver;
 mod execution;
+mod fetch;
 mod local;
+mod reboot;
+mod report;
 mod shutdown;
 
 use std::collections::HashSet;
@@ -21,20 +28,20 @@ use cattle_core::keys;
 use cattle_core::signing::TrustedKeys;
 use cattle_core::store::{Fetched, Store, StoreError};
 use cattle_core::wire::{Inbox, MAX_DOCUMENT_BYTES};
-use cattle_stdlib::RetryPolicy;
+use cattle_stdlib::Backoff;
 use uuid::Uuid;
 
+use execution::Handled;
 pub use shutdown::Shutdown;
 
 /// Default seconds between polls.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 
-/// After a failed poll the next comes sooner than the interval: 1 s after the
-/// first failure, then twice as long after each further one, but never later
-/// than the interval, so that a store that comes back is seen (and undelivered
-/// statuses delivered) within one interval. ±10 % jitter on every wait.
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-const BACKOFF_FACTOR: u32 = 2;
+/// Jitter on the wait between polls, so that a fleet started together spreads
+/// its polls: ±10 %. After a failed poll the wait is [`Backoff::POLL`] capped at
+/// the interval, so that a store that comes back is seen (and undelivered
+/// statuses delivered) within one interval.
+const POLL_JITTER: f64 = 0.1;
 
 /// Everything the agent needs to know, decided by the binary.
 #[derive(Debug, Clone)]
@@ -46,7 +53,7 @@ pub struct Config {
     /// Handle what is pending, then return.
     pub once: bool,
     /// Waits between a step's attempts.
-    pub retry: RetryPolicy,
+    pub retry: Backoff,
     /// Whose executions this agent runs.
     pub trust: Trust,
 }
@@ -84,6 +91,12 @@ pub enum AgentError {
     Store(#[from] StoreError),
     #[error("inbox `{location}` is not a valid inbox document: {message}")]
     BadInbox { location: String, message: String },
+    /// A write to the local state directory failed (a full or read-only disk).
+    #[error("cannot write `{path}`: {source}")]
+    Local {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot use state directory `{path}`: {source}")]
     StateDir {
         path: PathBuf,
@@ -93,6 +106,15 @@ pub enum AgentError {
         "another cattle-agent{holder} is using state directory `{path}` (it holds `{path}/{LOCK_FILE}`)"
     )]
     Locked { path: PathBuf, holder: String },
+}
+
+impl AgentError {
+    pub fn local(path: impl Into<PathBuf>, source: std::io::Error) -> AgentError {
+        AgentError::Local {
+            path: path.into(),
+            source,
+        }
+    }
 }
 
 /// Held by the running agent, so that two agents never share a state directory.
@@ -191,11 +213,11 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
         let wait = match result {
             Ok(()) => {
                 failures = 0;
-                jittered(agent.config.interval)
+                cattle_stdlib::backoff::jittered(agent.config.interval, POLL_JITTER)
             }
             Err(err) => {
                 failures = failures.saturating_add(1);
-                let wait = backoff(agent.config.interval, failures);
+                let wait = Backoff::POLL.capped(agent.config.interval).delay(failures);
                 tracing::warn!(error = %err, retry_in = ?wait, "poll failed");
                 wait
             }
@@ -251,13 +273,13 @@ impl Agent {
                 break;
             }
             match execution::handle(&self.config, &self.identity, &self.store, id, shutdown).await {
-                Ok(true) => {
+                Ok(Handled::Settled) => {
                     self.settled.insert(id);
                 }
-                Ok(false) => break,
+                Ok(Handled::Stopped) => break,
                 Err(err) => {
                     tracing::warn!(execution = %id, error = %err, "execution not finished; will retry");
-                    return Err(err.into());
+                    return Err(err);
                 }
             }
         }
@@ -286,46 +308,5 @@ impl Agent {
         executions.sort();
         executions.dedup();
         self.inbox = executions;
-    }
-}
-
-/// `interval` ± 10 %, so that a fleet started together spreads its polls.
-fn jittered(interval: Duration) -> Duration {
-    let spread = interval / 5;
-    let fraction = (Uuid::new_v4().as_u128() % 1000) as u32;
-    interval - interval / 10 + spread * fraction / 1000
-}
-
-/// The wait after `failures` (≥ 1) failed polls in a row; see [`FIRST_RETRY`].
-fn backoff(interval: Duration, failures: u32) -> Duration {
-    let factor = BACKOFF_FACTOR.saturating_pow(failures.saturating_sub(1).min(16));
-    jittered(FIRST_RETRY.saturating_mul(factor).min(interval))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_within_ten_percent() {
-        let base = Duration::from_secs(30);
-        for _ in 0..1000 {
-            let d = jittered(base);
-            assert!(
-                d >= Duration::from_secs(27) && d <= Duration::from_secs(33),
-                "{d:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn backoff_starts_at_one_second_and_doubles_up_to_the_interval() {
-        let interval = Duration::from_secs(30);
-        let secs = |n| backoff(interval, n).as_secs_f64();
-        assert!((0.9..=1.1).contains(&secs(1)));
-        assert!((1.8..=2.2).contains(&secs(2)));
-        assert!((14.4..=17.6).contains(&secs(5)));
-        assert!((27.0..=33.0).contains(&secs(6)));
-        assert!((27.0..=33.0).contains(&secs(1000)));
     }
 }

@@ -128,7 +128,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         state_dir: args.state_dir,
         interval: Duration::from_secs(args.interval),
         once: args.once,
-        retry: Default::default(),
+        retry: cattle_stdlib::Backoff::STEP,
         trust: Trust {
             keys,
             allow_unsigned: args.allow_unsigned,

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context as _;
-use cattle_stdlib::{Context, Event, Observer, Outcome, Plan, RetryPolicy};
+use cattle_stdlib::{Backoff, Context, Event, Observer, Outcome, Plan};
 
 struct Printer {
     file: Option<std::fs::File>,
@@ -39,7 +39,7 @@ pub fn apply(dir: &Path, log: Option<&Path>) -> anyhow::Result<Outcome> {
     Ok(cattle_stdlib::run(
         &plan,
         &ctx,
-        &RetryPolicy::default(),
+        &Backoff::STEP,
         1,
         &mut Printer { file },
     ))

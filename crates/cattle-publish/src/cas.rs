@@ -6,18 +6,15 @@
 //! When another writer got there first the write fails with "precondition
 //! failed" and the change is made again on what that writer left.
 
-use std::time::Duration;
-
 use cattle_core::store::{Condition, Store, StoreError};
 use cattle_core::wire::MAX_DOCUMENT_BYTES;
+use cattle_stdlib::Backoff;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Tries of one read-modify-write before giving up.
+/// Tries of one read-modify-write before giving up; between them the wait is
+/// [`Backoff::CONTENDED`]: 10 ms, doubling, at most 1 s, ±100 %.
 const MAX_TRIES: u32 = 20;
-/// Wait between tries: 10 ms, doubling, at most 1 s, plus up to 100 % jitter.
-const FIRST_DELAY: Duration = Duration::from_millis(10);
-const MAX_DELAY: Duration = Duration::from_secs(1);
 
 /// Apply `change` to the document at `key`, starting from `new()` if there is
 /// none, and return the document as written. `change` returns false when there
@@ -28,8 +25,7 @@ pub async fn update<T: Serialize + DeserializeOwned>(
     new: impl Fn() -> T,
     change: impl Fn(&mut T) -> bool,
 ) -> Result<T, StoreError> {
-    let mut delay = FIRST_DELAY;
-    for _ in 0..MAX_TRIES {
+    for tries in 1..=MAX_TRIES {
         let (mut document, condition) = match store.get(key, MAX_DOCUMENT_BYTES).await? {
             Some(object) => {
                 let document =
@@ -49,9 +45,7 @@ pub async fn update<T: Serialize + DeserializeOwned>(
         match store.put(key, body, condition).await {
             Ok(_) => return Ok(document),
             Err(StoreError::PreconditionFailed { .. }) => {
-                let jitter = delay.mul_f64((uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0);
-                tokio::time::sleep(delay + jitter).await;
-                delay = (delay * 2).min(MAX_DELAY);
+                tokio::time::sleep(Backoff::CONTENDED.delay(tries)).await;
             }
             Err(e) => return Err(e),
         }

@@ -2,8 +2,8 @@
 //!
 //! Every step gets up to `attempts` tries (3 unless the steps file says
 //! otherwise). A try is a check followed, when needed, by an apply; an error
-//! from either is a failed try. Between tries the runner waits according to
-//! [`RetryPolicy`]. When a step runs out of tries the run stops with
+//! from either is a failed try. Between tries the runner waits as the caller's
+//! [`Backoff`] says ([`Backoff::STEP`] for agents and `cattle apply`). When a step runs out of tries the run stops with
 //! [`Outcome::Failed`]. Everything that happens is reported as an [`Event`] to
 //! an [`Observer`], whose `Display` of each event is the log line.
 //!
@@ -14,6 +14,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::backoff::Backoff;
 use crate::facility::{Check, Context, Deadline, FacilityError};
 use crate::secrets::Secrets;
 use crate::steps::Plan;
@@ -22,43 +23,6 @@ use crate::steps::Plan;
 pub const STEP_ENV: &str = "CATTLE_STEP";
 /// Set for every program a step starts: the attempt's number, 1-based.
 pub const ATTEMPT_ENV: &str = "CATTLE_ATTEMPT";
-
-/// How long to wait between tries of a step.
-///
-/// The wait after failed try `n` (1-based) is `first_delay * factor^(n-1)`,
-/// capped at `max_delay`. There is no jitter: a host's retries only compete
-/// with its own steps, not with other hosts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub first_delay: Duration,
-    pub factor: u32,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 1 s, 2 s, 4 s, … capped at 30 s.
-    fn default() -> Self {
-        Self {
-            first_delay: Duration::from_secs(1),
-            factor: 2,
-            max_delay: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait after failed try `attempt` (1-based).
-    pub fn delay_after(&self, attempt: u32) -> Duration {
-        let factor = self
-            .factor
-            .checked_pow(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.first_delay
-            .checked_mul(factor)
-            .unwrap_or(self.max_delay)
-            .min(self.max_delay)
-    }
-}
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +103,7 @@ impl fmt::Display for Event<'_> {
                     "step {step}: attempt {attempt} of {attempts} failed: {error}"
                 )?;
                 match retry_in {
-                    Some(delay) => write!(f, "; retrying in {}", humantime::format_duration(delay)),
+                    Some(delay) => write!(f, "; retrying in {}", crate::backoff::describe(delay)),
                     None => write!(f, "; no attempts left"),
                 }
             }
@@ -189,7 +153,7 @@ pub trait Observer {
 pub fn run(
     plan: &Plan,
     ctx: &Context,
-    policy: &RetryPolicy,
+    policy: &Backoff,
     from: usize,
     observer: &mut dyn Observer,
 ) -> Outcome {
@@ -285,7 +249,7 @@ fn redact_outcome(secrets: &Secrets, outcome: &Outcome) -> Outcome {
 fn run_steps(
     plan: &Plan,
     ctx: &Context,
-    policy: &RetryPolicy,
+    policy: &Backoff,
     from: usize,
     observer: &mut dyn Observer,
 ) -> Outcome {
@@ -330,7 +294,7 @@ fn run_steps(
                     break;
                 }
                 Err(error) => {
-                    let retry_in = (attempt < step.attempts).then(|| policy.delay_after(attempt));
+                    let retry_in = (attempt < step.attempts).then(|| policy.delay(attempt));
                     observer.event(&Event::AttemptFailed {
                         step: step.number,
                         attempt,
@@ -408,14 +372,6 @@ mod tests {
     }
 
     #[test]
-    fn policy_numbers() {
-        let p = RetryPolicy::default();
-        let delays: Vec<u64> = (1..=7).map(|n| p.delay_after(n).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
-        assert_eq!(p.delay_after(1000), Duration::from_secs(30));
-    }
-
-    #[test]
     fn runs_then_skips_on_second_run() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("out/a");
@@ -429,7 +385,7 @@ mod tests {
         let ctx = Context::new(dir.path());
         let mut first = Recorder::default();
         assert_eq!(
-            run(&p, &ctx, &RetryPolicy::default(), 1, &mut first),
+            run(&p, &ctx, &Backoff::STEP.without_jitter(), 1, &mut first),
             Outcome::Done
         );
         assert!(target.is_dir());
@@ -442,7 +398,7 @@ mod tests {
 
         let mut second = Recorder::default();
         assert_eq!(
-            run(&p, &ctx, &RetryPolicy::default(), 1, &mut second),
+            run(&p, &ctx, &Backoff::STEP.without_jitter(), 1, &mut second),
             Outcome::Done
         );
         assert!(
@@ -476,7 +432,7 @@ mod tests {
         let outcome = run(
             &p,
             &Context::new(dir.path()),
-            &RetryPolicy::default(),
+            &Backoff::STEP.without_jitter(),
             1,
             &mut rec,
         );
@@ -511,13 +467,13 @@ mod tests {
             );
             let ctx = Context::new(dir.path());
             let mut rec = Recorder::default();
-            let outcome = run(&p, &ctx, &RetryPolicy::default(), 1, &mut rec);
+            let outcome = run(&p, &ctx, &Backoff::STEP.without_jitter(), 1, &mut rec);
             assert_eq!(outcome, Outcome::RebootRequested { step: 1 }, "{first}");
             assert!(!after.exists());
             assert!(rec.lines.last().unwrap().contains("asks for a reboot"));
             // Once the host is back, whoever drives the plan continues after it.
             assert_eq!(
-                run(&p, &ctx, &RetryPolicy::default(), 2, &mut rec),
+                run(&p, &ctx, &Backoff::STEP.without_jitter(), 2, &mut rec),
                 Outcome::Done
             );
             assert!(after.is_dir());
@@ -577,7 +533,7 @@ mod tests {
         let outcome = run(
             &p,
             &Context::new(dir.path()),
-            &RetryPolicy::default(),
+            &Backoff::STEP.without_jitter(),
             1,
             &mut everything,
         );
@@ -614,7 +570,7 @@ mod tests {
         assert!(
             has(
                 "step 1: attempt 1 of 2 failed: `[sensitive]` exited with status 3: \
-                 err [sensitive] [sensitive]; retrying in 1s"
+                 err [sensitive] [sensitive]; retrying in 1.0s"
             ),
             "{lines:#?}"
         );
@@ -643,7 +599,7 @@ mod tests {
         let outcome = run(
             &p,
             &Context::new(dir.path()),
-            &RetryPolicy::default(),
+            &Backoff::STEP.without_jitter(),
             1,
             &mut everything,
         );
@@ -685,14 +641,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            run(&p, &ctx, &RetryPolicy::default(), 1, &mut rec),
+            run(&p, &ctx, &Backoff::STEP.without_jitter(), 1, &mut rec),
             Outcome::Stopped { next_step: 2 }
         );
         assert!(a.is_dir() && !b.exists());
 
         let mut rec = Recorder::default();
         assert_eq!(
-            run(&p, &ctx, &RetryPolicy::default(), 2, &mut rec),
+            run(&p, &ctx, &Backoff::STEP.without_jitter(), 2, &mut rec),
             Outcome::Done
         );
         assert!(b.is_dir());
