@@ -1691,14 +1691,15 @@ fn status_uploads_refused_for_a_while_are_delivered_once_allowed() {
 }
 
 #[test]
-fn a_second_agent_with_the_same_host_id_elsewhere_runs_nothing_and_reports_nothing() {
+fn a_second_agent_with_the_same_host_id_runs_nothing_and_says_so_in_its_log_and_the_store() {
     let fleet = Fleet::on_minio();
     let counter = fleet.ws.child("counter");
     let config = fleet.ws.write(
         "once/cattle.toml",
         shell_step(&format!("echo ran >> {}", counter.display())),
     );
-    let id = fleet.publish(config.parent().unwrap(), &["h1"]);
+    let dir = config.parent().unwrap();
+    let id = fleet.publish(dir, &["h1"]);
     fleet.agent_once("h1").assert_success();
     let before = fleet
         .bucket
@@ -1715,30 +1716,216 @@ fn a_second_agent_with_the_same_host_id_elsewhere_runs_nothing_and_reports_nothi
             .arg(&elsewhere)
             .run()
     };
+    let second = fleet.publish(dir, &["h1"]);
     let out = twin();
-    out.assert_success();
+    assert_eq!(out.status, 1, "{out}");
     assert!(
         out.stderr
-            .contains("is already claimed for host `h1` by another agent")
-            && out.stderr.contains("two agents use host ID `h1`"),
+            .contains("another agent is active for host ID `h1`")
+            && out.stderr.contains("this one ran nothing"),
         "{out}"
     );
-    // Its next poll leaves the execution alone, and still uploads nothing.
-    twin().assert_success();
     assert_eq!(
         std::fs::read_to_string(&counter).unwrap(),
         "ran\n",
-        "the work ran once"
+        "the twin ran nothing"
     );
     let after = fleet
         .bucket
         .get(&format!("executions/{id}/hosts/h1/status.json"))
         .unwrap();
-    assert_eq!(
-        before, after,
-        "the twin must not overwrite the host's status"
+    assert_eq!(before, after, "the twin must not touch the host's status");
+    assert!(
+        fleet
+            .bucket
+            .get(&format!("executions/{second}/hosts/h1/status.json"))
+            .is_none(),
+        "nor report anything of the execution it did not run"
     );
-    fleet.cattle(&["status", &id]).assert_success();
+    let conflict: serde_json::Value = serde_json::from_slice(
+        &fleet
+            .bucket
+            .get(&format!("executions/{second}/conflicts/h1"))
+            .expect("the twin records that it stood back"),
+    )
+    .unwrap();
+    assert_eq!(conflict["state_dir"], elsewhere.display().to_string());
+    // The agent holding the lease runs it.
+    fleet.agent_once("h1").assert_success();
+    assert_eq!(std::fs::read_to_string(&counter).unwrap(), "ran\nran\n");
+}
+
+/// A config whose one step appends `<execution> <state dir>` to `runs` and
+/// lasts a moment, so that two agents running at once would overlap.
+fn runs_config(fleet: &Fleet, runs: &Path) -> PathBuf {
+    let config = fleet.ws.write(
+        "runs-config/cattle.toml",
+        shell_step(&format!(
+            "echo start $CATTLE_EXECUTION_ID $PWD >> {0}; sleep 0.3; echo end $CATTLE_EXECUTION_ID >> {0}",
+            runs.display()
+        )),
+    );
+    config.parent().unwrap().to_path_buf()
+}
+
+/// Check `runs` (see [`runs_config`]): every execution of `ids` ran exactly
+/// once, one at a time, all in the agent whose state directory is `by`.
+#[track_caller]
+fn assert_ran_once_each_by(runs: &Path, ids: &[String], by: &Path) {
+    let text = std::fs::read_to_string(runs).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2 * ids.len(), "{text}");
+    for (pair, id) in lines.chunks(2).zip(ids) {
+        assert!(
+            pair[0].starts_with(&format!("start {id} {}", by.display())),
+            "{id} did not start next, in {}:\n{text}",
+            by.display()
+        );
+        assert_eq!(pair[1], format!("end {id}"), "runs overlapped:\n{text}");
+    }
+}
+
+#[test]
+fn two_agents_for_one_host_id_never_split_the_work() {
+    let fleet = Fleet::on_minio();
+    let runs = fleet.ws.child("runs");
+    let dir = runs_config(&fleet, &runs);
+    let first_state = fleet.state_dir("h1");
+    let twin_state = fleet.ws.child("twin");
+    let daemon = |state: &Path| {
+        Cmd::new(agent_bin())
+            .envs(&fleet.minio.cattle_env())
+            .env("CATTLE_STORE", &fleet.store_url)
+            .args(["--host-id", "h1", "--interval", "1", "--state-dir"])
+            .arg(state)
+            .spawn()
+    };
+    let mut first = daemon(&first_state);
+    assert!(wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || first.stderr().contains("agent starting")
+    ));
+    let mut twin = daemon(&twin_state);
+    // Five quick publishes while both poll every second.
+    let ids: Vec<String> = (0..5).map(|_| fleet.publish(&dir, &["h1"])).collect();
+    assert!(wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || ids.iter().all(|id| {
+            fleet
+                .bucket
+                .get(&format!("executions/{id}/done/h1"))
+                .is_some()
+        })
+    ));
+    // Give the twin a few more polls, in case it would run something late.
+    std::thread::sleep(Duration::from_secs(3));
+    let twin_out = twin.terminate(Duration::from_secs(10));
+    first.terminate(Duration::from_secs(10));
+    assert_ran_once_each_by(&runs, &ids, &first_state);
+    // The twin stood back from each, and said so.
+    for id in &ids {
+        assert!(
+            fleet
+                .bucket
+                .get(&format!("executions/{id}/conflicts/h1"))
+                .is_some(),
+            "{id}"
+        );
+    }
+    assert!(
+        twin_out
+            .stderr
+            .contains("another agent is active for host ID `h1`"),
+        "{twin_out}"
+    );
+}
+
+#[test]
+fn a_cloned_machine_runs_nothing_alongside_its_original() {
+    let fleet = Fleet::on_minio();
+    let runs = fleet.ws.child("runs");
+    let dir = runs_config(&fleet, &runs);
+    let original = fleet.state_dir("h1");
+    let first = fleet.publish(&dir, &["h1"]);
+    fleet.agent_once("h1").assert_success();
+
+    // The machine is cloned, state directory and all, while its agent is stopped.
+    let clone = fleet.ws.child("clone");
+    let copied = Cmd::new("cp").args(["-a"]).arg(&original).arg(&clone).run();
+    copied.assert_success();
+    std::fs::remove_file(clone.join("agent.lock")).ok();
+    let agent_at = |state: &Path| {
+        Cmd::new(agent_bin())
+            .envs(&fleet.minio.cattle_env())
+            .env("CATTLE_STORE", &fleet.store_url)
+            .args(["--host-id", "h1", "--once", "--state-dir"])
+            .arg(state)
+            .run()
+    };
+    // Both find their own nonce in the lease; the first to renew it wins and
+    // the other sees a nonce it never wrote.
+    let ids: Vec<String> = (0..3).map(|_| fleet.publish(&dir, &["h1"])).collect();
+    let clone_out = agent_at(&clone);
+    clone_out.assert_success();
+    let original_out = agent_at(&original);
+    assert_eq!(original_out.status, 1, "{original_out}");
+    assert!(
+        original_out
+            .stderr
+            .contains("another agent is active for host ID `h1`"),
+        "{original_out}"
+    );
+    let text = std::fs::read_to_string(&runs).unwrap();
+    assert_eq!(text.lines().count(), 2 * (1 + ids.len()), "{text}");
+    assert!(text.lines().next().unwrap().contains(&first));
+    let after_first: String = text.lines().skip(2).map(|l| format!("{l}\n")).collect();
+    let later = fleet.ws.write("later-runs", after_first);
+    assert_ran_once_each_by(&later, &ids, &clone);
+}
+
+#[test]
+fn an_agent_knows_its_lease_after_a_new_machine_id_and_a_moved_state_dir() {
+    let fleet = Fleet::on_minio();
+    let runs = fleet.ws.child("runs");
+    let dir = runs_config(&fleet, &runs);
+    fleet.publish(&dir, &["h1"]);
+    fleet.agent_once("h1").assert_success();
+    let lease = |fleet: &Fleet| -> serde_json::Value {
+        serde_json::from_slice(&fleet.bucket.get("hosts/h1/agent.json").unwrap()).unwrap()
+    };
+    let before = lease(&fleet);
+
+    // Same agent, its state directory moved, and a new machine ID (as after
+    // re-imaging /etc or a reboot that regenerates it).
+    let moved = fleet.ws.child("moved-state");
+    std::fs::rename(fleet.state_dir("h1"), &moved).unwrap();
+    let machine_id = fleet
+        .ws
+        .write("machine-id", "0123456789abcdef0123456789abcdef\n");
+    let id = fleet.publish(&dir, &["h1"]);
+    let out = Cmd::new("unshare")
+        .envs(&fleet.minio.cattle_env())
+        .env("CATTLE_STORE", &fleet.store_url)
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" /etc/machine-id && exec \"$@\"",
+        ])
+        .arg(&machine_id)
+        .arg(agent_bin())
+        .args(["--host-id", "h1", "--once", "--state-dir"])
+        .arg(&moved)
+        .run();
+    out.assert_success();
+    let status = fleet.host_status(&id, "h1");
+    assert_eq!(status["state"], "DONE", "{status}");
+    let after = lease(&fleet);
+    assert_eq!(after["machine"], "0123456789abcdef0123456789abcdef");
+    assert_eq!(after["state_dir"], moved.display().to_string());
+    assert_ne!(after["nonce"], before["nonce"]);
 }
 
 #[test]
@@ -2006,4 +2193,190 @@ fn a_sensitive_argument_stays_out_of_what_a_host_uploads_to_minio() {
             "{what} has no marker:\n{text}"
         );
     }
+}
+
+/// A config whose one step appends its execution's ID to `order`, so that a
+/// host's runs can be read back in the order they happened.
+fn order_config(fleet: &Fleet, name: &str, order: &Path) -> PathBuf {
+    let config = fleet.ws.write(
+        format!("{name}/cattle.toml"),
+        shell_step(&format!("echo $CATTLE_EXECUTION_ID >> {}", order.display())),
+    );
+    config.parent().unwrap().to_path_buf()
+}
+
+/// The execution IDs `order` lists, in the order they ran.
+fn ran(order: &Path) -> Vec<String> {
+    std::fs::read_to_string(order)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+impl Fleet {
+    /// `cattle publish` of `dir` to the hosts in `hosts_file`, started in the background.
+    fn publish_in_background(&self, dir: &Path, hosts_file: &str) -> Background {
+        Cmd::new(cattle_bin())
+            .envs(&self.minio.cattle_env())
+            .env("CATTLE_STORE", &self.store_url)
+            .args(["publish", &dir.display().to_string(), "--hosts", hosts_file])
+            .spawn()
+    }
+
+    fn counter(&self) -> Vec<u8> {
+        self.bucket.get("publish/version.json").unwrap_or_default()
+    }
+
+    fn inbox_of(&self, host: &str) -> Vec<String> {
+        let Some(bytes) = self.bucket.get(&format!("hosts/{host}/inbox.json")) else {
+            return Vec::new();
+        };
+        let inbox: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        inbox["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+#[test]
+fn executions_run_in_publish_order_whatever_the_publishers_clocks() {
+    let fleet = Fleet::on_minio();
+    let order = fleet.ws.child("order");
+    let dir = order_config(&fleet, "config", &order);
+    let r1 = fleet.publish(&dir, &["h1"]);
+    // The second publisher's clock is five minutes behind: its execution ID
+    // sorts before r1's, its version does not.
+    let hosts = fleet.hosts_file(&["h1"]);
+    let out = Cmd::new("faketime")
+        .args(["-f", "-5m"])
+        .arg(cattle_bin())
+        .args(["publish", &dir.display().to_string(), "--hosts", &hosts])
+        .envs(&fleet.minio.cattle_env())
+        .env("CATTLE_STORE", &fleet.store_url)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .run();
+    out.assert_success();
+    let r2 = out.stdout.trim().to_string();
+    assert!(
+        r2 < r1,
+        "the clock behind did not show in the ID: {r1} {r2}"
+    );
+
+    fleet.agent_once("h1").assert_success();
+    assert_eq!(ran(&order), [r1.clone(), r2.clone()], "in publish order");
+    let status = fleet.status_json(&r1);
+    assert_eq!(states(&status), [("h1".into(), "DONE".into())]);
+    assert_eq!(fleet.host_status(&r2, "h1")["state"], "DONE");
+}
+
+#[test]
+fn a_publish_overtaken_while_uploading_its_bundle_runs_after_the_one_that_overtook_it() {
+    let fleet = Fleet::on_minio();
+    let order = fleet.ws.child("order");
+    let big = order_config(&fleet, "big", &order);
+    // 30 MB that do not compress: the upload takes a while.
+    let mut noise = vec![0u8; 30 << 20];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut noise))
+        .unwrap();
+    fleet.ws.write("big/noise.bin", noise);
+    let small = order_config(&fleet, "small", &order);
+    let hosts = fleet.hosts_file(&["h1"]);
+
+    let counter = fleet.counter();
+    let mut publish = fleet.publish_in_background(&big, &hosts);
+    // Hold the big publish in the middle of its upload: after its bundle
+    // reference, before it takes a version.
+    assert!(wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(2),
+        || fleet.bucket.keys().iter().any(|k| k.contains(".refs/"))
+    ));
+    publish.signal(cattle_e2e::Signal::SIGSTOP);
+    assert_eq!(
+        fleet.counter(),
+        counter,
+        "the big publish took its version before it was held; nothing tested"
+    );
+    let second = fleet.publish(&small, &["h1"]);
+    publish.signal(cattle_e2e::Signal::SIGCONT);
+    let out = publish.wait_timeout(Duration::from_secs(120)).unwrap();
+    out.assert_success();
+    let first = out.stdout.trim().to_string();
+    assert!(first < second, "IDs follow the publishes' starts");
+
+    fleet.agent_once("h1").assert_success();
+    assert_eq!(
+        ran(&order),
+        [second.clone(), first.clone()],
+        "the publish that finished first runs first, and neither is refused"
+    );
+    assert_eq!(fleet.host_status(&first, "h1")["state"], "DONE");
+    assert_eq!(fleet.host_status(&second, "h1")["state"], "DONE");
+}
+
+#[test]
+fn a_publish_overtaken_while_addressing_its_hosts_still_runs_late() {
+    let fleet = Fleet::on_minio();
+    let order = fleet.ws.child("order");
+    let dir = order_config(&fleet, "config", &order);
+    // h1 is addressed last of 1,500 hosts.
+    let mut many: Vec<String> = (0..1499).map(|i| format!("host-{i:04}")).collect();
+    many.push("h1".to_string());
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let hosts = fleet.hosts_file(&many);
+
+    let mut publish = fleet.publish_in_background(&dir, &hosts);
+    // Hold it once its manifest is signed and stored, before it reaches h1.
+    let manifest = || {
+        fleet
+            .bucket
+            .keys()
+            .into_iter()
+            .find(|k| k.ends_with("/manifest.json"))
+    };
+    assert!(wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(2),
+        || manifest().is_some()
+    ));
+    publish.signal(cattle_e2e::Signal::SIGSTOP);
+    let slow = manifest().unwrap()["executions/".len()..][..36].to_string();
+    assert!(
+        !fleet.inbox_of("h1").contains(&slow),
+        "the publish reached h1 before it was held; nothing tested"
+    );
+
+    // Meanwhile a small publish to h1 alone, which h1 runs at once.
+    let fast_hosts = fleet.ws.write("fast-hosts", "h1\n");
+    let out = fleet.cattle(&[
+        "publish",
+        &dir.display().to_string(),
+        "--hosts",
+        &fast_hosts.display().to_string(),
+    ]);
+    out.assert_success();
+    let fast = out.stdout.trim().to_string();
+    fleet.agent_once("h1").assert_success();
+    assert_eq!(ran(&order), std::slice::from_ref(&fast));
+
+    // The held publish reaches h1 after h1 ran a newer version: it still runs,
+    // since it was still being addressed when the newer one was signed.
+    publish.signal(cattle_e2e::Signal::SIGCONT);
+    publish
+        .wait_timeout(Duration::from_secs(120))
+        .unwrap()
+        .assert_success();
+    assert!(fleet.inbox_of("h1").contains(&slow));
+    fleet.agent_once("h1").assert_success();
+    assert_eq!(ran(&order), [fast.clone(), slow.clone()]);
+    assert_eq!(
+        fleet.host_status(&slow, "h1")["state"],
+        "DONE",
+        "not refused"
+    );
 }

@@ -365,7 +365,8 @@ fn each_role_does_its_job_with_its_own_policy() {
         pairs(&[("host-a", "CANCELLED"), ("host-b", "CANCELLED")])
     );
 
-    // The publisher cleans both: only the (now empty) inboxes and the version counter are left.
+    // The publisher cleans both: only the (now empty) inboxes, the agents'
+    // leases and the version counter are left.
     for id in [id, second] {
         site.cattle(PUBLISHER, &["clean", &id.to_string()])
             .assert_success();
@@ -374,7 +375,9 @@ fn each_role_does_its_job_with_its_own_policy() {
     assert_eq!(
         keys,
         [
+            "hosts/host-a/agent.json",
             "hosts/host-a/inbox.json",
+            "hosts/host-b/agent.json",
             "hosts/host-b/inbox.json",
             "publish/version.json"
         ]
@@ -416,25 +419,27 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
     let delete = |key: &str| site.block(store.delete(key));
     let list = |prefix: &str| site.block(store.list(prefix)).map(|_| ());
 
-    // Another host's inbox, claim, status and log are not readable.
+    // Another host's inbox, lease, status and log are not readable.
     for key in [
         keys::inbox(&b),
-        keys::claim(id, &b),
+        keys::lease(&b),
         keys::status(id, &b),
         keys::log(id, &b),
     ] {
         denied(read(&key), "read", &key);
     }
-    // Nothing of another host is writable, not even a claim of an execution to come.
+    // Nothing of another host is writable, not even a conflict marker of an
+    // execution to come.
     for key in [
         keys::status(id, &b),
         keys::log(id, &b),
         keys::done(id, &b),
-        keys::claim(id, &b),
+        keys::lease(&b),
+        keys::conflict(id, &b),
     ] {
         denied(write(&key, Condition::Always), "write", &key);
     }
-    let key = keys::claim(new_id, &b);
+    let key = keys::conflict(new_id, &b);
     denied(write(&key, Condition::IfAbsent), "write", &key);
     // Nor what publishers write: inboxes (its own too), manifests, bundles, cancels,
     // the version counter.
@@ -454,7 +459,7 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
     for key in [
         keys::status(id, &a),
         keys::log(id, &a),
-        keys::claim(id, &a),
+        keys::lease(&a),
         keys::done(id, &a),
         keys::inbox(&a),
         keys::status(id, &b),
@@ -488,7 +493,7 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
     assert_eq!(site.snapshot(), before, "host-a changed the store");
 
     // What it needs, it has: its inbox (a conditional read, as it polls), the manifest,
-    // the bundle, its own claim, status and log.
+    // the bundle, its own lease, status and log.
     let inbox = match site.block(store.get_if_changed(&keys::inbox(&a), None, u64::MAX)) {
         Ok(Fetched::Found(object)) => object,
         other => panic!("own inbox: {other:?}"),
@@ -500,25 +505,31 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
     for key in [
         keys::manifest(id),
         keys::bundle(&sha),
-        keys::claim(id, &a),
+        keys::lease(&a),
         keys::status(id, &a),
         keys::log(id, &a),
     ] {
         assert!(site.block(store.get(&key, u64::MAX)).unwrap().is_some());
     }
+    // It may write its own conflict marker (as a second agent with its ID would).
+    site.block(store.put(&keys::conflict(id, &a), b"{}".to_vec(), Condition::Always))
+        .unwrap();
+    site.block(site.root.delete(&keys::conflict(id, &a)))
+        .unwrap();
     // Missing objects it may read are missing (404), not refused, although it may not
-    // list: a missing inbox, manifest, cancel document and claim.
+    // list: a missing inbox, manifest, cancel document and lease.
     let store_c = site.store("host-c");
     let c = host("host-c");
     assert!(matches!(
         site.block(store_c.get_if_changed(&keys::inbox(&c), None, u64::MAX)),
         Ok(Fetched::Missing)
     ));
-    for key in [
-        keys::manifest(new_id),
-        keys::cancel(id),
-        keys::claim(new_id, &a),
-    ] {
+    assert!(
+        site.block(store_c.get(&keys::lease(&c), u64::MAX))
+            .unwrap()
+            .is_none()
+    );
+    for key in [keys::manifest(new_id), keys::cancel(id)] {
         assert!(
             site.block(store.get(&key, u64::MAX)).unwrap().is_none(),
             "{key}"
@@ -530,7 +541,7 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
 fn host_ids_shaped_like_file_names_reach_only_their_own_objects() {
     // With `executions/*/done/${aws:username}`, host `status.json` could write host
     // `done`'s status (`executions/<id>/hosts/done/status.json` ends the same way).
-    let crafted = ["status.json", "exec.log", "claim.json"];
+    let crafted = ["status.json", "exec.log", "agent.json"];
     let mut hosts = vec!["done"];
     hosts.extend(crafted);
     let site = Site::new(&hosts);
@@ -542,7 +553,7 @@ fn host_ids_shaped_like_file_names_reach_only_their_own_objects() {
     for (user, key) in [
         ("status.json", keys::status(id, &done)),
         ("exec.log", keys::log(id, &done)),
-        ("claim.json", keys::claim(id, &done)),
+        ("agent.json", keys::conflict(id, &done)),
     ] {
         let store = site.store(user);
         for key in [
@@ -576,13 +587,14 @@ fn publisher_and_operator_cannot_write_what_hosts_report() {
     let b = host("host-b");
     let sha = site.manifest(id).bundle.sha256;
 
-    // Only a host's agent writes that host's claim, status, log and DONE marker.
+    // Only a host's agent writes that host's lease, status, log, DONE and conflict markers.
     let publisher = site.store(PUBLISHER);
     for key in [
         keys::status(id, &b),
         keys::log(id, &b),
-        keys::claim(id, &b),
+        keys::lease(&b),
         keys::done(id, &b),
+        keys::conflict(id, &b),
     ] {
         let result = site.block(publisher.put(&key, b"forged".to_vec(), Condition::Always));
         assert_denied(result, "write", &publisher, &key);
@@ -617,7 +629,7 @@ fn publisher_and_operator_cannot_write_what_hosts_report() {
         assert_denied(result, "write", &operator, &key);
         assert_denied(site.block(operator.delete(&key)), "delete", &operator, &key);
     }
-    for key in [keys::inbox(&b), keys::bundle(&sha), keys::claim(id, &b)] {
+    for key in [keys::inbox(&b), keys::bundle(&sha), keys::lease(&b)] {
         let result = site.block(operator.get(&key, u64::MAX));
         assert_denied(result, "read", &operator, &key);
     }

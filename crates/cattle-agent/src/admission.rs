@@ -10,6 +10,7 @@ use cattle_core::wire::{Envelope, Manifest};
 use uuid::Uuid;
 
 use crate::Trust;
+use crate::local::Applied;
 
 /// Everything the decision depends on.
 #[derive(Debug, Clone, Copy)]
@@ -21,9 +22,8 @@ pub struct Request<'a> {
     pub trust: &'a Trust,
     /// The manifest envelope as read from the store.
     pub envelope: &'a [u8],
-    /// Version and ID of the newest execution this host has started
-    /// (`<state-dir>/APPLIED`).
-    pub applied: Option<(u64, Uuid)>,
+    /// What this host has started (`<state-dir>/APPLIED`).
+    pub applied: &'a Applied,
     /// This host started the execution and did not finish it.
     pub interrupted: bool,
     /// The host's clock.
@@ -40,8 +40,9 @@ pub struct Admitted {
 
 /// Decide whether this host runs the execution: signed by a trusted key (or
 /// unsigned and allowed), for this execution ID, addressed to this host, not
-/// expired and newer than what the host has already started. An interrupted
-/// run that was the last one started is resumed even if it has expired since.
+/// expired, not run here before, and not held back past an execution the host
+/// has started (its version above their floors; see [`Applied`]). An
+/// interrupted run this host started resumes even if it has expired since.
 ///
 /// Returns why not, as the text of the host's refusal.
 pub fn admit(request: &Request<'_>) -> Result<Admitted, String> {
@@ -87,34 +88,267 @@ pub fn admit(request: &Request<'_>) -> Result<Admitted, String> {
     if !manifest.hosts.contains(request.host) {
         return Err(format!("it is not addressed to host `{}`", request.host));
     }
-    // Only the execution started last can be in flight.
-    let resuming = request.interrupted && request.applied.is_some_and(|(_, last)| last == id);
-    if !resuming {
-        let expires = humantime::parse_rfc3339(&manifest.expires).map_err(|e| {
-            format!(
-                "the manifest's expiry `{}` is not a time: {e}",
-                manifest.expires
-            )
-        })?;
-        if request.now > expires {
-            return Err(format!(
-                "it expired at {} (published {}); publish it again",
-                manifest.expires, manifest.created
-            ));
-        }
-        if let Some((version, last)) = request.applied
-            && manifest.version <= version
-        {
-            return Err(format!(
-                "its version {} is not newer than version {version} (execution {last}) \
-                 that this host already started: a rollback; publish it again to run it",
-                manifest.version
-            ));
+    // An execution this host started and did not finish resumes, even if it
+    // has expired since.
+    let applied = request.applied;
+    if request.interrupted && applied.has_started(id) {
+        return Ok(admitted(manifest, &signed_by));
+    }
+    let expires = humantime::parse_rfc3339(&manifest.expires).map_err(|e| {
+        format!(
+            "the manifest's expiry `{}` is not a time: {e}",
+            manifest.expires
+        )
+    })?;
+    if request.now > expires {
+        return Err(format!(
+            "it expired at {} (published {}); publish it again",
+            manifest.expires, manifest.created
+        ));
+    }
+    if applied.has_started(id) {
+        return Err(format!(
+            "this host has already run execution {id} (its local record is gone); \
+             publish it again to run it again"
+        ));
+    }
+    if manifest.version <= applied.floor {
+        let by = applied
+            .floor_of
+            .map_or_else(|| "an execution".to_string(), |e| format!("execution {e}"));
+        return Err(format!(
+            "its version {} is not above floor {} of {by}, which this host has already started: \
+             that one was published after this one had been addressed to all its hosts, \
+             so this one was held back (a rollback); publish it again to run it",
+            manifest.version, applied.floor
+        ));
+    }
+    Ok(admitted(manifest, &signed_by))
+}
+
+fn admitted(manifest: Manifest, signed_by: &str) -> Admitted {
+    let note = format!(
+        "execution {}: config `{}` published by {} at {}, version {}, {signed_by}, {} steps",
+        manifest.id,
+        manifest.config,
+        manifest.publisher,
+        manifest.created,
+        manifest.version,
+        manifest.steps
+    );
+    Admitted { manifest, note }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use cattle_core::signing::{SecretKey, TrustedKeys};
+    use cattle_core::wire::{BundleRef, FORMAT};
+
+    use super::*;
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn key(seed: u8) -> SecretKey {
+        SecretKey::from_seed([seed; 32], "test")
+    }
+
+    fn trusting(key: &SecretKey) -> Trust {
+        let mut keys = TrustedKeys::default();
+        keys.add(&key.public().to_string(), Path::new("trusted.pub"))
+            .unwrap();
+        Trust {
+            keys,
+            allow_unsigned: false,
         }
     }
-    let note = format!(
-        "execution {id}: config `{}` published by {} at {}, version {}, {signed_by}, {} steps",
-        manifest.config, manifest.publisher, manifest.created, manifest.version, manifest.steps
-    );
-    Ok(Admitted { manifest, note })
+
+    fn at(ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    fn manifest(n: u128, version: u64, floor: Option<u64>) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            id: Uuid::from_u128(n),
+            version,
+            floor,
+            created: humantime::format_rfc3339_millis(at(version)).to_string(),
+            expires: humantime::format_rfc3339_millis(at(version + 3_600_000)).to_string(),
+            publisher: "ops@laptop".to_string(),
+            config: "poem".to_string(),
+            steps: 1,
+            bundle: BundleRef {
+                sha256: "ab".repeat(32),
+                size: 10,
+            },
+            hosts: vec![HostId::new("web-1").unwrap()],
+        }
+    }
+
+    fn envelope(signer: Option<&SecretKey>, manifest: &Manifest) -> Vec<u8> {
+        let envelope = match signer {
+            Some(key) => key.sign(manifest),
+            None => Envelope::unsigned(manifest),
+        };
+        serde_json::to_vec(&envelope).unwrap()
+    }
+
+    /// The decision for `manifest` signed by `signer` and listed as execution
+    /// `listed`, on host web-1 trusting key 1, with `applied` and at `now`.
+    fn decide(
+        signer: Option<&SecretKey>,
+        manifest: &Manifest,
+        listed: u128,
+        applied: &Applied,
+        interrupted: bool,
+        now: u64,
+    ) -> Result<u64, String> {
+        let host = HostId::new("web-1").unwrap();
+        let trust = trusting(&key(1));
+        let bytes = envelope(signer, manifest);
+        admit(&Request {
+            id: Uuid::from_u128(listed),
+            host: &host,
+            trust: &trust,
+            envelope: &bytes,
+            applied,
+            interrupted,
+            now: at(now),
+        })
+        .map(|a| a.manifest.version)
+    }
+
+    #[test]
+    fn signature_execution_and_host() {
+        let trusted = key(1);
+        let other = key(2);
+        let nothing = Applied::default();
+        let m = manifest(1, T0, None);
+        let mut foreign = manifest(1, T0, None);
+        foreign.hosts = vec![HostId::new("db-1").unwrap()];
+        type Case<'a> = (
+            &'a str,
+            Option<&'a SecretKey>,
+            &'a Manifest,
+            u128,
+            Result<u64, &'a str>,
+        );
+        let cases: &[Case<'_>] = &[
+            ("signed by a trusted key", Some(&trusted), &m, 1, Ok(T0)),
+            (
+                "unsigned",
+                None,
+                &m,
+                1,
+                Err("the manifest is not signed; this host trusts key"),
+            ),
+            (
+                "another key",
+                Some(&other),
+                &m,
+                1,
+                Err("which this host does not trust"),
+            ),
+            (
+                "listed under another ID",
+                Some(&trusted),
+                &m,
+                2,
+                Err("was signed for execution"),
+            ),
+            (
+                "for another host",
+                Some(&trusted),
+                &foreign,
+                1,
+                Err("not addressed to host `web-1`"),
+            ),
+        ];
+        for (case, signer, manifest, listed, want) in cases {
+            let got = decide(*signer, manifest, *listed, &nothing, false, T0);
+            match (want, &got) {
+                (Ok(v), Ok(g)) => assert_eq!(v, g, "{case}"),
+                (Err(part), Err(reason)) => assert!(reason.contains(part), "{case}: {reason}"),
+                _ => panic!("{case}: expected {want:?}, got {got:?}"),
+            }
+        }
+        let garbage = admit(&Request {
+            id: Uuid::from_u128(1),
+            host: &HostId::new("web-1").unwrap(),
+            trust: &trusting(&trusted),
+            envelope: b"{\"format\":2,\"seq\":-1}",
+            applied: &nothing,
+            interrupted: false,
+            now: at(T0),
+        });
+        assert!(
+            garbage
+                .unwrap_err()
+                .starts_with("the manifest is not valid")
+        );
+    }
+
+    #[test]
+    fn expiry_on_the_injected_clock_and_resuming_after_it() {
+        let k = key(1);
+        let m = manifest(1, T0, None);
+        let an_hour = 3_600_000;
+        let nothing = Applied::default();
+        assert!(decide(Some(&k), &m, 1, &nothing, false, T0 + an_hour).is_ok());
+        let expired = decide(Some(&k), &m, 1, &nothing, false, T0 + an_hour + 1).unwrap_err();
+        assert!(expired.contains("it expired at"), "{expired}");
+        // Started here and interrupted: it resumes, expired or not.
+        let mut started = Applied::default();
+        started.start(m.id, m.version, m.floor());
+        assert!(decide(Some(&k), &m, 1, &started, true, T0 + 2 * an_hour).is_ok());
+        // Not interrupted, yet started before: it is not run twice.
+        let again = decide(Some(&k), &m, 1, &started, false, T0).unwrap_err();
+        assert!(again.contains("has already run execution"), "{again}");
+    }
+
+    /// The ordering rule, both ways: an execution still being addressed when a
+    /// newer one was signed runs after it; one held back past a newer one is a
+    /// rollback.
+    #[test]
+    fn ordering_late_but_concurrent_runs_withheld_is_refused() {
+        let k = key(1);
+        // `big` took version T0 and was still addressing its hosts when `small`
+        // was signed, so `small`'s floor is below T0.
+        let big = manifest(1, T0, Some(T0 - 1));
+        let small = manifest(2, T0 + 1, Some(T0 - 1));
+        let mut applied = Applied::default();
+        applied.start(small.id, small.version, small.floor());
+        assert_eq!(decide(Some(&k), &big, 1, &applied, false, T0), Ok(T0));
+
+        // `r1` had reached every host when `r2` was signed (floor = r1's
+        // version): offered after r2 started, r1 was held back.
+        let r1 = manifest(3, T0 + 10, Some(T0 + 9));
+        let r2 = manifest(4, T0 + 11, Some(T0 + 10));
+        let mut applied = Applied::default();
+        applied.start(r2.id, r2.version, r2.floor());
+        let refused = decide(Some(&k), &r1, 3, &applied, false, T0 + 20).unwrap_err();
+        assert!(
+            refused.contains("is not above floor")
+                && refused.contains("a rollback")
+                && refused.contains(&r2.id.to_string()),
+            "{refused}"
+        );
+        // A newer one still runs.
+        let r3 = manifest(5, T0 + 12, Some(T0 + 11));
+        assert_eq!(
+            decide(Some(&k), &r3, 5, &applied, false, T0 + 20),
+            Ok(T0 + 12)
+        );
+
+        // A manifest without a floor (an older publisher) counts everything
+        // older as superseded, as agents always did.
+        let old = manifest(6, T0 + 30, None);
+        let mut applied = Applied::default();
+        applied.start(old.id, old.version, old.floor());
+        let older = manifest(7, T0 + 29, Some(T0 + 1));
+        assert!(decide(Some(&k), &older, 7, &applied, false, T0 + 30).is_err());
+    }
 }

@@ -1,16 +1,15 @@
 //! One execution on this host, from the inbox entry to the delivered status:
-//! decide whether to run it ([`crate::admission`]), claim it ([`crate::claim`]),
-//! fetch and verify it ([`crate::fetch`]), run its steps while reporting
+//! decide whether to run it ([`crate::admission`]), fetch and verify it ([`crate::fetch`]), run its steps while reporting
 //! ([`crate::report`], [`crate::deliver`]) and reboot when a step asks
 //! ([`crate::reboot`]).
 
-use std::fs::File;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use cattle_core::env;
 use cattle_core::keys;
 use cattle_core::store::Store;
-use cattle_core::wire::{Claim, FORMAT, State};
+use cattle_core::wire::State;
 use cattle_stdlib::{Context, Outcome, Plan};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -20,7 +19,7 @@ use crate::deliver::{deliver, upload_progress};
 use crate::fetch::{self, Failure};
 use crate::local::{self, CONFIG_DIR, DELIVERED, FOREIGN};
 use crate::report::Report;
-use crate::{AgentError, Config, Shutdown, cancel, claim, reboot};
+use crate::{AgentError, Config, Shutdown, cancel, reboot};
 
 /// How far [`handle`] brought an execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,49 +30,99 @@ pub enum Handled {
     Stopped,
 }
 
-/// Bring execution `id` as far as this agent can. An error means the store or
-/// the local disk failed: try again on a later poll.
-pub async fn handle(
+/// An execution of the inbox that this agent may have to run, with what
+/// ordering it needs.
+#[derive(Debug)]
+pub struct Candidate {
+    pub id: Uuid,
+    /// The manifest envelope's bytes, or why it cannot be used.
+    envelope: Result<Vec<u8>, String>,
+    /// This host started it and did not finish it.
+    interrupted: bool,
+    /// The version its manifest claims: only for ordering; whether it runs is
+    /// decided on the verified manifest.
+    version: u64,
+}
+
+impl Candidate {
+    /// Executions run in this order: one this host was running first, then by
+    /// signed version (publish order, whatever the publishers' clocks).
+    pub fn order(&self) -> (bool, u64, Uuid) {
+        (!self.interrupted, self.version, self.id)
+    }
+}
+
+/// Look at execution `id` of the inbox: settled already (finished here, and
+/// delivered now if it was not yet; or cleaned), or a candidate to run.
+pub async fn survey(
     config: &Config,
-    identity: &(String, String),
     store: &Store,
     id: Uuid,
-    shutdown: &Shutdown,
-) -> Result<Handled, AgentError> {
+) -> Result<Option<Candidate>, AgentError> {
     let dir = local::execution_dir(&config.state_dir, id);
     let interrupted = match local::read_state(&dir) {
         Some(state) if state.is_final() => {
             if !dir.join(DELIVERED).exists() && !dir.join(FOREIGN).exists() {
                 deliver(store, &config.host, id, &dir).await?;
             }
-            return Ok(Handled::Settled);
+            return Ok(None);
         }
         Some(State::Progress) => true,
         _ => false,
     };
-
     let envelope = match fetch::envelope(store, id).await? {
         fetch::Envelope::Found(bytes) => Ok(bytes),
         fetch::Envelope::Missing => {
             tracing::warn!(execution = %id, "inbox lists an execution without a manifest; ignoring it");
-            return Ok(Handled::Settled);
+            return Ok(None);
         }
         fetch::Envelope::TooLarge(limit) => Err(format!(
             "the manifest is larger than the {limit} bytes any manifest may have"
         )),
     };
+    let version = envelope
+        .as_ref()
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<cattle_core::wire::Envelope>(bytes).ok())
+        .and_then(|e| e.manifest().ok())
+        .map_or(0, |m| m.version);
+    Ok(Some(Candidate {
+        id,
+        envelope,
+        interrupted,
+        version,
+    }))
+}
+
+/// Bring a candidate execution as far as this agent can. An error means the
+/// store or the local disk failed: try again on a later poll.
+pub async fn handle(
+    config: &Config,
+    store: &Store,
+    candidate: Candidate,
+    shutdown: &Shutdown,
+    lost: &Arc<AtomicBool>,
+) -> Result<Handled, AgentError> {
+    let Candidate {
+        id,
+        envelope,
+        interrupted,
+        ..
+    } = candidate;
+    let dir = local::execution_dir(&config.state_dir, id);
     let mut report = Report::start(&config.host, id, &dir, shutdown.clone())
         .map_err(|e| AgentError::local(dir.clone(), e))?;
 
+    let mut applied = Default::default();
     let decision = envelope.and_then(|bytes| {
-        let applied = local::read_applied(&config.state_dir)
+        applied = local::read_applied(&config.state_dir)
             .map_err(|e| format!("cannot tell whether it is a rollback: {e}"))?;
         admission::admit(&admission::Request {
             id,
             host: &config.host,
             trust: &config.trust,
             envelope: &bytes,
-            applied,
+            applied: &applied,
             interrupted,
             now: std::time::SystemTime::now(),
         })
@@ -90,39 +139,6 @@ pub async fn handle(
     };
     report.log(&note);
 
-    // Only one agent runs a host's share: another with the same host ID may
-    // have claimed it. Then this one steps back and writes nothing to the store.
-    // A store that refuses the claim (down, or denying writes for now) does not
-    // keep the host from its work: it runs unclaimed.
-    let mine = Claim {
-        format: FORMAT,
-        machine: identity.0.clone(),
-        state_dir: identity.1.clone(),
-        claimed: cattle_core::now_rfc3339(),
-    };
-    let taken = match claim::claim(store, id, &config.host, &mine).await {
-        Ok(taken) => taken,
-        Err(e) => {
-            tracing::warn!(execution = %id, error = %e, "cannot claim the execution; running it unclaimed");
-            report.log(&format!(
-                "could not claim the execution ({e}); running it unclaimed"
-            ));
-            None
-        }
-    };
-    if let Some(other) = taken {
-        let message = format!(
-            "execution {id} is already claimed for host `{}` by another agent (machine {}, state directory {}, since {}): \
-             two agents use host ID `{}`; this one will not run it",
-            config.host, other.machine, other.state_dir, other.claimed, config.host
-        );
-        tracing::error!(execution = %id, "{message}");
-        report.log(&message);
-        report.finish(State::Error, Some(message));
-        File::create(dir.join(FOREIGN)).map_err(|e| AgentError::local(dir.join(FOREIGN), e))?;
-        return Ok(Handled::Settled);
-    }
-
     // A cancelled execution never starts (nor resumes).
     if cancel::cancelled(store, id, &config.host).await? {
         report.log("cancelled by an operator before it started");
@@ -134,14 +150,10 @@ pub async fn handle(
         return Ok(Handled::Settled);
     }
 
-    // From here on this host runs it: an older execution is a rollback.
-    if local::read_applied(&config.state_dir)
-        .ok()
-        .flatten()
-        .map(|(_, last)| last)
-        != Some(id)
-    {
-        local::write_applied(&config.state_dir, manifest.version, id)
+    // From here on this host runs it: an execution held back past it is a rollback.
+    if !applied.has_started(id) {
+        applied.start(id, manifest.version, manifest.floor());
+        local::write_applied(&config.state_dir, &applied)
             .map_err(|e| AgentError::local(config.state_dir.join(local::APPLIED), e))?;
     }
 
@@ -201,6 +213,7 @@ pub async fn handle(
         config.interval,
         report.cancelled.clone(),
     ));
+    report.lost = Some(lost.clone());
     let retry = config.retry;
     let (outcome, mut report) = tokio::task::spawn_blocking(move || {
         let outcome = cattle_stdlib::run(&plan, &ctx, &retry, from, &mut report);
@@ -225,7 +238,14 @@ pub async fn handle(
             deliver(store, &config.host, id, &dir).await?;
             Ok(Handled::Settled)
         }
-        Outcome::Stopped { .. } => Ok(Handled::Stopped),
+        Outcome::Stopped { next_step } => {
+            if lost.load(Ordering::SeqCst) {
+                report.log(&format!(
+                    "stopped before step {next_step}: another agent took over this host's lease"
+                ));
+            }
+            Ok(Handled::Stopped)
+        }
         Outcome::RebootRequested { step } => {
             reboot::request(&dir, step, &mut report)?;
             // Nothing more until the host is back: the next agent carries on.

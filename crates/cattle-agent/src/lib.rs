@@ -10,10 +10,10 @@
 
 mod admission;
 mod cancel;
-mod claim;
 mod deliver;
 mod execution;
 mod fetch;
+mod lease;
 mod local;
 mod reboot;
 mod report;
@@ -21,17 +21,20 @@ mod shutdown;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::signing::TrustedKeys;
-use cattle_core::store::{Fetched, Store, StoreError};
-use cattle_core::wire::{Inbox, MAX_DOCUMENT_BYTES};
+use cattle_core::store::{Condition, Fetched, Store, StoreError};
+use cattle_core::wire::{Conflict, FORMAT, HostLease, Inbox, MAX_DOCUMENT_BYTES};
 use cattle_stdlib::Backoff;
 use uuid::Uuid;
 
 use execution::Handled;
+use lease::{Lease, Standing};
 pub use shutdown::Shutdown;
 
 /// Default seconds between polls.
@@ -68,23 +71,6 @@ pub struct Trust {
     pub allow_unsigned: bool,
 }
 
-/// This agent as claims name it: the machine and the state directory.
-fn identity(state_dir: &Path) -> (String, String) {
-    let machine = ["/etc/machine-id", "/proc/sys/kernel/hostname"]
-        .iter()
-        .find_map(|p| {
-            std::fs::read_to_string(p)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or_else(|| "unknown".to_string());
-    let dir = state_dir
-        .canonicalize()
-        .unwrap_or_else(|_| state_dir.to_path_buf());
-    (machine, dir.display().to_string())
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
@@ -106,6 +92,18 @@ pub enum AgentError {
         "another cattle-agent{holder} is using state directory `{path}` (it holds `{path}/{LOCK_FILE}`)"
     )]
     Locked { path: PathBuf, holder: String },
+    /// Another agent holds this host's lease; this one ran nothing.
+    #[error(
+        "another agent is active for host ID `{host}` (machine {machine}, state directory {state_dir}, \
+         since {since}): this one ran nothing; {pending} execution(s) wait for it"
+    )]
+    Standby {
+        host: HostId,
+        machine: String,
+        state_dir: String,
+        since: String,
+        pending: usize,
+    },
 }
 
 impl AgentError {
@@ -163,12 +161,15 @@ fn lock_state_dir(state_dir: &Path) -> Result<std::fs::File, AgentError> {
 /// after a restart: the local execution directories are the durable record.
 struct Agent {
     config: Config,
-    /// Machine and state directory, for claims.
-    identity: (String, String),
     store: Store,
+    /// Only the agent holding the host's lease runs its work; shared with the
+    /// task that renews it while an execution runs.
+    lease: Arc<tokio::sync::Mutex<Lease>>,
+    /// Executions this agent, as a standby, has reported it did not run.
+    conflicts: HashSet<Uuid>,
     /// ETag of the inbox as last read; `None` before the first read.
     inbox_etag: Option<String>,
-    /// Executions listed in the inbox, oldest first.
+    /// Executions listed in the inbox.
     inbox: Vec<Uuid>,
     /// Executions that need no more work from this agent (finished and reported).
     settled: HashSet<Uuid>,
@@ -197,7 +198,12 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
         );
     }
     let mut agent = Agent {
-        identity: identity(&config.state_dir),
+        lease: Arc::new(tokio::sync::Mutex::new(Lease::new(
+            &config.host,
+            &config.state_dir,
+            config.interval,
+        ))),
+        conflicts: HashSet::new(),
         config,
         store,
         inbox_etag: None,
@@ -263,16 +269,53 @@ impl Agent {
             }
         }
 
-        // In publish order; an execution that cannot be finished now holds up
-        // the later ones, so that they never run before it.
+        // In publish order (signed versions); an execution that cannot be
+        // finished now holds up the later ones, so that they never run before it.
+        let mut candidates = Vec::new();
         for id in self.inbox.clone() {
             if self.settled.contains(&id) {
                 continue;
             }
+            match execution::survey(&self.config, &self.store, id).await {
+                Ok(Some(candidate)) => candidates.push(candidate),
+                Ok(None) => {
+                    self.settled.insert(id);
+                }
+                Err(err) => {
+                    tracing::warn!(execution = %id, error = %err, "cannot look at the execution; will retry");
+                    return Err(err);
+                }
+            }
+        }
+        candidates.sort_by_key(execution::Candidate::order);
+        if candidates.is_empty() {
+            // Idle: renew the lease when due (a PUT every few polls), or as a
+            // standby look whether its holder is still there.
+            self.lease.lock().await.poll(&self.store).await?;
+            return Ok(());
+        }
+        let standing = self.lease.lock().await.confirm(&self.store).await?.clone();
+        if let Standing::Standby(holder) = standing {
+            return self.stand_back(&holder, &candidates).await;
+        }
+        for candidate in candidates {
             if shutdown.is_requested() {
                 break;
             }
-            match execution::handle(&self.config, &self.identity, &self.store, id, shutdown).await {
+            let id = candidate.id;
+            // While it runs, a task keeps the lease and watches for another
+            // agent taking it over; then the run stops before its next step.
+            let lost = Arc::new(AtomicBool::new(false));
+            let keeper = tokio::spawn(lease::keep(
+                self.lease.clone(),
+                self.store.clone(),
+                self.config.interval,
+                lost.clone(),
+            ));
+            let handled =
+                execution::handle(&self.config, &self.store, candidate, shutdown, &lost).await;
+            keeper.abort();
+            match handled {
                 Ok(Handled::Settled) => {
                     self.settled.insert(id);
                 }
@@ -282,6 +325,54 @@ impl Agent {
                     return Err(err);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Another agent holds the lease: run nothing, and say so for each
+    /// execution waiting here, once, in the store (`cattle status` shows it).
+    async fn stand_back(
+        &mut self,
+        holder: &HostLease,
+        candidates: &[execution::Candidate],
+    ) -> Result<(), AgentError> {
+        let (machine, state_dir) = {
+            let lease = self.lease.lock().await;
+            let (machine, state_dir) = lease.me();
+            (machine.to_string(), state_dir.to_string())
+        };
+        for candidate in candidates {
+            if self.conflicts.contains(&candidate.id) {
+                continue;
+            }
+            let conflict = Conflict {
+                format: FORMAT,
+                host: self.config.host.clone(),
+                machine: machine.clone(),
+                state_dir: state_dir.clone(),
+                seen: cattle_core::now_rfc3339(),
+                holder_machine: holder.machine.clone(),
+                holder_state_dir: holder.state_dir.clone(),
+            };
+            let key = keys::conflict(candidate.id, &self.config.host);
+            let body = serde_json::to_vec_pretty(&conflict).expect("conflicts serialize");
+            match self.store.put(&key, body, Condition::Always).await {
+                Ok(_) => {
+                    self.conflicts.insert(candidate.id);
+                }
+                Err(e) => {
+                    tracing::warn!(execution = %candidate.id, error = %e, "cannot record in the store that this agent stood back")
+                }
+            }
+        }
+        if self.config.once {
+            return Err(AgentError::Standby {
+                host: self.config.host.clone(),
+                machine: holder.machine.clone(),
+                state_dir: holder.state_dir.clone(),
+                since: holder.since.clone(),
+                pending: candidates.len(),
+            });
         }
         Ok(())
     }
@@ -304,7 +395,6 @@ impl Agent {
         }
         self.settled.retain(|id| listed.contains(id));
         let mut executions = executions;
-        // UUIDv7 sort by creation time: oldest first is publish order.
         executions.sort();
         executions.dedup();
         self.inbox = executions;

@@ -14,8 +14,8 @@
 //!
 //! A directory whose STATUS is DONE, ERROR or CANCELLED is finished and never run again.
 //!
-//! `<state-dir>/APPLIED` holds the version and ID of the newest execution this
-//! host has started, so that an older one is refused (rollback protection).
+//! `<state-dir>/APPLIED` records what this host has started ([`Applied`]), so
+//! that an execution held back and offered later is refused (rollback protection).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,38 +33,95 @@ pub const REBOOT: &str = "REBOOT";
 /// Another agent with this host ID claimed the execution: nothing is delivered.
 pub const FOREIGN: &str = ".foreign";
 pub const JOURNAL: &str = "JOURNAL";
-/// In the state directory: `<version> <execution-id>` of the newest execution started.
+/// In the state directory: what this host has started ([`Applied`]).
 pub const APPLIED: &str = "APPLIED";
 
-/// The newest execution this host has started: its version and ID.
+/// What this host has started, for rollback protection (`<state-dir>/APPLIED`).
+///
+/// Executions run in the order of their signed versions, and each manifest
+/// carries a floor: every execution of the store up to it had reached all its
+/// hosts when it was signed. Once a host has started an execution, one at or
+/// below its floor offered afterwards was held back from this host: a rollback,
+/// refused. One above the floor but older than what the host started (published
+/// at the same time, addressed late) still runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Applied {
+    /// Executions with a version up to this are refused.
+    pub floor: u64,
+    /// The started execution whose floor that is, for messages.
+    pub floor_of: Option<Uuid>,
+    /// Executions started here with a version above `floor`, in the order they started.
+    pub started: Vec<Started>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Started {
+    pub version: u64,
+    pub id: Uuid,
+}
+
+impl Applied {
+    /// Whether this host started execution `id`.
+    pub fn has_started(&self, id: Uuid) -> bool {
+        self.started.iter().any(|s| s.id == id)
+    }
+
+    /// Record that this host starts execution `id` of `version` and `floor`.
+    pub fn start(&mut self, id: Uuid, version: u64, floor: u64) {
+        if floor > self.floor {
+            self.floor = floor;
+            self.floor_of = Some(id);
+        }
+        if !self.has_started(id) {
+            self.started.push(Started { version, id });
+        }
+        let kept = self.floor;
+        self.started.retain(|s| s.version > kept || s.id == id);
+    }
+}
+
+/// What this host has started; empty if it has started nothing yet.
 ///
 /// An unreadable record is an error, not "nothing applied yet": forgetting it
 /// would let an older execution run again.
-pub fn read_applied(state_dir: &Path) -> std::io::Result<Option<(u64, Uuid)>> {
-    let text = match std::fs::read_to_string(state_dir.join(APPLIED)) {
+pub fn read_applied(state_dir: &Path) -> std::io::Result<Applied> {
+    let path = state_dir.join(APPLIED);
+    let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Applied::default()),
         Err(e) => return Err(e),
     };
+    if let Ok(applied) = serde_json::from_str::<Applied>(&text) {
+        return Ok(applied);
+    }
+    // Agents before floors kept `<version> <execution-id>` of the last
+    // execution started, and refused every version up to it.
     let mut parts = text.split_whitespace();
     match (
-        parts.next().and_then(|v| v.parse().ok()),
+        parts.next().and_then(|v| v.parse::<u64>().ok()),
         parts.next().and_then(|id| Uuid::parse_str(id).ok()),
+        parts.next(),
     ) {
-        (Some(version), Some(id)) => Ok(Some((version, id))),
+        (Some(version), Some(id), None) => Ok(Applied {
+            floor: version,
+            floor_of: Some(id),
+            started: vec![Started { version, id }],
+        }),
         _ => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!(
-                "`{}` is damaged (expected `<version> <execution-id>`); \
+                "`{}` is damaged (expected the JSON record of the executions this host started); \
                  restore it, or remove it to accept any version again",
-                state_dir.join(APPLIED).display()
+                path.display()
             ),
         )),
     }
 }
 
-pub fn write_applied(state_dir: &Path, version: u64, id: Uuid) -> std::io::Result<()> {
-    write_atomic(state_dir, APPLIED, format!("{version} {id}\n").as_bytes())
+pub fn write_applied(state_dir: &Path, applied: &Applied) -> std::io::Result<()> {
+    let mut text = serde_json::to_vec_pretty(applied).expect("records serialize");
+    text.push(b'\n');
+    write_atomic(state_dir, APPLIED, &text)
 }
 
 pub fn executions_dir(state_dir: &Path) -> PathBuf {
@@ -151,5 +208,50 @@ pub fn read_journal(dir: &Path) -> Option<usize> {
             tracing::warn!(path = %path.display(), content = text.trim(), "JOURNAL is damaged; ignoring it");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_keeps_the_highest_floor_and_what_started_above_it() {
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let mut applied = Applied::default();
+        applied.start(a, 100, 99);
+        applied.start(b, 120, 99); // published while `a` was still being addressed
+        assert_eq!(applied.floor, 99);
+        assert!(applied.has_started(a) && applied.has_started(b));
+        applied.start(c, 130, 125);
+        assert_eq!((applied.floor, applied.floor_of), (125, Some(c)));
+        assert_eq!(
+            applied.started,
+            [Started {
+                version: 130,
+                id: c
+            }],
+            "below the floor, the floor alone refuses them"
+        );
+    }
+
+    #[test]
+    fn the_record_survives_a_restart_and_the_old_format_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_applied(dir.path()).unwrap(), Applied::default());
+        let mut applied = Applied::default();
+        applied.start(Uuid::from_u128(7), 70, 60);
+        write_applied(dir.path(), &applied).unwrap();
+        assert_eq!(read_applied(dir.path()).unwrap(), applied);
+
+        let id = Uuid::now_v7();
+        std::fs::write(dir.path().join(APPLIED), format!("42 {id}\n")).unwrap();
+        let old = read_applied(dir.path()).unwrap();
+        assert_eq!((old.floor, old.floor_of), (42, Some(id)));
+        assert!(old.has_started(id));
+
+        std::fs::write(dir.path().join(APPLIED), "garbage").unwrap();
+        let err = read_applied(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("is damaged"), "{err}");
     }
 }

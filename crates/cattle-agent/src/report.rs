@@ -30,6 +30,8 @@ pub struct Report {
     shutdown: Shutdown,
     /// Raised when an operator cancels the execution on this host.
     pub cancelled: Arc<AtomicBool>,
+    /// Raised when another agent takes over this host's lease.
+    pub lost: Option<Arc<AtomicBool>>,
 }
 
 impl Report {
@@ -66,6 +68,7 @@ impl Report {
             progress: None,
             shutdown,
             cancelled: Arc::new(AtomicBool::new(false)),
+            lost: None,
         };
         local::write_atomic(dir, STATUS_FILE, b"PROGRESS\n")?;
         report.changed();
@@ -177,6 +180,8 @@ impl Observer for Report {
     }
 
     fn should_stop(&mut self) -> bool {
-        self.shutdown.is_requested() || self.cancelled.load(Ordering::SeqCst)
+        self.shutdown.is_requested()
+            || self.cancelled.load(Ordering::SeqCst)
+            || self.lost.as_ref().is_some_and(|l| l.load(Ordering::SeqCst))
     }
 }

@@ -6,10 +6,11 @@
 //! executions/<execution-id>/manifest.json      what to run and where, signed (written once, by publish)
 //! executions/<execution-id>/hosts/<host>/status.json   written only by <host>'s agent
 //! executions/<execution-id>/hosts/<host>/exec.log      written only by <host>'s agent
-//! executions/<execution-id>/hosts/<host>/claim.json   which agent runs it (If-None-Match)
 //! executions/<execution-id>/done/<host>                empty; <host>'s agent, once DONE
 //! executions/<execution-id>/cancel.json                which hosts to stop (cattle cancel)
+//! executions/<execution-id>/conflicts/<host>          a second agent for <host> ran nothing of it
 //! hosts/<host>/inbox.json                      executions addressed to <host> (publish, clean)
+//! hosts/<host>/agent.json                      the agent active for <host> (its lease)
 //! publish/version.json                         highest manifest version handed out (publish)
 //! ```
 //!
@@ -43,10 +44,6 @@ pub fn status(id: Uuid, host: &HostId) -> String {
     format!("executions/{id}/hosts/{host}/status.json")
 }
 
-pub fn claim(id: Uuid, host: &HostId) -> String {
-    format!("executions/{id}/hosts/{host}/claim.json")
-}
-
 pub fn log(id: Uuid, host: &HostId) -> String {
     format!("executions/{id}/hosts/{host}/exec.log")
 }
@@ -63,6 +60,21 @@ pub fn done_prefix(id: Uuid) -> String {
 
 pub fn cancel(id: Uuid) -> String {
     format!("executions/{id}/cancel.json")
+}
+
+/// Written by an agent that found another agent active for its host ID, for
+/// each execution it therefore did not run.
+pub fn conflict(id: Uuid, host: &HostId) -> String {
+    format!("executions/{id}/conflicts/{host}")
+}
+
+pub fn conflicts_prefix(id: Uuid) -> String {
+    format!("executions/{id}/conflicts/")
+}
+
+/// The lease of the agent active for `host`: only it runs the host's work.
+pub fn lease(host: &HostId) -> String {
+    format!("hosts/{host}/agent.json")
 }
 
 pub fn inbox(host: &HostId) -> String {

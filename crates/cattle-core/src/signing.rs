@@ -444,6 +444,7 @@ mod tests {
             format: FORMAT,
             id: uuid::Uuid::now_v7(),
             version: 7,
+            floor: None,
             created: "2026-01-01T00:00:00.000Z".to_string(),
             expires: "2026-01-08T00:00:00.000Z".to_string(),
             publisher: "ops@laptop".to_string(),

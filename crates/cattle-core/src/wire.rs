@@ -25,9 +25,17 @@ pub struct Manifest {
     pub format: u32,
     pub id: Uuid,
     /// Higher than that of every execution published before it to this store
-    /// (see [`VersionCounter`]): an agent refuses a version older than one it
-    /// has already applied.
+    /// (see [`VersionCounter`]). Agents run the executions addressed to them in
+    /// the order of their versions.
     pub version: u64,
+    /// Every execution of this store with a version up to this one had been
+    /// addressed to all its hosts before this one was signed (see
+    /// [`VersionCounter::in_flight`]). An agent that has started this execution
+    /// refuses one with a version up to `floor` offered afterwards: it was
+    /// withheld, a rollback. Absent in manifests of older publishers: then
+    /// `version - 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<u64>,
     /// RFC 3339, UTC.
     pub created: String,
     /// RFC 3339, UTC: agents do not start the execution after this.
@@ -64,13 +72,33 @@ pub struct SignatureEntry {
     pub sig: String,
 }
 
-/// The highest manifest version handed out in a store. Publishers raise it
-/// with a conditional write before signing, so versions only go up even with
-/// several publishers at once.
+impl Manifest {
+    /// See [`Manifest::floor`].
+    pub fn floor(&self) -> u64 {
+        self.floor
+            .unwrap_or_else(|| self.version.saturating_sub(1))
+            .min(self.version.saturating_sub(1))
+    }
+}
+
+/// The highest manifest version handed out in a store, and the publishes still
+/// addressing hosts. Publishers change it with conditional writes (If-Match),
+/// so versions only go up even with several publishers at once.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct VersionCounter {
     pub format: u32,
     pub version: u64,
+    /// Publishes that took a version and have not finished addressing their
+    /// hosts yet. A manifest's floor is just below the oldest of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<InFlight>,
+}
+
+/// A publish between taking its version and addressing its last host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    pub version: u64,
+    pub id: Uuid,
 }
 
 /// Which bundle an execution runs: the agent checks both before extracting.
@@ -149,25 +177,46 @@ impl Cancel {
     }
 }
 
-/// Which agent runs a host's share of an execution. The first agent to start
-/// it writes this with If-None-Match; another agent with the same host ID
-/// finds it taken and refuses, so two machines never both run and report.
+/// The agent active for a host ID: only the agent holding this lease runs the
+/// host's work. The holder rewrites it with a new random `nonce` (If-Match) at
+/// least every `renew_secs` seconds and keeps its last nonces in its state
+/// directory, so it knows the lease for its own after a restart, a reboot, a new
+/// machine ID or a move; another agent (a cloned machine, a copied state
+/// directory) sees a nonce it never wrote and runs nothing until the lease goes
+/// unrenewed for three periods.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claim {
+pub struct HostLease {
     pub format: u32,
-    /// The claiming machine (`/etc/machine-id`, else its hostname).
+    pub host: HostId,
+    pub nonce: Uuid,
+    /// The holder's machine (`/etc/machine-id`, else its hostname), state
+    /// directory and process, for people.
     pub machine: String,
-    /// The claiming agent's state directory on that machine.
     pub state_dir: String,
-    /// RFC 3339, UTC.
-    pub claimed: String,
+    pub pid: u32,
+    /// RFC 3339, UTC, by the holder's clock: since when it holds the lease, and
+    /// when it last renewed it.
+    pub since: String,
+    pub renewed: String,
+    /// The holder renews at least this often.
+    pub renew_secs: u64,
+    pub agent_version: String,
 }
 
-impl Claim {
-    /// Whether `other` comes from the same agent (machine and state directory).
-    pub fn same_agent(&self, other: &Claim) -> bool {
-        self.machine == other.machine && self.state_dir == other.state_dir
-    }
+/// An agent that found another one active for its host ID and ran nothing of
+/// an execution says so here (`executions/<id>/conflicts/<host>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub format: u32,
+    pub host: HostId,
+    /// The agent that stood back.
+    pub machine: String,
+    pub state_dir: String,
+    /// RFC 3339, UTC.
+    pub seen: String,
+    /// The agent holding the host's lease.
+    pub holder_machine: String,
+    pub holder_state_dir: String,
 }
 
 /// The step a host is on.

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use cattle_core::bundle::{self, BundleError};
 use cattle_core::signing::{SecretKey, TrustedKeys};
-use cattle_core::wire::{self, Cancel, Claim, Envelope, HostStatus, Inbox, Manifest};
+use cattle_core::wire::{self, Cancel, Conflict, Envelope, HostLease, HostStatus, Inbox, Manifest};
 use cattle_stdlib::{Plan, PlanError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -158,7 +158,8 @@ pub fn manifest_parse(data: &[u8]) -> Vec<&'static str> {
     document::<Inbox>("inbox", data, &mut valid);
     document::<HostStatus>("status", data, &mut valid);
     document::<Cancel>("cancel", data, &mut valid);
-    document::<Claim>("claim", data, &mut valid);
+    document::<HostLease>("lease", data, &mut valid);
+    document::<Conflict>("conflict", data, &mut valid);
     valid
 }
 

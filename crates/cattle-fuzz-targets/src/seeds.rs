@@ -11,7 +11,7 @@ use std::path::Path;
 use cattle_core::bundle::{self, MAX_UNPACKED_BYTES};
 use cattle_core::hosts::HostId;
 use cattle_core::wire::{
-    BundleRef, Cancel, Claim, FORMAT, HostStatus, Inbox, Manifest, State, StepStatus,
+    BundleRef, Cancel, Conflict, FORMAT, HostLease, HostStatus, Inbox, Manifest, State, StepStatus,
 };
 use tar::EntryType;
 
@@ -561,6 +561,7 @@ fn documents(seeds: &mut Vec<Seed>) {
         format: FORMAT,
         id,
         version: 1_767_323_045_678,
+        floor: Some(1_767_323_045_677),
         created: "2026-01-02T03:04:05.678Z".into(),
         expires: "2026-01-09T03:04:05.678Z".into(),
         publisher: "ops@laptop".into(),
@@ -602,11 +603,26 @@ fn documents(seeds: &mut Vec<Seed>) {
         all: false,
         hosts: vec![host.clone()],
     };
-    let claim = Claim {
+    let lease = HostLease {
         format: FORMAT,
+        host: host.clone(),
+        nonce: uuid::Uuid::parse_str("5f0c6a52-3c1e-4d8a-9a41-7d2b0c9e8f11").unwrap(),
         machine: "4c4c4544004d3510804bb4c04f4e4d32".into(),
         state_dir: "/var/lib/cattle/agent".into(),
-        claimed: "2026-01-02T03:04:06.000Z".into(),
+        pid: 812,
+        since: "2026-01-02T03:04:06.000Z".into(),
+        renewed: "2026-01-02T03:09:06.000Z".into(),
+        renew_secs: 300,
+        agent_version: "0.1.0".into(),
+    };
+    let conflict = Conflict {
+        format: FORMAT,
+        host: host.clone(),
+        machine: "9d1e0c3a5b7f4e2d8c6a4b2e0f1d3c5a".into(),
+        state_dir: "/var/lib/cattle/agent".into(),
+        seen: "2026-01-02T03:05:00.000Z".into(),
+        holder_machine: "4c4c4544004d3510804bb4c04f4e4d32".into(),
+        holder_state_dir: "/var/lib/cattle/agent".into(),
     };
     add(seeds, T, "ok-manifest.json", json(&manifest));
     // Manifests as the store holds them: in a signed envelope.
@@ -639,7 +655,8 @@ fn documents(seeds: &mut Vec<Seed>) {
     add(seeds, T, "ok-inbox.json", json(&inbox));
     add(seeds, T, "ok-status.json", json(&status));
     add(seeds, T, "ok-cancel.json", json(&cancel));
-    add(seeds, T, "ok-claim.json", json(&claim));
+    add(seeds, T, "ok-lease.json", json(&lease));
+    add(seeds, T, "ok-conflict.json", json(&conflict));
     let manifest_text = String::from_utf8(json(&manifest)).unwrap();
     let bad: Vec<(&str, String)> = vec![
         ("empty", String::new()),
@@ -687,7 +704,7 @@ fn documents(seeds: &mut Vec<Seed>) {
         ),
         (
             "lone-surrogate",
-            "{\"format\":1,\"machine\":\"\\ud800\",\"state_dir\":\"/\",\"claimed\":\"x\"}".into(),
+            "{\"format\":1,\"host\":\"h\",\"machine\":\"\\ud800\",\"state_dir\":\"/\",\"seen\":\"x\",\"holder_machine\":\"m\",\"holder_state_dir\":\"/\"}".into(),
         ),
     ];
     for (name, text) in bad {

@@ -1,9 +1,11 @@
 //! `cattle publish DIR --hosts FILE`: plan locally, upload once, address every host.
 //!
 //! The order makes a half-finished publish harmless: the bundle's reference,
-//! then the bundle, then the manifest, and only then the hosts' inboxes. An agent
-//! that finds an execution in its inbox therefore always finds its manifest
-//! and bundle.
+//! then the bundle, then a version (see [`crate::versions`]), the signed
+//! manifest, and only then the hosts' inboxes. An agent that finds an execution
+//! in its inbox therefore always finds its manifest and bundle. The version is
+//! taken after the upload, however long that takes, so that a publish started
+//! later but finished sooner runs first and neither is refused.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -13,8 +15,8 @@ use cattle_core::bundle;
 use cattle_core::hosts::{HostId, parse_hosts_file};
 use cattle_core::keys;
 use cattle_core::signing::SecretKey;
-use cattle_core::store::{Condition, Store, StoreError};
-use cattle_core::wire::{BundleRef, Envelope, FORMAT, Manifest, VersionCounter};
+use cattle_core::store::{Condition, Store};
+use cattle_core::wire::{BundleRef, Envelope, FORMAT, Manifest};
 use cattle_stdlib::Plan;
 use serde::Serialize;
 use uuid::Uuid;
@@ -82,12 +84,15 @@ pub async fn publish(
         true
     };
 
-    let version = next_version(store).await?;
+    // From here until every host is addressed, this publish is in flight: the
+    // floors of executions signed meanwhile stay below its version.
+    let ticket = crate::versions::take(store, id).await?;
     let now = SystemTime::now();
     let manifest = Manifest {
         format: FORMAT,
         id,
-        version,
+        version: ticket.version,
+        floor: Some(ticket.floor),
         created: humantime::format_rfc3339_millis(now).to_string(),
         expires: humantime::format_rfc3339_millis(now + expires_in).to_string(),
         publisher: publisher(),
@@ -101,19 +106,53 @@ pub async fn publish(
             sha256: sha256.clone(),
             size,
         },
-        hosts: hosts.clone(),
+        hosts,
     };
+    let addressed = sign_and_address(store, &manifest, signer).await;
+    if let Err(e) = crate::versions::release(store, id).await {
+        tracing::warn!(
+            execution = %id,
+            error = %e,
+            "cannot mark the publish finished in the version counter; \
+             it stops holding other publishes' floors down within {}",
+            humantime::format_duration(crate::versions::IN_FLIGHT_EXPIRY)
+        );
+    }
+    addressed?;
+    Ok(Published {
+        id,
+        bundle_sha256: sha256,
+        bundle_size: size,
+        bundle_uploaded,
+        hosts: manifest.hosts.len(),
+        steps: manifest.steps,
+        version: manifest.version,
+        expires: manifest.expires,
+        key: match signer {
+            Signer::Key(key) => Some(key.public().id().to_string()),
+            Signer::Unsigned => None,
+        },
+    })
+}
+
+/// Sign and store `manifest`, then add its execution to every host's inbox.
+async fn sign_and_address(
+    store: &Store,
+    manifest: &Manifest,
+    signer: &Signer,
+) -> anyhow::Result<()> {
+    let id = manifest.id;
     let envelope = match signer {
-        Signer::Key(key) => key.sign(&manifest),
-        Signer::Unsigned => Envelope::unsigned(&manifest),
+        Signer::Key(key) => key.sign(manifest),
+        Signer::Unsigned => Envelope::unsigned(manifest),
     };
     let body = serde_json::to_vec_pretty(&envelope).expect("manifest serializes");
     store
         .put(&keys::manifest(id), body, Condition::IfAbsent)
         .await?;
 
-    let host_count = hosts.len();
-    let results = for_each_bounded(hosts, |host: HostId| {
+    let host_count = manifest.hosts.len();
+    let results = for_each_bounded(manifest.hosts.clone(), |host: HostId| {
         let store = store.clone();
         async move {
             let result = crate::inbox::add(&store, &host, id).await;
@@ -132,41 +171,7 @@ pub async fn publish(
             failed.len()
         );
     }
-    Ok(Published {
-        id,
-        bundle_sha256: sha256,
-        bundle_size: manifest.bundle.size,
-        bundle_uploaded,
-        hosts: host_count,
-        steps: manifest.steps,
-        version,
-        expires: manifest.expires,
-        key: match signer {
-            Signer::Key(key) => Some(key.public().id().to_string()),
-            Signer::Unsigned => None,
-        },
-    })
-}
-
-/// A version higher than any handed out before in this store: the counter
-/// plus one, or the current time in milliseconds if that is higher, so that
-/// versions keep going up even if the counter is lost.
-async fn next_version(store: &Store) -> Result<u64, StoreError> {
-    let now_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let counter = crate::cas::update(
-        store,
-        &keys::version_counter(),
-        VersionCounter::default,
-        |counter| {
-            counter.format = FORMAT;
-            counter.version = counter.version.saturating_add(1).max(now_ms);
-            true
-        },
-    )
-    .await?;
-    Ok(counter.version)
+    Ok(())
 }
 
 /// `user@machine`, for the manifest.

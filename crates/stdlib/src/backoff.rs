@@ -113,10 +113,10 @@ pub fn jittered(base: Duration, fraction: f64) -> Duration {
     Duration::from_millis(wait.as_millis() as u64)
 }
 
-/// A wait as log lines show it: `850ms`, `1.1s`, `30s`, `2m 30s`.
+/// A wait as log lines show it: `50ms`, `0.9s`, `1.1s`, `30s`, `2m 30s`.
 pub fn describe(wait: Duration) -> String {
     let ms = wait.as_millis();
-    if ms < 1000 {
+    if ms < 100 {
         format!("{ms}ms")
     } else if ms < 10_000 {
         format!("{:.1}s", wait.as_secs_f64())
@@ -172,8 +172,16 @@ mod tests {
     fn waits_are_described_briefly() {
         let d = |ms| describe(Duration::from_millis(ms));
         assert_eq!(
-            [d(850), d(1000), d(1149), d(9960), d(30_400), d(150_000)],
-            ["850ms", "1.0s", "1.1s", "10.0s", "30s", "2m 30s"]
+            [
+                d(50),
+                d(870),
+                d(994),
+                d(1149),
+                d(9960),
+                d(30_400),
+                d(150_000)
+            ],
+            ["50ms", "0.9s", "1.0s", "1.1s", "10.0s", "30s", "2m 30s"]
         );
     }
 }

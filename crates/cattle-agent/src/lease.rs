@@ -1,0 +1,432 @@
+//! The host lease: while one agent is active for a host ID, a second one (a
+//! cloned machine, a copied state directory, the same ID given to two hosts)
+//! runs nothing, says so in its log and in the store, and takes over only when
+//! the first has been silent for a while.
+//!
+//! The lease is `hosts/<host>/agent.json` ([`HostLease`]). Its holder rewrites
+//! it with a fresh random nonce, conditionally on the ETag it last wrote, every
+//! [`RENEW_POLLS`] polls and before it starts an execution, and remembers its
+//! last two nonces in `<state-dir>/LEASE`. So:
+//! - after a restart, a reboot, a new machine ID or a moved state directory the
+//!   agent finds one of its own nonces there and carries on at once;
+//! - of two agents that both find their nonce (a machine cloned with its state
+//!   directory), the compare-and-swap lets one renew; the other then sees a
+//!   nonce it never wrote and stands back;
+//! - an agent that finds a nonce it never wrote runs nothing while the lease
+//!   keeps changing, and takes it over once it has stayed unchanged for
+//!   [`TAKEOVER_PERIODS`] of its holder's renewal periods, measured on its own
+//!   clock (no clocks are compared).
+//!
+//! Only a store that refuses the lease itself (an older MinIO policy without
+//! it) lets an agent run without one, with a warning: that keeps a host working,
+//! not protected.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cattle_core::hosts::HostId;
+use cattle_core::keys;
+use cattle_core::store::{Condition, Fetched, Store, StoreError};
+use cattle_core::wire::{FORMAT, HostLease, MAX_DOCUMENT_BYTES};
+use uuid::Uuid;
+
+use crate::AgentError;
+use crate::local;
+
+/// The holder renews the lease every this many polls, and before it starts
+/// an execution: at a 30 s interval, one PUT every 5 minutes while idle.
+pub const RENEW_POLLS: u32 = 10;
+
+/// A lease left unrenewed for this many of its holder's periods belongs to an
+/// agent that is gone.
+pub const TAKEOVER_PERIODS: u32 = 3;
+
+/// In the state directory: the last two nonces this agent wrote to its lease.
+pub const LEASE_FILE: &str = "LEASE";
+
+/// Where this agent stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// It holds the lease: it runs the host's work.
+    Holder,
+    /// Another agent holds it: this one runs nothing.
+    Standby(Box<HostLease>),
+    /// The store refuses the lease (access denied): it runs, unprotected.
+    Unprotected(String),
+}
+
+/// This agent's side of the lease.
+pub struct Lease {
+    host: HostId,
+    state_dir: PathBuf,
+    machine: String,
+    /// The state directory as written in the lease (canonical).
+    state_dir_name: String,
+    /// How often the holder renews, for the lease document.
+    renew_every: Duration,
+    standing: Option<Standing>,
+    /// The lease's ETag as this agent last wrote or read it.
+    etag: Option<String>,
+    /// Since when this agent holds the lease.
+    since: String,
+    /// Polls since the last renewal.
+    polls: u32,
+    /// As a standby: when the lease was last seen to change.
+    unchanged_since: Instant,
+    /// Whether the store's refusal of the lease has been logged.
+    warned: bool,
+}
+
+impl Lease {
+    pub fn new(host: &HostId, state_dir: &Path, interval: Duration) -> Lease {
+        let (machine, state_dir_name) = identity(state_dir);
+        Lease {
+            host: host.clone(),
+            state_dir: state_dir.to_path_buf(),
+            machine,
+            state_dir_name,
+            renew_every: interval * RENEW_POLLS,
+            standing: None,
+            etag: None,
+            since: cattle_core::now_rfc3339(),
+            polls: 0,
+            unchanged_since: Instant::now(),
+            warned: false,
+        }
+    }
+
+    /// Once per poll: renew the lease when it is due, or as a standby look
+    /// whether its holder is still renewing it (one conditional GET).
+    pub async fn poll(&mut self, store: &Store) -> Result<&Standing, AgentError> {
+        self.polls += 1;
+        let due = self.polls >= RENEW_POLLS;
+        match &self.standing {
+            Some(Standing::Holder | Standing::Unprotected(_)) if !due => {}
+            Some(Standing::Standby(_)) => self.watch(store).await?,
+            _ => self.renew(store).await?,
+        }
+        Ok(self.standing())
+    }
+
+    /// Before starting work: make sure this agent (still) holds the lease,
+    /// renewing it now. A standby looks again, and takes over only when due.
+    pub async fn confirm(&mut self, store: &Store) -> Result<&Standing, AgentError> {
+        match &self.standing {
+            Some(Standing::Standby(_)) => self.watch(store).await?,
+            _ => self.renew(store).await?,
+        }
+        Ok(self.standing())
+    }
+
+    /// As the holder: look whether another agent has written the lease since
+    /// this one did (one conditional GET), and stand back if so.
+    async fn check(&mut self, store: &Store) -> Result<(), AgentError> {
+        if !matches!(self.standing, Some(Standing::Holder)) {
+            return Ok(());
+        }
+        let key = keys::lease(&self.host);
+        let fetched = store
+            .get_if_changed(&key, self.etag.as_deref(), MAX_DOCUMENT_BYTES)
+            .await?;
+        match fetched {
+            Fetched::NotModified => Ok(()),
+            // Deleted (an operator, or `cattle clean` of a host): write it again.
+            Fetched::Missing => self.take(store, Some(Condition::IfAbsent)).await,
+            Fetched::Found(object) => match parse(&object.bytes, &store.location(&key)) {
+                Some(lease) if !self.is_mine(&lease) => {
+                    self.etag = Some(object.etag);
+                    self.unchanged_since = Instant::now();
+                    self.stand_back(lease);
+                    Ok(())
+                }
+                _ => {
+                    self.take(store, Some(Condition::IfMatch(object.etag)))
+                        .await
+                }
+            },
+        }
+    }
+
+    /// Where this agent stands (after [`Lease::poll`] or [`Lease::confirm`]).
+    pub fn standing(&self) -> &Standing {
+        self.standing
+            .as_ref()
+            .expect("the lease is looked at before it is asked about")
+    }
+
+    /// As the holder, rewrite the lease on the ETag it last wrote (one PUT);
+    /// otherwise read it and take it if it is absent or this agent's own.
+    async fn renew(&mut self, store: &Store) -> Result<(), AgentError> {
+        let known = match (&self.standing, &self.etag) {
+            (Some(Standing::Holder), Some(etag)) => Some(Condition::IfMatch(etag.clone())),
+            _ => None,
+        };
+        self.take(store, known).await
+    }
+
+    /// As a standby: look whether the lease changed; take it over once it has
+    /// not for [`TAKEOVER_PERIODS`] of its holder's periods.
+    async fn watch(&mut self, store: &Store) -> Result<(), AgentError> {
+        let key = keys::lease(&self.host);
+        let fetched = match store
+            .get_if_changed(&key, self.etag.as_deref(), MAX_DOCUMENT_BYTES)
+            .await
+        {
+            Ok(fetched) => fetched,
+            Err(e) => return self.refused(e),
+        };
+        match fetched {
+            Fetched::Missing => {
+                tracing::info!(host = %self.host, "the other agent's lease is gone; taking it");
+                self.take(store, Some(Condition::IfAbsent)).await
+            }
+            Fetched::Found(object) => {
+                self.unchanged_since = Instant::now();
+                match parse(&object.bytes, &store.location(&key)) {
+                    Some(lease) if !self.is_mine(&lease) => {
+                        self.etag = Some(object.etag);
+                        self.stand_back(lease);
+                        Ok(())
+                    }
+                    _ => {
+                        self.take(store, Some(Condition::IfMatch(object.etag)))
+                            .await
+                    }
+                }
+            }
+            Fetched::NotModified => {
+                let Some(Standing::Standby(holder)) = &self.standing else {
+                    return Ok(());
+                };
+                let period = Duration::from_secs(holder.renew_secs.clamp(1, 86_400));
+                let silent = self.unchanged_since.elapsed();
+                if silent < period * TAKEOVER_PERIODS {
+                    return Ok(());
+                }
+                tracing::warn!(
+                    host = %self.host,
+                    holder_machine = %holder.machine,
+                    holder_state_dir = %holder.state_dir,
+                    silent = %humantime::format_duration(Duration::from_secs(silent.as_secs())),
+                    "the agent active for this host has not renewed its lease for {TAKEOVER_PERIODS} \
+                     of its periods; taking over"
+                );
+                let etag = self.etag.clone().expect("a standby has read the lease");
+                self.take(store, Some(Condition::IfMatch(etag))).await
+            }
+        }
+    }
+
+    /// Write a lease with a fresh nonce on `condition`, or, without one, on
+    /// what a read finds: absent or this agent's own, take it; another's,
+    /// stand back. A lost race reads again (a few times).
+    async fn take(
+        &mut self,
+        store: &Store,
+        condition: Option<Condition>,
+    ) -> Result<(), AgentError> {
+        let key = keys::lease(&self.host);
+        let mut condition = condition;
+        for _ in 0..3 {
+            let condition = match condition.take() {
+                Some(condition) => condition,
+                None => {
+                    let object = match store.get(&key, MAX_DOCUMENT_BYTES).await {
+                        Ok(object) => object,
+                        Err(e) => return self.refused(e),
+                    };
+                    match object {
+                        None => Condition::IfAbsent,
+                        Some(object) => match parse(&object.bytes, &store.location(&key)) {
+                            Some(lease) if !self.is_mine(&lease) => {
+                                self.etag = Some(object.etag);
+                                self.unchanged_since = Instant::now();
+                                self.stand_back(lease);
+                                return Ok(());
+                            }
+                            // This agent's own, or unreadable: rewrite it.
+                            _ => Condition::IfMatch(object.etag),
+                        },
+                    }
+                }
+            };
+            match self.write(store, condition).await {
+                Ok(()) => return Ok(()),
+                Err(AgentError::Store(StoreError::PreconditionFailed { .. })) => continue,
+                Err(AgentError::Store(e)) => return self.refused(e),
+                Err(e) => return Err(e),
+            }
+        }
+        match &self.standing {
+            Some(Standing::Holder) => Ok(()),
+            _ => Err(StoreError::PreconditionFailed {
+                op: "write",
+                location: store.location(&key),
+            }
+            .into()),
+        }
+    }
+
+    /// Write a new lease with a fresh nonce when `condition` holds.
+    async fn write(&mut self, store: &Store, condition: Condition) -> Result<(), AgentError> {
+        let key = keys::lease(&self.host);
+        let nonce = Uuid::new_v4();
+        // Remember the nonce before the store has it, so that a crash in
+        // between still finds the lease this agent's own.
+        let mut nonces = read_nonces(&self.state_dir);
+        nonces.push(nonce);
+        let keep = nonces.len().saturating_sub(2);
+        nonces.drain(..keep);
+        write_nonces(&self.state_dir, &nonces)
+            .map_err(|e| AgentError::local(self.state_dir.join(LEASE_FILE), e))?;
+        let holder = matches!(self.standing, Some(Standing::Holder));
+        let since = if holder {
+            self.since.clone()
+        } else {
+            cattle_core::now_rfc3339()
+        };
+        let lease = HostLease {
+            format: FORMAT,
+            host: self.host.clone(),
+            nonce,
+            machine: self.machine.clone(),
+            state_dir: self.state_dir_name.clone(),
+            pid: std::process::id(),
+            since: since.clone(),
+            renewed: cattle_core::now_rfc3339(),
+            renew_secs: self.renew_every.as_secs().max(1),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let body = serde_json::to_vec_pretty(&lease).expect("leases serialize");
+        let etag = store.put(&key, body, condition).await?;
+        if !holder {
+            tracing::info!(host = %self.host, lease = %store.location(&key), "this agent is the one active for the host");
+        }
+        self.since = since;
+        self.etag = Some(etag);
+        self.polls = 0;
+        self.standing = Some(Standing::Holder);
+        Ok(())
+    }
+
+    /// A store error on the lease. Access denied means the store does not let
+    /// this agent hold a lease at all (an older policy): it then runs without
+    /// one, warned once. Anything else is returned, to be retried.
+    fn refused(&mut self, e: StoreError) -> Result<(), AgentError> {
+        if !matches!(e, StoreError::AccessDenied { .. }) {
+            return Err(e.into());
+        }
+        if !self.warned {
+            tracing::warn!(
+                host = %self.host,
+                error = %e,
+                "the store refuses this agent its host lease; running without one, so a second \
+                 agent with this host ID would not be stopped: allow it the lease (see \
+                 deploy/minio/cattle-host.json)"
+            );
+            self.warned = true;
+        }
+        self.polls = 0;
+        self.standing = Some(Standing::Unprotected(e.to_string()));
+        Ok(())
+    }
+
+    fn stand_back(&mut self, holder: HostLease) {
+        let news = match &self.standing {
+            Some(Standing::Standby(before)) => {
+                before.machine != holder.machine || before.state_dir != holder.state_dir
+            }
+            _ => true,
+        };
+        if news {
+            tracing::error!(
+                host = %self.host,
+                holder_machine = %holder.machine,
+                holder_state_dir = %holder.state_dir,
+                holder_pid = holder.pid,
+                since = %holder.since,
+                "another agent is active for host ID `{}` (machine {}, state directory {}); this one \
+                 (machine {}, state directory {}) runs nothing while that one keeps its lease",
+                self.host, holder.machine, holder.state_dir, self.machine, self.state_dir_name
+            );
+        }
+        self.standing = Some(Standing::Standby(Box::new(holder)));
+    }
+
+    fn is_mine(&self, lease: &HostLease) -> bool {
+        read_nonces(&self.state_dir).contains(&lease.nonce)
+    }
+
+    /// This agent as conflict records name it: machine and state directory.
+    pub fn me(&self) -> (&str, &str) {
+        (&self.machine, &self.state_dir_name)
+    }
+}
+
+fn parse(bytes: &[u8], location: &str) -> Option<HostLease> {
+    match serde_json::from_slice::<HostLease>(bytes) {
+        Ok(lease) => Some(lease),
+        Err(e) => {
+            tracing::warn!(location, error = %e, "the host lease is not a valid document; replacing it");
+            None
+        }
+    }
+}
+
+fn read_nonces(state_dir: &Path) -> Vec<Uuid> {
+    std::fs::read_to_string(state_dir.join(LEASE_FILE))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|n| Uuid::parse_str(n).ok())
+        .collect()
+}
+
+fn write_nonces(state_dir: &Path, nonces: &[Uuid]) -> std::io::Result<()> {
+    let text: String = nonces.iter().map(|n| format!("{n}\n")).collect();
+    local::write_atomic(state_dir, LEASE_FILE, text.as_bytes())
+}
+
+/// This agent as leases name it: the machine and the state directory.
+fn identity(state_dir: &Path) -> (String, String) {
+    let machine = ["/etc/machine-id", "/proc/sys/kernel/hostname"]
+        .iter()
+        .find_map(|p| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    let dir = state_dir
+        .canonicalize()
+        .unwrap_or_else(|_| state_dir.to_path_buf());
+    (machine, dir.display().to_string())
+}
+
+/// While an execution runs: every `every`, renew the lease when due, and
+/// otherwise look (one conditional GET) whether another agent has written it;
+/// raise `lost` when this agent no longer holds it. Runs until aborted.
+pub async fn keep(
+    lease: std::sync::Arc<tokio::sync::Mutex<Lease>>,
+    store: Store,
+    every: Duration,
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let mut lease = lease.lock().await;
+        let result = if lease.polls + 1 >= RENEW_POLLS {
+            lease.poll(&store).await.map(drop)
+        } else {
+            lease.polls += 1;
+            lease.check(&store).await
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "cannot renew or check the host lease; trying again");
+        }
+        if matches!(lease.standing, Some(Standing::Standby(_))) {
+            lost.store(true, std::sync::atomic::Ordering::SeqCst);
+            return;
+        }
+    }
+}
