@@ -1475,60 +1475,190 @@ fn damaged_local_state_neither_reruns_finished_steps_nor_skips_any() {
     fleet.cattle(&["status", &cut]).assert_success();
 }
 
-#[test]
-fn a_reboot_step_continues_after_the_host_is_back() {
-    let fleet = Fleet::on_minio();
+/// A config of three steps: `echo 1`, a reboot (with `reboot_args`, e.g. a
+/// timeout), `echo 3`, each echo appending to `steps` in the workspace.
+fn reboot_config(fleet: &Fleet, reboot_args: &str) -> PathBuf {
     let ws = fleet.ws.path().display().to_string();
     let config = fleet.ws.write(
         "reboot/cattle.toml",
         [
             shell_step(&format!("echo 1 >> {ws}/steps")),
-            "[[step]]\nfacility = \"reboot\"\n\n".to_string(),
+            format!("[[step]]\nfacility = \"reboot\"\n{reboot_args}\n"),
             shell_step(&format!("echo 3 >> {ws}/steps")),
         ]
         .concat(),
     );
-    let id = fleet.publish(config.parent().unwrap(), &["h1"]);
-    // The "host": a boot ID file we change, and a reboot command that only records itself.
-    let boot = fleet.ws.write("boot_id", "boot-one\n");
-    let agent = || {
-        fleet
-            .agent("h1", &["--once"])
-            .env("CATTLE_BOOT_ID_FILE", &boot)
+    config.parent().unwrap().to_path_buf()
+}
+
+/// What a simulated host has done: its steps and the reboots it was asked for.
+fn steps_and_reboots(fleet: &Fleet) -> (String, String) {
+    let read = |name: &str| std::fs::read_to_string(fleet.ws.child(name)).unwrap_or_default();
+    (read("steps"), read("reboots"))
+}
+
+impl Fleet {
+    /// The agent of host h1, once, as a host whose kernel boot ID is in the file
+    /// `boot` and whose run directory is `run`, with a reboot command that only
+    /// records itself.
+    fn rebooting_agent(&self, boot: &Path, run: &Path) -> Cmd {
+        let ws = self.ws.path().display().to_string();
+        self.agent("h1", &["--once"])
+            .env("CATTLE_BOOT_ID_FILE", boot)
+            .env("CATTLE_RUN_DIR", run)
             .env(
                 "CATTLE_REBOOT_COMMAND",
                 format!("echo reboot >> {ws}/reboots"),
             )
-            .run()
-    };
-    let read = |name: &str| std::fs::read_to_string(fleet.ws.child(name)).unwrap_or_default();
+    }
+}
+
+#[test]
+fn a_reboot_step_continues_after_the_host_is_back_and_is_asked_for_once() {
+    let fleet = Fleet::on_minio();
+    let id = fleet.publish(&reboot_config(&fleet, ""), &["h1"]);
+    // The "host": a boot ID file we change; its run directory is not a tmpfs,
+    // so the boot ID alone tells the reboot.
+    let boot = fleet.ws.write("boot_id", "boot-one\n");
+    let run = fleet.ws.child("run");
+    let agent = || fleet.rebooting_agent(&boot, &run).run();
 
     agent().assert_success();
-    assert_eq!(
-        (read("steps"), read("reboots")),
-        ("1\n".to_string(), "reboot\n".to_string())
-    );
+    assert_eq!(steps_and_reboots(&fleet), ("1\n".into(), "reboot\n".into()));
     let status = fleet.status_json(&id);
     assert_eq!(status["hosts"][0]["state"], "PROGRESS");
     assert_eq!(status["hosts"][0]["status"]["step"]["facility"], "reboot");
 
-    // The agent restarts before the reboot happened: it asks again, runs nothing more.
-    agent().assert_success();
-    assert_eq!(
-        (read("steps"), read("reboots")),
-        ("1\n".to_string(), "reboot\nreboot\n".to_string())
-    );
+    // The agent starts again before the reboot happened: it waits, asking nothing.
+    for _ in 0..3 {
+        agent().assert_success();
+    }
+    assert_eq!(steps_and_reboots(&fleet), ("1\n".into(), "reboot\n".into()));
 
     // The host is back with a new boot ID: step 2 is done, step 3 runs, step 1 does not.
     std::fs::write(&boot, "boot-two\n").unwrap();
     agent().assert_success();
-    assert_eq!(read("steps"), "1\n3\n");
-    assert_eq!(read("reboots"), "reboot\nreboot\n");
+    assert_eq!(
+        steps_and_reboots(&fleet),
+        ("1\n3\n".into(), "reboot\n".into())
+    );
     fleet.cattle(&["status", &id]).assert_success();
     let log = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
     assert!(
-        log.contains("the host rebooted (boot ID boot-one became boot-two): step 2 is done"),
+        log.contains("step 2: the host rebooted (boot ID boot-one became boot ID boot-two)"),
         "{log}"
+    );
+}
+
+#[test]
+fn a_host_that_could_not_tell_a_reboot_is_not_rebooted_and_the_step_fails() {
+    let fleet = Fleet::on_minio();
+    let id = fleet.publish(&reboot_config(&fleet, ""), &["h1"]);
+    // No boot ID, and a run directory that is not a tmpfs.
+    let boot = fleet.ws.child("no-such-boot-id");
+    let run = fleet.ws.child("run");
+    for _ in 0..4 {
+        fleet.rebooting_agent(&boot, &run).run().assert_success();
+    }
+    assert_eq!(steps_and_reboots(&fleet), ("1\n".into(), String::new()));
+    let status = fleet.host_status(&id, "h1");
+    assert_eq!(status["state"], "ERROR", "{status}");
+    let error = status["error"].as_str().unwrap();
+    assert!(
+        error.contains("step 2: cannot tell whether the host rebooted, so it is not rebooted")
+            && error.contains("no-such-boot-id")
+            && error.contains("is not a tmpfs"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_container_reboot_shows_in_its_run_dir_though_the_boot_id_stays_and_the_machine_id_changes() {
+    let fleet = Fleet::on_minio();
+    let id = fleet.publish(&reboot_config(&fleet, ""), &["h1"]);
+    // As in a container: the kernel's boot ID is the host's and never changes;
+    // the container's /run is a tmpfs of its own.
+    let boot = fleet.ws.write("boot_id", "the-host-kernel\n");
+    let run = cattle_e2e::Tmpfs::mount(fleet.ws.child("run"), "1m");
+    let machine_id = fleet
+        .ws
+        .write("machine-id", "11111111111111111111111111111111\n");
+    let agent = |machine_id: &Path| {
+        let ws = fleet.ws.path().display().to_string();
+        Cmd::new("unshare")
+            .envs(&fleet.minio.cattle_env())
+            .env("CATTLE_STORE", &fleet.store_url)
+            .env("CATTLE_BOOT_ID_FILE", &boot)
+            .env("CATTLE_RUN_DIR", run.path())
+            .env(
+                "CATTLE_REBOOT_COMMAND",
+                format!("echo reboot >> {ws}/reboots"),
+            )
+            .args([
+                "--mount",
+                "sh",
+                "-c",
+                "mount --bind \"$0\" /etc/machine-id && exec \"$@\"",
+            ])
+            .arg(machine_id)
+            .arg(agent_bin())
+            .args(["--host-id", "h1", "--once", "--state-dir"])
+            .arg(fleet.state_dir("h1"))
+            .run()
+    };
+    agent(&machine_id).assert_success();
+    agent(&machine_id).assert_success();
+    assert_eq!(steps_and_reboots(&fleet), ("1\n".into(), "reboot\n".into()));
+
+    // The container reboots: /run starts empty, and it comes back with a new machine ID.
+    run.remount();
+    let new_machine_id = fleet
+        .ws
+        .write("machine-id-2", "22222222222222222222222222222222\n");
+    agent(&new_machine_id).assert_success();
+    assert_eq!(
+        steps_and_reboots(&fleet),
+        ("1\n3\n".into(), "reboot\n".into())
+    );
+    let status = fleet.host_status(&id, "h1");
+    assert_eq!(status["state"], "DONE", "{status}");
+}
+
+#[test]
+fn a_reboot_that_does_not_happen_or_cannot_be_asked_for_fails_the_step() {
+    let fleet = Fleet::on_minio();
+    let boot = fleet.ws.write("boot_id", "boot-one\n");
+    let run = fleet.ws.child("run");
+
+    // The host never reboots: the step fails after its timeout, asked once.
+    let id = fleet.publish(&reboot_config(&fleet, "timeout = \"2s\""), &["h1"]);
+    fleet.rebooting_agent(&boot, &run).run().assert_success();
+    std::thread::sleep(Duration::from_millis(2500));
+    fleet.rebooting_agent(&boot, &run).run().assert_success();
+    assert_eq!(steps_and_reboots(&fleet), ("1\n".into(), "reboot\n".into()));
+    let status = fleet.host_status(&id, "h1");
+    assert_eq!(status["state"], "ERROR", "{status}");
+    let error = status["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("step 2 failed: asked for a reboot with `echo reboot")
+            && error.contains("the host has not rebooted within 2s")
+            && error.contains("not asking again"),
+        "{error}"
+    );
+
+    // The reboot command fails: the step fails at once.
+    let id = fleet.publish(&reboot_config(&fleet, ""), &["h1"]);
+    fleet
+        .rebooting_agent(&boot, &run)
+        .env("CATTLE_REBOOT_COMMAND", "exit 3")
+        .run()
+        .assert_success();
+    let status = fleet.host_status(&id, "h1");
+    assert_eq!(status["state"], "ERROR", "{status}");
+    let error = status["error"].as_str().unwrap();
+    assert!(
+        error.contains("step 2: `exit 3` failed (exit status: 3); the host was not rebooted"),
+        "{error}"
     );
 }
 
@@ -1886,44 +2016,63 @@ fn a_cloned_machine_runs_nothing_alongside_its_original() {
 }
 
 #[test]
-fn an_agent_knows_its_lease_after_a_new_machine_id_and_a_moved_state_dir() {
+fn an_agent_knows_its_lease_after_a_reboot_a_new_machine_id_and_a_moved_state_dir() {
     let fleet = Fleet::on_minio();
-    let runs = fleet.ws.child("runs");
-    let dir = runs_config(&fleet, &runs);
-    fleet.publish(&dir, &["h1"]);
-    fleet.agent_once("h1").assert_success();
+    let id = fleet.publish(&reboot_config(&fleet, ""), &["h1"]);
+    let boot = fleet.ws.write("boot_id", "boot-one\n");
+    let run = fleet.ws.child("run");
     let lease = |fleet: &Fleet| -> serde_json::Value {
         serde_json::from_slice(&fleet.bucket.get("hosts/h1/agent.json").unwrap()).unwrap()
     };
-    let before = lease(&fleet);
-
-    // Same agent, its state directory moved, and a new machine ID (as after
-    // re-imaging /etc or a reboot that regenerates it).
-    let moved = fleet.ws.child("moved-state");
-    std::fs::rename(fleet.state_dir("h1"), &moved).unwrap();
-    let machine_id = fleet
+    // As a host: its own /etc/machine-id, its own state directory.
+    let agent = |machine_id: &Path, state: &Path| {
+        let ws = fleet.ws.path().display().to_string();
+        Cmd::new("unshare")
+            .envs(&fleet.minio.cattle_env())
+            .env("CATTLE_STORE", &fleet.store_url)
+            .env("CATTLE_BOOT_ID_FILE", &boot)
+            .env("CATTLE_RUN_DIR", &run)
+            .env(
+                "CATTLE_REBOOT_COMMAND",
+                format!("echo reboot >> {ws}/reboots"),
+            )
+            .args([
+                "--mount",
+                "sh",
+                "-c",
+                "mount --bind \"$0\" /etc/machine-id && exec \"$@\"",
+            ])
+            .arg(machine_id)
+            .arg(agent_bin())
+            .args(["--host-id", "h1", "--once", "--state-dir"])
+            .arg(state)
+            .run()
+    };
+    let first_id = fleet
         .ws
         .write("machine-id", "0123456789abcdef0123456789abcdef\n");
-    let id = fleet.publish(&dir, &["h1"]);
-    let out = Cmd::new("unshare")
-        .envs(&fleet.minio.cattle_env())
-        .env("CATTLE_STORE", &fleet.store_url)
-        .args([
-            "--mount",
-            "sh",
-            "-c",
-            "mount --bind \"$0\" /etc/machine-id && exec \"$@\"",
-        ])
-        .arg(&machine_id)
-        .arg(agent_bin())
-        .args(["--host-id", "h1", "--once", "--state-dir"])
-        .arg(&moved)
-        .run();
-    out.assert_success();
+    agent(&first_id, &fleet.state_dir("h1")).assert_success();
+    assert_eq!(steps_and_reboots(&fleet), ("1\n".into(), "reboot\n".into()));
+    let before = fleet.bucket.get("hosts/h1/agent.json");
+
+    // The host comes back with a new boot ID and a new machine ID (re-imaged
+    // /etc), and its state directory has moved.
+    std::fs::write(&boot, "boot-two\n").unwrap();
+    let second_id = fleet
+        .ws
+        .write("machine-id-2", "fedcba9876543210fedcba9876543210\n");
+    let moved = fleet.ws.child("moved-state");
+    std::fs::rename(fleet.state_dir("h1"), &moved).unwrap();
+    agent(&second_id, &moved).assert_success();
+    assert_eq!(
+        steps_and_reboots(&fleet),
+        ("1\n3\n".into(), "reboot\n".into())
+    );
     let status = fleet.host_status(&id, "h1");
     assert_eq!(status["state"], "DONE", "{status}");
+    let before: serde_json::Value = serde_json::from_slice(&before.unwrap()).unwrap();
     let after = lease(&fleet);
-    assert_eq!(after["machine"], "0123456789abcdef0123456789abcdef");
+    assert_eq!(after["machine"], "fedcba9876543210fedcba9876543210");
     assert_eq!(after["state_dir"], moved.display().to_string());
     assert_ne!(after["nonce"], before["nonce"]);
 }

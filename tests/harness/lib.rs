@@ -1248,6 +1248,61 @@ pub fn wait_until(timeout: Duration, every: Duration, mut cond: impl FnMut() -> 
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// A tmpfs of the test's own
+// ---------------------------------------------------------------------------------------------
+
+/// A tmpfs mounted on a directory of the test's, unmounted on `Drop` (tests run
+/// as root). [`Tmpfs::remount`] starts it empty again, as a reboot does `/run`.
+#[derive(Debug)]
+pub struct Tmpfs {
+    path: PathBuf,
+    size: String,
+}
+
+impl Tmpfs {
+    /// Mount a tmpfs of `size` (e.g. `"1m"`) on `path`, creating it.
+    pub fn mount(path: impl Into<PathBuf>, size: &str) -> Tmpfs {
+        let tmpfs = Tmpfs {
+            path: path.into(),
+            size: size.to_string(),
+        };
+        fs::create_dir_all(&tmpfs.path).unwrap();
+        tmpfs.mount_it();
+        tmpfs
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Unmount it and mount a new, empty one in its place.
+    pub fn remount(&self) {
+        self.unmount();
+        self.mount_it();
+    }
+
+    fn mount_it(&self) {
+        Cmd::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={},mode=0755", self.size))
+            .arg("tmpfs")
+            .arg(&self.path)
+            .run()
+            .assert_success();
+    }
+
+    fn unmount(&self) {
+        Cmd::new("umount").arg(&self.path).run().assert_success();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,6 +110,11 @@ pub async fn handle(
         ..
     } = candidate;
     let dir = local::execution_dir(&config.state_dir, id);
+    // A reboot asked for and not happened yet: nothing to do but wait for it.
+    if interrupted && matches!(reboot::pending(&dir), reboot::Pending::Waiting) {
+        tracing::debug!(execution = %id, "waiting for the reboot it asked for");
+        return Ok(Handled::Stopped);
+    }
     let mut report = Report::start(&config.host, id, &dir, shutdown.clone())
         .map_err(|e| AgentError::local(dir.clone(), e))?;
 
@@ -180,15 +185,30 @@ pub async fn handle(
         _ => 1,
     };
     if interrupted {
-        if reboot::completed(&dir, from, &mut report)? {
-            from += 1;
-            report.journal(from);
+        match reboot::pending(&dir) {
+            reboot::Pending::None => {}
+            reboot::Pending::Waiting => return Ok(Handled::Stopped),
+            reboot::Pending::Done(line) => {
+                report.log(&format!("step {from}: {line}"));
+                reboot::forget(&dir)?;
+                from += 1;
+                report.journal(from);
+            }
+            reboot::Pending::TimedOut(message) => {
+                let message = format!("step {from} failed: {message}");
+                tracing::error!(execution = %id, "{message}");
+                report.log(&message);
+                report.finish(State::Error, Some(message));
+                deliver(store, &config.host, id, &dir).await?;
+                return Ok(Handled::Settled);
+            }
         }
         report.log(&format!(
             "this execution was interrupted; verified it again, resuming at step {from}"
         ));
     }
 
+    let timeouts: Vec<std::time::Duration> = plan.steps.iter().map(|s| s.timeout).collect();
     let mut ctx = Context::new(&config_dir);
     ctx.env
         .push((env::EXECUTION_ID.to_string(), id.to_string()));
@@ -247,10 +267,18 @@ pub async fn handle(
             Ok(Handled::Stopped)
         }
         Outcome::RebootRequested { step } => {
-            reboot::request(&dir, step, &mut report)?;
-            // Nothing more until the host is back: the next agent carries on.
-            shutdown.request();
-            Ok(Handled::Stopped)
+            let wait = timeouts.get(step - 1).copied().unwrap_or_default();
+            match reboot::request(&dir, step, wait, &mut report)? {
+                // Nothing more until the host is back.
+                Ok(()) => Ok(Handled::Stopped),
+                Err(message) => {
+                    tracing::error!(execution = %id, "{message}");
+                    report.log(&message);
+                    report.finish(State::Error, Some(message));
+                    deliver(store, &config.host, id, &dir).await?;
+                    Ok(Handled::Settled)
+                }
+            }
         }
     }
 }

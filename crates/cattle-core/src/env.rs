@@ -20,6 +20,10 @@ pub const REBOOT_COMMAND: &str = "CATTLE_REBOOT_COMMAND";
 /// Where the agent reads the boot ID that tells it a reboot happened
 /// (default `/proc/sys/kernel/random/boot_id`).
 pub const BOOT_ID_FILE: &str = "CATTLE_BOOT_ID_FILE";
+/// Where the agent keeps a token of the current boot (default `/run/cattle`): it
+/// must be a tmpfs, which every boot starts empty, so that a reboot shows even
+/// where the kernel's boot ID does not change (a container).
+pub const RUN_DIR: &str = "CATTLE_RUN_DIR";
 /// `cattle publish`: the secret key file that signs manifests (`--key`).
 pub const SIGNING_KEY: &str = "CATTLE_SIGNING_KEY";
 /// `cattle-agent`: files of public keys whose signatures it accepts, separated by `:` (`--trusted-keys`).
