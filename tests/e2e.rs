@@ -2529,3 +2529,54 @@ fn a_publish_overtaken_while_addressing_its_hosts_still_runs_late() {
         "not refused"
     );
 }
+
+#[test]
+fn sigterm_is_heard_while_a_big_bundle_is_unpacked() {
+    let fleet = Fleet::on_minio();
+    let counter = fleet.ws.child("counter");
+    let config = fleet.ws.write(
+        "big/cattle.toml",
+        shell_step(&format!("echo ran >> {}", counter.display())),
+    );
+    // 150 MB that do not compress: unpacking takes a while.
+    let mut noise = vec![0u8; 150 << 20];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut noise))
+        .unwrap();
+    fleet.ws.write("big/noise.bin", noise);
+    let id = fleet.publish(config.parent().unwrap(), &["h1"]);
+
+    let mut agent = fleet.agent("h1", &["--interval", "1"]).spawn();
+    let execution = fleet.state_dir("h1").join("executions").join(&id);
+    // Extraction writes the config directory once the whole bundle has been checked.
+    assert!(wait_until(
+        Duration::from_secs(120),
+        Duration::from_millis(2),
+        || execution.join("config").exists()
+    ));
+    agent.signal(cattle_e2e::Signal::SIGTERM);
+    let out = agent.wait_timeout(Duration::from_secs(120)).unwrap();
+    assert_eq!(out.status, 0, "{out}");
+
+    // The agent heard the signal while it unpacked, not after.
+    let heard = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("shutdown requested"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let heard = humantime::parse_rfc3339_weak(heard.split_whitespace().next().unwrap()).unwrap();
+    let log = std::fs::read_to_string(execution.join("exec.log")).unwrap();
+    let unpacked = log
+        .lines()
+        .find(|l| l.contains("bundle verified and unpacked"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let unpacked =
+        humantime::parse_rfc3339_weak(unpacked.split_whitespace().next().unwrap()).unwrap();
+    assert!(
+        heard < unpacked,
+        "SIGTERM was heard only after unpacking ended:\n{}\n{log}",
+        out.stderr
+    );
+    // And it started no step.
+    assert!(!counter.exists(), "a step ran after SIGTERM");
+}

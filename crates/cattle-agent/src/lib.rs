@@ -265,7 +265,7 @@ impl Agent {
                     });
                 }
                 self.inbox_etag = Some(object.etag);
-                self.set_inbox(inbox.executions);
+                self.set_inbox(inbox.executions).await;
             }
         }
 
@@ -379,11 +379,18 @@ impl Agent {
 
     /// Take a new inbox document; forget and remove locally whatever it no
     /// longer lists (`cattle clean` removed it).
-    fn set_inbox(&mut self, executions: Vec<Uuid>) {
+    async fn set_inbox(&mut self, executions: Vec<Uuid>) {
         let listed: HashSet<Uuid> = executions.iter().copied().collect();
-        for id in local::list_executions(&self.config.state_dir) {
-            if !listed.contains(&id) {
-                match local::remove_execution(&self.config.state_dir, id) {
+        let state_dir = self.config.state_dir.clone();
+        let keep = listed.clone();
+        // Removing a config tree can take a while: not on the runtime's thread,
+        // which signals and uploads need.
+        let removing = tokio::task::spawn_blocking(move || {
+            for id in local::list_executions(&state_dir) {
+                if keep.contains(&id) {
+                    continue;
+                }
+                match local::remove_execution(&state_dir, id) {
                     Ok(()) => {
                         tracing::info!(execution = %id, "removed local copy of a cleaned execution")
                     }
@@ -392,6 +399,9 @@ impl Agent {
                     }
                 }
             }
+        });
+        if let Err(e) = removing.await {
+            tracing::warn!(error = %e, "removing local copies of cleaned executions failed");
         }
         self.settled.retain(|id| listed.contains(id));
         let mut executions = executions;
