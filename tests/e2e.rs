@@ -2580,3 +2580,65 @@ fn sigterm_is_heard_while_a_big_bundle_is_unpacked() {
     // And it started no step.
     assert!(!counter.exists(), "a step ran after SIGTERM");
 }
+
+#[test]
+fn a_second_agent_takes_over_once_the_first_has_been_silent_for_three_renewals() {
+    let fleet = Fleet::on_minio();
+    let runs = fleet.ws.child("runs");
+    let dir = runs_config(&fleet, &runs);
+    let daemon = |state: &Path| {
+        Cmd::new(agent_bin())
+            .envs(&fleet.minio.cattle_env())
+            .env("CATTLE_STORE", &fleet.store_url)
+            .args(["--host-id", "h1", "--interval", "1", "--state-dir"])
+            .arg(state)
+            .spawn()
+    };
+    let first_state = fleet.ws.child("first");
+    let second_state = fleet.ws.child("second");
+    let mut first = daemon(&first_state);
+    let first_id = fleet.publish(&dir, &["h1"]);
+    assert!(wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || fleet
+            .bucket
+            .get(&format!("executions/{first_id}/done/h1"))
+            .is_some()
+    ));
+    let mut second = daemon(&second_state);
+    assert!(wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || second
+            .stderr()
+            .contains("another agent is active for host ID `h1`")
+    ));
+    // The first machine dies. Its lease says it renews every 10 s (10 polls of
+    // 1 s): the second takes over 30 s after it last saw the lease change, which
+    // was at most one renewal before the death.
+    first.kill();
+    let died = std::time::Instant::now();
+    let id = fleet.publish(&dir, &["h1"]);
+    assert!(wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || fleet
+            .bucket
+            .get(&format!("executions/{id}/done/h1"))
+            .is_some()
+    ));
+    let waited = died.elapsed();
+    let out = second.terminate(Duration::from_secs(10));
+    assert!(
+        waited >= Duration::from_secs(15),
+        "took over after {waited:?}, before the lease went silent"
+    );
+    assert!(out.stderr.contains("taking over"), "{out}");
+    let text = std::fs::read_to_string(&runs).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("start {id} {}", second_state.display()))),
+        "{text}"
+    );
+}
