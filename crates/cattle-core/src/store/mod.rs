@@ -156,12 +156,54 @@ pub enum StoreError {
         location: String,
         limit: u64,
     },
+    /// A key that could name something outside the store (see [`check_key`]).
+    /// Keys are built from values read from the store; this is the last line
+    /// of defence should one slip through unchecked.
+    #[error("{op} `{key}`: not a valid store key: {reason}")]
+    InvalidKey {
+        op: &'static str,
+        key: String,
+        reason: String,
+    },
     #[error("{op} `{location}` failed: {message}")]
     Other {
         op: &'static str,
         location: String,
         message: String,
     },
+}
+
+/// Why `key` cannot name an object, if it cannot: it must be relative, made
+/// of non-empty `/`-separated components other than `.` and `..`, without a
+/// NUL byte. Every key Cattle builds is; a value read from the store and put
+/// into a key unchecked may not be, and must never reach outside the store
+/// (a directory, or the store URL's prefix).
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("it is empty".to_string());
+    }
+    if key.contains('\0') {
+        return Err("it contains a NUL byte".to_string());
+    }
+    if key.starts_with('/') {
+        return Err("it is absolute (starts with `/`)".to_string());
+    }
+    for component in key.split('/') {
+        match component {
+            "" => return Err("it has an empty component (`//` or a trailing `/`)".to_string()),
+            "." | ".." => return Err(format!("it has a `{component}` component")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// [`check_key`] for the prefix of a listing: empty (everything) or ending in `/` is fine too.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    match prefix.strip_suffix('/').unwrap_or(prefix) {
+        "" if prefix.is_empty() => Ok(()),
+        rest => check_key(rest),
+    }
 }
 
 impl StoreError {
@@ -310,6 +352,35 @@ impl Store {
         match self {
             Store::File(s) => s.list(prefix),
             Store::S3(s) => s.list(prefix).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_prefixes_stay_inside_the_store() {
+        for key in ["bundles/x.tar.gz", "executions/id/hosts/h/status.json", "a"] {
+            assert_eq!(check_key(key), Ok(()), "{key}");
+        }
+        for (key, reason) in [
+            ("", "it is empty"),
+            ("/etc/passwd", "it is absolute (starts with `/`)"),
+            ("bundles/../../x", "it has a `..` component"),
+            ("./x", "it has a `.` component"),
+            ("a//b", "it has an empty component (`//` or a trailing `/`)"),
+            ("a/", "it has an empty component (`//` or a trailing `/`)"),
+            ("a\0b", "it contains a NUL byte"),
+        ] {
+            assert_eq!(check_key(key), Err(reason.to_string()), "{key:?}");
+        }
+        for prefix in ["", "executions/", "executions/id/done/", "hosts/h"] {
+            assert_eq!(check_prefix(prefix), Ok(()), "{prefix}");
+        }
+        for prefix in ["/", "../", "a//", "a/../b/"] {
+            assert!(check_prefix(prefix).is_err(), "{prefix}");
         }
     }
 }

@@ -33,7 +33,7 @@ use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use super::{Condition, Entry, Fetched, Object, StoreError};
+use super::{Condition, Entry, Fetched, Object, StoreError, check_key, check_prefix};
 use crate::env;
 
 /// Requests are given this long to connect, and each attempt this long overall.
@@ -173,6 +173,18 @@ impl S3Store {
         format!("{}{key}", self.prefix)
     }
 
+    /// The object key of `key` under the prefix, once [`check_key`] accepts it:
+    /// `..` must not take a request out of the prefix (another environment in
+    /// the same bucket) should anything on the way normalise the path.
+    fn checked(&self, op: &'static str, key: &str) -> Result<String, StoreError> {
+        check_key(key).map_err(|reason| StoreError::InvalidKey {
+            op,
+            key: key.to_string(),
+            reason,
+        })?;
+        Ok(self.key(key))
+    }
+
     pub fn location(&self, key: &str) -> String {
         format!("s3://{}/{}", self.bucket, self.key(key))
     }
@@ -245,11 +257,12 @@ impl S3Store {
         etag: Option<&str>,
         limit: u64,
     ) -> Result<Fetched, StoreError> {
+        let object_key = self.checked("read", key)?;
         let result = self
             .client
             .get_object()
             .bucket(&self.bucket)
-            .key(self.key(key))
+            .key(object_key)
             .set_if_none_match(etag.map(str::to_string))
             .send()
             .await;
@@ -303,11 +316,12 @@ impl S3Store {
         bytes: Vec<u8>,
         condition: Condition,
     ) -> Result<String, StoreError> {
+        let object_key = self.checked("write", key)?;
         let mut request = self
             .client
             .put_object()
             .bucket(&self.bucket)
-            .key(self.key(key))
+            .key(object_key)
             .body(ByteStream::from(bytes));
         request = match condition {
             Condition::Always => request,
@@ -329,11 +343,12 @@ impl S3Store {
     }
 
     pub async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let object_key = self.checked("inspect", key)?;
         match self
             .client
             .head_object()
             .bucket(&self.bucket)
-            .key(self.key(key))
+            .key(object_key)
             .send()
             .await
         {
@@ -350,10 +365,11 @@ impl S3Store {
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let object_key = self.checked("delete", key)?;
         self.client
             .delete_object()
             .bucket(&self.bucket)
-            .key(self.key(key))
+            .key(object_key)
             .send()
             .await
             .map(|_| ())
@@ -361,6 +377,11 @@ impl S3Store {
     }
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
+        check_prefix(prefix).map_err(|reason| StoreError::InvalidKey {
+            op: "list",
+            key: prefix.to_string(),
+            reason,
+        })?;
         let mut pages = self
             .client
             .list_objects_v2()
