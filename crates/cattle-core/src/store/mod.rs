@@ -165,6 +165,13 @@ pub enum StoreError {
         key: String,
         reason: String,
     },
+    /// A `304 Not Modified` answer to a read that gave no ETag to compare with:
+    /// something between here and the store (a caching proxy) or a broken
+    /// server answered instead of the store.
+    #[error(
+        "{op} `{location}`: the store answered 304 Not Modified to a read without If-None-Match"
+    )]
+    UnaskedNotModified { op: &'static str, location: String },
     #[error("{op} `{location}` failed: {message}")]
     Other {
         op: &'static str,
@@ -230,6 +237,13 @@ impl StoreError {
                  (for MinIO, the CA of `public.crt` in its certs directory)",
                 crate::env::CA_BUNDLE
             )),
+            StoreError::UnaskedNotModified { .. } => Some(
+                "a caching proxy between this machine and the store (or a broken server) answers \
+                 304 Not Modified to reads that did not ask for it; check for a caching proxy \
+                 (HTTP_PROXY, HTTPS_PROXY, or one in front of AWS_ENDPOINT_URL) and have it pass \
+                 requests to the store unchanged"
+                    .to_string(),
+            ),
             StoreError::CaBundle { .. } => Some(format!(
                 "set {} to a readable PEM file of one or more CA certificates \
                  (`-----BEGIN CERTIFICATE-----` blocks), or unset it to trust the system's root CAs",
@@ -291,7 +305,11 @@ impl Store {
         match self.get_if_changed(key, None, limit).await? {
             Fetched::Found(object) => Ok(Some(object)),
             Fetched::Missing => Ok(None),
-            Fetched::NotModified => unreachable!("no ETag was given"),
+            // Not the store's answer to a read without an ETag: a proxy's, or a broken server's.
+            Fetched::NotModified => Err(StoreError::UnaskedNotModified {
+                op: "read",
+                location: self.location(key),
+            }),
         }
     }
 
@@ -382,5 +400,19 @@ mod tests {
         for prefix in ["/", "../", "a//", "a/../b/"] {
             assert!(check_prefix(prefix).is_err(), "{prefix}");
         }
+    }
+
+    #[test]
+    fn an_unasked_not_modified_points_at_a_caching_proxy() {
+        let err = StoreError::UnaskedNotModified {
+            op: "read",
+            location: "s3://b/k".to_string(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "read `s3://b/k`: the store answered 304 Not Modified to a read without If-None-Match"
+        );
+        assert!(err.hint().unwrap().contains("caching proxy"));
+        assert!(!err.is_transient());
     }
 }

@@ -271,7 +271,15 @@ impl S3Store {
             Err(err) => {
                 let status = err.raw_response().map(|r| r.status().as_u16());
                 if status == Some(304) {
-                    return Ok(Fetched::NotModified);
+                    // Only an answer to If-None-Match; to a plain read it is
+                    // a proxy's or a broken server's, not the object.
+                    return match etag {
+                        Some(_) => Ok(Fetched::NotModified),
+                        None => Err(StoreError::UnaskedNotModified {
+                            op: "read",
+                            location: self.location(key),
+                        }),
+                    };
                 }
                 if let SdkError::ServiceError(e) = &err
                     && e.err().is_no_such_key()
