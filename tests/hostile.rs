@@ -1,6 +1,6 @@
 //! A hostile path to the store, end to end: the real `cattle` and `cattle-agent` binaries
-//! against a real MinIO behind a fault-injecting proxy. Faults on the way end in errors
-//! that say what is wrong, never in a crash.
+//! against a real MinIO behind a fault-injecting proxy, or with a clock 20 minutes off.
+//! Faults on the way end in errors that say what is wrong, never in a crash.
 
 use std::path::{Path, PathBuf};
 
@@ -158,4 +158,56 @@ fn a_304_answer_to_a_plain_read_is_an_error_with_a_hint_not_a_panic() {
     assert!(!status.stderr.contains("panicked"), "{status}");
     assert!(status.stderr.contains("304 Not Modified"), "{status}");
     assert!(status.stderr.contains("hint: a caching proxy"), "{status}");
+}
+
+#[test]
+fn a_clock_twenty_minutes_off_is_named_with_a_hint() {
+    let site = Site::new();
+    // libfaketime moves the wall clock of the command it starts (and its threads) back;
+    // the monotonic clock, which timeouts use, stays real. scripts/test.sh installs it.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let faketime = std::env::split_paths(&path)
+        .map(|dir| dir.join("faketime"))
+        .find(|p| p.is_file())
+        .expect(
+            "faketime not found: install it with `apt-get install -y faketime` \
+             (scripts/test.sh does)",
+        );
+    let skewed = |bin: PathBuf, args: &[&str]| {
+        Cmd::new(&faketime)
+            .envs(&site.env())
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .args(["-m", "-f", "-20m"])
+            .arg(bin)
+            .args(args)
+            .run()
+    };
+    let check = |out: &Output| {
+        assert_eq!(out.status, 1, "{out}");
+        assert!(
+            out.stderr.contains(
+                "the store refused the request because of the time it was signed at \
+                 (RequestTimeTooSkewed: "
+            ),
+            "{out}"
+        );
+        assert!(
+            out.stderr
+                .contains("this machine's clock is 20m behind the store's"),
+            "{out}"
+        );
+        assert!(
+            out.stderr.contains(
+                "hint: this machine's clock differs from the store's by more than the store \
+                 allows (15 minutes on MinIO and AWS S3); here it is 20m"
+            ),
+            "{out}"
+        );
+    };
+    check(&skewed(cattle_bin(), &["status", &site.id]));
+    let state = site.ws.child("agents/host-1").display().to_string();
+    check(&skewed(
+        agent_bin(),
+        &["--host-id", "host-1", "--state-dir", &state, "--once"],
+    ));
 }

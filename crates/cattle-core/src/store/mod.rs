@@ -172,12 +172,42 @@ pub enum StoreError {
         "{op} `{location}`: the store answered 304 Not Modified to a read without If-None-Match"
     )]
     UnaskedNotModified { op: &'static str, location: String },
+    /// The store refused a request because of the time it was signed at: this
+    /// machine's clock and the store's differ by more than the store allows.
+    #[error(
+        "{op} `{location}`: the store refused the request because of the time it was signed at \
+         ({code}: {message}){}",
+        skew_text(.skew)
+    )]
+    ClockSkew {
+        op: &'static str,
+        location: String,
+        /// The store's error code, e.g. `RequestTimeTooSkewed`.
+        code: String,
+        message: String,
+        /// The store's clock minus this machine's, in seconds, when the answer
+        /// said what time the store has (its `Date` header).
+        skew: Option<i64>,
+    },
     #[error("{op} `{location}` failed: {message}")]
     Other {
         op: &'static str,
         location: String,
         message: String,
     },
+}
+
+/// How far apart the clocks are, for messages: `; this machine's clock is 20m behind the store's`.
+fn skew_text(skew: &Option<i64>) -> String {
+    match *skew {
+        None => String::new(),
+        Some(seconds) => {
+            let by =
+                humantime::format_duration(std::time::Duration::from_secs(seconds.unsigned_abs()));
+            let direction = if seconds >= 0 { "behind" } else { "ahead of" };
+            format!("; this machine's clock is {by} {direction} the store's")
+        }
+    }
 }
 
 /// Why `key` cannot name an object, if it cannot: it must be relative, made
@@ -244,6 +274,20 @@ impl StoreError {
                  requests to the store unchanged"
                     .to_string(),
             ),
+            StoreError::ClockSkew { skew, .. } => Some(format!(
+                "this machine's clock differs from the store's by more than the store allows \
+                 (15 minutes on MinIO and AWS S3){}: fix time synchronisation (NTP: \
+                 `timedatectl timesync-status`, `chronyc tracking`) on this machine or on the store",
+                match skew {
+                    Some(seconds) => format!(
+                        "; here it is {} off",
+                        humantime::format_duration(std::time::Duration::from_secs(
+                            seconds.unsigned_abs()
+                        ))
+                    ),
+                    None => String::new(),
+                }
+            )),
             StoreError::CaBundle { .. } => Some(format!(
                 "set {} to a readable PEM file of one or more CA certificates \
                  (`-----BEGIN CERTIFICATE-----` blocks), or unset it to trust the system's root CAs",
@@ -400,6 +444,39 @@ mod tests {
         for prefix in ["/", "../", "a//", "a/../b/"] {
             assert!(check_prefix(prefix).is_err(), "{prefix}");
         }
+    }
+
+    #[test]
+    fn a_clock_skew_says_by_how_much_and_what_to_fix() {
+        let skewed = |skew| StoreError::ClockSkew {
+            op: "read",
+            location: "s3://b/k".to_string(),
+            code: "RequestTimeTooSkewed".to_string(),
+            message: "The difference between the request time and the server's time is too large."
+                .to_string(),
+            skew,
+        };
+        let behind = skewed(Some(20 * 60 + 3));
+        assert_eq!(
+            behind.to_string(),
+            "read `s3://b/k`: the store refused the request because of the time it was signed at \
+             (RequestTimeTooSkewed: The difference between the request time and the server's time \
+             is too large.); this machine's clock is 20m 3s behind the store's"
+        );
+        let hint = behind.hint().unwrap();
+        assert!(hint.contains("15 minutes on MinIO and AWS S3"), "{hint}");
+        assert!(
+            hint.contains("20m 3s off") && hint.contains("chrony"),
+            "{hint}"
+        );
+        assert!(
+            skewed(Some(-3600))
+                .to_string()
+                .ends_with("this machine's clock is 1h ahead of the store's")
+        );
+        let unknown = skewed(None);
+        assert!(unknown.to_string().ends_with("too large.)"), "{unknown}");
+        assert!(!unknown.hint().unwrap().contains(" off"));
     }
 
     #[test]

@@ -22,11 +22,12 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::interceptors::InterceptorContext;
 use aws_sdk_s3::config::retry::{ClassifyRetry, RetryAction};
 use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
@@ -190,10 +191,9 @@ impl S3Store {
     }
 
     /// Turn an SDK error into a [`StoreError`] naming the object.
-    fn error<E, R>(&self, op: &'static str, key: &str, err: SdkError<E, R>) -> StoreError
+    fn error<E>(&self, op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
     {
         let location = self.location(key);
         let untrusted = untrusted_certificate(&err);
@@ -209,6 +209,16 @@ impl S3Store {
                     Some("PreconditionFailed") | Some("ConditionalRequestConflict") => {
                         StoreError::PreconditionFailed { op, location }
                     }
+                    Some(
+                        code @ ("RequestTimeTooSkewed" | "RequestExpired" | "RequestInTheFuture"),
+                    ) => StoreError::ClockSkew {
+                        op,
+                        location,
+                        code: code.to_string(),
+                        message,
+                        skew: store_clock(service.raw())
+                            .map(|theirs| seconds_between(SystemTime::now(), theirs)),
+                    },
                     Some("AccessDenied")
                     | Some("InvalidAccessKeyId")
                     | Some("SignatureDoesNotMatch") => StoreError::AccessDenied {
@@ -529,6 +539,23 @@ fn untrusted_certificate(err: &(dyn std::error::Error + 'static)) -> Option<Stri
     None
 }
 
+/// The store's time, as the `Date` header of its answer gives it: the middle of
+/// the second it names, since the header has no fraction.
+fn store_clock(response: &HttpResponse) -> Option<SystemTime> {
+    let date = response.headers().get("date")?;
+    let date = DateTime::from_str(date, DateTimeFormat::HttpDate).ok()?;
+    Some(SystemTime::try_from(date).ok()? + Duration::from_millis(500))
+}
+
+/// `later - earlier` to the nearest second, negative when `later` is earlier.
+fn seconds_between(earlier: SystemTime, later: SystemTime) -> i64 {
+    let (sign, by) = match later.duration_since(earlier) {
+        Ok(d) => (1, d),
+        Err(e) => (-1, e.duration()),
+    };
+    sign * (by.as_secs_f64().round() as i64)
+}
+
 /// An error and its sources on one line: the SDK's top-level messages alone
 /// ("dispatch failure") do not say what went wrong.
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
@@ -582,6 +609,24 @@ mod tests {
         assert!(
             bundle_error(Some(not_a_cert)).starts_with("a certificate in it is not a usable CA")
         );
+    }
+
+    #[test]
+    fn clock_differences_are_rounded_to_the_second() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(
+            seconds_between(t, t + Duration::from_millis(1_199_600)),
+            1200
+        );
+        assert_eq!(
+            seconds_between(t, t + Duration::from_millis(1_200_400)),
+            1200
+        );
+        assert_eq!(
+            seconds_between(t + Duration::from_millis(1_199_600), t),
+            -1200
+        );
+        assert_eq!(seconds_between(t, t), 0);
     }
 
     #[test]
