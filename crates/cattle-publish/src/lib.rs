@@ -8,6 +8,7 @@ pub mod clean;
 pub mod inbox;
 pub mod publish;
 pub mod status;
+pub mod terminal;
 
 use std::future::Future;
 
