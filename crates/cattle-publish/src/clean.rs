@@ -8,11 +8,11 @@
 
 use cattle_core::keys;
 use cattle_core::store::Store;
-use cattle_core::wire::State;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::for_each_bounded;
+use crate::status::HostState;
 
 #[derive(Debug, Serialize)]
 pub struct Cleaned {
@@ -33,7 +33,7 @@ pub async fn clean(store: &Store, id: Uuid, force: bool) -> anyhow::Result<Clean
     let running: Vec<String> = report
         .hosts
         .iter()
-        .filter(|h| h.state == State::Progress)
+        .filter(|h| h.state == HostState::Progress)
         .map(|h| h.host.to_string())
         .collect();
     if !running.is_empty() && !force {
