@@ -12,8 +12,10 @@
 use std::path::{Path, PathBuf};
 
 use cattle_core::store::{Condition, S3Options, S3Store, Store};
+use cattle_core::wire::{MAX_DOCUMENT_BYTES, MAX_LOG_BYTES};
 use cattle_e2e::{
     Cmd, Minio, Output, Proxy, Verdict, Workspace, agent_bin, cattle_bin, http_response,
+    signing_env, states,
 };
 
 /// The bucket the policies in `deploy/minio/` name, without a prefix, so that they apply
@@ -134,6 +136,10 @@ impl Site {
             .block_on(store.put(&key, bytes, Condition::Always))
             .unwrap_or_else(|e| panic!("{host} may write its own {name}: {e}"));
     }
+
+    fn keys(&self) -> Vec<String> {
+        self.runtime.block_on(self.root.list("")).unwrap()
+    }
 }
 
 /// The bucket as MinIO's root user, or as the host user `host`.
@@ -167,6 +173,180 @@ fn has_terminal_controls(text: &str) -> bool {
         }
     }
     false
+}
+
+#[test]
+fn one_hosts_unreadable_objects_never_blind_status_log_or_clean() {
+    let site = Site::new();
+    let id = site.id.clone();
+    site.agent_once("host-1").assert_success();
+    // host-2 writes a status document that is not one; host-3 objects over the read limits.
+    site.host_writes(
+        "host-2",
+        "status.json",
+        br#"{"format":2,"seq":-1}"#.to_vec(),
+    );
+    site.host_writes(
+        "host-3",
+        "status.json",
+        vec![b' '; MAX_DOCUMENT_BYTES as usize + 1],
+    );
+    site.host_writes("host-3", "exec.log", vec![b'x'; MAX_LOG_BYTES as usize + 1]);
+    let location =
+        |host: &str, name: &str| format!("s3://{BUCKET}/executions/{id}/hosts/{host}/{name}");
+
+    let status = site.cattle(&["status", &id]);
+    status.assert_status(3);
+    let row = |host: &str| {
+        status
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{host} ")))
+            .unwrap_or_else(|| panic!("no row for {host}: {status}"))
+            .to_string()
+    };
+    assert!(row("host-1").contains("DONE"), "{status}");
+    assert!(
+        row("host-2").contains("UNREADABLE")
+            && row("host-2").contains(&format!(
+                "`{}` is not a valid status document: ",
+                location("host-2", "status.json")
+            )),
+        "{status}"
+    );
+    assert!(
+        row("host-3").contains(&format!(
+            "`{}` is larger than 16777216 bytes",
+            location("host-3", "status.json")
+        )),
+        "{status}"
+    );
+    assert!(
+        status
+            .stdout
+            .contains("3 hosts: 1 DONE, 0 ERROR, 0 PROGRESS, 0 PENDING, 2 UNREADABLE"),
+        "{status}"
+    );
+
+    let json = site.cattle(&["status", &id, "--json"]);
+    json.assert_status(3);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        states(&json),
+        [
+            ("host-1", "DONE"),
+            ("host-2", "UNREADABLE"),
+            ("host-3", "UNREADABLE")
+        ]
+        .map(|(h, s)| (h.to_string(), s.to_string()))
+    );
+    assert!(
+        json["hosts"][2]["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("is larger than 16777216 bytes")
+    );
+
+    // Waiting ends at the timeout, with the hosts that need attention.
+    let waited = site.cattle(&["status", &id, "--wait", "--timeout", "2"]);
+    waited.assert_status(3);
+
+    let log = site.cattle(&["log", &id]);
+    log.assert_success();
+    assert!(log.stdout.contains("hello from host-1"), "{log}");
+    assert!(log.stdout.contains("==> host-2 <==\n(no log yet)"), "{log}");
+    assert!(
+        log.stdout.contains(&format!(
+            "==> host-3 <==\n(log unreadable: `{}` is larger than 67108864 bytes)",
+            location("host-3", "exec.log")
+        )),
+        "{log}"
+    );
+    assert!(log.stderr.contains("warning:"), "{log}");
+    let only_host_3 = site.cattle(&["log", &id, "--host", "host-3"]);
+    only_host_3.assert_status(1);
+    assert!(
+        only_host_3
+            .stderr
+            .contains("error: cannot show the log of host `host-3`"),
+        "{only_host_3}"
+    );
+
+    // A host whose status cannot be read may be running: clean refuses without --force.
+    let refused = site.cattle(&["clean", &id]);
+    refused.assert_status(1);
+    assert!(
+        refused
+            .stderr
+            .contains("is still running on 2 host(s): host-2 (UNREADABLE: "),
+        "{refused}"
+    );
+    assert!(refused.stderr.contains("--force"), "{refused}");
+    assert!(site.keys().iter().any(|k| k.ends_with("manifest.json")));
+
+    let forced = site.cattle(&["clean", &id, "--force"]);
+    forced.assert_success();
+    let left = site.keys();
+    assert!(
+        left.iter()
+            .all(|k| k.starts_with("hosts/") || k == "publish/version.json"),
+        "everything of the execution is gone, whatever hosts wrote: {left:?}"
+    );
+}
+
+#[test]
+fn clean_removes_what_an_agent_uploads_after_a_forced_clean() {
+    let site = Site::new();
+    let id = site.id.clone();
+    // An inbox that is not an inbox: reported, and the rest is cleaned.
+    site.runtime
+        .block_on(site.root.put(
+            "hosts/host-3/inbox.json",
+            b"\x1b[2J not json".to_vec(),
+            Condition::Always,
+        ))
+        .unwrap();
+    let forced = site.cattle(&["clean", &id, "--force"]);
+    forced.assert_success();
+    assert!(
+        forced.stderr.contains(&format!(
+            "warning: read `s3://{BUCKET}/hosts/host-3/inbox.json`: not a valid document: "
+        )),
+        "{forced}"
+    );
+    assert!(!forced.stderr.contains('\x1b'), "{forced}");
+    assert!(!site.keys().iter().any(|k| k.starts_with("executions/")));
+
+    // An agent that was running the execution uploads its log and status afterwards.
+    site.host_writes("host-1", "exec.log", b"late log\n".to_vec());
+    site.host_writes("host-1", "status.json", b"{}".to_vec());
+    let status = site.cattle(&["status", &id]);
+    status.assert_status(1);
+    assert!(
+        status.stderr.contains(&format!("no execution {id}")),
+        "{status}"
+    );
+
+    let leftovers = site.cattle(&["clean", &id]);
+    leftovers.assert_success();
+    assert!(
+        leftovers.stderr.contains(&format!(
+            "execution {id} has no manifest (already cleaned); removed 2 object(s) left of it \
+             in `s3://{BUCKET}/`:\n  executions/{id}/hosts/host-1/exec.log\n  \
+             executions/{id}/hosts/host-1/status.json\n"
+        )),
+        "{leftovers}"
+    );
+    assert!(!site.keys().iter().any(|k| k.starts_with("executions/")));
+
+    let nothing = site.cattle(&["clean", &id]);
+    nothing.assert_status(1);
+    assert!(
+        nothing
+            .stderr
+            .contains(&format!("error: no execution {id} in this store")),
+        "{nothing}"
+    );
 }
 
 #[test]
@@ -279,6 +459,120 @@ fn no_terminal_control_sequence_from_a_host_reaches_the_operators_terminal() {
         !quoted.stderr.lines().any(|l| l.starts_with("hint: run")),
         "{quoted}"
     );
+}
+
+#[test]
+fn clean_never_follows_a_value_from_an_edited_manifest_out_of_a_file_store() {
+    let ws = Workspace::new();
+    let root = ws.child("store");
+    let store = format!("file://{}", root.display());
+    let signing = signing_env(ws.path());
+    let cattle = |args: &[&str]| {
+        Cmd::new(cattle_bin())
+            .envs(&signing)
+            .env("CATTLE_STORE", &store)
+            .args(args)
+            .run()
+    };
+    let config = ws.write(
+        "cfg/cattle.toml",
+        "[[step]]\nfacility = \"make_dir\"\npath = \"/tmp\"\n",
+    );
+    let hosts = ws.write("hosts", "a\n");
+    let out = cattle(&[
+        "publish",
+        &config.parent().unwrap().display().to_string(),
+        "--hosts",
+        &hosts.display().to_string(),
+    ]);
+    out.assert_success();
+    let id = out.stdout.trim().to_string();
+    // What `bundles/../../victim/backup.tar.gz` names from inside the store.
+    let victim = ws.write("victim/backup.tar.gz", "precious");
+    let manifest_path = root.join(format!("executions/{id}/manifest.json"));
+    let edit = |field: &str, value: serde_json::Value| {
+        let mut envelope: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+        let mut manifest: serde_json::Value =
+            serde_json::from_str(envelope["payload"].as_str().unwrap()).unwrap();
+        *manifest.pointer_mut(field).unwrap() = value;
+        envelope["payload"] = manifest.to_string().into();
+        std::fs::write(&manifest_path, envelope.to_string()).unwrap();
+    };
+    let original = std::fs::read(&manifest_path).unwrap();
+    let files_before = walk(&root);
+
+    edit("/bundle/sha256", "../../victim/backup".into());
+    for force in [false, true] {
+        let args: &[&str] = if force {
+            &["clean", &id, "--force"]
+        } else {
+            &["clean", &id]
+        };
+        let out = cattle(args);
+        out.assert_status(1);
+        assert!(
+            out.stderr.contains(&format!(
+                "error: `{}` is not a valid manifest: field `bundle.sha256`: \
+                 `../../victim/backup` is not a sha256: 64 lower-case hex digits expected",
+                manifest_path.display()
+            )),
+            "{out}"
+        );
+        assert!(
+            out.stderr.contains("hint: the manifest was changed"),
+            "{out}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(walk(&root), files_before, "nothing was deleted");
+    }
+
+    std::fs::write(&manifest_path, &original).unwrap();
+    edit("/hosts/0", "../../victim".into());
+    let out = cattle(&["clean", &id, "--force"]);
+    out.assert_status(1);
+    assert!(
+        out.stderr.contains(&format!(
+            "`{}` is not a valid manifest: ",
+            manifest_path.display()
+        )) && out.stderr.contains("host ID `../../victim`"),
+        "{out}"
+    );
+    assert_eq!(walk(&root), files_before, "nothing was deleted");
+
+    // As the hint says: remove the manifest by hand, and clean removes the rest.
+    std::fs::remove_file(&manifest_path).unwrap();
+    let rest = cattle(&["clean", &id]);
+    rest.assert_success();
+    assert!(
+        rest.stderr.contains(&format!(".refs/{id}\n")) && rest.stderr.contains(".tar.gz\n"),
+        "{rest}"
+    );
+    let left = walk(&root);
+    assert!(
+        left.iter()
+            .all(|p| p.contains("/hosts/") || p.ends_with("/publish/version.json")),
+        "{left:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+}
+
+/// Every file under `dir`, sorted, without the store's lock and temporary files.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out.sort();
+    out
 }
 
 #[test]

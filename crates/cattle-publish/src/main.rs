@@ -83,9 +83,10 @@ enum Command {
         raw: bool,
     },
     /// Remove an execution's objects from the store; agents then delete their copy.
+    /// Without a manifest, removes what is left under `executions/ID/`.
     Clean {
         id: Uuid,
-        /// Clean even though some hosts are still running it.
+        /// Clean even though some hosts are still running it (or their status is unreadable).
         #[arg(long)]
         force: bool,
     },
@@ -165,11 +166,14 @@ fn report(err: &anyhow::Error) {
         .or_else(|| {
             err.chain()
                 .find_map(|e| e.downcast_ref::<cattle_publish::status::InvalidManifest>())
-                .map(|_| {
-                    "the manifest was changed or damaged in the store after `cattle publish` \
-                     wrote it (commands read it without checking its signature; agents refuse \
-                     it); look at it and, if need be, replace it by hand or publish again"
-                        .to_string()
+                .map(|e| {
+                    format!(
+                        "the manifest was changed or damaged in the store after `cattle publish` \
+                         wrote it (commands read it without checking its signature; agents refuse \
+                         it); look at it, and to remove the execution delete `{}` yourself, then \
+                         run `cattle clean {}` to remove what is left of it",
+                        e.location, e.id
+                    )
                 })
         });
     if let Some(hint) = hint {
@@ -335,15 +339,34 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Clean { id, force } => {
             let store = open_store(&cli.store).await?;
             let cleaned = cattle_publish::clean::clean(&store, id, force).await?;
-            eprintln!(
-                "cleaned execution {id}: {} objects deleted{}",
-                cleaned.objects_deleted,
-                if cleaned.bundle_deleted {
-                    ", bundle included"
-                } else {
-                    "; bundle kept, other executions use it"
+            for problem in &cleaned.bad_inboxes {
+                eprintln!(
+                    "warning: {}; left as it is (it cannot list execution {id} for its host)",
+                    terminal::line(problem)
+                );
+            }
+            match &cleaned.leftovers {
+                Some(keys) => {
+                    eprintln!(
+                        "execution {id} has no manifest (already cleaned); removed {} object(s) \
+                         left of it in `{}`:",
+                        cleaned.objects_deleted,
+                        store.location("")
+                    );
+                    for key in keys {
+                        eprintln!("  {}", terminal::line(key));
+                    }
                 }
-            );
+                None => eprintln!(
+                    "cleaned execution {id}: {} objects deleted{}",
+                    cleaned.objects_deleted,
+                    if cleaned.bundle_deleted {
+                        ", bundle included"
+                    } else {
+                        "; bundle kept, other executions use it"
+                    }
+                ),
+            }
             Ok(exit::SUCCESS)
         }
         Command::Cancel { id, host } => {

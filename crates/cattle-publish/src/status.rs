@@ -295,7 +295,9 @@ pub(crate) fn unreadable(store: &Store, key: &str, err: StoreError) -> Result<St
             "`{}` is larger than {limit} bytes",
             store.location(key)
         )),
-        StoreError::AccessDenied { .. } | StoreError::Other { .. } => Ok(err.to_string()),
+        StoreError::InvalidDocument { .. }
+        | StoreError::AccessDenied { .. }
+        | StoreError::Other { .. } => Ok(err.to_string()),
         StoreError::NoSuchBucket { .. }
         | StoreError::PreconditionFailed { .. }
         | StoreError::NoCredentials { .. }

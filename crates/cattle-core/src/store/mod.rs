@@ -165,6 +165,13 @@ pub enum StoreError {
         key: String,
         reason: String,
     },
+    /// A document that is not what it should be: not JSON, or not this kind of document.
+    #[error("{op} `{location}`: not a valid document: {message}")]
+    InvalidDocument {
+        op: &'static str,
+        location: String,
+        message: String,
+    },
     /// A `304 Not Modified` answer to a read that gave no ETag to compare with:
     /// something between here and the store (a caching proxy) or a broken
     /// server answered instead of the store.
