@@ -7,6 +7,15 @@ cd "$(dirname "$0")/.."
 echo "==> installing MinIO (scripts/install-minio.sh)"
 scripts/install-minio.sh
 
+# libfaketime: tests/hostile.rs runs the binaries with a clock 20 minutes off.
+if ! command -v faketime >/dev/null 2>&1; then
+    echo "==> installing faketime (apt-get)"
+    sudo_=""
+    if [[ $(id -u) -ne 0 ]]; then sudo_="sudo"; fi
+    $sudo_ apt-get update -q
+    $sudo_ apt-get install -y --no-install-recommends faketime
+fi
+
 echo "==> installing cargo-deny (scripts/install-cargo-deny.sh)"
 scripts/install-cargo-deny.sh
 

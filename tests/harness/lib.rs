@@ -4,6 +4,8 @@
 //! MinIO must be installed first (`scripts/install-minio.sh`) and the binaries built
 //! (`cargo build --workspace --bins`); `scripts/test.sh` does both. Missing prerequisites
 //! make the tests panic: they are never silently skipped.
+//!
+//! [`Proxy`] puts a fault-injecting HTTP proxy between the binaries and MinIO.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -12,7 +14,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -223,7 +226,8 @@ impl Minio {
         unreachable!("the last attempt returns or panics")
     }
 
-    fn addr(&self) -> SocketAddr {
+    /// The S3 API's socket address, e.g. for a [`Proxy`] in front of it.
+    pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
@@ -1230,6 +1234,348 @@ fn read_lossy(path: &Path) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A fault-injecting HTTP proxy
+// ---------------------------------------------------------------------------------------------
+
+/// The head of a request passing through a [`Proxy`].
+#[derive(Debug, Clone)]
+pub struct ProxyRequest {
+    /// E.g. `GET`.
+    pub method: String,
+    /// The request target as sent: path and query, e.g. `/bucket/key?x-id=GetObject`.
+    pub target: String,
+    /// Header names (lower-cased) and values, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl ProxyRequest {
+    /// The target without its query string.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or_default()
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a [`Proxy`] does with a request, as its rewrite hook decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Pass it to the upstream server and its answer back.
+    Forward,
+    /// Answer with these bytes instead (a whole HTTP response: see [`http_response`]),
+    /// then close the connection. The upstream server never sees the request.
+    Respond(Vec<u8>),
+    /// Close the connection without answering.
+    Close,
+}
+
+type Rewrite = Arc<dyn Fn(&ProxyRequest) -> Verdict + Send + Sync>;
+
+/// An HTTP/1.1 response with `Content-Length` and `Connection: close` added, for
+/// [`Verdict::Respond`]. A 1xx, 204 or 304 response gets no body (nor length).
+pub fn http_response(status: u16, reason: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let bodiless = status < 200 || status == 204 || status == 304;
+    if !bodiless {
+        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    let mut out = out.into_bytes();
+    if !bodiless {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// A plain-HTTP proxy on a free loopback port in front of one upstream server (e.g.
+/// [`Minio::addr`]): point `AWS_ENDPOINT_URL` at [`endpoint`](Proxy::endpoint).
+///
+/// Every request is shown to an optional rewrite hook, which may forward it (the default),
+/// answer it itself or drop the connection; forwarded bytes go both ways unchanged, at most
+/// at an optional rate. Each request is forwarded on a new upstream connection with
+/// `Connection: close`, so one request is one connection and the hook sees every request
+/// (clients reconnect, as they do after any `Connection: close`). SigV4 signatures stay
+/// valid: the `Host` header is passed on as the client sent it. Stopped on drop.
+pub struct Proxy {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<thread::JoinHandle<()>>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy").field("addr", &self.addr).finish()
+    }
+}
+
+/// Settings of a [`Proxy`] before it starts: [`Proxy::to`].
+pub struct ProxyBuilder {
+    upstream: SocketAddr,
+    rewrite: Option<Rewrite>,
+    bytes_per_second: Option<u64>,
+}
+
+impl fmt::Debug for ProxyBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyBuilder")
+            .field("upstream", &self.upstream)
+            .field("rewrite", &self.rewrite.is_some())
+            .field("bytes_per_second", &self.bytes_per_second)
+            .finish()
+    }
+}
+
+impl ProxyBuilder {
+    /// Decide for each request what to do with it (see [`Verdict`]).
+    pub fn rewrite(
+        mut self,
+        hook: impl Fn(&ProxyRequest) -> Verdict + Send + Sync + 'static,
+    ) -> ProxyBuilder {
+        self.rewrite = Some(Arc::new(hook));
+        self
+    }
+
+    /// Pass at most `rate` bytes per second in each direction of each connection.
+    pub fn bytes_per_second(mut self, rate: u64) -> ProxyBuilder {
+        assert!(rate > 0, "a rate of 0 passes nothing");
+        self.bytes_per_second = Some(rate);
+        self
+    }
+
+    /// Start listening; panics if no loopback port can be bound.
+    pub fn start(self) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy to 127.0.0.1:0");
+        let addr = listener.local_addr().expect("proxy address");
+        // Non-blocking, so that the acceptor notices `stop` between connections.
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking proxy listener");
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let acceptor = {
+            let stop = stop.clone();
+            let requests = requests.clone();
+            thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((client, _)) => {
+                            let upstream = self.upstream;
+                            let rewrite = self.rewrite.clone();
+                            let rate = self.bytes_per_second;
+                            let requests = requests.clone();
+                            thread::spawn(move || {
+                                // A client or server that goes away mid-request ends its
+                                // connection, nothing else.
+                                let _ = proxy_one(client, upstream, rewrite, rate, &requests);
+                            });
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            thread::sleep(Duration::from_millis(5));
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        Proxy {
+            addr,
+            stop,
+            acceptor: Some(acceptor),
+            requests,
+        }
+    }
+}
+
+impl Proxy {
+    /// A proxy in front of `upstream`; configure it, then [`start`](ProxyBuilder::start) it.
+    pub fn to(upstream: SocketAddr) -> ProxyBuilder {
+        ProxyBuilder {
+            upstream,
+            rewrite: None,
+            bytes_per_second: None,
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `env` (e.g. [`Minio::cattle_env`]) with `AWS_ENDPOINT_URL` pointing at this proxy.
+    pub fn env(&self, env: &[(String, String)]) -> Vec<(String, String)> {
+        env.iter()
+            .map(|(k, v)| match k.as_str() {
+                "AWS_ENDPOINT_URL" => (k.clone(), self.endpoint()),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect()
+    }
+
+    /// `METHOD TARGET` of every request so far, in the order they arrived.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("request log").clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+/// Largest request head the proxy reads.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Serve one client connection: one request, forwarded or answered.
+fn proxy_one(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    rewrite: Option<Rewrite>,
+    rate: Option<u64>,
+    requests: &Mutex<Vec<String>>,
+) -> io::Result<()> {
+    client.set_nonblocking(false)?;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if data.len() > MAX_HEAD {
+            return Err(io::Error::other("request head too large"));
+        }
+        let n = client.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        data.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
+    let mut lines = head.split("\r\n").filter(|l| !l.is_empty());
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let request = ProxyRequest {
+        method: first.next().unwrap_or_default().to_owned(),
+        target: first.next().unwrap_or_default().to_owned(),
+        headers: lines
+            .clone()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect(),
+    };
+    requests
+        .lock()
+        .expect("request log")
+        .push(format!("{} {}", request.method, request.target));
+    match rewrite.map_or(Verdict::Forward, |hook| hook(&request)) {
+        Verdict::Forward => {}
+        Verdict::Respond(response) => {
+            client.write_all(&response)?;
+            client.flush()?;
+            let _ = client.shutdown(std::net::Shutdown::Both);
+            return Ok(());
+        }
+        Verdict::Close => return Ok(()),
+    }
+
+    // The same head, with `Connection: close` instead of whatever the client asked for.
+    let mut forwarded = format!("{} {} HTTP/1.1\r\n", request.method, request.target);
+    for line in head.split("\r\n").skip(1).filter(|l| !l.is_empty()) {
+        let name = line.split(':').next().unwrap_or_default().trim();
+        if !["connection", "keep-alive", "proxy-connection"]
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            forwarded.push_str(line);
+            forwarded.push_str("\r\n");
+        }
+    }
+    forwarded.push_str("Connection: close\r\n\r\n");
+    let mut server = TcpStream::connect(upstream)?;
+    let mut first_bytes = forwarded.into_bytes();
+    first_bytes.extend_from_slice(&data[head_end..]);
+
+    // Client to server (the rest of the body) on a thread, server to client here.
+    let mut server_writer = server.try_clone()?;
+    let mut client_reader = client.try_clone()?;
+    let upload = thread::spawn(move || {
+        let result = write_limited(&mut server_writer, &first_bytes, rate, Instant::now(), 0)
+            .and_then(|sent| copy_limited(&mut client_reader, &mut server_writer, rate, sent));
+        let _ = server_writer.shutdown(std::net::Shutdown::Write);
+        result
+    });
+    let download = copy_limited(&mut server, &mut client, rate, 0);
+    // The answer is complete (the server closes after it): end both connections, which
+    // also ends the upload thread's wait for more from the client.
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    let _ = server.shutdown(std::net::Shutdown::Both);
+    let _ = upload.join();
+    download.map(drop)
+}
+
+/// Copy `from` to `to` until `from` ends; returns the bytes copied plus `already`.
+fn copy_limited(
+    from: &mut TcpStream,
+    to: &mut TcpStream,
+    rate: Option<u64>,
+    already: u64,
+) -> io::Result<u64> {
+    let started = Instant::now();
+    let mut total = already;
+    // Small pieces when throttled, so that the rate holds within a tenth of a second.
+    let size = rate.map_or(64 * 1024, |r| (r / 10).clamp(1, 64 * 1024) as usize);
+    let mut buf = vec![0u8; size];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        total = write_limited(to, &buf[..n], rate, started, total - already)? + already;
+    }
+}
+
+/// Write `bytes` to `to`, first sleeping as long as `rate` asks given that `sent` bytes
+/// went since `started`; returns `sent` plus what was written.
+fn write_limited(
+    to: &mut TcpStream,
+    bytes: &[u8],
+    rate: Option<u64>,
+    started: Instant,
+    sent: u64,
+) -> io::Result<u64> {
+    let sent = sent + bytes.len() as u64;
+    if let Some(rate) = rate {
+        let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
+        let now = Instant::now();
+        if due > now {
+            thread::sleep(due - now);
+        }
+    }
+    to.write_all(bytes)?;
+    Ok(sent)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Misc
 // ---------------------------------------------------------------------------------------------
 
@@ -1369,6 +1715,56 @@ mod tests {
             Duration::from_secs(5),
         );
         assert!(bad.is_err(), "{bad:?}");
+    }
+
+    #[test]
+    fn the_proxy_forwards_answers_and_throttles() {
+        let minio = Minio::start();
+        let proxy = Proxy::to(minio.addr())
+            .rewrite(|request| {
+                if request.path() == "/teapot" {
+                    Verdict::Respond(http_response(418, "I'm a teapot", &[], b"short and stout"))
+                } else if request.path() == "/drop" {
+                    Verdict::Close
+                } else {
+                    Verdict::Forward
+                }
+            })
+            .start();
+        let live = http_get(proxy.addr(), "/minio/health/live", Duration::from_secs(5)).unwrap();
+        assert_eq!(live.status, 200, "{live:?}");
+        let tea = http_get(proxy.addr(), "/teapot?x=1", Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            (tea.status, tea.body.as_slice()),
+            (418, &b"short and stout"[..])
+        );
+        assert!(http_get(proxy.addr(), "/drop", Duration::from_secs(5)).is_err());
+        assert_eq!(
+            proxy.requests(),
+            ["GET /minio/health/live", "GET /teapot?x=1", "GET /drop"]
+        );
+        assert!(
+            proxy
+                .env(&minio.env())
+                .contains(&("AWS_ENDPOINT_URL".to_string(), proxy.endpoint()))
+        );
+
+        // An answer of a few hundred bytes at 1,000 bytes per second takes a few tenths of
+        // a second.
+        let slow = Proxy::to(minio.addr()).bytes_per_second(1_000).start();
+        let t0 = Instant::now();
+        let answer = http_get(slow.addr(), "/minio/health/live", Duration::from_secs(5)).unwrap();
+        let elapsed = t0.elapsed();
+        assert_eq!(answer.status, 200);
+        let size: usize = "HTTP/1.1 200 OK\r\n\r\n".len()
+            + answer.body.len()
+            + answer
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 4)
+                .sum::<usize>();
+        let least = Duration::from_secs_f64(size as f64 / 1_000.0 * 0.9);
+        assert!(elapsed >= least, "{elapsed:?} for {size} bytes");
     }
 
     #[test]

@@ -88,6 +88,11 @@ pub fn admit(request: &Request<'_>) -> Result<Admitted, String> {
     if !manifest.hosts.contains(request.host) {
         return Err(format!("it is not addressed to host `{}`", request.host));
     }
+    // Signed, yet it becomes a key: checked like any other value.
+    manifest
+        .bundle
+        .checked_sha256()
+        .map_err(|e| format!("its bundle: {e}"))?;
     // An execution this host started and did not finish resumes, even if it
     // has expired since.
     let applied = request.applied;
@@ -229,6 +234,8 @@ mod tests {
         let m = manifest(1, T0, None);
         let mut foreign = manifest(1, T0, None);
         foreign.hosts = vec![HostId::new("db-1").unwrap()];
+        let mut escaping = manifest(1, T0, None);
+        escaping.bundle.sha256 = "../../victim/backup".to_string();
         type Case<'a> = (
             &'a str,
             Option<&'a SecretKey>,
@@ -265,6 +272,13 @@ mod tests {
                 &foreign,
                 1,
                 Err("not addressed to host `web-1`"),
+            ),
+            (
+                "a bundle hash that is a path",
+                Some(&trusted),
+                &escaping,
+                1,
+                Err("its bundle:"),
             ),
         ];
         for (case, signer, manifest, listed, want) in cases {

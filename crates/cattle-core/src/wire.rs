@@ -104,8 +104,38 @@ pub struct InFlight {
 /// Which bundle an execution runs: the agent checks both before extracting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleRef {
+    /// Read it with [`BundleRef::checked_sha256`] wherever it becomes part of a
+    /// key or a path: a manifest read without checking its signature may say anything.
     pub sha256: String,
     pub size: u64,
+}
+
+impl BundleRef {
+    /// The bundle's sha256 once [`check_sha256`] accepts it, safe to put in a
+    /// key (`keys::bundle`, `keys::bundle_ref`) or a path.
+    pub fn checked_sha256(&self) -> Result<&str, String> {
+        check_sha256(&self.sha256)?;
+        Ok(&self.sha256)
+    }
+}
+
+/// Whether `sha256` is a sha256 as Cattle writes it: exactly 64 lower-case hex
+/// digits. Anything else (`../../x`, a `/`, upper case, another length) is
+/// refused with a message quoting at most the first 80 characters of it.
+pub fn check_sha256(sha256: &str) -> Result<(), String> {
+    let hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+    if sha256.len() == 64 && sha256.bytes().all(hex) {
+        return Ok(());
+    }
+    let shown: String = sha256.chars().take(80).collect();
+    let more = if shown.len() < sha256.len() {
+        "…"
+    } else {
+        ""
+    };
+    Err(format!(
+        "`{shown}{more}` is not a sha256: 64 lower-case hex digits expected"
+    ))
 }
 
 /// The executions addressed to one host, oldest first. Publishers add to it and
@@ -248,4 +278,45 @@ pub struct HostStatus {
     pub error: Option<String>,
     pub seq: u64,
     pub agent_version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_64_lower_case_hex_digits_are_a_sha256() {
+        let good = "0123456789abcdef".repeat(4);
+        assert_eq!(check_sha256(&good), Ok(()));
+        let bundle = BundleRef {
+            sha256: good.clone(),
+            size: 1,
+        };
+        assert_eq!(bundle.checked_sha256(), Ok(good.as_str()));
+        for bad in [
+            "",
+            "../../victim/backup",
+            &good[..63],
+            &format!("{good}0"),
+            &good.to_uppercase(),
+            &format!("{}/a", &good[..62]),
+            &format!("{}\0", &good[..63]),
+            &format!("{}é", &good[..62]),
+        ] {
+            let err = check_sha256(bad).unwrap_err();
+            assert!(
+                err.ends_with("is not a sha256: 64 lower-case hex digits expected"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            check_sha256("../../victim/backup").unwrap_err(),
+            "`../../victim/backup` is not a sha256: 64 lower-case hex digits expected"
+        );
+        let long = check_sha256(&"x".repeat(10_000)).unwrap_err();
+        assert!(
+            long.starts_with(&format!("`{}…`", "x".repeat(80))),
+            "{long}"
+        );
+    }
 }

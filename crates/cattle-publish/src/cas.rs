@@ -18,7 +18,8 @@ const MAX_TRIES: u32 = 20;
 
 /// Apply `change` to the document at `key`, starting from `new()` if there is
 /// none, and return the document as written. `change` returns false when there
-/// is nothing to write.
+/// is nothing to write. A document that does not parse is
+/// [`StoreError::InvalidDocument`], and is left as it is.
 pub async fn update<T: Serialize + DeserializeOwned>(
     store: &Store,
     key: &str,
@@ -28,12 +29,13 @@ pub async fn update<T: Serialize + DeserializeOwned>(
     for tries in 1..=MAX_TRIES {
         let (mut document, condition) = match store.get(key, MAX_DOCUMENT_BYTES).await? {
             Some(object) => {
-                let document =
-                    serde_json::from_slice(&object.bytes).map_err(|e| StoreError::Other {
+                let document = serde_json::from_slice(&object.bytes).map_err(|e| {
+                    StoreError::InvalidDocument {
                         op: "read",
                         location: store.location(key),
-                        message: format!("not a valid document: {e}"),
-                    })?;
+                        message: e.to_string(),
+                    }
+                })?;
                 (document, Condition::IfMatch(object.etag))
             }
             None => (new(), Condition::IfAbsent),

@@ -8,6 +8,7 @@ pub mod clean;
 pub mod inbox;
 pub mod publish;
 pub mod status;
+pub mod terminal;
 pub mod versions;
 
 use std::future::Future;
@@ -20,7 +21,8 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Bad flags or arguments (clap's own code).
     pub const USAGE: u8 = 2;
-    /// `status`: at least one host is in ERROR or CANCELLED.
+    /// `status`: some host needs attention: it is in ERROR or CANCELLED, or
+    /// what it wrote cannot be read (UNREADABLE).
     pub const HOSTS_FAILED: u8 = 3;
     /// `status`: some hosts have not finished (PENDING or PROGRESS), e.g. `--wait` timed out.
     pub const HOSTS_UNFINISHED: u8 = 4;

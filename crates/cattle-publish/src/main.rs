@@ -10,8 +10,8 @@ use cattle_core::env;
 use cattle_core::hosts::HostId;
 use cattle_core::signing::SecretKey;
 use cattle_core::store::{DEFAULT_STORE, Store, StoreError, StoreUrl};
-use cattle_publish::exit;
 use cattle_publish::publish::Signer;
+use cattle_publish::{exit, terminal};
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
@@ -60,10 +60,11 @@ enum Command {
     /// Show each host's state for an execution. Exit 0 only when all are DONE.
     Status {
         id: Uuid,
-        /// Wait until every host is DONE or ERROR.
+        /// Wait until every host is DONE, ERROR or CANCELLED (UNREADABLE hosts:
+        /// at most a minute once they are the only ones left).
         #[arg(long)]
         wait: bool,
-        /// With `--wait`: give up after this many seconds (exit 4).
+        /// With `--wait`: give up after this many seconds (exit 4, or 3 if a host needs attention).
         #[arg(long, requires = "wait")]
         timeout: Option<u64>,
         /// Print JSON instead of a table.
@@ -76,11 +77,16 @@ enum Command {
         /// Only this host's log.
         #[arg(long)]
         host: Option<String>,
+        /// The exact bytes hosts uploaded, terminal control sequences included:
+        /// only for redirecting into a file or another program.
+        #[arg(long)]
+        raw: bool,
     },
     /// Remove an execution's objects from the store; agents then delete their copy.
+    /// Without a manifest, removes what is left under `executions/ID/`.
     Clean {
         id: Uuid,
-        /// Clean even though some hosts are still running it.
+        /// Clean even though some hosts are still running it (or their status is unreadable).
         #[arg(long)]
         force: bool,
     },
@@ -132,11 +138,17 @@ fn main() -> ExitCode {
 }
 
 /// Print an error in the one format: `error:`, `Caused by:` lines, `hint:`.
+/// Errors may quote what hosts wrote, so each line goes through [`terminal::line`]:
+/// nothing a host wrote acts on the terminal or starts a line of its own.
 fn report(err: &anyhow::Error) {
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "error: {err}");
+    let _ = writeln!(stderr, "error: {}", terminal::line(&err.to_string()));
     for cause in err.chain().skip(1) {
-        let _ = writeln!(stderr, "  Caused by: {cause}");
+        let _ = writeln!(
+            stderr,
+            "  Caused by: {}",
+            terminal::line(&cause.to_string())
+        );
     }
     let hint = err
         .chain()
@@ -150,9 +162,22 @@ fn report(err: &anyhow::Error) {
                         e.id
                     )
                 })
+        })
+        .or_else(|| {
+            err.chain()
+                .find_map(|e| e.downcast_ref::<cattle_publish::status::InvalidManifest>())
+                .map(|e| {
+                    format!(
+                        "the manifest was changed or damaged in the store after `cattle publish` \
+                         wrote it (commands read it without checking its signature; agents refuse \
+                         it); look at it, and to remove the execution delete `{}` yourself, then \
+                         run `cattle clean {}` to remove what is left of it",
+                        e.location, e.id
+                    )
+                })
         });
     if let Some(hint) = hint {
-        let _ = writeln!(stderr, "hint: {hint}");
+        let _ = writeln!(stderr, "hint: {}", terminal::line(&hint));
     }
 }
 
@@ -246,50 +271,102 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     id,
                     timeout.map(Duration::from_secs),
                     WAIT_POLL,
+                    cattle_publish::status::UNREADABLE_PATIENCE,
                 )
                 .await?
             } else {
                 cattle_publish::status::fetch(&store, id).await?
             };
             if json {
-                writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+                writeln!(stdout, "{}", report.json())?;
             } else {
                 write!(stdout, "{}", report.table())?;
             }
             Ok(report.exit_code())
         }
-        Command::Log { id, host } => {
+        Command::Log { id, host, raw } => {
             let store = open_store(&cli.store).await?;
             let host = host
                 .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
                 .transpose()?;
             let single = host.is_some();
+            let (mut shown, mut unreadable) = (0, 0);
             for (host, log) in cattle_publish::status::logs(&store, id, host).await? {
                 if !single {
                     writeln!(stdout, "==> {host} <==")?;
                 }
                 match log {
-                    Some(bytes) => stdout.write_all(&bytes)?,
-                    None if single => {
+                    Ok(Some(bytes)) if raw => {
+                        stdout.write_all(&bytes)?;
+                        shown += 1;
+                    }
+                    Ok(Some(bytes)) => {
+                        let mut escaper = terminal::Escaper::new(&mut stdout);
+                        escaper.write_all(&bytes)?;
+                        escaper.finish()?;
+                        shown += 1;
+                    }
+                    Ok(None) if single => {
                         anyhow::bail!("host `{host}` has not uploaded a log for execution {id} yet")
                     }
-                    None => writeln!(stdout, "(no log yet)")?,
+                    Ok(None) => writeln!(stdout, "(no log yet)")?,
+                    Err(reason) if single => {
+                        anyhow::bail!(
+                            "cannot show the log of host `{host}` for execution {id}: {reason}"
+                        )
+                    }
+                    Err(reason) => {
+                        writeln!(stdout, "(log unreadable: {})", terminal::line(&reason))?;
+                        unreadable += 1;
+                    }
                 }
+            }
+            // One host's log never hides the others': an error only when none could be shown.
+            if unreadable > 0 && shown == 0 {
+                anyhow::bail!(
+                    "no log of execution {id} could be shown: the logs of {unreadable} host(s) \
+                     cannot be read (each is marked `(log unreadable: …)` above)"
+                );
+            }
+            if unreadable > 0 {
+                eprintln!(
+                    "warning: the logs of {unreadable} host(s) cannot be read; each is marked \
+                     `(log unreadable: …)` in its place"
+                );
             }
             Ok(exit::SUCCESS)
         }
         Command::Clean { id, force } => {
             let store = open_store(&cli.store).await?;
             let cleaned = cattle_publish::clean::clean(&store, id, force).await?;
-            eprintln!(
-                "cleaned execution {id}: {} objects deleted{}",
-                cleaned.objects_deleted,
-                if cleaned.bundle_deleted {
-                    ", bundle included"
-                } else {
-                    "; bundle kept, other executions use it"
+            for problem in &cleaned.bad_inboxes {
+                eprintln!(
+                    "warning: {}; left as it is (it cannot list execution {id} for its host)",
+                    terminal::line(problem)
+                );
+            }
+            match &cleaned.leftovers {
+                Some(keys) => {
+                    eprintln!(
+                        "execution {id} has no manifest (already cleaned); removed {} object(s) \
+                         left of it in `{}`:",
+                        cleaned.objects_deleted,
+                        store.location("")
+                    );
+                    for key in keys {
+                        eprintln!("  {}", terminal::line(key));
+                    }
                 }
-            );
+                None => eprintln!(
+                    "cleaned execution {id}: {} objects deleted{}",
+                    cleaned.objects_deleted,
+                    if cleaned.bundle_deleted {
+                        ", bundle included"
+                    } else {
+                        "; bundle kept, other executions use it"
+                    }
+                ),
+            }
             Ok(exit::SUCCESS)
         }
         Command::Cancel { id, host } => {

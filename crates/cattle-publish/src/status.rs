@@ -1,18 +1,34 @@
 //! `cattle status ID` and `cattle log ID`: read what hosts reported.
+//!
+//! A host writes its own status and log, so one host's objects may be
+//! anything: too large, not JSON, about another host. Such a host is shown as
+//! [`HostState::Unreadable`] with the reason, and every other host as usual;
+//! only a failure of the store itself (unreachable, no credentials) fails a
+//! whole command. The manifest is read without checking its signature, so
+//! every field of it that could become part of a key is checked first.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use cattle_core::hosts::HostId;
 use cattle_core::keys;
-use cattle_core::store::Store;
-use cattle_core::wire::{Envelope, HostStatus, MAX_DOCUMENT_BYTES, MAX_LOG_BYTES, Manifest, State};
+use cattle_core::store::{Store, StoreError};
+use cattle_core::wire::{
+    Envelope, FORMAT, HostStatus, MAX_DOCUMENT_BYTES, MAX_LOG_BYTES, Manifest, State,
+};
 use serde::Serialize;
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::{exit, for_each_bounded};
+use crate::{exit, for_each_bounded, terminal};
+
+/// How long `cattle status --wait` keeps waiting for hosts whose status is
+/// UNREADABLE once no host is PENDING or PROGRESS. Only the host can make its
+/// status readable again, by writing a new one, which a running agent does at
+/// its next step; a status that stays unreadable must not hold the wait forever.
+pub const UNREADABLE_PATIENCE: Duration = Duration::from_secs(60);
 
 /// An execution as the store shows it now.
 #[derive(Debug, Serialize)]
@@ -21,36 +37,142 @@ pub struct Report {
     pub hosts: Vec<HostRow>,
 }
 
+/// Where a host is with an execution, as the reader sees it: the states hosts
+/// report ([`State`]), and UNREADABLE for a host whose objects cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HostState {
+    Pending,
+    Progress,
+    Done,
+    Error,
+    Cancelled,
+    /// The host's status document cannot be read or is not a valid status of
+    /// this host for this execution; [`HostRow::reason`] says why. It is not
+    /// final: the host may still be running, and may write a valid one.
+    Unreadable,
+}
+
+impl From<State> for HostState {
+    fn from(state: State) -> HostState {
+        match state {
+            State::Pending => HostState::Pending,
+            State::Progress => HostState::Progress,
+            State::Done => HostState::Done,
+            State::Error => HostState::Error,
+            State::Cancelled => HostState::Cancelled,
+        }
+    }
+}
+
+impl HostState {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            HostState::Done | HostState::Error | HostState::Cancelled
+        )
+    }
+
+    /// PENDING or PROGRESS: the host has work left, as far as anyone can tell.
+    pub fn is_unfinished(self) -> bool {
+        matches!(self, HostState::Pending | HostState::Progress)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::Pending => "PENDING",
+            HostState::Progress => "PROGRESS",
+            HostState::Done => "DONE",
+            HostState::Error => "ERROR",
+            HostState::Cancelled => "CANCELLED",
+            HostState::Unreadable => "UNREADABLE",
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct HostRow {
     pub host: HostId,
-    pub state: State,
-    /// When the host last reported (RFC 3339); absent for PENDING.
+    pub state: HostState,
+    /// When the host last reported (RFC 3339); absent for PENDING and UNREADABLE.
     pub updated: Option<String>,
-    /// What the host last reported. Absent for PENDING, and for DONE hosts,
-    /// which are known from their DONE marker alone.
+    /// What the host last reported. Absent for PENDING and UNREADABLE, and for
+    /// DONE hosts, which are known from their DONE marker alone.
     pub status: Option<HostStatus>,
+    /// Why the host's status cannot be read; only for UNREADABLE.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl HostRow {
+    fn unreadable(host: HostId, reason: String) -> HostRow {
+        HostRow {
+            host,
+            state: HostState::Unreadable,
+            updated: None,
+            status: None,
+            reason: Some(reason),
+        }
+    }
+}
+
+/// A manifest that is not what `cattle publish` writes: it does not parse, or
+/// a field that commands build keys from is not valid.
+#[derive(Debug, thiserror::Error)]
+#[error("`{location}` is not a valid manifest: {message}")]
+pub struct InvalidManifest {
+    pub id: Uuid,
+    pub location: String,
+    pub message: String,
 }
 
 /// Read the manifest of execution `id`, or say clearly that there is none.
 ///
 /// The signature is not checked: operators only read what hosts reported
-/// against it. Hosts check it before running anything.
+/// against it. Hosts check it before running anything. What commands use to
+/// build keys is checked instead: the ID, the host IDs (when parsed) and the
+/// bundle's sha256.
 pub async fn manifest(store: &Store, id: Uuid) -> anyhow::Result<Manifest> {
+    find_manifest(store, id).await?.with_context(|| {
+        format!(
+            "no execution {id} in this store (`{}` does not exist)",
+            store.location(&keys::manifest(id))
+        )
+    })
+}
+
+/// [`manifest`], or `None` when there is no manifest object.
+pub async fn find_manifest(store: &Store, id: Uuid) -> anyhow::Result<Option<Manifest>> {
     let key = keys::manifest(id);
-    let object = store
-        .get(&key, MAX_DOCUMENT_BYTES)
-        .await?
-        .with_context(|| {
-            format!(
-                "no execution {id} in this store (`{}` does not exist)",
-                store.location(&key)
-            )
-        })?;
-    serde_json::from_slice::<Envelope>(&object.bytes)
-        .map_err(|e| anyhow::anyhow!(e))
-        .and_then(|envelope| envelope.manifest().map_err(|e| anyhow::anyhow!(e)))
-        .with_context(|| format!("`{}` is not a valid manifest", store.location(&key)))
+    let invalid = |message: String| InvalidManifest {
+        id,
+        location: store.location(&key),
+        message,
+    };
+    let object = match store.get(&key, MAX_DOCUMENT_BYTES).await {
+        Ok(Some(object)) => object,
+        Ok(None) => return Ok(None),
+        Err(StoreError::TooLarge { limit, .. }) => {
+            return Err(invalid(format!("it is larger than {limit} bytes")).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let manifest = serde_json::from_slice::<Envelope>(&object.bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|envelope| envelope.manifest().map_err(|e| e.to_string()))
+        .map_err(invalid)?;
+    if manifest.id != id {
+        return Err(invalid(format!(
+            "field `id` is {}, not the execution it is stored under",
+            manifest.id
+        ))
+        .into());
+    }
+    manifest
+        .bundle
+        .checked_sha256()
+        .map_err(|m| invalid(format!("field `bundle.sha256`: {m}")))?;
+    Ok(Some(manifest))
 }
 
 /// Every host's state. Hosts that finished DONE are known from one listing of
@@ -58,6 +180,17 @@ pub async fn manifest(store: &Store, id: Uuid) -> anyhow::Result<Manifest> {
 /// documents are read, one request each.
 pub async fn fetch(store: &Store, id: Uuid) -> anyhow::Result<Report> {
     let manifest = manifest(store, id).await?;
+    let hosts = hosts(store, id, &manifest).await?;
+    Ok(Report { manifest, hosts })
+}
+
+/// The row of each host of `manifest`, in its order. Fails only when the
+/// store fails, never because of what one host wrote.
+pub async fn hosts(
+    store: &Store,
+    id: Uuid,
+    manifest: &Manifest,
+) -> Result<Vec<HostRow>, StoreError> {
     let prefix = keys::done_prefix(id);
     let mut done: HashMap<String, Option<SystemTime>> = store
         .list_entries(&prefix)
@@ -74,47 +207,134 @@ pub async fn fetch(store: &Store, id: Uuid) -> anyhow::Result<Report> {
         let store = store.clone();
         async move {
             if let Some(modified) = done {
-                return anyhow::Ok(HostRow {
+                return Ok(HostRow {
                     host,
-                    state: State::Done,
+                    state: HostState::Done,
                     updated: modified.map(|t| humantime::format_rfc3339_millis(t).to_string()),
                     status: None,
+                    reason: None,
                 });
             }
-            let key = keys::status(id, &host);
-            let status = match store.get(&key, MAX_DOCUMENT_BYTES).await? {
-                None => None,
-                Some(object) => Some(
-                    serde_json::from_slice::<HostStatus>(&object.bytes).with_context(|| {
-                        format!("`{}` is not a valid status document", store.location(&key))
-                    })?,
-                ),
-            };
-            Ok(HostRow {
-                state: status.as_ref().map_or(State::Pending, |s| s.state),
-                updated: status.as_ref().map(|s| s.updated.clone()),
-                host,
-                status,
-            })
+            read_status(&store, id, host).await
         }
     })
     .await;
-    let hosts = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Report { manifest, hosts })
+    results.into_iter().collect()
 }
 
-/// Poll until every host is DONE or ERROR, or `timeout` passes.
+/// One host's row from its status document.
+async fn read_status(store: &Store, id: Uuid, host: HostId) -> Result<HostRow, StoreError> {
+    let key = keys::status(id, &host);
+    let object = match store.get(&key, MAX_DOCUMENT_BYTES).await {
+        Ok(object) => object,
+        Err(e) => {
+            return match unreadable(store, &key, e) {
+                Ok(reason) => Ok(HostRow::unreadable(host, reason)),
+                Err(e) => Err(e),
+            };
+        }
+    };
+    let Some(object) = object else {
+        return Ok(HostRow {
+            host,
+            state: HostState::Pending,
+            updated: None,
+            status: None,
+            reason: None,
+        });
+    };
+    match parse_status(&object.bytes, id, &host) {
+        Ok(status) => Ok(HostRow {
+            state: status.state.into(),
+            updated: Some(status.updated.clone()),
+            host,
+            status: Some(status),
+            reason: None,
+        }),
+        Err(why) => Ok(HostRow::unreadable(
+            host,
+            format!(
+                "`{}` is not a valid status document: {why}",
+                store.location(&key)
+            ),
+        )),
+    }
+}
+
+/// A status document, if it is one and it is about `host` and execution `id`.
+fn parse_status(bytes: &[u8], id: Uuid, host: &HostId) -> Result<HostStatus, String> {
+    let status = serde_json::from_slice::<HostStatus>(bytes).map_err(|e| e.to_string())?;
+    if status.format > FORMAT {
+        return Err(format!(
+            "it is in format {}, and this cattle reads format {FORMAT} at most; upgrade cattle",
+            status.format
+        ));
+    }
+    if status.host != *host {
+        return Err(format!(
+            "it says it is from host `{}`, but it is stored under host `{host}`",
+            status.host
+        ));
+    }
+    if status.execution != id {
+        return Err(format!(
+            "it says it is about execution {}, but it is stored under execution {id}",
+            status.execution
+        ));
+    }
+    Ok(status)
+}
+
+/// Why the object at `key` cannot be read, when the failure is the object's
+/// (too large, or the store refuses that one object) rather than the store's;
+/// the store's own failures (unreachable, credentials, TLS, clock) come back
+/// as they are, since they would fail every other read too.
+pub(crate) fn unreadable(store: &Store, key: &str, err: StoreError) -> Result<String, StoreError> {
+    match err {
+        StoreError::TooLarge { limit, .. } => Ok(format!(
+            "`{}` is larger than {limit} bytes",
+            store.location(key)
+        )),
+        StoreError::InvalidDocument { .. }
+        | StoreError::AccessDenied { .. }
+        | StoreError::Other { .. } => Ok(err.to_string()),
+        StoreError::NoSuchBucket { .. }
+        | StoreError::PreconditionFailed { .. }
+        | StoreError::NoCredentials { .. }
+        | StoreError::Unreachable { .. }
+        | StoreError::Tls { .. }
+        | StoreError::CaBundle { .. }
+        | StoreError::InvalidKey { .. }
+        | StoreError::UnaskedNotModified { .. }
+        | StoreError::ClockSkew { .. } => Err(err),
+    }
+}
+
+/// Poll every `every` until every host is DONE, ERROR or CANCELLED, or
+/// `timeout` passes. Hosts whose status is UNREADABLE are waited for too, but
+/// once they are the only unfinished ones, for `patience` at most (see
+/// [`UNREADABLE_PATIENCE`]).
 pub async fn wait(
     store: &Store,
     id: Uuid,
     timeout: Option<Duration>,
     every: Duration,
+    patience: Duration,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
+    let mut only_unreadable_since: Option<Instant> = None;
     loop {
         let report = fetch(store, id).await?;
-        let finished = report.hosts.iter().all(|h| h.state.is_final());
-        if finished || timeout.is_some_and(|t| started.elapsed() + every > t) {
+        let settled = if report.hosts.iter().any(|h| h.state.is_unfinished()) {
+            only_unreadable_since = None;
+            false
+        } else if report.hosts.iter().all(|h| h.state.is_final()) {
+            true
+        } else {
+            let since = *only_unreadable_since.get_or_insert_with(Instant::now);
+            since.elapsed() + every > patience
+        };
+        if settled || timeout.is_some_and(|t| started.elapsed() + every > t) {
             return Ok(report);
         }
         tokio::time::sleep(every).await;
@@ -122,26 +342,29 @@ pub async fn wait(
 }
 
 impl Report {
-    /// See [`exit`]: 0 all DONE, 3 some ERROR or CANCELLED, 4 some not finished.
+    /// See [`exit`]: 0 all DONE; 3 some ERROR, CANCELLED or UNREADABLE (needs
+    /// attention); 4 some not finished.
     pub fn exit_code(&self) -> u8 {
-        if self
-            .hosts
-            .iter()
-            .any(|h| matches!(h.state, State::Error | State::Cancelled))
-        {
+        if self.hosts.iter().any(|h| {
+            matches!(
+                h.state,
+                HostState::Error | HostState::Cancelled | HostState::Unreadable
+            )
+        }) {
             exit::HOSTS_FAILED
-        } else if self.hosts.iter().all(|h| h.state == State::Done) {
+        } else if self.hosts.iter().all(|h| h.state == HostState::Done) {
             exit::SUCCESS
         } else {
             exit::HOSTS_UNFINISHED
         }
     }
 
-    pub fn count(&self, state: State) -> usize {
+    pub fn count(&self, state: HostState) -> usize {
         self.hosts.iter().filter(|h| h.state == state).count()
     }
 
-    /// One row per host, then a summary line.
+    /// One row per host, then a summary line. Every cell that comes from the
+    /// store is shown through [`terminal::line`].
     pub fn table(&self) -> String {
         let width = self
             .hosts
@@ -150,19 +373,26 @@ impl Report {
             .max()
             .unwrap_or(4)
             .max(4);
+        let state_width = self
+            .hosts
+            .iter()
+            .map(|h| h.state.as_str().len())
+            .max()
+            .unwrap_or(8)
+            .max(8);
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:width$}  {:8}  {:5}  {:24}  DETAIL",
+            "{:width$}  {:state_width$}  {:5}  {:24}  DETAIL",
             "HOST", "STATE", "STEP", "UPDATED"
         );
         for row in &self.hosts {
             let updated = row.updated.clone().unwrap_or_else(|| "-".to_string());
             let (step, detail) = match &row.status {
-                None if row.state == State::Done => {
+                None if row.state == HostState::Done => {
                     (format!("{0}/{0}", self.manifest.steps), String::new())
                 }
-                None => ("-".to_string(), String::new()),
+                None => ("-".to_string(), row.reason.clone().unwrap_or_default()),
                 Some(s) => {
                     let step = s
                         .step
@@ -185,41 +415,53 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "{:width$}  {:8}  {:5}  {:24}  {}",
-                row.host.as_str(),
+                "{:width$}  {:state_width$}  {:5}  {:24}  {}",
+                terminal::line(row.host.as_str()),
                 row.state.as_str(),
-                step,
-                updated,
-                one_line(&detail)
+                terminal::line(&step),
+                terminal::line(&updated),
+                terminal::line(first_line(&detail))
             );
         }
         let _ = writeln!(
             out,
-            "{} hosts: {} DONE, {} ERROR, {} PROGRESS, {} PENDING{}",
+            "{} hosts: {} DONE, {} ERROR, {} PROGRESS, {} PENDING{}{}",
             self.hosts.len(),
-            self.count(State::Done),
-            self.count(State::Error),
-            self.count(State::Progress),
-            self.count(State::Pending),
-            match self.count(State::Cancelled) {
+            self.count(HostState::Done),
+            self.count(HostState::Error),
+            self.count(HostState::Progress),
+            self.count(HostState::Pending),
+            match self.count(HostState::Cancelled) {
                 0 => String::new(),
                 n => format!(", {n} CANCELLED"),
+            },
+            match self.count(HostState::Unreadable) {
+                0 => String::new(),
+                n => format!(", {n} UNREADABLE"),
             }
         );
         out
     }
+
+    /// The report as JSON, with nothing in it a terminal would act on (see
+    /// [`terminal::json`]).
+    pub fn json(&self) -> String {
+        terminal::json(&serde_json::to_string_pretty(self).expect("reports serialize"))
+    }
 }
 
-fn one_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").to_string()
+/// The first line of `s`: a table row stays one row.
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
 }
 
-/// The logs of execution `id`: of one host, or of every host that uploaded one.
+/// The logs of execution `id`: of one host, or of every host that uploaded
+/// one. Per host: the log, `None` if there is none yet, or why it cannot be read.
 pub async fn logs(
     store: &Store,
     id: Uuid,
     host: Option<HostId>,
-) -> anyhow::Result<Vec<(HostId, Option<Vec<u8>>)>> {
+) -> anyhow::Result<Vec<(HostId, Result<Option<Vec<u8>>, String>)>> {
     let manifest = manifest(store, id).await?;
     let hosts = match host {
         Some(host) if !manifest.hosts.contains(&host) => {
@@ -231,10 +473,264 @@ pub async fn logs(
     let results = for_each_bounded(hosts, |host: HostId| {
         let store = store.clone();
         async move {
-            let log = store.get(&keys::log(id, &host), MAX_LOG_BYTES).await?;
-            anyhow::Ok((host, log.map(|o| o.bytes)))
+            let key = keys::log(id, &host);
+            let log = match store.get(&key, MAX_LOG_BYTES).await {
+                Ok(log) => Ok(log.map(|o| o.bytes)),
+                Err(e) => Err(unreadable(&store, &key, e)?),
+            };
+            Ok::<_, StoreError>((host, log))
         }
     })
     .await;
-    results.into_iter().collect()
+    Ok(results.into_iter().collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use cattle_core::store::{Condition, FileStore};
+    use cattle_core::wire::BundleRef;
+
+    use super::*;
+
+    fn host(name: &str) -> HostId {
+        HostId::new(name).unwrap()
+    }
+
+    /// A file store holding an unsigned execution for `hosts`.
+    fn execution(dir: &std::path::Path, hosts: &[&str]) -> (Store, Uuid) {
+        let store = Store::File(FileStore::open(dir.to_path_buf()).unwrap());
+        let id = Uuid::now_v7();
+        let manifest = Manifest {
+            format: FORMAT,
+            id,
+            version: 1,
+            floor: None,
+            created: cattle_core::now_rfc3339(),
+            expires: cattle_core::now_rfc3339(),
+            publisher: "test".to_string(),
+            config: "cfg".to_string(),
+            steps: 2,
+            bundle: BundleRef {
+                sha256: "0".repeat(64),
+                size: 1,
+            },
+            hosts: hosts.iter().map(|h| host(h)).collect(),
+        };
+        put(&store, &keys::manifest(id), &Envelope::unsigned(&manifest));
+        (store, id)
+    }
+
+    fn put(store: &Store, key: &str, document: &impl Serialize) {
+        let bytes = serde_json::to_vec(document).unwrap();
+        put_bytes(store, key, bytes);
+    }
+
+    fn put_bytes(store: &Store, key: &str, bytes: Vec<u8>) {
+        let Store::File(files) = store else {
+            unreachable!()
+        };
+        files.put(key, &bytes, Condition::Always).unwrap();
+    }
+
+    fn status(id: Uuid, of: &str, state: State) -> HostStatus {
+        HostStatus {
+            format: FORMAT,
+            execution: id,
+            host: host(of),
+            state,
+            steps: 2,
+            step: None,
+            started: cattle_core::now_rfc3339(),
+            updated: cattle_core::now_rfc3339(),
+            finished: None,
+            error: None,
+            seq: 1,
+            agent_version: "test".to_string(),
+        }
+    }
+
+    fn states(report: &Report) -> Vec<(&str, HostState)> {
+        report
+            .hosts
+            .iter()
+            .map(|h| (h.host.as_str(), h.state))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn one_hosts_bad_status_makes_only_that_host_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = execution(dir.path(), &["a", "b", "c", "d", "e", "f"]);
+        put(
+            &store,
+            &keys::status(id, &host("a")),
+            &status(id, "a", State::Done),
+        );
+        put_bytes(
+            &store,
+            &keys::status(id, &host("b")),
+            br#"{"format":2,"seq":-1}"#.to_vec(),
+        );
+        // Valid documents, but about another host, another execution, a newer format.
+        put(
+            &store,
+            &keys::status(id, &host("c")),
+            &status(id, "a", State::Done),
+        );
+        let other = Uuid::now_v7();
+        put(
+            &store,
+            &keys::status(id, &host("d")),
+            &status(other, "d", State::Done),
+        );
+        let mut newer = status(id, "e", State::Done);
+        newer.format = FORMAT + 1;
+        put(&store, &keys::status(id, &host("e")), &newer);
+
+        let report = fetch(&store, id).await.unwrap();
+        use HostState::*;
+        assert_eq!(
+            states(&report),
+            [
+                ("a", Done),
+                ("b", Unreadable),
+                ("c", Unreadable),
+                ("d", Unreadable),
+                ("e", Unreadable),
+                ("f", Pending)
+            ]
+        );
+        let reason = |i: usize| report.hosts[i].reason.clone().unwrap();
+        let location = store.location(&keys::status(id, &host("b")));
+        assert!(
+            reason(1).starts_with(&format!("`{location}` is not a valid status document: ")),
+            "{}",
+            reason(1)
+        );
+        assert!(
+            reason(2).ends_with("it says it is from host `a`, but it is stored under host `c`")
+        );
+        assert!(reason(3).contains(&format!("it says it is about execution {other}")));
+        assert!(reason(4).contains("upgrade cattle"));
+        assert_eq!(report.exit_code(), exit::HOSTS_FAILED);
+        let table = report.table();
+        assert!(
+            table.contains("6 hosts: 1 DONE, 0 ERROR, 0 PROGRESS, 1 PENDING, 4 UNREADABLE"),
+            "{table}"
+        );
+        let row = table.lines().find(|l| l.starts_with("b ")).unwrap();
+        assert!(
+            row.contains("UNREADABLE") && row.contains(&location),
+            "{row}"
+        );
+
+        let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+        assert_eq!(json["hosts"][1]["state"], "UNREADABLE");
+        assert_eq!(json["hosts"][1]["reason"], reason(1));
+        assert!(json["hosts"][0].get("reason").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_status_larger_than_the_limit_is_unreadable_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = execution(dir.path(), &["a", "b"]);
+        let key = keys::status(id, &host("a"));
+        put_bytes(&store, &key, Vec::new());
+        let file = std::fs::File::options()
+            .write(true)
+            .open(store.location(&key))
+            .unwrap();
+        // Sparse: the store must refuse it by its size, before reading it.
+        file.set_len(MAX_DOCUMENT_BYTES + 1).unwrap();
+        let report = fetch(&store, id).await.unwrap();
+        assert_eq!(report.hosts[0].state, HostState::Unreadable);
+        assert_eq!(
+            report.hosts[0].reason.as_deref().unwrap(),
+            format!("`{}` is larger than 16777216 bytes", store.location(&key))
+        );
+        assert_eq!(report.hosts[1].state, HostState::Pending);
+    }
+
+    #[tokio::test]
+    async fn a_manifest_whose_bundle_hash_could_leave_the_bundles_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = execution(dir.path(), &["a"]);
+        let key = keys::manifest(id);
+        let mut manifest = manifest(&store, id).await.unwrap();
+        manifest.bundle.sha256 = "../../victim/backup".to_string();
+        put(&store, &key, &Envelope::unsigned(&manifest));
+        let err = fetch(&store, id).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "`{}` is not a valid manifest: field `bundle.sha256`: `../../victim/backup` is \
+                 not a sha256: 64 lower-case hex digits expected",
+                store.location(&key)
+            )
+        );
+        manifest.bundle.sha256 = "0".repeat(64);
+        manifest.id = Uuid::now_v7();
+        put(&store, &key, &Envelope::unsigned(&manifest));
+        let err = fetch(&store, id).await.unwrap_err().to_string();
+        assert!(err.contains("field `id` is"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_gives_up_on_unreadable_hosts_after_its_patience_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = execution(dir.path(), &["a", "b"]);
+        put(
+            &store,
+            &keys::status(id, &host("a")),
+            &status(id, "a", State::Done),
+        );
+        put_bytes(&store, &keys::status(id, &host("b")), b"\x1b[2J".to_vec());
+        let every = Duration::from_secs(1);
+        let patience = Duration::from_secs(60);
+
+        let started = Instant::now();
+        let report = wait(&store, id, None, every, patience).await.unwrap();
+        let waited = started.elapsed();
+        assert!(
+            (Duration::from_secs(59)..=Duration::from_secs(61)).contains(&waited),
+            "{waited:?}"
+        );
+        assert_eq!(report.exit_code(), exit::HOSTS_FAILED);
+
+        // A timeout shorter than the patience still ends the wait.
+        let started = Instant::now();
+        wait(&store, id, Some(Duration::from_secs(5)), every, patience)
+            .await
+            .unwrap();
+        assert!(started.elapsed() <= Duration::from_secs(5));
+
+        // While another host is unfinished, the patience does not start.
+        std::fs::remove_file(store.location(&keys::status(id, &host("a")))).unwrap();
+        let started = Instant::now();
+        let report = wait(&store, id, Some(Duration::from_secs(300)), every, patience)
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(299));
+        assert_eq!(report.exit_code(), exit::HOSTS_FAILED);
+    }
+
+    #[tokio::test]
+    async fn table_cells_show_what_hosts_wrote_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = execution(dir.path(), &["a"]);
+        let mut hostile = status(id, "a", State::Error);
+        hostile.error = Some("\x1b[2J\x1b]52;c;aGk=\x07\rStep 2 completed successfully".into());
+        hostile.updated = "\x1b]0;owned\x07".to_string();
+        put(&store, &keys::status(id, &host("a")), &hostile);
+        let report = fetch(&store, id).await.unwrap();
+        let table = report.table();
+        assert!(!table.contains('\x1b') && !table.contains('\r') && !table.contains('\x07'));
+        assert!(
+            table.contains("\\x1b[2J\\x1b]52;c;aGk=\\x07\\rStep 2 completed successfully"),
+            "{table}"
+        );
+        assert!(table.contains("\\x1b]0;owned\\x07"), "{table}");
+        let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+        assert_eq!(json["hosts"][0]["status"]["error"], hostile.error.unwrap());
+    }
 }

@@ -4,13 +4,16 @@
 //! see half an object. Conditional writes hold an exclusive lock on
 //! `<root>/.lock` while they compare and write, which makes them atomic
 //! between processes on the same machine. The ETag is the object's sha256.
+//!
+//! A key is a path below the root only once [`check_key`] has accepted it:
+//! no key, however it was built, reaches a file outside the root.
 
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{Condition, Entry, Fetched, Object, StoreError};
+use super::{Condition, Entry, Fetched, Object, StoreError, check_key, check_prefix};
 use crate::hex;
 
 #[derive(Debug, Clone)]
@@ -29,12 +32,19 @@ impl FileStore {
         Ok(FileStore { root })
     }
 
+    /// Where `key` is, for messages (whether or not it is a valid key).
     pub fn location(&self, key: &str) -> String {
-        self.path(key).display().to_string()
+        self.root.join(key).display().to_string()
     }
 
-    fn path(&self, key: &str) -> PathBuf {
-        self.root.join(key)
+    /// The file of `key`, once the key is known to stay below the root.
+    fn path(&self, op: &'static str, key: &str) -> Result<PathBuf, StoreError> {
+        check_key(key).map_err(|reason| StoreError::InvalidKey {
+            op,
+            key: key.to_string(),
+            reason,
+        })?;
+        Ok(self.root.join(key))
     }
 
     fn err(&self, op: &'static str, key: &str, e: std::io::Error) -> StoreError {
@@ -61,7 +71,7 @@ impl FileStore {
         etag: Option<&str>,
         limit: u64,
     ) -> Result<Fetched, StoreError> {
-        let path = self.path(key);
+        let path = self.path("read", key)?;
         match std::fs::metadata(&path) {
             Ok(meta) if meta.len() > limit => {
                 return Err(StoreError::TooLarge {
@@ -94,7 +104,7 @@ impl FileStore {
             Condition::Always => None,
             _ => Some(self.lock()?),
         };
-        let path = self.path(key);
+        let path = self.path("write", key)?;
         let current = || match std::fs::read(&path) {
             Ok(bytes) => Ok(Some(etag_of(&bytes))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -126,7 +136,7 @@ impl FileStore {
     }
 
     pub fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        match std::fs::metadata(self.path(key)) {
+        match std::fs::metadata(self.path("inspect", key)?) {
             Ok(meta) => Ok(Some(meta.len())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err("inspect", key, e)),
@@ -134,13 +144,14 @@ impl FileStore {
     }
 
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
-        match std::fs::remove_file(self.path(key)) {
+        let path = self.path("delete", key)?;
+        match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(self.err("delete", key, e)),
         }
         // Tidy empty parent directories up to the root, like a bucket has none.
-        let mut dir = self.path(key);
+        let mut dir = path;
         while dir.pop() && dir != self.root {
             if std::fs::remove_dir(&dir).is_err() {
                 break;
@@ -150,6 +161,11 @@ impl FileStore {
     }
 
     pub fn list(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
+        check_prefix(prefix).map_err(|reason| StoreError::InvalidKey {
+            op: "list",
+            key: prefix.to_string(),
+            reason,
+        })?;
         // Walk only the deepest directory the prefix names, then filter.
         let base = match prefix.rfind('/') {
             Some(i) => &prefix[..=i],
@@ -244,6 +260,53 @@ mod tests {
             store.get_if_changed("a/b", None, 2),
             Err(StoreError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn no_key_reaches_outside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path().join("store")).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+        for key in [
+            "../victim",
+            "bundles/../../victim",
+            "./bundles/x",
+            "bundles//x",
+            "bundles/x/",
+            "/etc/passwd",
+            "",
+            "bundles/x\0y",
+        ] {
+            for result in [
+                store.delete(key),
+                store.put(key, b"x", Condition::Always).map(drop),
+                store.get_if_changed(key, None, 10).map(drop),
+                store.size(key).map(drop),
+            ] {
+                match result {
+                    Err(StoreError::InvalidKey { key: named, .. }) => assert_eq!(named, key),
+                    other => panic!("{key:?}: {other:?}"),
+                }
+            }
+        }
+        assert!(matches!(
+            store.list("../"),
+            Err(StoreError::InvalidKey { .. })
+        ));
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        let err = store
+            .delete("bundles/../../victim")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "delete `bundles/../../victim`: not a valid store key: it has a `..` component"
+        );
+        // What Cattle's own keys and prefixes look like is accepted.
+        store.list("").unwrap();
+        store.list("executions/").unwrap();
+        store.list("executions/x/done/").unwrap();
     }
 
     #[test]

@@ -156,12 +156,98 @@ pub enum StoreError {
         location: String,
         limit: u64,
     },
+    /// A key that could name something outside the store (see [`check_key`]).
+    /// Keys are built from values read from the store; this is the last line
+    /// of defence should one slip through unchecked.
+    #[error("{op} `{key}`: not a valid store key: {reason}")]
+    InvalidKey {
+        op: &'static str,
+        key: String,
+        reason: String,
+    },
+    /// A document that is not what it should be: not JSON, or not this kind of document.
+    #[error("{op} `{location}`: not a valid document: {message}")]
+    InvalidDocument {
+        op: &'static str,
+        location: String,
+        message: String,
+    },
+    /// A `304 Not Modified` answer to a read that gave no ETag to compare with:
+    /// something between here and the store (a caching proxy) or a broken
+    /// server answered instead of the store.
+    #[error(
+        "{op} `{location}`: the store answered 304 Not Modified to a read without If-None-Match"
+    )]
+    UnaskedNotModified { op: &'static str, location: String },
+    /// The store refused a request because of the time it was signed at: this
+    /// machine's clock and the store's differ by more than the store allows.
+    #[error(
+        "{op} `{location}`: the store refused the request because of the time it was signed at \
+         ({code}: {message}){}",
+        skew_text(.skew)
+    )]
+    ClockSkew {
+        op: &'static str,
+        location: String,
+        /// The store's error code, e.g. `RequestTimeTooSkewed`.
+        code: String,
+        message: String,
+        /// The store's clock minus this machine's, in seconds, when the answer
+        /// said what time the store has (its `Date` header).
+        skew: Option<i64>,
+    },
     #[error("{op} `{location}` failed: {message}")]
     Other {
         op: &'static str,
         location: String,
         message: String,
     },
+}
+
+/// How far apart the clocks are, for messages: `; this machine's clock is 20m behind the store's`.
+fn skew_text(skew: &Option<i64>) -> String {
+    match *skew {
+        None => String::new(),
+        Some(seconds) => {
+            let by =
+                humantime::format_duration(std::time::Duration::from_secs(seconds.unsigned_abs()));
+            let direction = if seconds >= 0 { "behind" } else { "ahead of" };
+            format!("; this machine's clock is {by} {direction} the store's")
+        }
+    }
+}
+
+/// Why `key` cannot name an object, if it cannot: it must be relative, made
+/// of non-empty `/`-separated components other than `.` and `..`, without a
+/// NUL byte. Every key Cattle builds is; a value read from the store and put
+/// into a key unchecked may not be, and must never reach outside the store
+/// (a directory, or the store URL's prefix).
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("it is empty".to_string());
+    }
+    if key.contains('\0') {
+        return Err("it contains a NUL byte".to_string());
+    }
+    if key.starts_with('/') {
+        return Err("it is absolute (starts with `/`)".to_string());
+    }
+    for component in key.split('/') {
+        match component {
+            "" => return Err("it has an empty component (`//` or a trailing `/`)".to_string()),
+            "." | ".." => return Err(format!("it has a `{component}` component")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// [`check_key`] for the prefix of a listing: empty (everything) or ending in `/` is fine too.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    match prefix.strip_suffix('/').unwrap_or(prefix) {
+        "" if prefix.is_empty() => Ok(()),
+        rest => check_key(rest),
+    }
 }
 
 impl StoreError {
@@ -187,6 +273,27 @@ impl StoreError {
                 "set {} to a PEM file of the CA certificate(s) that signed the store's certificate \
                  (for MinIO, the CA of `public.crt` in its certs directory)",
                 crate::env::CA_BUNDLE
+            )),
+            StoreError::UnaskedNotModified { .. } => Some(
+                "a caching proxy between this machine and the store (or a broken server) answers \
+                 304 Not Modified to reads that did not ask for it; check for a caching proxy \
+                 (HTTP_PROXY, HTTPS_PROXY, or one in front of AWS_ENDPOINT_URL) and have it pass \
+                 requests to the store unchanged"
+                    .to_string(),
+            ),
+            StoreError::ClockSkew { skew, .. } => Some(format!(
+                "this machine's clock differs from the store's by more than the store allows \
+                 (15 minutes on MinIO and AWS S3){}: fix time synchronisation (NTP: \
+                 `timedatectl timesync-status`, `chronyc tracking`) on this machine or on the store",
+                match skew {
+                    Some(seconds) => format!(
+                        "; here it is {} off",
+                        humantime::format_duration(std::time::Duration::from_secs(
+                            seconds.unsigned_abs()
+                        ))
+                    ),
+                    None => String::new(),
+                }
             )),
             StoreError::CaBundle { .. } => Some(format!(
                 "set {} to a readable PEM file of one or more CA certificates \
@@ -249,7 +356,11 @@ impl Store {
         match self.get_if_changed(key, None, limit).await? {
             Fetched::Found(object) => Ok(Some(object)),
             Fetched::Missing => Ok(None),
-            Fetched::NotModified => unreachable!("no ETag was given"),
+            // Not the store's answer to a read without an ETag: a proxy's, or a broken server's.
+            Fetched::NotModified => Err(StoreError::UnaskedNotModified {
+                op: "read",
+                location: self.location(key),
+            }),
         }
     }
 
@@ -311,5 +422,81 @@ impl Store {
             Store::File(s) => s.list(prefix),
             Store::S3(s) => s.list(prefix).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_prefixes_stay_inside_the_store() {
+        for key in ["bundles/x.tar.gz", "executions/id/hosts/h/status.json", "a"] {
+            assert_eq!(check_key(key), Ok(()), "{key}");
+        }
+        for (key, reason) in [
+            ("", "it is empty"),
+            ("/etc/passwd", "it is absolute (starts with `/`)"),
+            ("bundles/../../x", "it has a `..` component"),
+            ("./x", "it has a `.` component"),
+            ("a//b", "it has an empty component (`//` or a trailing `/`)"),
+            ("a/", "it has an empty component (`//` or a trailing `/`)"),
+            ("a\0b", "it contains a NUL byte"),
+        ] {
+            assert_eq!(check_key(key), Err(reason.to_string()), "{key:?}");
+        }
+        for prefix in ["", "executions/", "executions/id/done/", "hosts/h"] {
+            assert_eq!(check_prefix(prefix), Ok(()), "{prefix}");
+        }
+        for prefix in ["/", "../", "a//", "a/../b/"] {
+            assert!(check_prefix(prefix).is_err(), "{prefix}");
+        }
+    }
+
+    #[test]
+    fn a_clock_skew_says_by_how_much_and_what_to_fix() {
+        let skewed = |skew| StoreError::ClockSkew {
+            op: "read",
+            location: "s3://b/k".to_string(),
+            code: "RequestTimeTooSkewed".to_string(),
+            message: "The difference between the request time and the server's time is too large."
+                .to_string(),
+            skew,
+        };
+        let behind = skewed(Some(20 * 60 + 3));
+        assert_eq!(
+            behind.to_string(),
+            "read `s3://b/k`: the store refused the request because of the time it was signed at \
+             (RequestTimeTooSkewed: The difference between the request time and the server's time \
+             is too large.); this machine's clock is 20m 3s behind the store's"
+        );
+        let hint = behind.hint().unwrap();
+        assert!(hint.contains("15 minutes on MinIO and AWS S3"), "{hint}");
+        assert!(
+            hint.contains("20m 3s off") && hint.contains("chrony"),
+            "{hint}"
+        );
+        assert!(
+            skewed(Some(-3600))
+                .to_string()
+                .ends_with("this machine's clock is 1h ahead of the store's")
+        );
+        let unknown = skewed(None);
+        assert!(unknown.to_string().ends_with("too large.)"), "{unknown}");
+        assert!(!unknown.hint().unwrap().contains(" off"));
+    }
+
+    #[test]
+    fn an_unasked_not_modified_points_at_a_caching_proxy() {
+        let err = StoreError::UnaskedNotModified {
+            op: "read",
+            location: "s3://b/k".to_string(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "read `s3://b/k`: the store answered 304 Not Modified to a read without If-None-Match"
+        );
+        assert!(err.hint().unwrap().contains("caching proxy"));
+        assert!(!err.is_transient());
     }
 }

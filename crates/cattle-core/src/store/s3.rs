@@ -22,18 +22,19 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::interceptors::InterceptorContext;
 use aws_sdk_s3::config::retry::{ClassifyRetry, RetryAction};
 use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use super::{Condition, Entry, Fetched, Object, StoreError};
+use super::{Condition, Entry, Fetched, Object, StoreError, check_key, check_prefix};
 use crate::env;
 
 /// Requests are given this long to connect, and each attempt this long overall.
@@ -173,15 +174,26 @@ impl S3Store {
         format!("{}{key}", self.prefix)
     }
 
+    /// The object key of `key` under the prefix, once [`check_key`] accepts it:
+    /// `..` must not take a request out of the prefix (another environment in
+    /// the same bucket) should anything on the way normalise the path.
+    fn checked(&self, op: &'static str, key: &str) -> Result<String, StoreError> {
+        check_key(key).map_err(|reason| StoreError::InvalidKey {
+            op,
+            key: key.to_string(),
+            reason,
+        })?;
+        Ok(self.key(key))
+    }
+
     pub fn location(&self, key: &str) -> String {
         format!("s3://{}/{}", self.bucket, self.key(key))
     }
 
     /// Turn an SDK error into a [`StoreError`] naming the object.
-    fn error<E, R>(&self, op: &'static str, key: &str, err: SdkError<E, R>) -> StoreError
+    fn error<E>(&self, op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
     {
         let location = self.location(key);
         let untrusted = untrusted_certificate(&err);
@@ -197,6 +209,16 @@ impl S3Store {
                     Some("PreconditionFailed") | Some("ConditionalRequestConflict") => {
                         StoreError::PreconditionFailed { op, location }
                     }
+                    Some(
+                        code @ ("RequestTimeTooSkewed" | "RequestExpired" | "RequestInTheFuture"),
+                    ) => StoreError::ClockSkew {
+                        op,
+                        location,
+                        code: code.to_string(),
+                        message,
+                        skew: store_clock(service.raw())
+                            .map(|theirs| seconds_between(SystemTime::now(), theirs)),
+                    },
                     Some("AccessDenied")
                     | Some("InvalidAccessKeyId")
                     | Some("SignatureDoesNotMatch") => StoreError::AccessDenied {
@@ -245,11 +267,12 @@ impl S3Store {
         etag: Option<&str>,
         limit: u64,
     ) -> Result<Fetched, StoreError> {
+        let object_key = self.checked("read", key)?;
         let result = self
             .client
             .get_object()
             .bucket(&self.bucket)
-            .key(self.key(key))
+            .key(object_key)
             .set_if_none_match(etag.map(str::to_string))
             .send()
             .await;
@@ -258,7 +281,15 @@ impl S3Store {
             Err(err) => {
                 let status = err.raw_response().map(|r| r.status().as_u16());
                 if status == Some(304) {
-                    return Ok(Fetched::NotModified);
+                    // Only an answer to If-None-Match; to a plain read it is
+                    // a proxy's or a broken server's, not the object.
+                    return match etag {
+                        Some(_) => Ok(Fetched::NotModified),
+                        None => Err(StoreError::UnaskedNotModified {
+                            op: "read",
+                            location: self.location(key),
+                        }),
+                    };
                 }
                 if let SdkError::ServiceError(e) = &err
                     && e.err().is_no_such_key()
@@ -303,11 +334,12 @@ impl S3Store {
         bytes: Vec<u8>,
         condition: Condition,
     ) -> Result<String, StoreError> {
+        let object_key = self.checked("write", key)?;
         let mut request = self
             .client
             .put_object()
             .bucket(&self.bucket)
-            .key(self.key(key))
+            .key(object_key)
             .body(ByteStream::from(bytes));
         request = match condition {
             Condition::Always => request,
@@ -329,11 +361,12 @@ impl S3Store {
     }
 
     pub async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let object_key = self.checked("inspect", key)?;
         match self
             .client
             .head_object()
             .bucket(&self.bucket)
-            .key(self.key(key))
+            .key(object_key)
             .send()
             .await
         {
@@ -350,10 +383,11 @@ impl S3Store {
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let object_key = self.checked("delete", key)?;
         self.client
             .delete_object()
             .bucket(&self.bucket)
-            .key(self.key(key))
+            .key(object_key)
             .send()
             .await
             .map(|_| ())
@@ -361,6 +395,11 @@ impl S3Store {
     }
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
+        check_prefix(prefix).map_err(|reason| StoreError::InvalidKey {
+            op: "list",
+            key: prefix.to_string(),
+            reason,
+        })?;
         let mut pages = self
             .client
             .list_objects_v2()
@@ -500,6 +539,23 @@ fn untrusted_certificate(err: &(dyn std::error::Error + 'static)) -> Option<Stri
     None
 }
 
+/// The store's time, as the `Date` header of its answer gives it: the middle of
+/// the second it names, since the header has no fraction.
+fn store_clock(response: &HttpResponse) -> Option<SystemTime> {
+    let date = response.headers().get("date")?;
+    let date = DateTime::from_str(date, DateTimeFormat::HttpDate).ok()?;
+    Some(SystemTime::try_from(date).ok()? + Duration::from_millis(500))
+}
+
+/// `later - earlier` to the nearest second, negative when `later` is earlier.
+fn seconds_between(earlier: SystemTime, later: SystemTime) -> i64 {
+    let (sign, by) = match later.duration_since(earlier) {
+        Ok(d) => (1, d),
+        Err(e) => (-1, e.duration()),
+    };
+    sign * (by.as_secs_f64().round() as i64)
+}
+
 /// An error and its sources on one line: the SDK's top-level messages alone
 /// ("dispatch failure") do not say what went wrong.
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
@@ -553,6 +609,24 @@ mod tests {
         assert!(
             bundle_error(Some(not_a_cert)).starts_with("a certificate in it is not a usable CA")
         );
+    }
+
+    #[test]
+    fn clock_differences_are_rounded_to_the_second() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(
+            seconds_between(t, t + Duration::from_millis(1_199_600)),
+            1200
+        );
+        assert_eq!(
+            seconds_between(t, t + Duration::from_millis(1_200_400)),
+            1200
+        );
+        assert_eq!(
+            seconds_between(t + Duration::from_millis(1_199_600), t),
+            -1200
+        );
+        assert_eq!(seconds_between(t, t), 0);
     }
 
     #[test]
