@@ -1883,6 +1883,21 @@ fn a_second_agent_with_the_same_host_id_runs_nothing_and_says_so_in_its_log_and_
     // The agent holding the lease runs it.
     fleet.agent_once("h1").assert_success();
     assert_eq!(std::fs::read_to_string(&counter).unwrap(), "ran\nran\n");
+    // The operator sees the conflict, with both agents named, and a non-zero exit.
+    let out = fleet.cattle(&["status", &second]);
+    assert_eq!(out.status, 3, "{out}");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("CONFLICT h1: a second agent for this host ID"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains(&elsewhere.display().to_string())
+            && line.contains(&fleet.state_dir("h1").display().to_string()),
+        "{line}"
+    );
+    let json = fleet.status_json(&second);
+    assert!(json["hosts"][0]["conflict"].is_string(), "{json}");
 }
 
 /// A config whose one step appends `<execution> <state dir>` to `runs` and

@@ -21,8 +21,8 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Bad flags or arguments (clap's own code).
     pub const USAGE: u8 = 2;
-    /// `status`: some host needs attention: it is in ERROR or CANCELLED, or
-    /// what it wrote cannot be read (UNREADABLE).
+    /// `status`: some host needs attention: it is in ERROR or CANCELLED, what
+    /// it wrote cannot be read (UNREADABLE), or two agents use its host ID.
     pub const HOSTS_FAILED: u8 = 3;
     /// `status`: some hosts have not finished (PENDING or PROGRESS), e.g. `--wait` timed out.
     pub const HOSTS_UNFINISHED: u8 = 4;

@@ -16,7 +16,7 @@ use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::store::{Store, StoreError};
 use cattle_core::wire::{
-    Envelope, FORMAT, HostStatus, MAX_DOCUMENT_BYTES, MAX_LOG_BYTES, Manifest, State,
+    Conflict, Envelope, FORMAT, HostStatus, MAX_DOCUMENT_BYTES, MAX_LOG_BYTES, Manifest, State,
 };
 use serde::Serialize;
 use tokio::time::Instant;
@@ -102,6 +102,10 @@ pub struct HostRow {
     /// Why the host's status cannot be read; only for UNREADABLE.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A second agent with this host ID found another one active and ran
+    /// nothing of the execution: two machines use one host ID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<String>,
 }
 
 impl HostRow {
@@ -112,6 +116,7 @@ impl HostRow {
             updated: None,
             status: None,
             reason: Some(reason),
+            conflict: None,
         }
     }
 }
@@ -213,13 +218,49 @@ pub async fn hosts(
                     updated: modified.map(|t| humantime::format_rfc3339_millis(t).to_string()),
                     status: None,
                     reason: None,
+                    conflict: None,
                 });
             }
             read_status(&store, id, host).await
         }
     })
     .await;
-    results.into_iter().collect()
+    let mut rows = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    add_conflicts(store, id, &mut rows).await?;
+    Ok(rows)
+}
+
+/// Mark the hosts for which a second agent recorded that it stood back
+/// (`executions/<id>/conflicts/<host>`): one listing, and one read per such host.
+async fn add_conflicts(store: &Store, id: Uuid, rows: &mut [HostRow]) -> Result<(), StoreError> {
+    let prefix = keys::conflicts_prefix(id);
+    let marked: std::collections::HashSet<String> = store
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+        .collect();
+    for row in rows.iter_mut().filter(|r| marked.contains(r.host.as_str())) {
+        let key = keys::conflict(id, &row.host);
+        let said = match store.get(&key, MAX_DOCUMENT_BYTES).await {
+            Ok(Some(object)) => match serde_json::from_slice::<Conflict>(&object.bytes) {
+                Ok(c) => format!(
+                    "a second agent for this host ID (machine {}, state directory {}) found the \
+                     one on machine {} (state directory {}) active at {} and ran nothing; \
+                     give each machine its own host ID",
+                    c.machine, c.state_dir, c.holder_machine, c.holder_state_dir, c.seen
+                ),
+                Err(e) => format!("a second agent for this host ID ran nothing (its record: {e})"),
+            },
+            Ok(None) => continue,
+            Err(e) => format!(
+                "a second agent for this host ID ran nothing (its record: {})",
+                unreadable(store, &key, e)?
+            ),
+        };
+        row.conflict = Some(said);
+    }
+    Ok(())
 }
 
 /// One host's row from its status document.
@@ -241,6 +282,7 @@ async fn read_status(store: &Store, id: Uuid, host: HostId) -> Result<HostRow, S
             updated: None,
             status: None,
             reason: None,
+            conflict: None,
         });
     };
     match parse_status(&object.bytes, id, &host) {
@@ -250,6 +292,7 @@ async fn read_status(store: &Store, id: Uuid, host: HostId) -> Result<HostRow, S
             host,
             status: Some(status),
             reason: None,
+            conflict: None,
         }),
         Err(why) => Ok(HostRow::unreadable(
             host,
@@ -342,14 +385,15 @@ pub async fn wait(
 }
 
 impl Report {
-    /// See [`exit`]: 0 all DONE; 3 some ERROR, CANCELLED or UNREADABLE (needs
-    /// attention); 4 some not finished.
+    /// See [`exit`]: 0 all DONE; 3 some ERROR, CANCELLED or UNREADABLE, or a
+    /// host ID used by two agents (needs attention); 4 some not finished.
     pub fn exit_code(&self) -> u8 {
         if self.hosts.iter().any(|h| {
-            matches!(
-                h.state,
-                HostState::Error | HostState::Cancelled | HostState::Unreadable
-            )
+            h.conflict.is_some()
+                || matches!(
+                    h.state,
+                    HostState::Error | HostState::Cancelled | HostState::Unreadable
+                )
         }) {
             exit::HOSTS_FAILED
         } else if self.hosts.iter().all(|h| h.state == HostState::Done) {
@@ -440,6 +484,16 @@ impl Report {
                 n => format!(", {n} UNREADABLE"),
             }
         );
+        for row in &self.hosts {
+            if let Some(conflict) = &row.conflict {
+                let _ = writeln!(
+                    out,
+                    "CONFLICT {}: {}",
+                    terminal::line(row.host.as_str()),
+                    terminal::line(first_line(conflict))
+                );
+            }
+        }
         out
     }
 
