@@ -372,7 +372,10 @@ impl Store {
         limit: u64,
     ) -> Result<Fetched, StoreError> {
         match self {
-            Store::File(s) => s.get_if_changed(key, etag, limit),
+            Store::File(s) => {
+                let (s, key, etag) = (s.clone(), key.to_string(), etag.map(str::to_string));
+                blocking(move || s.get_if_changed(&key, etag.as_deref(), limit)).await
+            }
             Store::S3(s) => s.get_if_changed(key, etag, limit).await,
         }
     }
@@ -385,7 +388,10 @@ impl Store {
         condition: Condition,
     ) -> Result<String, StoreError> {
         match self {
-            Store::File(s) => s.put(key, &bytes, condition),
+            Store::File(s) => {
+                let (s, key) = (s.clone(), key.to_string());
+                blocking(move || s.put(&key, &bytes, condition)).await
+            }
             Store::S3(s) => s.put(key, bytes, condition).await,
         }
     }
@@ -393,7 +399,10 @@ impl Store {
     /// The size of `key`, or `None` if there is no such object.
     pub async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
         match self {
-            Store::File(s) => s.size(key),
+            Store::File(s) => {
+                let (s, key) = (s.clone(), key.to_string());
+                blocking(move || s.size(&key)).await
+            }
             Store::S3(s) => s.size(key).await,
         }
     }
@@ -401,7 +410,10 @@ impl Store {
     /// Delete `key`; deleting a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self {
-            Store::File(s) => s.delete(key),
+            Store::File(s) => {
+                let (s, key) = (s.clone(), key.to_string());
+                blocking(move || s.delete(&key)).await
+            }
             Store::S3(s) => s.delete(key).await,
         }
     }
@@ -419,10 +431,28 @@ impl Store {
     /// Every object whose key starts with `prefix`, in lexical order of keys.
     pub async fn list_entries(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
         match self {
-            Store::File(s) => s.list(prefix),
+            Store::File(s) => {
+                let (s, prefix) = (s.clone(), prefix.to_string());
+                blocking(move || s.list(&prefix)).await
+            }
             Store::S3(s) => s.list(prefix).await,
         }
     }
+}
+
+/// Run a local-directory store operation on tokio's blocking pool: file I/O
+/// (fsync, a walk of many files) must not hold up the runtime's thread, which
+/// the agent's signals and uploads share.
+async fn blocking<T: Send + 'static>(
+    op: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(op).await.unwrap_or_else(|e| {
+        Err(StoreError::Other {
+            op: "file store",
+            location: String::new(),
+            message: format!("the operation did not finish: {e}"),
+        })
+    })
 }
 
 #[cfg(test)]
