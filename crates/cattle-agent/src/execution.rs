@@ -203,6 +203,11 @@ pub async fn handle(
                 return Ok(Handled::Settled);
             }
         }
+        if let Some(panic) = crate::panics::take(&config.state_dir) {
+            report.log(&format!(
+                "the agent panicked while it ran this execution: {panic}"
+            ));
+        }
         report.log(&format!(
             "this execution was interrupted; verified it again, resuming at step {from}"
         ));
@@ -235,13 +240,25 @@ pub async fn handle(
     ));
     report.lost = Some(lost.clone());
     let retry = config.retry;
-    let (outcome, mut report) = tokio::task::spawn_blocking(move || {
+    let ran = tokio::task::spawn_blocking(move || {
         let outcome = cattle_stdlib::run(&plan, &ctx, &retry, from, &mut report);
         (outcome, report)
     })
-    .await
-    .expect("the step runner does not panic");
+    .await;
     watcher.abort();
+    let (outcome, mut report) = match ran {
+        Ok(ran) => ran,
+        Err(e) => {
+            // A facility panicked (a release build aborts instead, and systemd
+            // restarts the agent): the step in flight is interrupted, as by a
+            // crash, and resumes on a later poll with the panic in its log.
+            uploader.abort();
+            return Err(AgentError::Panicked {
+                execution: id,
+                message: e.to_string(),
+            });
+        }
+    };
     report.progress = None;
     let _ = uploader.await;
 

@@ -15,6 +15,7 @@ mod execution;
 mod fetch;
 mod lease;
 mod local;
+mod panics;
 mod reboot;
 mod report;
 mod shutdown;
@@ -92,6 +93,9 @@ pub enum AgentError {
         "another cattle-agent{holder} is using state directory `{path}` (it holds `{path}/{LOCK_FILE}`)"
     )]
     Locked { path: PathBuf, holder: String },
+    /// The step runner panicked; the execution resumes as after a crash.
+    #[error("the step runner panicked while running execution {execution}: {message}")]
+    Panicked { execution: Uuid, message: String },
     /// Another agent holds this host's lease; this one ran nothing.
     #[error(
         "another agent is active for host ID `{host}` (machine {machine}, state directory {state_dir}, \
@@ -187,6 +191,7 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
         }
     })?;
     let _lock = lock_state_dir(&config.state_dir)?;
+    panics::record_in(&config.state_dir);
     tracing::info!(host = %config.host, store = %store.location(""), interval = ?config.interval, "agent starting");
     for key in config.trust.keys.keys() {
         tracing::info!(key = %key.id(), comment = key.comment(), "trusting executions signed by this key");
