@@ -62,6 +62,8 @@ impl Report {
                 error: None,
                 seq,
                 agent_version: env!("CARGO_PKG_VERSION").to_string(),
+                paused: None,
+                log: None,
             },
             progress: None,
             shutdown,
