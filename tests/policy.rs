@@ -421,14 +421,15 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
         keys::inbox(&b),
         keys::claim(id, &b),
         keys::status(id, &b),
-        keys::log(id, &b),
+        keys::log_part(id, &b, 0),
     ] {
         denied(read(&key), "read", &key);
     }
     // Nothing of another host is writable, not even a claim of an execution to come.
     for key in [
         keys::status(id, &b),
-        keys::log(id, &b),
+        keys::log_part(id, &b, 0),
+        keys::log_part(id, &b, 7),
         keys::done(id, &b),
         keys::claim(id, &b),
     ] {
@@ -450,10 +451,13 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
     ] {
         denied(write(&key, condition), "write", &key);
     }
-    // Nothing can be deleted, its own status included.
+    // Nothing can be deleted but its own log parts: its own status included,
+    // another host's log parts, and keys under its log that are not parts.
     for key in [
         keys::status(id, &a),
-        keys::log(id, &a),
+        keys::log_part(id, &b, 0),
+        format!("{}0000000", keys::log_prefix(id, &a)),
+        format!("{}000000000", keys::log_prefix(id, &a)),
         keys::claim(id, &a),
         keys::done(id, &a),
         keys::inbox(&a),
@@ -464,7 +468,7 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
     ] {
         denied(delete(&key), "delete", &key);
     }
-    // Nothing can be listed.
+    // Nothing can be listed, its own log neither.
     for prefix in [
         String::new(),
         "executions/".to_string(),
@@ -474,6 +478,7 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
         keys::execution(id),
         keys::done_prefix(id),
         keys::bundle_refs(&sha),
+        keys::log_prefix(id, &a),
     ] {
         denied(list(&prefix), "list", &prefix);
     }
@@ -488,7 +493,8 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
     assert_eq!(site.snapshot(), before, "host-a changed the store");
 
     // What it needs, it has: its inbox (a conditional read, as it polls), the manifest,
-    // the bundle, its own claim, status and log.
+    // the bundle, its own claim and status; and it writes and deletes its own log parts
+    // (deleting those it drops beyond its bound; a missing one is no error).
     let inbox = match site.block(store.get_if_changed(&keys::inbox(&a), None, u64::MAX)) {
         Ok(Fetched::Found(object)) => object,
         other => panic!("own inbox: {other:?}"),
@@ -502,10 +508,19 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
         keys::bundle(&sha),
         keys::claim(id, &a),
         keys::status(id, &a),
-        keys::log(id, &a),
     ] {
         assert!(site.block(store.get(&key, u64::MAX)).unwrap().is_some());
     }
+    let spare = keys::log_part(id, &a, 99_999_999);
+    write(&spare, Condition::Always).unwrap();
+    delete(&spare).unwrap();
+    delete(&spare).unwrap();
+    assert!(
+        site.block(site.root.get(&keys::log_part(id, &a, 0), u64::MAX))
+            .unwrap()
+            .is_some(),
+        "its log is in the store"
+    );
     // Missing objects it may read are missing (404), not refused, although it may not
     // list: a missing inbox, manifest, cancel document and claim.
     let store_c = site.store("host-c");
@@ -530,7 +545,7 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
 fn host_ids_shaped_like_file_names_reach_only_their_own_objects() {
     // With `executions/*/done/${aws:username}`, host `status.json` could write host
     // `done`'s status (`executions/<id>/hosts/done/status.json` ends the same way).
-    let crafted = ["status.json", "exec.log", "claim.json"];
+    let crafted = ["status.json", "log", "claim.json"];
     let mut hosts = vec!["done"];
     hosts.extend(crafted);
     let site = Site::new(&hosts);
@@ -541,7 +556,7 @@ fn host_ids_shaped_like_file_names_reach_only_their_own_objects() {
 
     for (user, key) in [
         ("status.json", keys::status(id, &done)),
-        ("exec.log", keys::log(id, &done)),
+        ("log", keys::log_part(id, &done, 0)),
         ("claim.json", keys::claim(id, &done)),
     ] {
         let store = site.store(user);
@@ -580,7 +595,7 @@ fn publisher_and_operator_cannot_write_what_hosts_report() {
     let publisher = site.store(PUBLISHER);
     for key in [
         keys::status(id, &b),
-        keys::log(id, &b),
+        keys::log_part(id, &b, 0),
         keys::claim(id, &b),
         keys::done(id, &b),
     ] {

@@ -54,6 +54,26 @@ pub fn states(status: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The log an agent keeps for one execution (`<state-dir>/executions/<id>`): its parts in
+/// `log/`, concatenated in order.
+pub fn local_log(execution_dir: &Path) -> String {
+    let dir = execution_dir.join("log");
+    let mut parts: Vec<(u64, PathBuf)> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let n = cattle_core::keys::parse_log_part_name(path.file_name()?.to_str()?)?;
+            Some((n, path))
+        })
+        .collect();
+    parts.sort();
+    let mut log = Vec::new();
+    for (_, path) in parts {
+        log.extend(fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())));
+    }
+    String::from_utf8_lossy(&log).into_owned()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Signing keys
 // ---------------------------------------------------------------------------------------------
@@ -753,6 +773,92 @@ fn openssl(cmd: &mut Command) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A slow link
+// ---------------------------------------------------------------------------------------------
+
+/// A TCP forwarder on a free loopback port to `target` that passes at most `bytes_per_sec`
+/// in each direction, all connections together: a slow link between an agent and MinIO
+/// (point `AWS_ENDPOINT_URL` at [`endpoint`](Self::endpoint)). Stops accepting on drop;
+/// connections already open end when either side closes.
+#[derive(Debug)]
+pub struct SlowLink {
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// When the next byte may pass, one per direction.
+type Pace = std::sync::Arc<std::sync::Mutex<Instant>>;
+
+impl SlowLink {
+    /// Starts forwarding to `target` at `bytes_per_sec`.
+    pub fn start(target: SocketAddr, bytes_per_sec: u64) -> SlowLink {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let up: Pace = std::sync::Arc::new(std::sync::Mutex::new(Instant::now()));
+        let down: Pace = std::sync::Arc::new(std::sync::Mutex::new(Instant::now()));
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let (Ok(client), Ok(server)) = (client, TcpStream::connect(target)) else {
+                    continue;
+                };
+                for (from, to, pace) in [
+                    (client.try_clone(), server.try_clone(), up.clone()),
+                    (server.try_clone(), client.try_clone(), down.clone()),
+                ] {
+                    let (Ok(from), Ok(to)) = (from, to) else {
+                        continue;
+                    };
+                    thread::spawn(move || pump(from, to, &pace, bytes_per_sec));
+                }
+            }
+        });
+        SlowLink { addr, stop }
+    }
+
+    /// `http://127.0.0.1:PORT`: the link's end on this side.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Copy `from` to `to`, each chunk only when `pace` lets it pass.
+fn pump(mut from: TcpStream, mut to: TcpStream, pace: &Pace, bytes_per_sec: u64) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let at = {
+            let mut next = pace.lock().expect("pace lock");
+            let at = (*next).max(Instant::now())
+                + Duration::from_secs_f64(n as f64 / bytes_per_sec as f64);
+            *next = at;
+            at
+        };
+        thread::sleep(at.saturating_duration_since(Instant::now()));
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+impl Drop for SlowLink {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accepting thread so that it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Workspace
 // ---------------------------------------------------------------------------------------------
 
@@ -1314,6 +1420,38 @@ mod tests {
             Duration::from_secs(5),
         );
         assert!(bad.is_err(), "{bad:?}");
+    }
+
+    #[test]
+    fn a_slow_link_passes_bytes_at_its_rate() {
+        // An echo server behind a link of 50 KB/s each way.
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = server.local_addr().unwrap();
+        thread::spawn(move || {
+            let (mut conn, _) = server.accept().unwrap();
+            let mut copy = conn.try_clone().unwrap();
+            let _ = io::copy(&mut conn, &mut copy);
+        });
+        let link = SlowLink::start(target, 50_000);
+        let addr: SocketAddr = link
+            .endpoint()
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap();
+        let mut conn = TcpStream::connect(addr).unwrap();
+        let started = Instant::now();
+        let mut reader = conn.try_clone().unwrap();
+        let echoed = thread::spawn(move || {
+            let mut back = vec![0u8; 100_000];
+            reader.read_exact(&mut back).unwrap();
+            back
+        });
+        conn.write_all(&[7u8; 100_000]).unwrap();
+        assert_eq!(echoed.join().unwrap(), vec![7u8; 100_000]);
+        let took = started.elapsed();
+        // 100 KB at 50 KB/s: 2 s (the two directions overlap).
+        assert!(took >= Duration::from_millis(1900), "{took:?}");
+        assert!(took < Duration::from_secs(4), "{took:?}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::admission::{self, Admitted};
-use crate::deliver::{deliver, upload_progress};
+use crate::deliver::{Courier, Delivery, deliver, upload_progress};
 use crate::fetch::{self, Failure};
 use crate::local::{self, CONFIG_DIR, DELIVERED, FOREIGN};
 use crate::report::Report;
@@ -44,7 +44,7 @@ pub async fn handle(
     let interrupted = match local::read_state(&dir) {
         Some(state) if state.is_final() => {
             if !dir.join(DELIVERED).exists() && !dir.join(FOREIGN).exists() {
-                deliver(store, &config.host, id, &dir).await?;
+                return delivered(store, config, id, shutdown).await;
             }
             return Ok(Handled::Settled);
         }
@@ -62,8 +62,7 @@ pub async fn handle(
             "the manifest is larger than the {limit} bytes any manifest may have"
         )),
     };
-    let mut report = Report::start(&config.host, id, &dir, shutdown.clone())
-        .map_err(|e| AgentError::local(dir.clone(), e))?;
+    let mut report = Report::start(&config.host, id, &dir, config.max_log_mib, shutdown.clone())?;
 
     let decision = envelope.and_then(|bytes| {
         let applied = local::read_applied(&config.state_dir)
@@ -85,10 +84,10 @@ pub async fn handle(
                 "refused execution {id} (`{}`): {reason}",
                 store.location(&keys::manifest(id))
             );
-            return refuse(store, report, &message).await;
+            return refuse(store, config, report, &message, shutdown).await;
         }
     };
-    report.log(&note);
+    report.log(&note)?;
 
     // Only one agent runs a host's share: another with the same host ID may
     // have claimed it. Then this one steps back and writes nothing to the store.
@@ -106,7 +105,7 @@ pub async fn handle(
             tracing::warn!(execution = %id, error = %e, "cannot claim the execution; running it unclaimed");
             report.log(&format!(
                 "could not claim the execution ({e}); running it unclaimed"
-            ));
+            ))?;
             None
         }
     };
@@ -117,21 +116,20 @@ pub async fn handle(
             config.host, other.machine, other.state_dir, other.claimed, config.host
         );
         tracing::error!(execution = %id, "{message}");
-        report.log(&message);
-        report.finish(State::Error, Some(message));
+        report.log(&message)?;
+        report.finish(State::Error, Some(message))?;
         File::create(dir.join(FOREIGN)).map_err(|e| AgentError::local(dir.join(FOREIGN), e))?;
         return Ok(Handled::Settled);
     }
 
     // A cancelled execution never starts (nor resumes).
     if cancel::cancelled(store, id, &config.host).await? {
-        report.log("cancelled by an operator before it started");
+        report.log("cancelled by an operator before it started")?;
         report.finish(
             State::Cancelled,
             Some("cancelled before it started".to_string()),
-        );
-        deliver(store, &config.host, id, &dir).await?;
-        return Ok(Handled::Settled);
+        )?;
+        return delivered(store, config, id, shutdown).await;
     }
 
     // From here on this host runs it: an older execution is a rollback.
@@ -148,17 +146,22 @@ pub async fn handle(
     report.log(&format!(
         "downloading bundle {} ({} bytes)",
         manifest.bundle.sha256, manifest.bundle.size
-    ));
+    ))?;
     let config_dir = dir.join(CONFIG_DIR);
     match fetch::bundle(store, &manifest, &config_dir).await {
-        Ok(line) => report.log(&line),
-        Err(Failure::Refused(message)) => return refuse(store, report, &message).await,
+        Ok(line) => report.log(&line)?,
+        Err(Failure::Refused(message)) => {
+            return refuse(store, config, report, &message, shutdown).await;
+        }
         Err(Failure::Retry(e)) => return Err(e),
     }
 
     let plan = match Plan::load(&config_dir) {
         Ok(plan) => plan,
-        Err(e) => return refuse(store, report, &format!("invalid config: {e}")).await,
+        Err(e) => {
+            let message = format!("invalid config: {e}");
+            return refuse(store, config, report, &message, shutdown).await;
+        }
     };
     report.status.steps = plan.steps.len();
     // Resume an interrupted run at the step that was in flight: facilities are
@@ -170,11 +173,11 @@ pub async fn handle(
     if interrupted {
         if reboot::completed(&dir, from, &mut report)? {
             from += 1;
-            report.journal(from);
+            report.journal(from)?;
         }
         report.log(&format!(
             "this execution was interrupted; verified it again, resuming at step {from}"
-        ));
+        ))?;
     }
 
     let mut ctx = Context::new(&config_dir);
@@ -188,10 +191,7 @@ pub async fn handle(
     let (tx, rx) = watch::channel(report.status.clone());
     report.progress = Some(tx);
     let uploader = tokio::spawn(upload_progress(
-        store.clone(),
-        config.host.clone(),
-        id,
-        dir.clone(),
+        Courier::open(store, &config.host, id, &dir),
         rx,
     ));
     let watcher = tokio::spawn(cancel::watch(
@@ -209,22 +209,20 @@ pub async fn handle(
     .await
     .expect("the step runner does not panic");
     watcher.abort();
+    // The uploader stops after the object it is sending, then the final
+    // delivery sends the final status before the rest of the log.
     report.progress = None;
-    let _ = uploader.await;
+    let mut courier = uploader.await.expect("the uploader does not panic");
 
     match outcome {
         Outcome::Stopped { next_step } if report.cancelled.load(Ordering::SeqCst) => {
             report.finish(
                 State::Cancelled,
                 Some(format!("cancelled before step {next_step}")),
-            );
-            deliver(store, &config.host, id, &dir).await?;
-            Ok(Handled::Settled)
+            )?;
+            finish_delivery(&mut courier, shutdown).await
         }
-        Outcome::Done | Outcome::Failed { .. } => {
-            deliver(store, &config.host, id, &dir).await?;
-            Ok(Handled::Settled)
-        }
+        Outcome::Done | Outcome::Failed { .. } => finish_delivery(&mut courier, shutdown).await,
         Outcome::Stopped { .. } => Ok(Handled::Stopped),
         Outcome::RebootRequested { step } => {
             reboot::request(&dir, step, &mut report)?;
@@ -236,16 +234,37 @@ pub async fn handle(
 }
 
 /// Record a refusal as the execution's final state and report it.
-async fn refuse(store: &Store, mut report: Report, message: &str) -> Result<Handled, AgentError> {
+async fn refuse(
+    store: &Store,
+    config: &Config,
+    mut report: Report,
+    message: &str,
+    shutdown: &Shutdown,
+) -> Result<Handled, AgentError> {
     tracing::error!(execution = %report.status.execution, "{message}");
-    report.log(message);
-    report.finish(State::Error, Some(message.to_string()));
-    deliver(
-        store,
-        &report.status.host,
-        report.status.execution,
-        &report.dir,
-    )
-    .await?;
-    Ok(Handled::Settled)
+    report.log(message)?;
+    report.finish(State::Error, Some(message.to_string()))?;
+    delivered(store, config, report.status.execution, shutdown).await
+}
+
+/// Deliver the finished execution `id` from its local directory.
+async fn delivered(
+    store: &Store,
+    config: &Config,
+    id: Uuid,
+    shutdown: &Shutdown,
+) -> Result<Handled, AgentError> {
+    let dir = local::execution_dir(&config.state_dir, id);
+    let mut courier = Courier::open(store, &config.host, id, &dir);
+    finish_delivery(&mut courier, shutdown).await
+}
+
+async fn finish_delivery(
+    courier: &mut Courier,
+    shutdown: &Shutdown,
+) -> Result<Handled, AgentError> {
+    Ok(match deliver(courier, shutdown).await? {
+        Delivery::Complete => Handled::Settled,
+        Delivery::Interrupted => Handled::Stopped,
+    })
 }

@@ -15,6 +15,7 @@ mod deliver;
 mod execution;
 mod fetch;
 mod local;
+mod log_parts;
 mod reboot;
 mod report;
 mod shutdown;
@@ -37,6 +38,11 @@ pub use shutdown::Shutdown;
 /// Default seconds between polls.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 
+/// Default bound on the log kept per execution, locally and in the store, in
+/// MiB: its first half and its last half are kept, and what is dropped between
+/// them is marked.
+pub const DEFAULT_MAX_LOG_MIB: u64 = 64;
+
 /// Jitter on the wait between polls, so that a fleet started together spreads
 /// its polls: ±10 %. After a failed poll the wait is [`Backoff::POLL`] capped at
 /// the interval, so that a store that comes back is seen (and undelivered
@@ -47,7 +53,7 @@ const POLL_JITTER: f64 = 0.1;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub host: HostId,
-    /// Where executions are unpacked and their STATUS and exec.log kept.
+    /// Where executions are unpacked and their STATUS and log kept.
     pub state_dir: PathBuf,
     pub interval: Duration,
     /// Handle what is pending, then return.
@@ -56,6 +62,8 @@ pub struct Config {
     pub retry: Backoff,
     /// Whose executions this agent runs.
     pub trust: Trust,
+    /// The most log kept per execution, in MiB (at least 2).
+    pub max_log_mib: u64,
 }
 
 /// Whose executions an agent runs.
@@ -94,6 +102,12 @@ pub enum AgentError {
     /// A write to the local state directory failed (a full or read-only disk).
     #[error("cannot write `{path}`: {source}")]
     Local {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A read of the local state directory failed.
+    #[error("cannot read `{path}`: {source}")]
+    LocalRead {
         path: PathBuf,
         source: std::io::Error,
     },

@@ -31,14 +31,14 @@ pub fn completed(dir: &Path, step: usize, report: &mut Report) -> Result<bool, A
         report.log(&format!(
             "the host rebooted (boot ID {} became {now}): step {step} is done",
             before.trim()
-        ));
+        ))?;
         std::fs::remove_file(dir.join(REBOOT))
             .map_err(|e| AgentError::local(dir.join(REBOOT), e))?;
         Ok(true)
     } else {
         report.log(&format!(
             "the reboot asked for at step {step} has not happened yet; asking again"
-        ));
+        ))?;
         Ok(false)
     }
 }
@@ -51,7 +51,7 @@ pub fn request(dir: &Path, step: usize, report: &mut Report) -> Result<(), Agent
     let command = std::env::var(env::REBOOT_COMMAND).unwrap_or_else(|_| DEFAULT_REBOOT.to_string());
     report.log(&format!(
         "step {step}: rebooting the host with `{command}` (boot ID {boot})"
-    ));
+    ))?;
     match std::process::Command::new("sh")
         .arg("-c")
         .arg(&command)
@@ -60,10 +60,10 @@ pub fn request(dir: &Path, step: usize, report: &mut Report) -> Result<(), Agent
         Ok(status) if status.success() => {}
         Ok(status) => report.log(&format!(
             "`{command}` failed ({status}); the next start of the agent asks again"
-        )),
+        ))?,
         Err(e) => report.log(&format!(
             "cannot run `{command}`: {e}; the next start of the agent asks again"
-        )),
+        ))?,
     }
     Ok(())
 }

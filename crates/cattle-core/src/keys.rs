@@ -48,10 +48,6 @@ pub fn claim(id: Uuid, host: &HostId) -> String {
     format!("executions/{id}/hosts/{host}/claim.json")
 }
 
-pub fn log(id: Uuid, host: &HostId) -> String {
-    format!("executions/{id}/hosts/{host}/exec.log")
-}
-
 /// Where `host`'s log of execution `id` is kept, as parts named by [`log_part_name`].
 pub fn log_prefix(id: Uuid, host: &HostId) -> String {
     format!("executions/{id}/hosts/{host}/log/")

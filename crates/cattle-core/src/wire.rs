@@ -15,9 +15,6 @@ pub const FORMAT: u32 = 2;
 /// Largest manifest, inbox or status document a reader accepts.
 pub const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Largest log a reader downloads.
-pub const MAX_LOG_BYTES: u64 = 64 * 1024 * 1024;
-
 /// Size of each part of a host's log but the last: part `n` holds bytes `n`
 /// MiB to `n + 1` MiB of the log (see [`LogSummary`]). Readers read no part
 /// larger than this.

@@ -263,18 +263,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let host = host
                 .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
                 .transpose()?;
-            let single = host.is_some();
-            for (host, log) in cattle_publish::status::logs(&store, id, host).await? {
-                if !single {
-                    writeln!(stdout, "==> {host} <==")?;
-                }
-                match log {
-                    Some(bytes) => stdout.write_all(&bytes)?,
-                    None if single => {
-                        anyhow::bail!("host `{host}` has not uploaded a log for execution {id} yet")
-                    }
-                    None => writeln!(stdout, "(no log yet)")?,
-                }
+            let warnings = cattle_publish::log::print(&store, id, host, &mut stdout).await?;
+            stdout.flush()?;
+            for warning in warnings {
+                eprintln!("warning: {warning}");
             }
             Ok(exit::SUCCESS)
         }

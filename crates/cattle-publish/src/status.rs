@@ -1,4 +1,4 @@
-//! `cattle status ID` and `cattle log ID`: read what hosts reported.
+//! `cattle status ID`: read what hosts reported (`cattle log ID` is in [`crate::log`]).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::store::Store;
-use cattle_core::wire::{Envelope, HostStatus, MAX_DOCUMENT_BYTES, MAX_LOG_BYTES, Manifest, State};
+use cattle_core::wire::{Envelope, HostStatus, MAX_DOCUMENT_BYTES, Manifest, State};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -212,29 +212,4 @@ impl Report {
 
 fn one_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_string()
-}
-
-/// The logs of execution `id`: of one host, or of every host that uploaded one.
-pub async fn logs(
-    store: &Store,
-    id: Uuid,
-    host: Option<HostId>,
-) -> anyhow::Result<Vec<(HostId, Option<Vec<u8>>)>> {
-    let manifest = manifest(store, id).await?;
-    let hosts = match host {
-        Some(host) if !manifest.hosts.contains(&host) => {
-            anyhow::bail!("execution {id} is not addressed to host `{host}`")
-        }
-        Some(host) => vec![host],
-        None => manifest.hosts,
-    };
-    let results = for_each_bounded(hosts, |host: HostId| {
-        let store = store.clone();
-        async move {
-            let log = store.get(&keys::log(id, &host), MAX_LOG_BYTES).await?;
-            anyhow::Ok((host, log.map(|o| o.bytes)))
-        }
-    })
-    .await;
-    results.into_iter().collect()
 }
