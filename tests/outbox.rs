@@ -1,6 +1,6 @@
-//! The agent's outbox and its log, end to end against a real MinIO: a big log
-//! over a slow link, a log beyond its bound, and a step that prints more than
-//! the agent's memory could hold.
+//! The agent's outbox and its log, end to end against a real MinIO: a state
+//! directory on a full disk, a big log over a slow link, a log beyond its
+//! bound, and a step that prints more than the agent's memory could hold.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,7 +9,8 @@ use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::store::{S3Store, Store};
 use cattle_e2e::{
-    Cmd, Minio, Output, SlowLink, Workspace, agent_bin, cattle_bin, local_log, wait_until,
+    Background, Cmd, Minio, Output, SlowLink, Workspace, agent_bin, cattle_bin, local_log,
+    wait_until,
 };
 use uuid::Uuid;
 
@@ -127,6 +128,206 @@ fn local_parts(execution_dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// A 2 MB tmpfs at `dir`, in a mount namespace of its own that lives as long as the
+/// returned process: agents enter it with `nsenter`, and the test reaches into it
+/// through `/proc/<pid>/root`.
+struct SmallDisk {
+    holder: Background,
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: PathBuf) -> SmallDisk {
+        std::fs::create_dir_all(&dir).unwrap();
+        let holder = Cmd::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount -t tmpfs -o size=2m cattle-state \"$0\" && echo mounted && exec sleep 3600")
+            .arg(&dir)
+            .spawn();
+        assert!(
+            wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+                holder.stdout() == "mounted\n"
+            }),
+            "tmpfs not mounted: {}",
+            holder.stderr()
+        );
+        SmallDisk { holder, dir }
+    }
+
+    /// `rel` inside the tmpfs, as this process sees it.
+    fn path(&self, rel: &str) -> PathBuf {
+        let inside = self.dir.join(rel);
+        PathBuf::from(format!("/proc/{}/root", self.holder.id()))
+            .join(inside.strip_prefix("/").unwrap())
+    }
+
+    /// `nsenter` into the tmpfs's namespace, to put in front of a command.
+    fn enter(&self) -> Vec<String> {
+        vec![
+            "nsenter".to_string(),
+            "--target".to_string(),
+            self.holder.id().to_string(),
+            "--mount".to_string(),
+        ]
+    }
+
+    fn free(&self) -> u64 {
+        let stat = nix::sys::statvfs::statvfs(&self.path("")).unwrap();
+        stat.blocks_available() as u64 * stat.fragment_size() as u64
+    }
+
+    /// Fill file `name` until the disk is full, leaving `keep` bytes free.
+    fn fill(&self, name: &str, keep: u64) {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(name))
+            .unwrap();
+        let chunk = [0u8; 4096];
+        while self.free() > keep + 4096 {
+            if file.write_all(&chunk).is_err() {
+                break;
+            }
+            file.sync_data().unwrap();
+        }
+    }
+
+    fn remove(&self, name: &str) {
+        std::fs::remove_file(self.path(name)).unwrap();
+    }
+}
+
+#[test]
+fn a_full_state_disk_pauses_the_run_and_no_finished_step_runs_again() {
+    let site = Site::new();
+    let disk = SmallDisk::mount(site.ws.child("state"));
+    let counter = site.ws.child("counter");
+    let count = counter.display();
+    // Step 2 prints about 400 KB, which the disk cannot hold.
+    let id = site.publish(
+        "four",
+        &[
+            shell_step(&format!("echo 1 >> {count}")),
+            shell_step(&format!(
+                "echo 2 >> {count}; head -c 400000 /dev/zero | tr '\\\\0' y | fold -w 999"
+            )),
+            shell_step(&format!("echo 3 >> {count}")),
+            shell_step(&format!("echo 4 >> {count}")),
+        ]
+        .concat(),
+    );
+    let runs = || {
+        std::fs::read_to_string(&counter)
+            .unwrap_or_default()
+            .replace('\n', " ")
+    };
+    let enter = disk.enter();
+    let enter: Vec<&str> = enter.iter().map(String::as_str).collect();
+    let agent = || site.agent(&enter, &disk.dir, &["--interval", "1"]).spawn();
+    let paused = "the run is paused until it can";
+
+    // Nearly full: room to start, not for step 2's output.
+    disk.fill("filler", 150 * 1024);
+    let mut first = agent();
+    assert!(
+        wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+            first.stderr().contains(paused)
+        }),
+        "the run never paused:\n{}\nsteps run: {}",
+        first.stderr(),
+        runs()
+    );
+    assert_eq!(runs(), "1 2 ");
+    // Paused, it starts nothing, and says so once, here and in the store.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(runs(), "1 2 ");
+    assert_eq!(
+        first.stderr().matches(paused).count(),
+        1,
+        "{}",
+        first.stderr()
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
+            site.status(&id).is_some_and(|s| {
+                s["paused"]
+                    .as_str()
+                    .is_some_and(|p| p.contains("No space left on device"))
+            })
+        }),
+        "{:?}",
+        site.status(&id)
+    );
+    let table = site.cattle(&["status", &id]);
+    assert!(table.stdout.contains("PAUSED: cannot write"), "{table}");
+
+    // SIGTERM during the pause stops the agent cleanly.
+    let stopped = first.terminate(Duration::from_secs(10));
+    stopped.assert_success();
+    assert_eq!(runs(), "1 2 ");
+
+    // Restarted on a disk with no room at all: it waits, and runs nothing.
+    disk.fill("filler-2", 0);
+    let mut second = agent();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(second.try_status(), None, "{}", second.stderr());
+    assert_eq!(runs(), "1 2 ");
+    let stderr = second.stderr();
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert_eq!(stderr.matches("poll failed").count(), 1, "{stderr}");
+
+    // Some room: it resumes at the step in flight, and pauses again in it.
+    disk.remove("filler-2");
+    let filler = disk.path("filler");
+    let size = std::fs::metadata(&filler).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap()
+        .set_len(size - 150 * 1024)
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+            second.stderr().contains(paused)
+        }),
+        "{}",
+        second.stderr()
+    );
+    assert_eq!(runs(), "1 2 2 ");
+
+    // Room again: the run goes on by itself and ends DONE.
+    disk.remove("filler");
+    let local = disk.path(&format!("executions/{id}"));
+    assert!(
+        wait_until(Duration::from_secs(90), Duration::from_millis(200), || {
+            local.join(".delivered").exists()
+        }),
+        "{}",
+        second.stderr()
+    );
+    assert!(site.state_is(&id, "DONE"), "{:?}", site.status(&id));
+    assert!(site.status(&id).unwrap()["paused"].is_null());
+    assert_eq!(runs(), "1 2 2 3 4 ", "only the step in flight ran again");
+    assert!(
+        second.stderr().contains("the run continues"),
+        "{}",
+        second.stderr()
+    );
+    let log = site.cattle(&["log", &id, "--host", "h1"]);
+    log.assert_success();
+    assert!(
+        log.stdout.contains("the run was paused for")
+            && log.stdout.contains("No space left on device")
+            && log.stdout.contains("; it continues"),
+        "{}",
+        log.stdout
+    );
+    assert!(log.stdout.contains("resuming at step 2"), "{}", log.stdout);
+    assert_eq!(log.stdout, local_log(&local));
+    second.terminate(Duration::from_secs(10));
 }
 
 #[test]

@@ -32,7 +32,8 @@ pub enum Handled {
 }
 
 /// Bring execution `id` as far as this agent can. An error means the store or
-/// the local disk failed: try again on a later poll.
+/// the local disk failed: try again on a later poll. A local disk that fails is
+/// never a reason to refuse an execution: that is retried, like the store.
 pub async fn handle(
     config: &Config,
     identity: &(String, String),
@@ -64,9 +65,19 @@ pub async fn handle(
     };
     let mut report = Report::start(&config.host, id, &dir, config.max_log_mib, shutdown.clone())?;
 
+    // A record that cannot be read (the disk) is retried; one that is damaged
+    // (its content) refuses, since rollback protection cannot be checked.
+    let applied = match local::read_applied(&config.state_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::InvalidData => {
+            return Err(AgentError::LocalRead {
+                path: config.state_dir.join(local::APPLIED),
+                source: e,
+            });
+        }
+        other => other,
+    };
     let decision = envelope.and_then(|bytes| {
-        let applied = local::read_applied(&config.state_dir)
-            .map_err(|e| format!("cannot tell whether it is a rollback: {e}"))?;
+        let applied = applied.map_err(|e| format!("cannot tell whether it is a rollback: {e}"))?;
         admission::admit(&admission::Request {
             id,
             host: &config.host,
@@ -156,6 +167,16 @@ pub async fn handle(
         Err(Failure::Retry(e)) => return Err(e),
     }
 
+    // A steps file the disk cannot read is retried, not refused as invalid.
+    let steps = config_dir.join(cattle_stdlib::STEPS_FILE);
+    if let Err(e) = std::fs::File::open(&steps)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(AgentError::LocalRead {
+            path: steps,
+            source: e,
+        });
+    }
     let plan = match Plan::load(&config_dir) {
         Ok(plan) => plan,
         Err(e) => {
@@ -222,7 +243,12 @@ pub async fn handle(
             )?;
             finish_delivery(&mut courier, shutdown).await
         }
-        Outcome::Done | Outcome::Failed { .. } => finish_delivery(&mut courier, shutdown).await,
+        Outcome::Done | Outcome::Failed { .. } if !shutdown.is_requested() || finished(&dir) => {
+            finish_delivery(&mut courier, shutdown).await
+        }
+        // Stopped while the final state was being written (a pause): it is
+        // written on the next start, from the journal.
+        Outcome::Done | Outcome::Failed { .. } => Ok(Handled::Stopped),
         Outcome::Stopped { .. } => Ok(Handled::Stopped),
         Outcome::RebootRequested { step } => {
             reboot::request(&dir, step, &mut report)?;
@@ -267,4 +293,9 @@ async fn finish_delivery(
         Delivery::Complete => Handled::Settled,
         Delivery::Interrupted => Handled::Stopped,
     })
+}
+
+/// Whether the execution in `dir` has its final state written.
+fn finished(dir: &std::path::Path) -> bool {
+    local::read_state(dir).is_some_and(|s| s.is_final())
 }

@@ -219,6 +219,8 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
         settled: HashSet::new(),
     };
     let mut failures: u32 = 0;
+    // The failure last logged: the same one again is logged at debug level only.
+    let mut last_failure: Option<String> = None;
     loop {
         let result = agent.poll(&shutdown).await;
         if agent.config.once {
@@ -226,13 +228,23 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
         }
         let wait = match result {
             Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(failures, "poll succeeded again");
+                }
                 failures = 0;
+                last_failure = None;
                 cattle_stdlib::backoff::jittered(agent.config.interval, POLL_JITTER)
             }
             Err(err) => {
                 failures = failures.saturating_add(1);
                 let wait = Backoff::POLL.capped(agent.config.interval).delay(failures);
-                tracing::warn!(error = %err, retry_in = ?wait, "poll failed");
+                let text = err.to_string();
+                if last_failure.as_ref() != Some(&text) {
+                    tracing::warn!(error = %err, retry_in = ?wait, "poll failed");
+                } else {
+                    tracing::debug!(error = %err, retry_in = ?wait, "poll failed again");
+                }
+                last_failure = Some(text);
                 wait
             }
         };
@@ -292,7 +304,7 @@ impl Agent {
                 }
                 Ok(Handled::Stopped) => break,
                 Err(err) => {
-                    tracing::warn!(execution = %id, error = %err, "execution not finished; will retry");
+                    tracing::debug!(execution = %id, error = %err, "execution not finished; will retry");
                     return Err(err);
                 }
             }

@@ -2,17 +2,26 @@
 //! directory first and handed to the uploader, as the runner's [`Observer`].
 //!
 //! The state directory is the agent's outbox: whatever the store has not taken
-//! yet is here, and a restart finds it. Nothing is handed to the uploader that
-//! is not written there first.
+//! yet is here, and a restart finds it. Nothing is handed on that is not
+//! written there first, and the runner goes on only once it is: as the
+//! observer, a write that fails (a full or failing disk) *pauses* the run. The
+//! report tries again after [`Backoff::LOCAL_WRITE`] waits, logs the cause
+//! once, has the uploader show it in the store as the status's `paused` field,
+//! and returns to the runner only when the write is done or the agent is asked
+//! to stop. So no step starts before the journal says the one before it is
+//! done, and a program whose output cannot be written waits on its pipe.
+//!
+//! Outside the runner (in async code) the same writes return an error instead,
+//! and the poll is retried later: that is a pause too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cattle_core::hosts::HostId;
 use cattle_core::wire::{FORMAT, HostStatus, MAX_STATUS_TEXT_BYTES, State, StepStatus, cut_text};
-use cattle_stdlib::{Event, Observer, Outcome};
+use cattle_stdlib::{Backoff, Event, Observer, Outcome};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -45,8 +54,10 @@ pub struct Report {
     log: LogWriter,
     /// Log bytes not written yet: the rest of a line whose write failed.
     unwritten: Vec<u8>,
+    /// A line saying the run was paused, for the log once it can be written.
+    resumed: Option<String>,
     pub status: HostStatus,
-    /// The last `seq` handed out: every status written gets the next.
+    /// The last `seq` handed out: every status written or announced gets the next.
     seq: u64,
     /// Where progress goes to be uploaded, while the runner runs.
     pub progress: Option<watch::Sender<HostStatus>>,
@@ -73,6 +84,7 @@ impl Report {
             dir: dir.to_path_buf(),
             log,
             unwritten: Vec::new(),
+            resumed: None,
             status: HostStatus {
                 format: FORMAT,
                 execution: id,
@@ -107,6 +119,9 @@ impl Report {
 
     /// Append a timestamped line to the log.
     pub fn log(&mut self, line: &str) -> Result<(), WriteError> {
+        if let Some(note) = self.resumed.take() {
+            self.stamp(&note);
+        }
         self.stamp(line);
         self.flush_log()
     }
@@ -175,12 +190,134 @@ impl Report {
         Ok(())
     }
 
-    /// Log a write that failed: the run goes on without it.
-    fn failed(&self, result: Result<(), WriteError>) {
-        if let Err(e) = result {
-            tracing::error!(path = %e.path.display(), error = %e.source, "cannot write the execution's local state");
+    /// Do `op` until it succeeds, waiting while it fails: the run is paused
+    /// meanwhile. `false` if the agent was asked to stop first (`op` is then
+    /// not done).
+    fn pausing(&mut self, mut op: impl FnMut(&mut Report) -> Result<(), WriteError>) -> bool {
+        let mut pause: Option<Pause> = None;
+        let mut done = false;
+        loop {
+            // Once `op` is done after a pause, the status is written again, so
+            // that the store stops showing the pause.
+            let result = if done { self.changed() } else { op(self) };
+            match result {
+                Ok(()) => match pause.take() {
+                    None => return true,
+                    Some(p) if done => {
+                        let paused_for = p.since.elapsed();
+                        tracing::info!(
+                            execution = %self.status.execution,
+                            paused_for = ?paused_for,
+                            "local state can be written again; the run continues"
+                        );
+                        self.resumed = Some(format!(
+                            "the run was paused for {} because the agent could not write its local state \
+                             ({}: {}); it continues",
+                            humantime::format_duration(Duration::from_secs(
+                                paused_for.as_secs().max(1)
+                            )),
+                            p.first.path.display(),
+                            p.first.source
+                        ));
+                        return true;
+                    }
+                    Some(p) => {
+                        pause = Some(p);
+                        done = true;
+                    }
+                },
+                Err(e) => {
+                    if !self.wait_out(&mut pause, e) {
+                        return false;
+                    }
+                }
+            }
         }
     }
+
+    /// Wait before trying a failed write again; `false` if the agent is asked
+    /// to stop meanwhile.
+    fn wait_out(&mut self, pause: &mut Option<Pause>, error: WriteError) -> bool {
+        let execution = self.status.execution;
+        if self.shutdown.is_requested() {
+            tracing::warn!(
+                execution = %execution,
+                path = %error.path.display(),
+                error = %error.source,
+                "stopping as asked while the run is paused; it resumes from its journal on the next start"
+            );
+            // What could not be written is not kept: the agent is going away.
+            self.unwritten.clear();
+            return false;
+        }
+        let p = pause.get_or_insert_with(|| Pause {
+            since: Instant::now(),
+            failures: 0,
+            cause: String::new(),
+            first: WriteError {
+                path: error.path.clone(),
+                source: std::io::Error::new(error.source.kind(), error.source.to_string()),
+            },
+        });
+        p.failures += 1;
+        let wait = Backoff::LOCAL_WRITE.delay(p.failures);
+        let cause = format!("{}: {}", error.path.display(), error.source);
+        if cause != p.cause {
+            tracing::warn!(
+                execution = %execution,
+                path = %error.path.display(),
+                error = %error.source,
+                retry_in = ?wait,
+                "cannot write the execution's local state; the run is paused until it can \
+                 (free space or fix the disk; nothing else is needed)"
+            );
+            p.cause = cause.clone();
+            self.announce_pause(&cause);
+        } else {
+            tracing::debug!(execution = %execution, path = %error.path.display(), error = %error.source, retry_in = ?wait, "still paused");
+        }
+        self.sleep(wait);
+        !self.shutdown.is_requested()
+    }
+
+    /// Have the uploader show the pause in the store: the newest status, with
+    /// `paused` set. It is not written locally (that is what fails); the next
+    /// status written supersedes it.
+    fn announce_pause(&mut self, cause: &str) {
+        let Some(tx) = &self.progress else {
+            return;
+        };
+        self.seq += 1;
+        let mut status = self.status.clone();
+        status.seq = self.seq;
+        status.updated = cattle_core::now_rfc3339();
+        status.log = Some(self.log.summary());
+        status.paused = Some(cut_text(
+            &format!(
+                "cannot write {cause}; the run waits until it can and retries (from 1 s, doubling, \
+                 at most every 60 s)"
+            ),
+            MAX_STATUS_TEXT_BYTES,
+        ));
+        tx.send_replace(status);
+    }
+
+    fn logged(&mut self, line: &str) -> bool {
+        if let Some(note) = self.resumed.take() {
+            self.stamp(&note);
+        }
+        self.stamp(line);
+        self.pausing(Report::flush_log)
+    }
+}
+
+/// A run paused by a failing local write.
+struct Pause {
+    since: Instant,
+    failures: u32,
+    /// The last cause logged: a new one is logged again.
+    cause: String,
+    first: WriteError,
 }
 
 /// The `seq` of the last status written for this execution, so a resumed run keeps counting up.
@@ -193,9 +330,12 @@ fn previous_seq(dir: &Path) -> u64 {
 
 impl Observer for Report {
     fn event(&mut self, event: &Event<'_>) {
-        let logged = self.log(&event.to_string());
-        self.failed(logged);
-        let result = match *event {
+        // Each write pauses until it is done; a `false` means the agent is
+        // stopping, and the runner learns it from `should_stop`.
+        if !self.logged(&event.to_string()) {
+            return;
+        }
+        match *event {
             Event::StepStarted {
                 step,
                 facility,
@@ -210,7 +350,7 @@ impl Observer for Report {
                     attempt: 1,
                     attempts,
                 });
-                self.changed()
+                self.pausing(Report::changed);
             }
             Event::AttemptFailed {
                 attempt, retry_in, ..
@@ -218,19 +358,31 @@ impl Observer for Report {
                 if let (Some(step), Some(_)) = (&mut self.status.step, retry_in) {
                     step.attempt = attempt + 1;
                 }
-                self.changed()
+                self.pausing(Report::changed);
             }
-            Event::Finished { outcome } => match outcome {
-                Outcome::Done => self.finish(State::Done, None),
-                Outcome::Failed { step, error } => {
-                    self.finish(State::Error, Some(format!("step {step} failed: {error}")))
+            Event::Finished { outcome } => {
+                let done = match outcome {
+                    Outcome::Done => self.pausing(|r| r.finish(State::Done, None)),
+                    Outcome::Failed { step, error } => {
+                        let error = format!("step {step} failed: {error}");
+                        self.pausing(|r| r.finish(State::Error, Some(error.clone())))
+                    }
+                    Outcome::Stopped { .. } | Outcome::RebootRequested { .. } => {
+                        self.pausing(Report::changed)
+                    }
+                };
+                // A pause at the very end is in the log too.
+                if done && let Some(note) = self.resumed.take() {
+                    self.stamp(&note);
+                    self.pausing(Report::flush_log);
                 }
-                Outcome::Stopped { .. } | Outcome::RebootRequested { .. } => self.changed(),
-            },
-            Event::StepSkipped { step } | Event::StepDone { step, .. } => self.journal(step + 1),
-            Event::Started { .. } | Event::Output { .. } => Ok(()),
-        };
-        self.failed(result);
+            }
+            // The step is not over (for the runner) until the journal says so.
+            Event::StepSkipped { step } | Event::StepDone { step, .. } => {
+                self.pausing(|r| r.journal(step + 1));
+            }
+            Event::Started { .. } | Event::Output { .. } => {}
+        }
     }
 
     fn sleep(&mut self, delay: Duration) {
@@ -253,6 +405,57 @@ impl Observer for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_write_holds_the_event_until_it_is_done_or_the_agent_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = HostId::new("h1").unwrap();
+        let shutdown = Shutdown::new();
+        let mut report =
+            Report::start(&host, Uuid::nil(), dir.path(), 64, shutdown.clone()).unwrap();
+        // A directory where JOURNAL goes: replacing it fails until it is gone.
+        let journal = dir.path().join(JOURNAL);
+        std::fs::create_dir_all(journal.join("in-the-way")).unwrap();
+        let blocker = journal.clone();
+        let unblock = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            std::fs::remove_dir_all(blocker).unwrap();
+        });
+        let started = Instant::now();
+        report.event(&Event::StepDone {
+            step: 1,
+            attempt: 1,
+        });
+        assert!(started.elapsed() >= Duration::from_millis(1500));
+        assert_eq!(std::fs::read_to_string(&journal).unwrap(), "2\n");
+        unblock.join().unwrap();
+        // The log says so with its next line.
+        report.event(&Event::StepSkipped { step: 2 });
+        let log = std::fs::read_to_string(dir.path().join(LOG_DIR).join("00000000")).unwrap();
+        assert!(log.contains("the run was paused for"), "{log}");
+        assert!(log.contains("; it continues"), "{log}");
+
+        // Asked to stop during a pause: the event returns, the journal unchanged.
+        std::fs::remove_file(&journal).unwrap();
+        std::fs::create_dir_all(journal.join("in-the-way")).unwrap();
+        let stop = shutdown.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stop.request();
+        });
+        let started = Instant::now();
+        report.event(&Event::StepDone {
+            step: 3,
+            attempt: 1,
+        });
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(journal.is_dir());
+        assert!(report.should_stop());
+    }
 
     #[test]
     fn long_descriptions_and_errors_are_cut_in_the_status() {

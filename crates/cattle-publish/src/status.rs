@@ -170,6 +170,9 @@ impl Report {
                         .map_or("-".to_string(), |st| format!("{}/{}", st.number, s.steps));
                     let detail = match (&s.error, &s.step) {
                         (Some(e), _) => e.clone(),
+                        (None, _) if s.paused.is_some() => {
+                            format!("PAUSED: {}", s.paused.as_deref().unwrap_or_default())
+                        }
                         (None, Some(st)) if s.state == State::Progress => {
                             let attempt = if st.attempt > 1 {
                                 format!(", attempt {}/{}", st.attempt, st.attempts)
