@@ -5,7 +5,7 @@
 //! They are read in order and written out one at a time, so memory holds one
 //! part whatever the log's size. A log longer than its host's bound lacks its
 //! middle; the part where it was cut says so in a line of its own. Every byte
-//! written goes through [`emit`].
+//! written goes through one function, `emit`, so that it can be filtered in one place.
 
 use std::io::Write;
 
