@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use cattle_core::store::{Condition, S3Store, Store};
 use cattle_e2e::{
-    Background, Cmd, Minio, Output, Workspace, agent_bin, cattle_bin, example, signing_env, states,
-    wait_until,
+    Background, Cmd, Minio, Output, Workspace, agent_bin, cattle_bin, example, local_log,
+    signing_env, states, wait_until,
 };
 
 const BUCKET: &str = "cattle";
@@ -290,17 +290,14 @@ fn poem_to_three_hosts_runs_on_each_and_reports_done() {
             );
         }
 
-        // The original tool's layout on the host: config, STATUS, exec.log.
+        // The original tool's layout on the host: config, STATUS, and the log (in parts).
         let local = fleet.state_dir(host).join("executions").join(&id);
         assert_eq!(
             std::fs::read_to_string(local.join("STATUS")).unwrap(),
             "DONE\n"
         );
         assert!(local.join("config/cattle.toml").is_file());
-        assert_eq!(
-            std::fs::read(local.join("exec.log")).unwrap(),
-            log.stdout.as_bytes()
-        );
+        assert_eq!(local_log(&local), log.stdout);
     }
 
     // Each DONE host left a marker, so status lists them instead of reading
@@ -1447,7 +1444,7 @@ fn damaged_local_state_neither_reruns_finished_steps_nor_skips_any() {
         "{out}"
     );
     assert_eq!(runs(), "1 2 3 ", "no finished step ran again");
-    let log = std::fs::read_to_string(local.join("exec.log")).unwrap();
+    let log = local_log(&local);
     assert!(log.contains("resuming at step 4"), "{log}");
     fleet.cattle(&["status", &done]).assert_success();
 
@@ -1708,11 +1705,14 @@ fn a_store_outage_mid_run_does_not_stop_the_host_and_loses_nothing() {
         delay < Duration::from_secs(2),
         "DONE took {delay:?} after the store came back"
     );
+    // The final status goes first; the rest of the log follows it.
+    assert!(wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || local.join(".delivered").exists()
+    ));
     let uploaded = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
-    assert_eq!(
-        uploaded,
-        std::fs::read_to_string(local.join("exec.log")).unwrap()
-    );
+    assert_eq!(uploaded, local_log(&local));
     assert_eq!(lines(), 20, "every step ran exactly once");
     agent.terminate(Duration::from_secs(10));
 }
@@ -1810,13 +1810,10 @@ fn status_uploads_refused_for_a_while_are_delivered_once_allowed() {
     assert!(wait_until(
         Duration::from_secs(10),
         Duration::from_millis(100),
-        || { fleet.cattle(&["status", &id]).success() }
+        || { fleet.cattle(&["status", &id]).success() && local.join(".delivered").exists() }
     ));
     let uploaded = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
-    assert_eq!(
-        uploaded,
-        std::fs::read_to_string(local.join("exec.log")).unwrap()
-    );
+    assert_eq!(uploaded, local_log(&local));
     agent.terminate(Duration::from_secs(10));
 }
 
@@ -2241,7 +2238,7 @@ fn a_sensitive_argument_never_reaches_the_store_the_log_or_apply_output() {
         .chain(walk(&state))
         .filter(|p| !p.contains("/bundles/") && !p.contains("/config/"))
         .collect();
-    for name in ["exec.log", "status.json"] {
+    for name in ["log/00000000", "status.json"] {
         let in_store = format!("/executions/{id}/hosts/a/{name}");
         assert!(
             written.iter().any(|p| p.ends_with(&in_store)),
@@ -2251,7 +2248,7 @@ fn a_sensitive_argument_never_reaches_the_store_the_log_or_apply_output() {
     for path in &written {
         let text = String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
         assert!(!text.contains(SECRET), "{path} shows the secret:\n{text}");
-        if path.ends_with("exec.log") || path.ends_with("status.json") {
+        if path.ends_with("/log/00000000") || path.ends_with("status.json") {
             shown(path, &text);
         }
     }
@@ -2335,11 +2332,11 @@ fn a_sensitive_argument_stays_out_of_what_a_host_uploads_to_minio() {
     assert_eq!(status["state"], "ERROR", "{status}");
     for (what, text) in [
         (
-            "exec.log in the bucket",
+            "the log in the bucket",
             String::from_utf8(
                 fleet
                     .bucket
-                    .get(&format!("executions/{id}/hosts/host-a/exec.log"))
+                    .get(&format!("executions/{id}/hosts/host-a/log/00000000"))
                     .unwrap(),
             )
             .unwrap(),
@@ -2580,7 +2577,7 @@ fn sigterm_is_heard_while_a_big_bundle_is_unpacked() {
         .find(|l| l.contains("shutdown requested"))
         .unwrap_or_else(|| panic!("{out}"));
     let heard = humantime::parse_rfc3339_weak(heard.split_whitespace().next().unwrap()).unwrap();
-    let log = std::fs::read_to_string(execution.join("exec.log")).unwrap();
+    let log = cattle_e2e::local_log(&execution);
     let unpacked = log
         .lines()
         .find(|l| l.contains("bundle verified and unpacked"))

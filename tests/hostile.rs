@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use cattle_core::store::{Condition, S3Options, S3Store, Store};
-use cattle_core::wire::{MAX_DOCUMENT_BYTES, MAX_LOG_BYTES};
+use cattle_core::wire::{LOG_PART_BYTES, MAX_DOCUMENT_BYTES};
 use cattle_e2e::{
     Cmd, Minio, Output, Proxy, Verdict, Workspace, agent_bin, cattle_bin, http_response,
     signing_env, states,
@@ -127,7 +127,7 @@ impl Site {
             .run()
     }
 
-    /// Write `bytes` as `host`'s object `name` (`status.json`, `exec.log`) of the
+    /// Write `bytes` as `host`'s object `name` (`status.json`, `log/00000000`) of the
     /// execution, with the host's own MinIO user: what a compromised host can do.
     fn host_writes(&self, host: &str, name: &str, bytes: Vec<u8>) {
         let store = open(&self.runtime, &self.minio, Some(host));
@@ -191,7 +191,11 @@ fn one_hosts_unreadable_objects_never_blind_status_log_or_clean() {
         "status.json",
         vec![b' '; MAX_DOCUMENT_BYTES as usize + 1],
     );
-    site.host_writes("host-3", "exec.log", vec![b'x'; MAX_LOG_BYTES as usize + 1]);
+    site.host_writes(
+        "host-3",
+        "log/00000000",
+        vec![b'x'; LOG_PART_BYTES as usize + 1],
+    );
     let location =
         |host: &str, name: &str| format!("s3://{BUCKET}/executions/{id}/hosts/{host}/{name}");
 
@@ -257,8 +261,8 @@ fn one_hosts_unreadable_objects_never_blind_status_log_or_clean() {
     assert!(log.stdout.contains("==> host-2 <==\n(no log yet)"), "{log}");
     assert!(
         log.stdout.contains(&format!(
-            "==> host-3 <==\n(log unreadable: `{}` is larger than 67108864 bytes)",
-            location("host-3", "exec.log")
+            "==> host-3 <==\n(log unreadable: `{}` is larger than 1048576 bytes)",
+            location("host-3", "log/00000000")
         )),
         "{log}"
     );
@@ -318,7 +322,7 @@ fn clean_removes_what_an_agent_uploads_after_a_forced_clean() {
     assert!(!site.keys().iter().any(|k| k.starts_with("executions/")));
 
     // An agent that was running the execution uploads its log and status afterwards.
-    site.host_writes("host-1", "exec.log", b"late log\n".to_vec());
+    site.host_writes("host-1", "log/00000000", b"late log\n".to_vec());
     site.host_writes("host-1", "status.json", b"{}".to_vec());
     let status = site.cattle(&["status", &id]);
     status.assert_status(1);
@@ -332,7 +336,7 @@ fn clean_removes_what_an_agent_uploads_after_a_forced_clean() {
     assert!(
         leftovers.stderr.contains(&format!(
             "execution {id} has no manifest (already cleaned); removed 2 object(s) left of it \
-             in `s3://{BUCKET}/`:\n  executions/{id}/hosts/host-1/exec.log\n  \
+             in `s3://{BUCKET}/`:\n  executions/{id}/hosts/host-1/log/00000000\n  \
              executions/{id}/hosts/host-1/status.json\n"
         )),
         "{leftovers}"
@@ -358,7 +362,7 @@ fn no_terminal_control_sequence_from_a_host_reaches_the_operators_terminal() {
     // the cursor, sends a one-character CSI (C1) and overwrites a line with a bare CR.
     let hostile_log = "Running step 1/1\n\x1b[2J\x1b[H\x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;owned\x07\
                        \x1b[1A\x1b[2K\u{9b}31mStep 1 failed\rStep 1 completed successfully\n";
-    site.host_writes("host-2", "exec.log", hostile_log.as_bytes().to_vec());
+    site.host_writes("host-2", "log/00000000", hostile_log.as_bytes().to_vec());
     let error = "\x1b[2J\x1b]52;c;aGk=\x07\u{9b}2J\u{7f}refused\rDONE";
     let status = serde_json::json!({
         "format": 2, "execution": id, "host": "host-2", "state": "ERROR", "steps": 1,

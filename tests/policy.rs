@@ -424,7 +424,7 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
         keys::inbox(&b),
         keys::lease(&b),
         keys::status(id, &b),
-        keys::log(id, &b),
+        keys::log_part(id, &b, 0),
     ] {
         denied(read(&key), "read", &key);
     }
@@ -432,7 +432,8 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
     // execution to come.
     for key in [
         keys::status(id, &b),
-        keys::log(id, &b),
+        keys::log_part(id, &b, 0),
+        keys::log_part(id, &b, 7),
         keys::done(id, &b),
         keys::lease(&b),
         keys::conflict(id, &b),
@@ -455,10 +456,13 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
     ] {
         denied(write(&key, condition), "write", &key);
     }
-    // Nothing can be deleted, its own status included.
+    // Nothing can be deleted but its own log parts: its own status included,
+    // another host's log parts, and keys under its log that are not parts.
     for key in [
         keys::status(id, &a),
-        keys::log(id, &a),
+        keys::log_part(id, &b, 0),
+        format!("{}0000000", keys::log_prefix(id, &a)),
+        format!("{}000000000", keys::log_prefix(id, &a)),
         keys::lease(&a),
         keys::done(id, &a),
         keys::inbox(&a),
@@ -469,7 +473,7 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
     ] {
         denied(delete(&key), "delete", &key);
     }
-    // Nothing can be listed.
+    // Nothing can be listed, its own log neither.
     for prefix in [
         String::new(),
         "executions/".to_string(),
@@ -479,6 +483,7 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
         keys::execution(id),
         keys::done_prefix(id),
         keys::bundle_refs(&sha),
+        keys::log_prefix(id, &a),
     ] {
         denied(list(&prefix), "list", &prefix);
     }
@@ -493,7 +498,8 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
     assert_eq!(site.snapshot(), before, "host-a changed the store");
 
     // What it needs, it has: its inbox (a conditional read, as it polls), the manifest,
-    // the bundle, its own lease, status and log.
+    // the bundle, its own lease and status; and it writes and deletes its own log parts
+    // (deleting those it drops beyond its bound; a missing one is no error).
     let inbox = match site.block(store.get_if_changed(&keys::inbox(&a), None, u64::MAX)) {
         Ok(Fetched::Found(object)) => object,
         other => panic!("own inbox: {other:?}"),
@@ -507,7 +513,6 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
         keys::bundle(&sha),
         keys::lease(&a),
         keys::status(id, &a),
-        keys::log(id, &a),
     ] {
         assert!(site.block(store.get(&key, u64::MAX)).unwrap().is_some());
     }
@@ -516,6 +521,16 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
         .unwrap();
     site.block(site.root.delete(&keys::conflict(id, &a)))
         .unwrap();
+    let spare = keys::log_part(id, &a, 99_999_999);
+    write(&spare, Condition::Always).unwrap();
+    delete(&spare).unwrap();
+    delete(&spare).unwrap();
+    assert!(
+        site.block(site.root.get(&keys::log_part(id, &a, 0), u64::MAX))
+            .unwrap()
+            .is_some(),
+        "its log is in the store"
+    );
     // Missing objects it may read are missing (404), not refused, although it may not
     // list: a missing inbox, manifest, cancel document and lease.
     let store_c = site.store("host-c");
@@ -541,7 +556,7 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
 fn host_ids_shaped_like_file_names_reach_only_their_own_objects() {
     // With `executions/*/done/${aws:username}`, host `status.json` could write host
     // `done`'s status (`executions/<id>/hosts/done/status.json` ends the same way).
-    let crafted = ["status.json", "exec.log", "agent.json"];
+    let crafted = ["status.json", "log", "agent.json"];
     let mut hosts = vec!["done"];
     hosts.extend(crafted);
     let site = Site::new(&hosts);
@@ -552,7 +567,7 @@ fn host_ids_shaped_like_file_names_reach_only_their_own_objects() {
 
     for (user, key) in [
         ("status.json", keys::status(id, &done)),
-        ("exec.log", keys::log(id, &done)),
+        ("log", keys::log_part(id, &done, 0)),
         ("agent.json", keys::conflict(id, &done)),
     ] {
         let store = site.store(user);
@@ -591,7 +606,7 @@ fn publisher_and_operator_cannot_write_what_hosts_report() {
     let publisher = site.store(PUBLISHER);
     for key in [
         keys::status(id, &b),
-        keys::log(id, &b),
+        keys::log_part(id, &b, 0),
         keys::lease(&b),
         keys::done(id, &b),
         keys::conflict(id, &b),

@@ -41,7 +41,11 @@ impl Row {
 }
 
 const BUCKET: &str = "bench";
-const SCENARIOS: &[&str] = &["apply", "bundle", "publish", "status", "idle", "pickup"];
+const SCENARIOS: &[&str] = &[
+    "apply", "bundle", "publish", "status", "idle", "pickup", "output",
+];
+/// Runs of each `output` figure (each prints 1 GB); the median is reported.
+const OUTPUT_RUNS: usize = 3;
 /// Runs per timed figure; the median is reported.
 const RUNS: usize = 5;
 
@@ -89,6 +93,9 @@ fn main() {
     }
     if wants("pickup") {
         rows.push(bench.pickup_latency(100, 5));
+    }
+    if wants("output") {
+        rows.extend(bench.agent_output());
     }
 
     print_table(&rows);
@@ -544,6 +551,81 @@ impl<'a> Bench<'a> {
         ]
     }
 
+    /// The agent's peak RSS while a step prints 1 GB, in 1 KB lines and as one line,
+    /// until the execution is delivered (its log bounded to the default 64 MiB).
+    fn agent_output(&self) -> Vec<Row> {
+        let prefix = "output";
+        let mut rows = Vec::new();
+        for (what, script) in [
+            (
+                "1 GB in 1 KB lines",
+                "head -c 1000000000 /dev/zero | tr '\\\\0' x | fold -w 1023",
+            ),
+            (
+                "one 1 GB line",
+                "head -c 1000000000 /dev/zero | tr '\\\\0' x; echo",
+            ),
+        ] {
+            let mut peaks = Vec::new();
+            let mut times = Vec::new();
+            for run in 0..OUTPUT_RUNS {
+                // A host and a state directory per run: a fresh agent process.
+                let host = format!("output-{}-{run}", what.len());
+                let config = self.ws.write(
+                    format!("{host}/cattle.toml"),
+                    format!(
+                        "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"{script}\"]\n"
+                    ),
+                );
+                let hosts_file = self.hosts_file(&host, std::slice::from_ref(&host));
+                let out = self.cattle(
+                    prefix,
+                    &[
+                        "publish",
+                        &config.parent().unwrap().display().to_string(),
+                        "--hosts",
+                        &hosts_file,
+                    ],
+                );
+                out.assert_success();
+                let id = out.stdout.trim().to_string();
+                let state = self.ws.child(format!("{host}-state"));
+                let mut agent = Cmd::new(agent_bin())
+                    .envs(&self.minio.cattle_env())
+                    .env("CATTLE_STORE", format!("s3://{BUCKET}/{prefix}"))
+                    .args(["--host-id", &host, "--interval", "1", "--state-dir"])
+                    .arg(&state)
+                    .spawn();
+                let started = Instant::now();
+                let delivered = state.join("executions").join(&id).join(".delivered");
+                assert!(
+                    wait_until(Duration::from_secs(900), Duration::from_millis(200), || {
+                        delivered.exists()
+                    }),
+                    "not delivered: {}",
+                    agent.stderr()
+                );
+                times.push(started.elapsed().as_secs_f64());
+                peaks.push(peak_rss_kib(agent.id()) as f64 / 1024.0);
+                agent.signal(Signal::SIGTERM);
+                let _ = agent.wait_timeout(Duration::from_secs(10));
+                self.cattle(prefix, &["status", &id]).assert_success();
+            }
+            let peak = median(peaks.clone());
+            let most = peaks.iter().copied().fold(0.0, f64::max);
+            rows.push(Row::new(
+                format!("agent peak RSS while a step prints {what}"),
+                format!(
+                    "{peak:.1} MiB (median of {OUTPUT_RUNS}, max {most:.1}); run and delivery {:.1} s",
+                    median(times)
+                ),
+                "< 32 MB",
+                Some(most * 1.048_576 < 32.0),
+            ));
+        }
+        rows
+    }
+
     fn pickup_latency(&self, agents: usize, interval: u64) -> Row {
         let prefix = "pickup";
         let hosts: Vec<String> = (0..agents).map(|i| format!("p-{i:03}")).collect();
@@ -702,6 +784,17 @@ fn rss_kib(pid: u32) -> u64 {
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Peak resident set size of process `pid` so far (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)

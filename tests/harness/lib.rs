@@ -57,6 +57,26 @@ pub fn states(status: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The log an agent keeps for one execution (`<state-dir>/executions/<id>`): its parts in
+/// `log/`, concatenated in order.
+pub fn local_log(execution_dir: &Path) -> String {
+    let dir = execution_dir.join("log");
+    let mut parts: Vec<(u64, PathBuf)> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let n = cattle_core::keys::parse_log_part_name(path.file_name()?.to_str()?)?;
+            Some((n, path))
+        })
+        .collect();
+    parts.sort();
+    let mut log = Vec::new();
+    for (_, path) in parts {
+        log.extend(fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())));
+    }
+    String::from_utf8_lossy(&log).into_owned()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Signing keys
 // ---------------------------------------------------------------------------------------------

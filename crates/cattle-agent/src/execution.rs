@@ -1,7 +1,7 @@
 //! One execution on this host, from the inbox entry to the delivered status:
-//! decide whether to run it ([`crate::admission`]), fetch and verify it ([`crate::fetch`]), run its steps while reporting
-//! ([`crate::report`], [`crate::deliver`]) and reboot when a step asks
-//! ([`crate::reboot`]).
+//! decide whether to run it ([`crate::admission`]), fetch and verify it
+//! ([`crate::fetch`]), run its steps while reporting ([`crate::report`],
+//! [`crate::deliver`]) and reboot when a step asks ([`crate::reboot`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::admission::{self, Admitted};
-use crate::deliver::{deliver, upload_progress};
+use crate::deliver::{Courier, Delivery, deliver, upload_progress};
 use crate::fetch::{self, Failure};
 use crate::local::{self, CONFIG_DIR, DELIVERED, FOREIGN};
 use crate::report::Report;
@@ -52,20 +52,35 @@ impl Candidate {
     }
 }
 
+/// What [`survey`] found.
+#[derive(Debug)]
+pub enum Survey {
+    /// Nothing to run: finished here (and delivered, now if need be), or cleaned.
+    Settled,
+    /// Finished here, and its delivery was stopped by a shutdown: later.
+    Stopped,
+    /// To be run (or resumed).
+    Candidate(Candidate),
+}
+
 /// Look at execution `id` of the inbox: settled already (finished here, and
 /// delivered now if it was not yet; or cleaned), or a candidate to run.
 pub async fn survey(
     config: &Config,
     store: &Store,
     id: Uuid,
-) -> Result<Option<Candidate>, AgentError> {
+    shutdown: &Shutdown,
+) -> Result<Survey, AgentError> {
     let dir = local::execution_dir(&config.state_dir, id);
     let interrupted = match local::read_state(&dir) {
         Some(state) if state.is_final() => {
             if !dir.join(DELIVERED).exists() && !dir.join(FOREIGN).exists() {
-                deliver(store, &config.host, id, &dir).await?;
+                return Ok(match delivered(store, config, id, shutdown).await? {
+                    Handled::Settled => Survey::Settled,
+                    Handled::Stopped => Survey::Stopped,
+                });
             }
-            return Ok(None);
+            return Ok(Survey::Settled);
         }
         Some(State::Progress) => true,
         _ => false,
@@ -74,7 +89,7 @@ pub async fn survey(
         fetch::Envelope::Found(bytes) => Ok(bytes),
         fetch::Envelope::Missing => {
             tracing::warn!(execution = %id, "inbox lists an execution without a manifest; ignoring it");
-            return Ok(None);
+            return Ok(Survey::Settled);
         }
         fetch::Envelope::TooLarge(limit) => Err(format!(
             "the manifest is larger than the {limit} bytes any manifest may have"
@@ -86,7 +101,7 @@ pub async fn survey(
         .and_then(|bytes| serde_json::from_slice::<cattle_core::wire::Envelope>(bytes).ok())
         .and_then(|e| e.manifest().ok())
         .map_or(0, |m| m.version);
-    Ok(Some(Candidate {
+    Ok(Survey::Candidate(Candidate {
         id,
         envelope,
         interrupted,
@@ -95,7 +110,9 @@ pub async fn survey(
 }
 
 /// Bring a candidate execution as far as this agent can. An error means the
-/// store or the local disk failed: try again on a later poll.
+/// store or the local disk failed: try again on a later poll. A local disk that
+/// fails is never a reason to refuse an execution: that is retried, like the
+/// store.
 pub async fn handle(
     config: &Config,
     store: &Store,
@@ -115,13 +132,22 @@ pub async fn handle(
         tracing::debug!(execution = %id, "waiting for the reboot it asked for");
         return Ok(Handled::Stopped);
     }
-    let mut report = Report::start(&config.host, id, &dir, shutdown.clone())
-        .map_err(|e| AgentError::local(dir.clone(), e))?;
+    let mut report = Report::start(&config.host, id, &dir, config.max_log_mib, shutdown.clone())?;
 
+    // A record that cannot be read (the disk) is retried; one that is damaged
+    // (its content) refuses, since rollback protection cannot be checked.
+    let read = match local::read_applied(&config.state_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::InvalidData => {
+            return Err(AgentError::LocalRead {
+                path: config.state_dir.join(local::APPLIED),
+                source: e,
+            });
+        }
+        other => other,
+    };
     let mut applied = Default::default();
     let decision = envelope.and_then(|bytes| {
-        applied = local::read_applied(&config.state_dir)
-            .map_err(|e| format!("cannot tell whether it is a rollback: {e}"))?;
+        applied = read.map_err(|e| format!("cannot tell whether it is a rollback: {e}"))?;
         admission::admit(&admission::Request {
             id,
             host: &config.host,
@@ -139,20 +165,19 @@ pub async fn handle(
                 "refused execution {id} (`{}`): {reason}",
                 store.location(&keys::manifest(id))
             );
-            return refuse(store, report, &message).await;
+            return refuse(store, config, report, &message, shutdown).await;
         }
     };
-    report.log(&note);
+    report.log(&note)?;
 
     // A cancelled execution never starts (nor resumes).
     if cancel::cancelled(store, id, &config.host).await? {
-        report.log("cancelled by an operator before it started");
+        report.log("cancelled by an operator before it started")?;
         report.finish(
             State::Cancelled,
             Some("cancelled before it started".to_string()),
-        );
-        deliver(store, &config.host, id, &dir).await?;
-        return Ok(Handled::Settled);
+        )?;
+        return delivered(store, config, id, shutdown).await;
     }
 
     // From here on this host runs it: an execution held back past it is a rollback.
@@ -165,17 +190,32 @@ pub async fn handle(
     report.log(&format!(
         "downloading bundle {} ({} bytes)",
         manifest.bundle.sha256, manifest.bundle.size
-    ));
+    ))?;
     let config_dir = dir.join(CONFIG_DIR);
     match fetch::bundle(store, &manifest, &config_dir).await {
-        Ok(line) => report.log(&line),
-        Err(Failure::Refused(message)) => return refuse(store, report, &message).await,
+        Ok(line) => report.log(&line)?,
+        Err(Failure::Refused(message)) => {
+            return refuse(store, config, report, &message, shutdown).await;
+        }
         Err(Failure::Retry(e)) => return Err(e),
     }
 
+    // A steps file the disk cannot read is retried, not refused as invalid.
+    let steps = config_dir.join(cattle_stdlib::STEPS_FILE);
+    if let Err(e) = std::fs::File::open(&steps)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(AgentError::LocalRead {
+            path: steps,
+            source: e,
+        });
+    }
     let plan = match Plan::load(&config_dir) {
         Ok(plan) => plan,
-        Err(e) => return refuse(store, report, &format!("invalid config: {e}")).await,
+        Err(e) => {
+            let message = format!("invalid config: {e}");
+            return refuse(store, config, report, &message, shutdown).await;
+        }
     };
     report.status.steps = plan.steps.len();
     // Resume an interrupted run at the step that was in flight: facilities are
@@ -189,28 +229,27 @@ pub async fn handle(
             reboot::Pending::None => {}
             reboot::Pending::Waiting => return Ok(Handled::Stopped),
             reboot::Pending::Done(line) => {
-                report.log(&format!("step {from}: {line}"));
-                reboot::forget(&dir)?;
+                report.log(&format!("step {from}: {line}"))?;
                 from += 1;
-                report.journal(from);
+                report.journal(from)?;
+                reboot::forget(&dir)?;
             }
             reboot::Pending::TimedOut(message) => {
                 let message = format!("step {from} failed: {message}");
                 tracing::error!(execution = %id, "{message}");
-                report.log(&message);
-                report.finish(State::Error, Some(message));
-                deliver(store, &config.host, id, &dir).await?;
-                return Ok(Handled::Settled);
+                report.log(&message)?;
+                report.finish(State::Error, Some(message))?;
+                return delivered(store, config, id, shutdown).await;
             }
         }
         if let Some(panic) = crate::panics::take(&config.state_dir) {
             report.log(&format!(
                 "the agent panicked while it ran this execution: {panic}"
-            ));
+            ))?;
         }
         report.log(&format!(
             "this execution was interrupted; verified it again, resuming at step {from}"
-        ));
+        ))?;
     }
 
     let timeouts: Vec<std::time::Duration> = plan.steps.iter().map(|s| s.timeout).collect();
@@ -225,10 +264,7 @@ pub async fn handle(
     let (tx, rx) = watch::channel(report.status.clone());
     report.progress = Some(tx);
     let uploader = tokio::spawn(upload_progress(
-        store.clone(),
-        config.host.clone(),
-        id,
-        dir.clone(),
+        Courier::open(store, &config.host, id, &dir),
         rx,
     ));
     let watcher = tokio::spawn(cancel::watch(
@@ -259,27 +295,33 @@ pub async fn handle(
             });
         }
     };
+    // The uploader stops after the object it is sending, then the final
+    // delivery sends the final status before the rest of the log.
     report.progress = None;
-    let _ = uploader.await;
+    let mut courier = uploader.await.map_err(|e| AgentError::Panicked {
+        execution: id,
+        message: format!("the progress uploader: {e}"),
+    })?;
 
     match outcome {
         Outcome::Stopped { next_step } if report.cancelled.load(Ordering::SeqCst) => {
             report.finish(
                 State::Cancelled,
                 Some(format!("cancelled before step {next_step}")),
-            );
-            deliver(store, &config.host, id, &dir).await?;
-            Ok(Handled::Settled)
+            )?;
+            finish_delivery(&mut courier, shutdown).await
         }
-        Outcome::Done | Outcome::Failed { .. } => {
-            deliver(store, &config.host, id, &dir).await?;
-            Ok(Handled::Settled)
+        Outcome::Done | Outcome::Failed { .. } if !shutdown.is_requested() || finished(&dir) => {
+            finish_delivery(&mut courier, shutdown).await
         }
+        // Stopped while the final state was being written (a pause): it is
+        // written on the next start, from the journal.
+        Outcome::Done | Outcome::Failed { .. } => Ok(Handled::Stopped),
         Outcome::Stopped { next_step } => {
             if lost.load(Ordering::SeqCst) {
                 report.log(&format!(
                     "stopped before step {next_step}: another agent took over this host's lease"
-                ));
+                ))?;
             }
             Ok(Handled::Stopped)
         }
@@ -290,10 +332,9 @@ pub async fn handle(
                 Ok(()) => Ok(Handled::Stopped),
                 Err(message) => {
                     tracing::error!(execution = %id, "{message}");
-                    report.log(&message);
-                    report.finish(State::Error, Some(message));
-                    deliver(store, &config.host, id, &dir).await?;
-                    Ok(Handled::Settled)
+                    report.log(&message)?;
+                    report.finish(State::Error, Some(message))?;
+                    finish_delivery(&mut courier, shutdown).await
                 }
             }
         }
@@ -301,16 +342,42 @@ pub async fn handle(
 }
 
 /// Record a refusal as the execution's final state and report it.
-async fn refuse(store: &Store, mut report: Report, message: &str) -> Result<Handled, AgentError> {
+async fn refuse(
+    store: &Store,
+    config: &Config,
+    mut report: Report,
+    message: &str,
+    shutdown: &Shutdown,
+) -> Result<Handled, AgentError> {
     tracing::error!(execution = %report.status.execution, "{message}");
-    report.log(message);
-    report.finish(State::Error, Some(message.to_string()));
-    deliver(
-        store,
-        &report.status.host,
-        report.status.execution,
-        &report.dir,
-    )
-    .await?;
-    Ok(Handled::Settled)
+    report.log(message)?;
+    report.finish(State::Error, Some(message.to_string()))?;
+    delivered(store, config, report.status.execution, shutdown).await
+}
+
+/// Deliver the finished execution `id` from its local directory.
+async fn delivered(
+    store: &Store,
+    config: &Config,
+    id: Uuid,
+    shutdown: &Shutdown,
+) -> Result<Handled, AgentError> {
+    let dir = local::execution_dir(&config.state_dir, id);
+    let mut courier = Courier::open(store, &config.host, id, &dir);
+    finish_delivery(&mut courier, shutdown).await
+}
+
+async fn finish_delivery(
+    courier: &mut Courier,
+    shutdown: &Shutdown,
+) -> Result<Handled, AgentError> {
+    Ok(match deliver(courier, shutdown).await? {
+        Delivery::Complete => Handled::Settled,
+        Delivery::Interrupted => Handled::Stopped,
+    })
+}
+
+/// Whether the execution in `dir` has its final state written.
+fn finished(dir: &std::path::Path) -> bool {
+    local::read_state(dir).is_some_and(|s| s.is_final())
 }

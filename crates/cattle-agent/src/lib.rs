@@ -15,6 +15,7 @@ mod execution;
 mod fetch;
 mod lease;
 mod local;
+mod log_parts;
 mod panics;
 mod reboot;
 mod report;
@@ -41,6 +42,11 @@ pub use shutdown::Shutdown;
 /// Default seconds between polls.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 
+/// Default bound on the log kept per execution, locally and in the store, in
+/// MiB: its first half and its last half are kept, and what is dropped between
+/// them is marked.
+pub const DEFAULT_MAX_LOG_MIB: u64 = 64;
+
 /// Jitter on the wait between polls, so that a fleet started together spreads
 /// its polls: ±10 %. After a failed poll the wait is [`Backoff::POLL`] capped at
 /// the interval, so that a store that comes back is seen (and undelivered
@@ -51,7 +57,7 @@ const POLL_JITTER: f64 = 0.1;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub host: HostId,
-    /// Where executions are unpacked and their STATUS and exec.log kept.
+    /// Where executions are unpacked and their STATUS and log kept.
     pub state_dir: PathBuf,
     pub interval: Duration,
     /// Handle what is pending, then return.
@@ -60,6 +66,8 @@ pub struct Config {
     pub retry: Backoff,
     /// Whose executions this agent runs.
     pub trust: Trust,
+    /// The most log kept per execution, in MiB (at least 2).
+    pub max_log_mib: u64,
 }
 
 /// Whose executions an agent runs.
@@ -81,6 +89,12 @@ pub enum AgentError {
     /// A write to the local state directory failed (a full or read-only disk).
     #[error("cannot write `{path}`: {source}")]
     Local {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A read of the local state directory failed.
+    #[error("cannot read `{path}`: {source}")]
+    LocalRead {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -216,6 +230,8 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
         settled: HashSet::new(),
     };
     let mut failures: u32 = 0;
+    // The failure last logged: the same one again is logged at debug level only.
+    let mut last_failure: Option<String> = None;
     loop {
         let result = agent.poll(&shutdown).await;
         if agent.config.once {
@@ -223,13 +239,23 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
         }
         let wait = match result {
             Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(failures, "poll succeeded again");
+                }
                 failures = 0;
+                last_failure = None;
                 cattle_stdlib::backoff::jittered(agent.config.interval, POLL_JITTER)
             }
             Err(err) => {
                 failures = failures.saturating_add(1);
                 let wait = Backoff::POLL.capped(agent.config.interval).delay(failures);
-                tracing::warn!(error = %err, retry_in = ?wait, "poll failed");
+                let text = err.to_string();
+                if last_failure.as_ref() != Some(&text) {
+                    tracing::warn!(error = %err, retry_in = ?wait, "poll failed");
+                } else {
+                    tracing::debug!(error = %err, retry_in = ?wait, "poll failed again");
+                }
+                last_failure = Some(text);
                 wait
             }
         };
@@ -281,11 +307,13 @@ impl Agent {
             if self.settled.contains(&id) {
                 continue;
             }
-            match execution::survey(&self.config, &self.store, id).await {
-                Ok(Some(candidate)) => candidates.push(candidate),
-                Ok(None) => {
+            match execution::survey(&self.config, &self.store, id, shutdown).await {
+                Ok(execution::Survey::Candidate(candidate)) => candidates.push(candidate),
+                Ok(execution::Survey::Settled) => {
                     self.settled.insert(id);
                 }
+                // Its delivery was stopped by a shutdown.
+                Ok(execution::Survey::Stopped) => return Ok(()),
                 Err(err) => {
                     tracing::warn!(execution = %id, error = %err, "cannot look at the execution; will retry");
                     return Err(err);
@@ -326,7 +354,7 @@ impl Agent {
                 }
                 Ok(Handled::Stopped) => break,
                 Err(err) => {
-                    tracing::warn!(execution = %id, error = %err, "execution not finished; will retry");
+                    tracing::debug!(execution = %id, error = %err, "execution not finished; will retry");
                     return Err(err);
                 }
             }

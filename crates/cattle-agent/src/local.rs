@@ -4,11 +4,13 @@
 //! ```text
 //! <state-dir>/executions/<id>/config/       the verified, unpacked bundle
 //! <state-dir>/executions/<id>/STATUS        PROGRESS, DONE, ERROR or CANCELLED
-//! <state-dir>/executions/<id>/exec.log      timestamped log of the run
+//! <state-dir>/executions/<id>/log/<n>       timestamped log of the run, in parts of 1 MiB
+//!                                           (00000000, 00000001, …; see `log_parts`)
 //! <state-dir>/executions/<id>/status.json   the last status document
 //! <state-dir>/executions/<id>/JOURNAL       the step to run next (or in flight)
 //! <state-dir>/executions/<id>/REBOOT        boot ID when a reboot step asked for a reboot
-//! <state-dir>/executions/<id>/.delivered    the final status is in the store
+//! <state-dir>/executions/<id>/SENT          what the store has of the log (see `deliver`)
+//! <state-dir>/executions/<id>/.delivered    final status, whole log and DONE marker are in the store
 //! <state-dir>/executions/<id>/.foreign      another agent claimed it; nothing is uploaded
 //! ```
 //!
@@ -25,7 +27,10 @@ use uuid::Uuid;
 
 pub const CONFIG_DIR: &str = "config";
 pub const STATUS_FILE: &str = "STATUS";
-pub const LOG_FILE: &str = "exec.log";
+/// The log's parts, named as in the store.
+pub const LOG_DIR: &str = "log";
+/// What the store has of the log, so that a restarted agent does not send it again.
+pub const SENT: &str = "SENT";
 pub const STATUS_JSON: &str = "status.json";
 pub const DELIVERED: &str = ".delivered";
 /// The boot ID when a `reboot` step asked for a reboot.
@@ -191,7 +196,9 @@ pub fn read_state(dir: &Path) -> Option<State> {
 /// file, fsync it, rename it into place, fsync the directory.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
+    // The file's own error, without the temporary name: it is `name` that
+    // cannot be written, and a full disk is one cause however often it recurs.
+    tmp.as_file_mut().write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(dir.join(name)).map_err(|e| e.error)?;
     std::fs::File::open(dir)?.sync_all()

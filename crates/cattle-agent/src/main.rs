@@ -27,7 +27,7 @@ struct Args {
     #[arg(long, env = env::STORE, default_value = DEFAULT_STORE)]
     store: String,
 
-    /// Where executions are unpacked and their STATUS and exec.log kept.
+    /// Where executions are unpacked and their STATUS and log kept.
     #[arg(long, env = env::STATE_DIR, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
 
@@ -48,6 +48,12 @@ struct Args {
     /// Seconds between polls (±10 % jitter).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     interval: u64,
+
+    /// The most log kept per execution, locally and in the store, in MiB: its
+    /// first half and its last half; what is dropped between them is marked.
+    #[arg(long, env = env::MAX_LOG_MIB, default_value_t = cattle_agent::DEFAULT_MAX_LOG_MIB,
+          value_parser = clap::value_parser!(u64).range(2..=1_048_576))]
+    max_log_mib: u64,
 }
 
 fn main() -> ExitCode {
@@ -133,6 +139,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             keys,
             allow_unsigned: args.allow_unsigned,
         },
+        max_log_mib: args.max_log_mib,
     };
     cattle_agent::run(config, store, shutdown).await?;
     Ok(())

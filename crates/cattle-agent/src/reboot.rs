@@ -235,7 +235,7 @@ pub fn request(
     for problem in &problems {
         report.log(&format!(
             "step {step}: {problem}; telling the reboot by the other sign"
-        ));
+        ))?;
     }
     let command = std::env::var(env::REBOOT_COMMAND).unwrap_or_else(|_| DEFAULT_REBOOT.to_string());
     let asked = Asked {
@@ -251,7 +251,7 @@ pub fn request(
         "step {step}: rebooting the host with `{command}` ({}); waiting up to {} for it",
         boot.describe(),
         humantime::format_duration(Duration::from_secs(asked.wait_secs))
-    ));
+    ))?;
     let failed = match std::process::Command::new("sh")
         .arg("-c")
         .arg(&command)

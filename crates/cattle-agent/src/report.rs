@@ -2,29 +2,63 @@
 //! directory first and handed to the uploader, as the runner's [`Observer`].
 //!
 //! The state directory is the agent's outbox: whatever the store has not taken
-//! yet is here, and a restart finds it.
+//! yet is here, and a restart finds it. Nothing is handed on that is not
+//! written there first, and the runner goes on only once it is: as the
+//! observer, a write that fails (a full or failing disk) *pauses* the run. The
+//! report tries again after [`Backoff::LOCAL_WRITE`] waits, logs the cause
+//! once, has the uploader show it in the store as the status's `paused` field,
+//! and returns to the runner only when the write is done or the agent is asked
+//! to stop. So no step starts before the journal says the one before it is
+//! done, and a program whose output cannot be written waits on its pipe.
+//!
+//! Outside the runner (in async code) the same writes return an error instead,
+//! and the poll is retried later: that is a pause too.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cattle_core::hosts::HostId;
-use cattle_core::wire::{FORMAT, HostStatus, State, StepStatus};
-use cattle_stdlib::{Event, Observer, Outcome};
+use cattle_core::wire::{FORMAT, HostStatus, MAX_STATUS_TEXT_BYTES, State, StepStatus, cut_text};
+use cattle_stdlib::{Backoff, Event, Observer, Outcome};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::Shutdown;
-use crate::local::{self, JOURNAL, LOG_FILE, STATUS_FILE, STATUS_JSON};
+use crate::local::{self, JOURNAL, LOG_DIR, STATUS_FILE, STATUS_JSON};
+use crate::log_parts::LogWriter;
+use crate::{AgentError, Shutdown};
+
+/// A write to the execution's local directory failed.
+#[derive(Debug)]
+pub struct WriteError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+impl WriteError {
+    fn at(path: PathBuf) -> impl FnOnce(std::io::Error) -> WriteError {
+        move |source| WriteError { path, source }
+    }
+}
+
+impl From<WriteError> for AgentError {
+    fn from(e: WriteError) -> AgentError {
+        AgentError::local(e.path, e.source)
+    }
+}
 
 /// The execution's log and status, kept locally and sent to the uploader.
 pub struct Report {
     pub dir: PathBuf,
-    log: File,
+    log: LogWriter,
+    /// Log bytes not written yet: the rest of a line whose write failed.
+    unwritten: Vec<u8>,
+    /// A line saying the run was paused, for the log once it can be written.
+    resumed: Option<String>,
     pub status: HostStatus,
+    /// The last `seq` handed out: every status written or announced gets the next.
+    seq: u64,
     /// Where progress goes to be uploaded, while the runner runs.
     pub progress: Option<watch::Sender<HostStatus>>,
     shutdown: Shutdown,
@@ -35,22 +69,24 @@ pub struct Report {
 }
 
 impl Report {
+    /// Open (or continue) execution `id`'s report in `dir`, keeping at most
+    /// `max_log_mib` MiB of log, and mark it PROGRESS.
     pub fn start(
         host: &HostId,
         id: Uuid,
         dir: &Path,
+        max_log_mib: u64,
         shutdown: Shutdown,
-    ) -> std::io::Result<Report> {
-        std::fs::create_dir_all(dir)?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(LOG_FILE))?;
+    ) -> Result<Report, WriteError> {
+        std::fs::create_dir_all(dir).map_err(WriteError::at(dir.to_path_buf()))?;
+        let log_dir = dir.join(LOG_DIR);
+        let log = LogWriter::open(&log_dir, max_log_mib).map_err(WriteError::at(log_dir))?;
         let now = cattle_core::now_rfc3339();
-        let seq = previous_seq(dir);
         let mut report = Report {
             dir: dir.to_path_buf(),
             log,
+            unwritten: Vec::new(),
+            resumed: None,
             status: HostStatus {
                 format: FORMAT,
                 execution: id,
@@ -62,61 +98,229 @@ impl Report {
                 updated: now,
                 finished: None,
                 error: None,
-                seq,
+                seq: 0,
                 agent_version: env!("CARGO_PKG_VERSION").to_string(),
+                paused: None,
+                log: None,
             },
+            seq: previous_seq(dir),
             progress: None,
             shutdown,
             cancelled: Arc::new(AtomicBool::new(false)),
             lost: None,
         };
-        local::write_atomic(dir, STATUS_FILE, b"PROGRESS\n")?;
-        report.changed();
+        report.write_state_word(State::Progress)?;
+        report.changed()?;
         Ok(report)
     }
 
     /// Record durably that `step` is the next to run (or is in flight).
-    pub fn journal(&self, step: usize) {
-        if let Err(e) = local::write_atomic(&self.dir, JOURNAL, format!("{step}\n").as_bytes()) {
-            tracing::error!(dir = %self.dir.display(), error = %e, "cannot write JOURNAL; a restart would run this execution from step 1");
-        }
+    pub fn journal(&mut self, step: usize) -> Result<(), WriteError> {
+        local::write_atomic(&self.dir, JOURNAL, format!("{step}\n").as_bytes())
+            .map_err(WriteError::at(self.dir.join(JOURNAL)))
     }
 
-    pub fn log(&mut self, line: &str) {
-        let stamped = format!("{} {line}\n", cattle_core::now_rfc3339());
-        if let Err(e) = self.log.write_all(stamped.as_bytes()) {
-            tracing::error!(path = %self.dir.join(LOG_FILE).display(), error = %e, "cannot write exec.log");
+    /// Append a timestamped line to the log.
+    pub fn log(&mut self, line: &str) -> Result<(), WriteError> {
+        if let Some(note) = self.resumed.take() {
+            self.stamp(&note);
         }
+        self.stamp(line);
+        self.flush_log()
     }
 
-    pub fn finish(&mut self, state: State, error: Option<String>) {
+    fn stamp(&mut self, line: &str) {
+        self.unwritten
+            .extend_from_slice(format!("{} {line}\n", cattle_core::now_rfc3339()).as_bytes());
+    }
+
+    /// Write what the log has not taken yet.
+    fn flush_log(&mut self) -> Result<(), WriteError> {
+        if self.unwritten.is_empty() {
+            return Ok(());
+        }
+        let parts = self.log.summary().parts;
+        let result = self.log.write(&self.unwritten);
+        let written = match &result {
+            Ok(()) => self.unwritten.len(),
+            Err((written, _)) => *written,
+        };
+        self.unwritten.drain(..written);
+        if self.log.summary().parts != parts
+            && let Some(tx) = &self.progress
+        {
+            // A part is full: the uploader can send it.
+            tx.send_modify(|_| {});
+        }
+        result.map_err(|(_, source)| WriteError {
+            path: self.log.current_path(),
+            source,
+        })
+    }
+
+    /// Record the execution's final state: its status, then the STATUS word.
+    pub fn finish(&mut self, state: State, error: Option<String>) -> Result<(), WriteError> {
         let now = cattle_core::now_rfc3339();
         self.status.state = state;
-        self.status.error = error;
+        self.status.error = error.map(|e| cut_text(&e, MAX_STATUS_TEXT_BYTES));
         self.status.finished = Some(now);
-        self.changed();
+        self.changed()?;
+        self.write_state_word(state)
+    }
+
+    fn write_state_word(&self, state: State) -> Result<(), WriteError> {
         let word = format!("{}\n", state.as_str());
-        if let Err(e) = local::write_atomic(&self.dir, STATUS_FILE, word.as_bytes()) {
-            tracing::error!(dir = %self.dir.display(), error = %e, "cannot write STATUS");
+        local::write_atomic(&self.dir, STATUS_FILE, word.as_bytes())
+            .map_err(WriteError::at(self.dir.join(STATUS_FILE)))
+    }
+
+    /// Write the status locally (the log first), then hand it to the uploader.
+    fn changed(&mut self) -> Result<(), WriteError> {
+        self.seq += 1;
+        self.status.seq = self.seq;
+        self.status.updated = cattle_core::now_rfc3339();
+        self.status.log = Some(self.log.summary());
+        self.log.sync().map_err(|source| WriteError {
+            path: self.log.current_path(),
+            source,
+        })?;
+        let body = serde_json::to_vec_pretty(&self.status).expect("status serializes");
+        local::write_atomic(&self.dir, STATUS_JSON, &body)
+            .map_err(WriteError::at(self.dir.join(STATUS_JSON)))?;
+        if let Some(tx) = &self.progress {
+            tx.send_replace(self.status.clone());
+        }
+        Ok(())
+    }
+
+    /// Do `op` until it succeeds, waiting while it fails: the run is paused
+    /// meanwhile. `false` if the agent was asked to stop first (`op` is then
+    /// not done).
+    fn pausing(&mut self, mut op: impl FnMut(&mut Report) -> Result<(), WriteError>) -> bool {
+        let mut pause: Option<Pause> = None;
+        let mut done = false;
+        loop {
+            // Once `op` is done after a pause, the status is written again, so
+            // that the store stops showing the pause.
+            let result = if done { self.changed() } else { op(self) };
+            match result {
+                Ok(()) => match pause.take() {
+                    None => return true,
+                    Some(p) if done => {
+                        let paused_for = p.since.elapsed();
+                        tracing::info!(
+                            execution = %self.status.execution,
+                            paused_for = ?paused_for,
+                            "local state can be written again; the run continues"
+                        );
+                        self.resumed = Some(format!(
+                            "the run was paused for {} because the agent could not write its local state \
+                             ({}: {}); it continues",
+                            humantime::format_duration(Duration::from_secs(
+                                paused_for.as_secs().max(1)
+                            )),
+                            p.first.path.display(),
+                            p.first.source
+                        ));
+                        return true;
+                    }
+                    Some(p) => {
+                        pause = Some(p);
+                        done = true;
+                    }
+                },
+                Err(e) => {
+                    if !self.wait_out(&mut pause, e) {
+                        return false;
+                    }
+                }
+            }
         }
     }
 
-    /// Persist the status locally and hand it to the uploader.
-    fn changed(&mut self) {
-        self.status.seq += 1;
-        self.status.updated = cattle_core::now_rfc3339();
-        let body = serde_json::to_vec_pretty(&self.status).expect("status serializes");
-        if let Err(e) = self
-            .log
-            .sync_data()
-            .and_then(|()| local::write_atomic(&self.dir, STATUS_JSON, &body))
-        {
-            tracing::error!(dir = %self.dir.display(), error = %e, "cannot write status.json");
+    /// Wait before trying a failed write again; `false` if the agent is asked
+    /// to stop meanwhile.
+    fn wait_out(&mut self, pause: &mut Option<Pause>, error: WriteError) -> bool {
+        let execution = self.status.execution;
+        if self.shutdown.is_requested() {
+            tracing::warn!(
+                execution = %execution,
+                path = %error.path.display(),
+                error = %error.source,
+                "stopping as asked while the run is paused; it resumes from its journal on the next start"
+            );
+            // What could not be written is not kept: the agent is going away.
+            self.unwritten.clear();
+            return false;
         }
-        if let Some(tx) = &self.progress {
-            let _ = tx.send(self.status.clone());
+        let p = pause.get_or_insert_with(|| Pause {
+            since: Instant::now(),
+            failures: 0,
+            cause: String::new(),
+            first: WriteError {
+                path: error.path.clone(),
+                source: std::io::Error::new(error.source.kind(), error.source.to_string()),
+            },
+        });
+        p.failures += 1;
+        let wait = Backoff::LOCAL_WRITE.delay(p.failures);
+        let cause = format!("{}: {}", error.path.display(), error.source);
+        if cause != p.cause {
+            tracing::warn!(
+                execution = %execution,
+                path = %error.path.display(),
+                error = %error.source,
+                retry_in = ?wait,
+                "cannot write the execution's local state; the run is paused until it can \
+                 (free space or fix the disk; nothing else is needed)"
+            );
+            p.cause = cause.clone();
+            self.announce_pause(&cause);
+        } else {
+            tracing::debug!(execution = %execution, path = %error.path.display(), error = %error.source, retry_in = ?wait, "still paused");
         }
+        self.sleep(wait);
+        !self.shutdown.is_requested()
     }
+
+    /// Have the uploader show the pause in the store: the newest status, with
+    /// `paused` set. It is not written locally (that is what fails); the next
+    /// status written supersedes it.
+    fn announce_pause(&mut self, cause: &str) {
+        let Some(tx) = &self.progress else {
+            return;
+        };
+        self.seq += 1;
+        let mut status = self.status.clone();
+        status.seq = self.seq;
+        status.updated = cattle_core::now_rfc3339();
+        status.log = Some(self.log.summary());
+        status.paused = Some(cut_text(
+            &format!(
+                "cannot write {cause}; the run waits until it can and retries (from 1 s, doubling, \
+                 at most every 60 s)"
+            ),
+            MAX_STATUS_TEXT_BYTES,
+        ));
+        tx.send_replace(status);
+    }
+
+    fn logged(&mut self, line: &str) -> bool {
+        if let Some(note) = self.resumed.take() {
+            self.stamp(&note);
+        }
+        self.stamp(line);
+        self.pausing(Report::flush_log)
+    }
+}
+
+/// A run paused by a failing local write.
+struct Pause {
+    since: Instant,
+    failures: u32,
+    /// The last cause logged: a new one is logged again.
+    cause: String,
+    first: WriteError,
 }
 
 /// The `seq` of the last status written for this execution, so a resumed run keeps counting up.
@@ -129,7 +333,11 @@ fn previous_seq(dir: &Path) -> u64 {
 
 impl Observer for Report {
     fn event(&mut self, event: &Event<'_>) {
-        self.log(&event.to_string());
+        // Each write pauses until it is done; a `false` means the agent is
+        // stopping, and the runner learns it from `should_stop`.
+        if !self.logged(&event.to_string()) {
+            return;
+        }
         match *event {
             Event::StepStarted {
                 step,
@@ -141,11 +349,11 @@ impl Observer for Report {
                 self.status.step = Some(StepStatus {
                     number: step,
                     facility: facility.to_string(),
-                    description: description.to_string(),
+                    description: cut_text(description, MAX_STATUS_TEXT_BYTES),
                     attempt: 1,
                     attempts,
                 });
-                self.changed();
+                self.pausing(Report::changed);
             }
             Event::AttemptFailed {
                 attempt, retry_in, ..
@@ -153,16 +361,29 @@ impl Observer for Report {
                 if let (Some(step), Some(_)) = (&mut self.status.step, retry_in) {
                     step.attempt = attempt + 1;
                 }
-                self.changed();
+                self.pausing(Report::changed);
             }
-            Event::Finished { outcome } => match outcome {
-                Outcome::Done => self.finish(State::Done, None),
-                Outcome::Failed { step, error } => {
-                    self.finish(State::Error, Some(format!("step {step} failed: {error}")))
+            Event::Finished { outcome } => {
+                let done = match outcome {
+                    Outcome::Done => self.pausing(|r| r.finish(State::Done, None)),
+                    Outcome::Failed { step, error } => {
+                        let error = format!("step {step} failed: {error}");
+                        self.pausing(|r| r.finish(State::Error, Some(error.clone())))
+                    }
+                    Outcome::Stopped { .. } | Outcome::RebootRequested { .. } => {
+                        self.pausing(Report::changed)
+                    }
+                };
+                // A pause at the very end is in the log too.
+                if done && let Some(note) = self.resumed.take() {
+                    self.stamp(&note);
+                    self.pausing(Report::flush_log);
                 }
-                Outcome::Stopped { .. } | Outcome::RebootRequested { .. } => self.changed(),
-            },
-            Event::StepSkipped { step } | Event::StepDone { step, .. } => self.journal(step + 1),
+            }
+            // The step is not over (for the runner) until the journal says so.
+            Event::StepSkipped { step } | Event::StepDone { step, .. } => {
+                self.pausing(|r| r.journal(step + 1));
+            }
             Event::Started { .. } | Event::Output { .. } => {}
         }
     }
@@ -183,5 +404,97 @@ impl Observer for Report {
         self.shutdown.is_requested()
             || self.cancelled.load(Ordering::SeqCst)
             || self.lost.as_ref().is_some_and(|l| l.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_holds_the_event_until_it_is_done_or_the_agent_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = HostId::new("h1").unwrap();
+        let shutdown = Shutdown::new();
+        let mut report =
+            Report::start(&host, Uuid::nil(), dir.path(), 64, shutdown.clone()).unwrap();
+        // A directory where JOURNAL goes: replacing it fails until it is gone.
+        let journal = dir.path().join(JOURNAL);
+        std::fs::create_dir_all(journal.join("in-the-way")).unwrap();
+        let blocker = journal.clone();
+        let unblock = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            std::fs::remove_dir_all(blocker).unwrap();
+        });
+        let started = Instant::now();
+        report.event(&Event::StepDone {
+            step: 1,
+            attempt: 1,
+        });
+        assert!(started.elapsed() >= Duration::from_millis(1500));
+        assert_eq!(std::fs::read_to_string(&journal).unwrap(), "2\n");
+        unblock.join().unwrap();
+        // The log says so with its next line.
+        report.event(&Event::StepSkipped { step: 2 });
+        let log = std::fs::read_to_string(dir.path().join(LOG_DIR).join("00000000")).unwrap();
+        assert!(log.contains("the run was paused for"), "{log}");
+        assert!(log.contains("; it continues"), "{log}");
+
+        // Asked to stop during a pause: the event returns, the journal unchanged.
+        std::fs::remove_file(&journal).unwrap();
+        std::fs::create_dir_all(journal.join("in-the-way")).unwrap();
+        let stop = shutdown.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stop.request();
+        });
+        let started = Instant::now();
+        report.event(&Event::StepDone {
+            step: 3,
+            attempt: 1,
+        });
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(journal.is_dir());
+        assert!(report.should_stop());
+    }
+
+    #[test]
+    fn long_descriptions_and_errors_are_cut_in_the_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = HostId::new("h1").unwrap();
+        let mut report =
+            Report::start(&host, Uuid::nil(), dir.path(), 64, Shutdown::new()).unwrap();
+        let long = "d".repeat(100_000);
+        report.event(&Event::StepStarted {
+            step: 1,
+            total: 1,
+            facility: "command",
+            description: &long,
+            attempts: 1,
+        });
+        let outcome = Outcome::Failed {
+            step: 1,
+            error: "e".repeat(100_000),
+        };
+        report.event(&Event::Finished { outcome: &outcome });
+        let status: HostStatus =
+            serde_json::from_slice(&std::fs::read(dir.path().join(STATUS_JSON)).unwrap()).unwrap();
+        let description = &status.step.unwrap().description;
+        assert!(description.len() < 5000, "{}", description.len());
+        assert!(description.ends_with("… [cut: 100000 bytes in all]"));
+        let error = status.error.unwrap();
+        assert!(error.len() < 5000, "{}", error.len());
+        assert!(
+            error.ends_with("… [cut: 100015 bytes in all]"),
+            "{}",
+            &error[4000..]
+        );
+        assert_eq!(status.state, State::Error);
+        let log = status.log.unwrap();
+        assert!(log.bytes > 200_000, "{log:?}");
     }
 }

@@ -28,6 +28,8 @@ pub const RUN_DIR: &str = "CATTLE_RUN_DIR";
 pub const SIGNING_KEY: &str = "CATTLE_SIGNING_KEY";
 /// `cattle-agent`: files of public keys whose signatures it accepts, separated by `:` (`--trusted-keys`).
 pub const TRUSTED_KEYS: &str = "CATTLE_TRUSTED_KEYS";
+/// `cattle-agent`: the most MiB of log kept per execution, locally and in the store (`--max-log-mib`).
+pub const MAX_LOG_MIB: &str = "CATTLE_MAX_LOG_MIB";
 /// `cattle-agent`: `1` runs unsigned executions too (`--allow-unsigned`); for trying Cattle out only.
 pub const ALLOW_UNSIGNED: &str = "CATTLE_ALLOW_UNSIGNED";
 /// `1` lets the AWS SDK ask the instance metadata service for credentials and region.

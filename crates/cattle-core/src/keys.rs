@@ -5,7 +5,8 @@
 //! bundles/<sha256>.refs/<execution-id>         empty; one per execution using the bundle
 //! executions/<execution-id>/manifest.json      what to run and where, signed (written once, by publish)
 //! executions/<execution-id>/hosts/<host>/status.json   written only by <host>'s agent
-//! executions/<execution-id>/hosts/<host>/exec.log      written only by <host>'s agent
+//! executions/<execution-id>/hosts/<host>/log/<n>      written only by <host>'s agent: the
+//!                                                      log in parts of at most 1 MiB, n = 00000000, 00000001, …
 //! executions/<execution-id>/done/<host>                empty; <host>'s agent, once DONE
 //! executions/<execution-id>/cancel.json                which hosts to stop (cattle cancel)
 //! executions/<execution-id>/conflicts/<host>          a second agent for <host> ran nothing of it
@@ -44,8 +45,30 @@ pub fn status(id: Uuid, host: &HostId) -> String {
     format!("executions/{id}/hosts/{host}/status.json")
 }
 
-pub fn log(id: Uuid, host: &HostId) -> String {
-    format!("executions/{id}/hosts/{host}/exec.log")
+/// Where `host`'s log of execution `id` is kept, as parts named by [`log_part_name`].
+pub fn log_prefix(id: Uuid, host: &HostId) -> String {
+    format!("executions/{id}/hosts/{host}/log/")
+}
+
+/// Part `n` of `host`'s log of execution `id`: bytes `n` MiB to `n + 1` MiB of
+/// everything the run logged (see [`crate::wire::LogSummary`]).
+pub fn log_part(id: Uuid, host: &HostId, n: u64) -> String {
+    format!("{}{}", log_prefix(id, host), log_part_name(n))
+}
+
+/// The name of log part `n`, in the store and in the agent's state directory:
+/// eight digits, so that names sort as numbers do.
+pub fn log_part_name(n: u64) -> String {
+    format!("{n:08}")
+}
+
+/// The number of a log part named by [`log_part_name`]; `None` for any other name.
+pub fn parse_log_part_name(name: &str) -> Option<u64> {
+    if name.len() == 8 && name.bytes().all(|b| b.is_ascii_digit()) {
+        name.parse().ok()
+    } else {
+        None
+    }
 }
 
 /// Written by a host's agent after its final DONE status, so that `cattle status`
@@ -83,4 +106,24 @@ pub fn inbox(host: &HostId) -> String {
 
 pub fn version_counter() -> String {
     "publish/version.json".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_parts_are_named_so_that_they_sort_as_numbers() {
+        let host = HostId::new("web-1").unwrap();
+        let id = Uuid::nil();
+        assert_eq!(
+            log_part(id, &host, 12),
+            format!("executions/{id}/hosts/web-1/log/00000012")
+        );
+        assert!(log_part_name(9) < log_part_name(10));
+        assert_eq!(parse_log_part_name("00000012"), Some(12));
+        for other in ["12", "0000001x", "000000012", "", ".delivered"] {
+            assert_eq!(parse_log_part_name(other), None, "{other}");
+        }
+    }
 }

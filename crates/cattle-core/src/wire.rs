@@ -15,8 +15,27 @@ pub const FORMAT: u32 = 2;
 /// Largest manifest, inbox or status document a reader accepts.
 pub const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Largest log a reader downloads.
-pub const MAX_LOG_BYTES: u64 = 64 * 1024 * 1024;
+/// Size of each part of a host's log but the last: part `n` holds bytes `n`
+/// MiB to `n + 1` MiB of the log (see [`LogSummary`]). Readers read no part
+/// larger than this.
+pub const LOG_PART_BYTES: u64 = 1024 * 1024;
+
+/// Longest `error`, `paused` or step `description` in a [`HostStatus`]: longer
+/// text is cut (see [`cut_text`]), so status documents stay small.
+pub const MAX_STATUS_TEXT_BYTES: usize = 4096;
+
+/// `text`, or its first `max` bytes (at a character boundary) followed by
+/// `… [cut: N bytes in all]` when it is longer.
+pub fn cut_text(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [cut: {} bytes in all]", &text[..end], text.len())
+}
 
 /// What an execution runs and where: written once by `cattle publish`, before
 /// any host is addressed, as the signed payload of an [`Envelope`].
@@ -278,11 +297,45 @@ pub struct HostStatus {
     pub error: Option<String>,
     pub seq: u64,
     pub agent_version: String,
+    /// Set while the run waits because the host cannot write its local state
+    /// (a full or failing disk): what it cannot write and why. The run goes on
+    /// by itself once the write succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
+    /// How much the host has logged, so that a reader knows how much of the log
+    /// to expect in the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogSummary>,
+}
+
+/// The size of a host's log, as parts of [`LOG_PART_BYTES`].
+///
+/// The log is a byte stream; part `n` holds its bytes `n * LOG_PART_BYTES` up
+/// to `(n + 1) * LOG_PART_BYTES`, so every part but the last is full. Beyond
+/// the host's bound, middle parts are dropped: the first kept part after the
+/// head then holds only a line saying how much was dropped, and the parts
+/// after it up to the kept tail do not exist.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSummary {
+    /// Bytes logged, those dropped included: the log ends at this offset.
+    pub bytes: u64,
+    /// Parts logged: the last part is `parts - 1`.
+    pub parts: u64,
+    /// Bytes dropped from the middle of the log (a multiple of [`LOG_PART_BYTES`]).
+    pub dropped: u64,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_text_is_cut_at_a_character_boundary_with_its_length() {
+        assert_eq!(cut_text("short", 10), "short");
+        assert_eq!(cut_text("0123456789", 4), "0123… [cut: 10 bytes in all]");
+        // `é` is two bytes: the cut does not split it.
+        assert_eq!(cut_text("aéb", 2), "a… [cut: 4 bytes in all]");
+    }
 
     #[test]
     fn only_64_lower_case_hex_digits_are_a_sha256() {

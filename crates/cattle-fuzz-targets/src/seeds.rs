@@ -597,6 +597,8 @@ fn documents(seeds: &mut Vec<Seed>) {
         error: None,
         seq: 7,
         agent_version: "0.1.0".into(),
+        paused: None,
+        log: None,
     };
     let cancel = Cancel {
         format: FORMAT,

@@ -135,9 +135,17 @@ async fn leftovers(store: &Store, id: Uuid) -> anyhow::Result<Cleaned> {
     let prefix = keys::execution(id);
     let mut doomed = store.list(&prefix).await?;
     let suffix = format!(".refs/{id}");
-    let bundles: Vec<String> = store
-        .list(BUNDLES)
-        .await?
+    // A publisher's policy may not list `bundles/` (deploy/minio): then only
+    // the execution's own prefix is tidied.
+    let listed = match store.list(BUNDLES).await {
+        Ok(listed) => listed,
+        Err(e @ StoreError::AccessDenied { .. }) => {
+            tracing::warn!(error = %e, "cannot look for execution {id}'s bundle reference; leaving it");
+            Vec::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let bundles: Vec<String> = listed
         .into_iter()
         .filter_map(|key| {
             let sha256 = key.strip_prefix(BUNDLES)?.strip_suffix(&suffix)?;

@@ -289,38 +289,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let host = host
                 .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
                 .transpose()?;
-            let single = host.is_some();
-            let (mut shown, mut unreadable) = (0, 0);
-            for (host, log) in cattle_publish::status::logs(&store, id, host).await? {
-                if !single {
-                    writeln!(stdout, "==> {host} <==")?;
-                }
-                match log {
-                    Ok(Some(bytes)) if raw => {
-                        stdout.write_all(&bytes)?;
-                        shown += 1;
-                    }
-                    Ok(Some(bytes)) => {
-                        let mut escaper = terminal::Escaper::new(&mut stdout);
-                        escaper.write_all(&bytes)?;
-                        escaper.finish()?;
-                        shown += 1;
-                    }
-                    Ok(None) if single => {
-                        anyhow::bail!("host `{host}` has not uploaded a log for execution {id} yet")
-                    }
-                    Ok(None) => writeln!(stdout, "(no log yet)")?,
-                    Err(reason) if single => {
-                        anyhow::bail!(
-                            "cannot show the log of host `{host}` for execution {id}: {reason}"
-                        )
-                    }
-                    Err(reason) => {
-                        writeln!(stdout, "(log unreadable: {})", terminal::line(&reason))?;
-                        unreadable += 1;
-                    }
-                }
+            let printed = cattle_publish::log::print(&store, id, host, raw, &mut stdout).await?;
+            stdout.flush()?;
+            for warning in &printed.warnings {
+                eprintln!("warning: {}", terminal::line(warning));
             }
+            let (shown, unreadable) = (printed.shown, printed.unreadable);
             // One host's log never hides the others': an error only when none could be shown.
             if unreadable > 0 && shown == 0 {
                 anyhow::bail!(

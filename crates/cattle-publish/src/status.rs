@@ -1,4 +1,5 @@
-//! `cattle status ID` and `cattle log ID`: read what hosts reported.
+//! `cattle status ID`: read what hosts reported (`cattle log ID` is in
+//! [`crate::log`]).
 //!
 //! A host writes its own status and log, so one host's objects may be
 //! anything: too large, not JSON, about another host. Such a host is shown as
@@ -16,7 +17,7 @@ use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::store::{Store, StoreError};
 use cattle_core::wire::{
-    Conflict, Envelope, FORMAT, HostStatus, MAX_DOCUMENT_BYTES, MAX_LOG_BYTES, Manifest, State,
+    Conflict, Envelope, FORMAT, HostStatus, MAX_DOCUMENT_BYTES, Manifest, State,
 };
 use serde::Serialize;
 use tokio::time::Instant;
@@ -444,6 +445,9 @@ impl Report {
                         .map_or("-".to_string(), |st| format!("{}/{}", st.number, s.steps));
                     let detail = match (&s.error, &s.step) {
                         (Some(e), _) => e.clone(),
+                        (None, _) if s.paused.is_some() => {
+                            format!("PAUSED: {}", s.paused.as_deref().unwrap_or_default())
+                        }
                         (None, Some(st)) if s.state == State::Progress => {
                             let attempt = if st.attempt > 1 {
                                 format!(", attempt {}/{}", st.attempt, st.attempts)
@@ -509,36 +513,6 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 
-/// The logs of execution `id`: of one host, or of every host that uploaded
-/// one. Per host: the log, `None` if there is none yet, or why it cannot be read.
-pub async fn logs(
-    store: &Store,
-    id: Uuid,
-    host: Option<HostId>,
-) -> anyhow::Result<Vec<(HostId, Result<Option<Vec<u8>>, String>)>> {
-    let manifest = manifest(store, id).await?;
-    let hosts = match host {
-        Some(host) if !manifest.hosts.contains(&host) => {
-            anyhow::bail!("execution {id} is not addressed to host `{host}`")
-        }
-        Some(host) => vec![host],
-        None => manifest.hosts,
-    };
-    let results = for_each_bounded(hosts, |host: HostId| {
-        let store = store.clone();
-        async move {
-            let key = keys::log(id, &host);
-            let log = match store.get(&key, MAX_LOG_BYTES).await {
-                Ok(log) => Ok(log.map(|o| o.bytes)),
-                Err(e) => Err(unreadable(&store, &key, e)?),
-            };
-            Ok::<_, StoreError>((host, log))
-        }
-    })
-    .await;
-    Ok(results.into_iter().collect::<Result<_, _>>()?)
-}
-
 #[cfg(test)]
 mod tests {
     use cattle_core::store::{Condition, FileStore};
@@ -600,6 +574,8 @@ mod tests {
             error: None,
             seq: 1,
             agent_version: "test".to_string(),
+            paused: None,
+            log: None,
         }
     }
 

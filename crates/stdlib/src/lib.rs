@@ -12,7 +12,7 @@ pub mod secrets;
 pub mod steps;
 
 pub use backoff::Backoff;
-pub use facilities::REBOOT_EXIT_CODE;
+pub use facilities::{MAX_LINE_BYTES, REBOOT_EXIT_CODE};
 pub use facility::{Check, Context, Deadline, Facility, FacilityError};
 pub use runner::{Event, Observer, Outcome, run};
 pub use secrets::Secrets;

@@ -142,7 +142,8 @@ pub trait Observer {
         std::thread::sleep(delay);
     }
 
-    /// Asked before each step: `true` stops the run there. A running step is
+    /// Asked before each step, and again after its `StepStarted` event: `true`
+    /// stops the run there, before the step does anything. A running step is
     /// never interrupted.
     fn should_stop(&mut self) -> bool {
         false
@@ -268,6 +269,14 @@ fn run_steps(
             description: &description,
             attempts: step.attempts,
         });
+        // The observer may have waited inside that event (an agent whose disk
+        // is full waits until it can record the step) and been asked to stop
+        // meanwhile: then the step does not start.
+        if observer.should_stop() {
+            return Outcome::Stopped {
+                next_step: step.number,
+            };
+        }
         if step.facility.reboots() {
             return Outcome::RebootRequested { step: step.number };
         }
@@ -349,13 +358,13 @@ mod tests {
         lines: Vec<String>,
         slept: Vec<Duration>,
         stop_after_steps: Option<usize>,
-        started: usize,
+        finished: usize,
     }
 
     impl Observer for Recorder {
         fn event(&mut self, event: &Event<'_>) {
-            if matches!(event, Event::StepStarted { .. }) {
-                self.started += 1;
+            if matches!(event, Event::StepDone { .. } | Event::StepSkipped { .. }) {
+                self.finished += 1;
             }
             self.lines.push(event.to_string());
         }
@@ -363,7 +372,7 @@ mod tests {
             self.slept.push(delay);
         }
         fn should_stop(&mut self) -> bool {
-            self.stop_after_steps == Some(self.started)
+            self.stop_after_steps == Some(self.finished)
         }
     }
 
@@ -619,6 +628,60 @@ mod tests {
         assert!(
             lines.iter().any(|l| l == "step 2: | [sensitive]"),
             "{lines:#?}"
+        );
+    }
+
+    /// Asks to stop while it handles the start of step `at`, as an agent
+    /// stopped by SIGTERM while it waits for its disk.
+    #[derive(Default)]
+    struct StopsDuringStart {
+        at: usize,
+        stop: bool,
+        lines: Vec<String>,
+    }
+
+    impl Observer for StopsDuringStart {
+        fn event(&mut self, event: &Event<'_>) {
+            if let Event::StepStarted { step, .. } = event {
+                self.stop |= *step == self.at;
+            }
+            self.lines.push(event.to_string());
+        }
+        fn should_stop(&mut self) -> bool {
+            self.stop
+        }
+    }
+
+    #[test]
+    fn a_stop_asked_for_during_a_steps_start_event_keeps_the_step_from_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let p = plan(
+            dir.path(),
+            &format!(
+                "[[step]]\nfacility = \"make_dir\"\npath = \"{}\"\n\
+                 [[step]]\nfacility = \"make_dir\"\npath = \"{}\"\n",
+                a.display(),
+                b.display()
+            ),
+        );
+        let mut observer = StopsDuringStart {
+            at: 2,
+            ..Default::default()
+        };
+        let outcome = run(
+            &p,
+            &Context::new(dir.path()),
+            &Backoff::STEP.without_jitter(),
+            1,
+            &mut observer,
+        );
+        assert_eq!(outcome, Outcome::Stopped { next_step: 2 });
+        assert!(a.is_dir());
+        assert!(
+            !b.exists(),
+            "step 2 ran after the stop: {:#?}",
+            observer.lines
         );
     }
 

@@ -40,6 +40,10 @@ use crate::env;
 /// Requests are given this long to connect, and each attempt this long overall.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// An upload's attempt is given at least the time this slow a link needs for
+/// its body (a 1 MiB log part: 128 s), so that a slow link delays uploads
+/// instead of failing every attempt.
+const SLOWEST_UPLOAD_BYTES_PER_SEC: u64 = 8 * 1024;
 /// The SDK's standard retry mode: up to 3 attempts, exponential backoff with
 /// jitter from 1 s base, for throttling, 5xx and connection errors.
 const MAX_ATTEMPTS: u32 = 3;
@@ -335,6 +339,9 @@ impl S3Store {
         condition: Condition,
     ) -> Result<String, StoreError> {
         let object_key = self.checked("write", key)?;
+        let attempt = ATTEMPT_TIMEOUT.max(Duration::from_secs(
+            bytes.len() as u64 / SLOWEST_UPLOAD_BYTES_PER_SEC,
+        ));
         let mut request = self
             .client
             .put_object()
@@ -345,6 +352,18 @@ impl S3Store {
             Condition::Always => request,
             Condition::IfAbsent => request.if_none_match("*"),
             Condition::IfMatch(etag) => request.if_match(etag),
+        };
+        let request = if attempt > ATTEMPT_TIMEOUT {
+            request.customize().config_override(
+                aws_sdk_s3::config::Builder::default().timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(CONNECT_TIMEOUT)
+                        .operation_attempt_timeout(attempt)
+                        .build(),
+                ),
+            )
+        } else {
+            request.customize()
         };
         match request.send().await {
             Ok(output) => Ok(output.e_tag().unwrap_or_default().to_string()),

@@ -2,7 +2,7 @@
 //!
 //! Also home of [`run_logged`], which the facilities that start programs share.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -141,8 +141,22 @@ impl Facility for RunCommand {
 /// How often [`run_logged`] looks whether the program has exited.
 const POLL: Duration = Duration::from_millis(50);
 
-/// How long [`run_logged`] waits for output after the program has exited.
+/// After the program has exited, how long [`run_logged`] waits for more of its
+/// output when none comes: a background process it started may hold the pipes open.
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// Longest line passed on: a longer one is cut here and ends with
+/// `… [line cut: N bytes in all]`, so memory stays bounded whatever a program prints.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// Lines read ahead of the observer: a program that prints faster than its
+/// output can be written waits on its full pipe instead of filling memory.
+const LINES_IN_FLIGHT: usize = 64;
+
+/// After the program has exited, at most this much more output is read: what
+/// its pipes and the line channel can hold. More means a background process
+/// it left behind keeps writing, and is not waited for.
+const AFTER_EXIT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Run `cmd` to completion, passing each line it writes to `output` (stderr
 /// lines prefixed with "stderr: "). A failure to start, a non-zero exit or a
@@ -184,9 +198,12 @@ fn run_collecting(
         .spawn()
         .map_err(|err| FacilityError::new(format!("cannot start `{what}`: {err}")))?;
 
-    // One reader thread per pipe, so that neither can fill up and block the
-    // program; lines reach `output` in about the order they were written.
-    let (tx, rx) = mpsc::channel();
+    // One reader thread per pipe, so that neither pipe can fill up and block the
+    // program while the other is read; lines reach `output` in about the order
+    // they were written. The channel is bounded: when `output` is slow (or
+    // blocks, as an agent whose disk is full does), the readers wait, the pipes
+    // fill and the program waits for them, and memory does not grow.
+    let (tx, rx) = mpsc::sync_channel(LINES_IN_FLIGHT);
     if let Some(stdout) = child.stdout.take() {
         let tx = tx.clone();
         std::thread::spawn(move || forward_lines(stdout, false, &tx));
@@ -199,36 +216,45 @@ fn run_collecting(
 
     let wait_error = |err| FacilityError::new(format!("cannot wait for `{what}`: {err}"));
     let mut last_stderr = None;
-    let mut exited = None;
+    // When the program exited, how much output came after, and when the last did.
+    let mut exited: Option<(usize, Instant)> = None;
     loop {
         match rx.recv_timeout(POLL) {
-            Ok((true, line)) => {
-                output(&format!("stderr: {line}"));
-                if !line.trim().is_empty() {
-                    last_stderr = Some(line);
+            Ok((is_stderr, line)) => {
+                if let Some((after, last)) = &mut exited {
+                    *after += line.len() + 1;
+                    *last = Instant::now();
+                }
+                if is_stderr {
+                    output(&format!("stderr: {line}"));
+                    if !line.trim().is_empty() {
+                        last_stderr = Some(line);
+                    }
+                } else {
+                    output(&line);
                 }
             }
-            Ok((false, line)) => output(&line),
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         // A program may leave a background process holding its output open:
-        // once the program has exited, wait a moment for the rest, not forever.
-        // The reader threads then end whenever that process closes the pipes.
+        // once the program has exited, take what it left in the pipes, then
+        // stop when no more comes for a moment (or when far more comes than it
+        // could have left). The reader threads end when that process closes
+        // the pipes, or write into a closed channel and stop.
         match exited {
             None => {
-                exited = child
-                    .try_wait()
-                    .map_err(wait_error)?
-                    .map(|_| Instant::now());
-                if exited.is_none()
-                    && let Some(deadline) = deadline
+                if child.try_wait().map_err(wait_error)?.is_some() {
+                    exited = Some((0, Instant::now()));
+                } else if let Some(deadline) = deadline
                     && Instant::now() >= deadline.at
                 {
                     return Err(kill_for_timeout(&mut child, what, deadline));
                 }
             }
-            Some(at) if at.elapsed() > OUTPUT_GRACE => break,
+            Some((after, last)) if after > AFTER_EXIT_BYTES || last.elapsed() > OUTPUT_GRACE => {
+                break;
+            }
             Some(_) => {}
         }
     }
@@ -286,21 +312,56 @@ pub(super) fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-fn forward_lines(pipe: impl Read, is_stderr: bool, tx: &mpsc::Sender<(bool, String)>) {
-    let mut reader = BufReader::new(pipe);
-    let mut buf = Vec::new();
+/// Send each line `pipe` yields to `tx`, without its line ending. Reads with a
+/// bounded buffer: a line longer than [`MAX_LINE_BYTES`] is cut there and ends
+/// with a marker giving its full length; the rest of it is read and dropped.
+fn forward_lines(pipe: impl Read, is_stderr: bool, tx: &mpsc::SyncSender<(bool, String)>) {
+    let mut reader = BufReader::with_capacity(64 * 1024, pipe);
+    let mut line: Vec<u8> = Vec::new();
+    // Bytes of the current line so far, kept or not.
+    let mut length: u64 = 0;
+    let mut pending = false;
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let line = String::from_utf8_lossy(&buf);
-                let line = line.trim_end_matches(['\n', '\r']).to_string();
-                if tx.send((is_stderr, line)).is_err() {
-                    return;
-                }
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => &[],
+        };
+        if buf.is_empty() {
+            if pending {
+                let _ = tx.send((is_stderr, finish_line(&line, length)));
             }
+            return;
         }
+        let (chunk, newline) = match buf.iter().position(|&b| b == b'\n') {
+            Some(end) => (&buf[..end], true),
+            None => (buf, false),
+        };
+        let room = MAX_LINE_BYTES.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        length += chunk.len() as u64;
+        pending = true;
+        let used = chunk.len() + usize::from(newline);
+        reader.consume(used);
+        if newline {
+            if tx.send((is_stderr, finish_line(&line, length))).is_err() {
+                return;
+            }
+            line.clear();
+            length = 0;
+            pending = false;
+        }
+    }
+}
+
+/// A line as read (at most [`MAX_LINE_BYTES`] of it) and its full length: the
+/// text to pass on, with the cut marked when it was cut.
+fn finish_line(kept: &[u8], length: u64) -> String {
+    let text = String::from_utf8_lossy(kept);
+    if length > kept.len() as u64 {
+        format!("{text}… [line cut: {length} bytes in all]")
+    } else {
+        text.trim_end_matches('\r').to_string()
     }
 }
 
@@ -375,6 +436,70 @@ mod tests {
             result.unwrap_err().0,
             "`sh` exited with status 3: disk full"
         );
+    }
+
+    #[test]
+    fn a_long_line_is_cut_with_its_length_and_the_next_line_is_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        // 50 MB without a newline, then a short line; and the same on stderr
+        // as the program's last words, which become the error.
+        let f = cmd(&[
+            "sh",
+            "-c",
+            "head -c 50000000 /dev/zero | tr '\\0' x; echo; echo after; \
+             head -c 20000 /dev/zero | tr '\\0' e >&2; exit 1",
+        ]);
+        let (result, lines) = apply_collect(&f, &Context::new(dir.path()));
+        let cut = format!(
+            "{}… [line cut: 50000000 bytes in all]",
+            "x".repeat(MAX_LINE_BYTES)
+        );
+        assert_eq!(
+            lines.len(),
+            3,
+            "{:?}",
+            lines.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert!(lines.contains(&cut));
+        assert!(lines.contains(&"after".to_string()));
+        let error = result.unwrap_err().0;
+        assert!(
+            error.ends_with(&format!(
+                "{}… [line cut: 20000 bytes in all]",
+                "e".repeat(MAX_LINE_BYTES)
+            )),
+            "{}",
+            &error[..80]
+        );
+    }
+
+    #[test]
+    fn a_slow_observer_holds_the_program_up_and_loses_no_line() {
+        let dir = tempfile::tempdir().unwrap();
+        // 3,000 lines of 1,000 bytes: far more than the pipe and the channel hold.
+        let f = cmd(&[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 3000 ]; do printf '%04d%0996d\\n' $i 0; i=$((i+1)); done; touch finished",
+        ]);
+        let finished = dir.path().join("finished");
+        let mut lines = Vec::new();
+        let mut held_up = None;
+        let result = f.apply(&Context::new(dir.path()), &mut |line| {
+            if lines.len() == 10 {
+                std::thread::sleep(Duration::from_millis(500));
+                held_up = Some(!finished.exists());
+            }
+            // Slower than the program: 3,000 lines take more than OUTPUT_GRACE.
+            if lines.len() % 2 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            lines.push(line[..4].to_string());
+        });
+        result.unwrap();
+        assert_eq!(held_up, Some(true), "the program ran ahead of its observer");
+        let expected: Vec<String> = (0..3000).map(|i| format!("{i:04}")).collect();
+        assert_eq!(lines, expected);
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod symlink;
 mod systemd_restart;
 mod unlink;
 
-pub use command::REBOOT_EXIT_CODE;
+pub use command::{MAX_LINE_BYTES, REBOOT_EXIT_CODE};
 
 /// A facility as the steps file knows it.
 #[derive(Debug)]
