@@ -1352,9 +1352,12 @@ fn kill_9_at_random_moments_never_loses_or_repeats_a_finished_step() {
     const KILLS: usize = 10;
     let fleet = Fleet::on_minio();
     let counter = fleet.ws.child("counter");
+    // An attempt a kill cuts short counts as one: enough of them that ten kills
+    // never use up a step's.
     let config = fleet.ws.write(
         "thirty/cattle.toml",
-        counting_steps(&counter, STEPS, None, "sleep 0.1"),
+        counting_steps(&counter, STEPS, None, "sleep 0.1")
+            .replace("[[step]]\n", "[[step]]\nattempts = 20\n"),
     );
     let id = fleet.publish(config.parent().unwrap(), &["h1"]);
 
@@ -2652,5 +2655,56 @@ fn a_second_agent_takes_over_once_the_first_has_been_silent_for_three_renewals()
         text.lines()
             .any(|l| l.starts_with(&format!("start {id} {}", second_state.display()))),
         "{text}"
+    );
+}
+
+#[test]
+fn a_step_that_brings_the_agent_down_each_time_ends_in_error_instead_of_a_crash_loop() {
+    let fleet = Fleet::on_minio();
+    let ws = fleet.ws.path().display().to_string();
+    // Step 2 kills the agent that runs it, as a facility that panics (a release
+    // build aborts) or a step that gets the agent OOM-killed would.
+    let config = fleet.ws.write(
+        "crash/cattle.toml",
+        [
+            shell_step(&format!("echo 1 >> {ws}/steps")),
+            shell_step(&format!("echo 2 >> {ws}/steps; kill -9 $PPID; sleep 5"))
+                .replace("[[step]]\n", "[[step]]\nattempts = 2\n"),
+            shell_step(&format!("echo 3 >> {ws}/steps")),
+        ]
+        .concat(),
+    );
+    let id = fleet.publish(config.parent().unwrap(), &["h1"]);
+    let steps = || std::fs::read_to_string(fleet.ws.child("steps")).unwrap_or_default();
+
+    // Each start is one attempt of step 2, until none is left.
+    for expected in ["1\n2\n", "1\n2\n2\n"] {
+        let out = fleet
+            .agent("h1", &["--once"])
+            .spawn()
+            .wait_timeout(Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(out.status, 128 + 9, "the agent was killed: {out}");
+        assert_eq!(steps(), expected);
+    }
+    fleet.agent_once("h1").assert_success();
+    assert_eq!(steps(), "1\n2\n2\n", "step 2 did not run a third time");
+    let status = fleet.host_status(&id, "h1");
+    assert_eq!(status["state"], "ERROR", "{status}");
+    let error = status["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "step 2 failed: no attempt left: attempt 2 of 2 did not finish: \
+             the agent stopped during it"
+        ),
+        "{error}"
+    );
+    // And it stays finished.
+    fleet.agent_once("h1").assert_success();
+    assert_eq!(steps(), "1\n2\n2\n");
+    let log = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
+    assert!(
+        log.contains("step 2: attempt 1 of 2 did not finish: the agent stopped during it"),
+        "{log}"
     );
 }

@@ -10,7 +10,7 @@ use cattle_core::env;
 use cattle_core::keys;
 use cattle_core::store::Store;
 use cattle_core::wire::State;
-use cattle_stdlib::{Context, Outcome, Plan};
+use cattle_stdlib::{Context, Outcome, Plan, Start};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -220,10 +220,13 @@ pub async fn handle(
     report.status.steps = plan.steps.len();
     // Resume an interrupted run at the step that was in flight: facilities are
     // idempotent, so running it again is safe, and steps before it are done.
-    let mut from = match local::read_journal(&dir) {
-        Some(step) if interrupted && step <= plan.steps.len() + 1 => step,
-        _ => 1,
+    // The attempt that was under way counts: a step that brings the agent down
+    // each time (a panic, an OOM kill) runs out of attempts instead of looping.
+    let (mut from, mut cut_short) = match local::read_journal(&dir) {
+        Some((step, attempt)) if interrupted && step <= plan.steps.len() + 1 => (step, attempt),
+        _ => (1, 0),
     };
+    let mut start = Start::at(from);
     if interrupted {
         match reboot::pending(&dir) {
             reboot::Pending::None => {}
@@ -231,7 +234,9 @@ pub async fn handle(
             reboot::Pending::Done(line) => {
                 report.log(&format!("step {from}: {line}"))?;
                 from += 1;
-                report.journal(from)?;
+                cut_short = 0;
+                start = Start::at(from);
+                report.journal(from, 0)?;
                 reboot::forget(&dir)?;
             }
             reboot::Pending::TimedOut(message) => {
@@ -242,10 +247,26 @@ pub async fn handle(
                 return delivered(store, config, id, shutdown).await;
             }
         }
-        if let Some(panic) = crate::panics::take(&config.state_dir) {
+        let panic = crate::panics::take(&config.state_dir);
+        if let Some(step) = plan.steps.get(from - 1)
+            && cut_short >= 1
+        {
+            let why = match panic {
+                Some(panic) => format!("the agent panicked: {panic}"),
+                None => {
+                    "the agent stopped during it (it crashed, was killed, or the host lost power)"
+                        .to_string()
+                }
+            };
             report.log(&format!(
-                "the agent panicked while it ran this execution: {panic}"
+                "step {from}: attempt {cut_short} of {} did not finish: {why}",
+                step.attempts
             ))?;
+            start = Start {
+                step: from,
+                attempt: cut_short + 1,
+                lost: Some(why),
+            };
         }
         report.log(&format!(
             "this execution was interrupted; verified it again, resuming at step {from}"
@@ -277,7 +298,7 @@ pub async fn handle(
     report.lost = Some(lost.clone());
     let retry = config.retry;
     let ran = tokio::task::spawn_blocking(move || {
-        let outcome = cattle_stdlib::run(&plan, &ctx, &retry, from, &mut report);
+        let outcome = cattle_stdlib::run(&plan, &ctx, &retry, &start, &mut report);
         (outcome, report)
     })
     .await;

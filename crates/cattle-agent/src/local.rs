@@ -7,7 +7,7 @@
 //! <state-dir>/executions/<id>/log/<n>       timestamped log of the run, in parts of 1 MiB
 //!                                           (00000000, 00000001, …; see `log_parts`)
 //! <state-dir>/executions/<id>/status.json   the last status document
-//! <state-dir>/executions/<id>/JOURNAL       the step to run next (or in flight)
+//! <state-dir>/executions/<id>/JOURNAL       the step to run next (or in flight) and its attempt under way
 //! <state-dir>/executions/<id>/REBOOT        boot ID when a reboot step asked for a reboot
 //! <state-dir>/executions/<id>/SENT          what the store has of the log (see `deliver`)
 //! <state-dir>/executions/<id>/.delivered    final status, whole log and DONE marker are in the store
@@ -204,13 +204,18 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()>
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// The step the journal says to run next: the one in flight when the agent
-/// stopped, or the first not started. `None` if there is no usable journal.
-pub fn read_journal(dir: &Path) -> Option<usize> {
+/// The step the journal says to run next (the one in flight when the agent
+/// stopped, or the first not started) and the attempt of it that was under way
+/// (0 when none had started). `None` if there is no usable journal.
+pub fn read_journal(dir: &Path) -> Option<(usize, u32)> {
     let path = dir.join(JOURNAL);
     let text = std::fs::read_to_string(&path).ok()?;
-    match text.trim().parse::<usize>() {
-        Ok(step) if step >= 1 => Some(step),
+    let mut words = text.split_whitespace();
+    let step = words.next().and_then(|w| w.parse::<usize>().ok());
+    // Journals from before attempts were counted hold the step alone.
+    let attempt = words.next().map_or(Some(0), |w| w.parse::<u32>().ok());
+    match (step, attempt, words.next()) {
+        (Some(step), Some(attempt), None) if step >= 1 => Some((step, attempt)),
         _ => {
             tracing::warn!(path = %path.display(), content = text.trim(), "JOURNAL is damaged; ignoring it");
             None

@@ -56,3 +56,24 @@ pub fn take(state_dir: &Path) -> Option<String> {
     let _ = std::fs::remove_file(&path);
     Some(text.trim().to_string()).filter(|t| !t.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_is_recorded_with_its_place_and_taken_once() {
+        let dir = tempfile::tempdir().unwrap();
+        record_in(dir.path());
+        let caught = std::panic::catch_unwind(|| panic!("a facility\nfell over: {}", 42));
+        // Back to the default hook, so that other tests' panics are not recorded here.
+        let _ = std::panic::take_hook();
+        assert!(caught.is_err());
+        let recorded = take(dir.path()).expect("the panic was recorded");
+        assert!(
+            recorded.contains("a facility fell over: 42 (at crates/cattle-agent/src/panics.rs:"),
+            "{recorded}"
+        );
+        assert_eq!(take(dir.path()), None, "taken once");
+    }
+}

@@ -114,9 +114,11 @@ impl Report {
         Ok(report)
     }
 
-    /// Record durably that `step` is the next to run (or is in flight).
-    pub fn journal(&mut self, step: usize) -> Result<(), WriteError> {
-        local::write_atomic(&self.dir, JOURNAL, format!("{step}\n").as_bytes())
+    /// Record durably that `step` is the next to run and `attempt` of it is
+    /// under way (0: none yet), so that a restart resumes there and counts an
+    /// attempt cut short.
+    pub fn journal(&mut self, step: usize, attempt: u32) -> Result<(), WriteError> {
+        local::write_atomic(&self.dir, JOURNAL, format!("{step} {attempt}\n").as_bytes())
             .map_err(WriteError::at(self.dir.join(JOURNAL)))
     }
 
@@ -382,10 +384,15 @@ impl Observer for Report {
             }
             // The step is not over (for the runner) until the journal says so.
             Event::StepSkipped { step } | Event::StepDone { step, .. } => {
-                self.pausing(|r| r.journal(step + 1));
+                self.pausing(|r| r.journal(step + 1, 0));
             }
             Event::Started { .. } | Event::Output { .. } => {}
         }
+    }
+
+    /// No attempt starts before the journal counts it.
+    fn attempt_starting(&mut self, step: usize, attempt: u32) {
+        self.pausing(|r| r.journal(step, attempt));
     }
 
     fn sleep(&mut self, delay: Duration) {
@@ -432,7 +439,7 @@ mod tests {
             attempt: 1,
         });
         assert!(started.elapsed() >= Duration::from_millis(1500));
-        assert_eq!(std::fs::read_to_string(&journal).unwrap(), "2\n");
+        assert_eq!(std::fs::read_to_string(&journal).unwrap(), "2 0\n");
         unblock.join().unwrap();
         // The log says so with its next line.
         report.event(&Event::StepSkipped { step: 2 });

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context as _;
-use cattle_stdlib::{Backoff, Context, Event, Observer, Outcome, Plan};
+use cattle_stdlib::{Backoff, Context, Event, Observer, Outcome, Plan, Start};
 
 struct Printer {
     file: Option<std::fs::File>,
@@ -40,7 +40,7 @@ pub fn apply(dir: &Path, log: Option<&Path>) -> anyhow::Result<Outcome> {
         &plan,
         &ctx,
         &Backoff::STEP,
-        1,
+        &Start::at(1),
         &mut Printer { file },
     ))
 }

@@ -14,6 +14,6 @@ pub mod steps;
 pub use backoff::Backoff;
 pub use facilities::{MAX_LINE_BYTES, REBOOT_EXIT_CODE};
 pub use facility::{Check, Context, Deadline, Facility, FacilityError};
-pub use runner::{Event, Observer, Outcome, run};
+pub use runner::{Event, Observer, Outcome, Start, run};
 pub use secrets::Secrets;
 pub use steps::{Plan, PlanError, STEPS_FILE, Step};

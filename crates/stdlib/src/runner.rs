@@ -24,6 +24,33 @@ pub const STEP_ENV: &str = "CATTLE_STEP";
 /// Set for every program a step starts: the attempt's number, 1-based.
 pub const ATTEMPT_ENV: &str = "CATTLE_ATTEMPT";
 
+/// Where a run starts: a step, and which attempt of it.
+///
+/// A run resumed after whoever drove it stopped in the middle of a step (a
+/// crash, a kill, a power cut) starts that step at the attempt after the one
+/// in flight: such attempts count, so that a step that makes its driver crash
+/// every time ends in failure instead of a crash loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    /// 1-based.
+    pub step: usize,
+    /// The attempt of `step` to make first, 1-based.
+    pub attempt: u32,
+    /// Why the attempts before `attempt` ended, for the error when none is left.
+    pub lost: Option<String>,
+}
+
+impl Start {
+    /// At the first attempt of `step`.
+    pub fn at(step: usize) -> Start {
+        Start {
+            step,
+            attempt: 1,
+            lost: None,
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -148,14 +175,19 @@ pub trait Observer {
     fn should_stop(&mut self) -> bool {
         false
     }
+
+    /// Told before each attempt of a step, before it checks or changes
+    /// anything: an observer that journals progress records the attempt here,
+    /// so that one cut short by a crash is counted after a restart.
+    fn attempt_starting(&mut self, _step: usize, _attempt: u32) {}
 }
 
-/// Run `plan`'s steps in order, from step `from` (1-based), until done, failed or stopped.
+/// Run `plan`'s steps in order, from `from`, until done, failed or stopped.
 pub fn run(
     plan: &Plan,
     ctx: &Context,
     policy: &Backoff,
-    from: usize,
+    from: &Start,
     observer: &mut dyn Observer,
 ) -> Outcome {
     let observer = &mut Redacting {
@@ -164,7 +196,7 @@ pub fn run(
     };
     let total = plan.steps.len();
     observer.event(&Event::Started { steps: total });
-    let outcome = run_steps(plan, ctx, policy, from.max(1), observer);
+    let outcome = run_steps(plan, ctx, policy, from, observer);
     observer.event(&Event::Finished { outcome: &outcome });
     redact_outcome(&plan.secrets, &outcome)
 }
@@ -233,6 +265,10 @@ impl Observer for Redacting<'_> {
     fn should_stop(&mut self) -> bool {
         self.inner.should_stop()
     }
+
+    fn attempt_starting(&mut self, step: usize, attempt: u32) {
+        self.inner.attempt_starting(step, attempt);
+    }
 }
 
 fn redact_outcome(secrets: &Secrets, outcome: &Outcome) -> Outcome {
@@ -251,11 +287,11 @@ fn run_steps(
     plan: &Plan,
     ctx: &Context,
     policy: &Backoff,
-    from: usize,
+    from: &Start,
     observer: &mut dyn Observer,
 ) -> Outcome {
     let total = plan.steps.len();
-    for step in plan.steps.iter().skip(from - 1) {
+    for step in plan.steps.iter().skip(from.step.max(1) - 1) {
         if observer.should_stop() {
             return Outcome::Stopped {
                 next_step: step.number,
@@ -280,8 +316,34 @@ fn run_steps(
         if step.facility.reboots() {
             return Outcome::RebootRequested { step: step.number };
         }
-        let mut attempt = 1;
+        let resumed = step.number == from.step;
+        let mut attempt = if resumed { from.attempt.max(1) } else { 1 };
+        if attempt > step.attempts {
+            // Every attempt was cut short: look once more whether the last
+            // one got its work done, and otherwise the step has failed.
+            let mut ctx = ctx.clone();
+            ctx.deadline = Some(Deadline::after(step.timeout));
+            if let Ok(Check::AlreadyDone) = step.facility.check(&ctx) {
+                observer.event(&Event::StepSkipped { step: step.number });
+                continue;
+            }
+            let why = from.lost.as_deref().unwrap_or("it was cut short");
+            return Outcome::Failed {
+                step: step.number,
+                error: format!(
+                    "no attempt left: attempt {} of {} did not finish: {why}",
+                    attempt - 1,
+                    step.attempts
+                ),
+            };
+        }
         loop {
+            observer.attempt_starting(step.number, attempt);
+            if observer.should_stop() {
+                return Outcome::Stopped {
+                    next_step: step.number,
+                };
+            }
             let mut ctx = ctx.clone();
             ctx.env
                 .push((STEP_ENV.to_string(), step.number.to_string()));
@@ -394,7 +456,13 @@ mod tests {
         let ctx = Context::new(dir.path());
         let mut first = Recorder::default();
         assert_eq!(
-            run(&p, &ctx, &Backoff::STEP.without_jitter(), 1, &mut first),
+            run(
+                &p,
+                &ctx,
+                &Backoff::STEP.without_jitter(),
+                &Start::at(1),
+                &mut first
+            ),
             Outcome::Done
         );
         assert!(target.is_dir());
@@ -407,7 +475,13 @@ mod tests {
 
         let mut second = Recorder::default();
         assert_eq!(
-            run(&p, &ctx, &Backoff::STEP.without_jitter(), 1, &mut second),
+            run(
+                &p,
+                &ctx,
+                &Backoff::STEP.without_jitter(),
+                &Start::at(1),
+                &mut second
+            ),
             Outcome::Done
         );
         assert!(
@@ -442,7 +516,7 @@ mod tests {
             &p,
             &Context::new(dir.path()),
             &Backoff::STEP.without_jitter(),
-            1,
+            &Start::at(1),
             &mut rec,
         );
         let Outcome::Failed { step, error } = outcome else {
@@ -476,13 +550,25 @@ mod tests {
             );
             let ctx = Context::new(dir.path());
             let mut rec = Recorder::default();
-            let outcome = run(&p, &ctx, &Backoff::STEP.without_jitter(), 1, &mut rec);
+            let outcome = run(
+                &p,
+                &ctx,
+                &Backoff::STEP.without_jitter(),
+                &Start::at(1),
+                &mut rec,
+            );
             assert_eq!(outcome, Outcome::RebootRequested { step: 1 }, "{first}");
             assert!(!after.exists());
             assert!(rec.lines.last().unwrap().contains("asks for a reboot"));
             // Once the host is back, whoever drives the plan continues after it.
             assert_eq!(
-                run(&p, &ctx, &Backoff::STEP.without_jitter(), 2, &mut rec),
+                run(
+                    &p,
+                    &ctx,
+                    &Backoff::STEP.without_jitter(),
+                    &Start::at(2),
+                    &mut rec
+                ),
                 Outcome::Done
             );
             assert!(after.is_dir());
@@ -543,7 +629,7 @@ mod tests {
             &p,
             &Context::new(dir.path()),
             &Backoff::STEP.without_jitter(),
-            1,
+            &Start::at(1),
             &mut everything,
         );
 
@@ -609,7 +695,7 @@ mod tests {
             &p,
             &Context::new(dir.path()),
             &Backoff::STEP.without_jitter(),
-            1,
+            &Start::at(1),
             &mut everything,
         );
         assert_eq!(outcome, Outcome::Done, "{:#?}", everything.lines);
@@ -673,7 +759,7 @@ mod tests {
             &p,
             &Context::new(dir.path()),
             &Backoff::STEP.without_jitter(),
-            1,
+            &Start::at(1),
             &mut observer,
         );
         assert_eq!(outcome, Outcome::Stopped { next_step: 2 });
@@ -704,17 +790,107 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            run(&p, &ctx, &Backoff::STEP.without_jitter(), 1, &mut rec),
+            run(
+                &p,
+                &ctx,
+                &Backoff::STEP.without_jitter(),
+                &Start::at(1),
+                &mut rec
+            ),
             Outcome::Stopped { next_step: 2 }
         );
         assert!(a.is_dir() && !b.exists());
 
         let mut rec = Recorder::default();
         assert_eq!(
-            run(&p, &ctx, &Backoff::STEP.without_jitter(), 2, &mut rec),
+            run(
+                &p,
+                &ctx,
+                &Backoff::STEP.without_jitter(),
+                &Start::at(2),
+                &mut rec
+            ),
             Outcome::Done
         );
         assert!(b.is_dir());
         assert!(rec.lines.iter().all(|l| !l.starts_with("Running step 1/")));
+    }
+
+    #[test]
+    fn a_resumed_step_starts_at_its_next_attempt_and_fails_when_none_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let attempts = dir.path().join("attempts");
+        let made = dir.path().join("made");
+        let p = plan(
+            dir.path(),
+            &format!(
+                "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo $CATTLE_ATTEMPT >> {}\"]\n\
+                 [[step]]\nfacility = \"make_dir\"\npath = \"{}\"\n",
+                attempts.display(),
+                made.display()
+            ),
+        );
+        let ctx = Context::new(dir.path());
+        let policy = Backoff::STEP.without_jitter();
+
+        /// Records the attempts the runner announces.
+        #[derive(Default)]
+        struct Attempts(Vec<(usize, u32)>, Vec<String>);
+        impl Observer for Attempts {
+            fn event(&mut self, event: &Event<'_>) {
+                self.1.push(event.to_string());
+            }
+            fn sleep(&mut self, _: Duration) {}
+            fn attempt_starting(&mut self, step: usize, attempt: u32) {
+                self.0.push((step, attempt));
+            }
+        }
+
+        // Two attempts of step 1 were cut short: the third (and last) runs.
+        let mut seen = Attempts::default();
+        let resume = Start {
+            step: 1,
+            attempt: 3,
+            lost: Some("the agent stopped".to_string()),
+        };
+        assert_eq!(run(&p, &ctx, &policy, &resume, &mut seen), Outcome::Done);
+        assert_eq!(std::fs::read_to_string(&attempts).unwrap(), "3\n");
+        assert_eq!(seen.0, [(1, 3), (2, 1)]);
+
+        // All three were cut short: the step is not run again, and fails.
+        std::fs::remove_file(&attempts).unwrap();
+        let exhausted = Start {
+            step: 1,
+            attempt: 4,
+            lost: Some("the agent stopped during it".to_string()),
+        };
+        let outcome = run(&p, &ctx, &policy, &exhausted, &mut Attempts::default());
+        assert_eq!(
+            outcome,
+            Outcome::Failed {
+                step: 1,
+                error:
+                    "no attempt left: attempt 3 of 3 did not finish: the agent stopped during it"
+                        .to_string()
+            }
+        );
+        assert!(!attempts.exists(), "an exhausted step does not run again");
+
+        // Unless its check finds its work done by the attempt that was cut short.
+        let exhausted_second = Start {
+            step: 2,
+            attempt: 4,
+            lost: None,
+        };
+        let mut seen = Attempts::default();
+        assert_eq!(
+            run(&p, &ctx, &policy, &exhausted_second, &mut seen),
+            Outcome::Done
+        );
+        assert!(
+            seen.1
+                .iter()
+                .any(|l| l == "step 2: already in place; skipping")
+        );
     }
 }
