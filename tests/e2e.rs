@@ -2708,3 +2708,52 @@ fn a_step_that_brings_the_agent_down_each_time_ends_in_error_instead_of_a_crash_
         "{log}"
     );
 }
+
+#[test]
+fn a_forced_clean_stops_the_host_before_its_next_step_and_clean_removes_what_it_left() {
+    let fleet = Fleet::on_minio();
+    let counter = fleet.ws.child("counter");
+    let gate = fleet.ws.child("gate");
+    let config = fleet.ws.write(
+        "gated/cattle.toml",
+        counting_steps(&counter, 3, Some((1, &gate)), ""),
+    );
+    let id = fleet.publish(config.parent().unwrap(), &["h1"]);
+    let mut agent = fleet.agent("h1", &["--interval", "1"]).spawn();
+    assert!(wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || std::fs::read_to_string(&counter).is_ok_and(|c| c == "1\n")
+    ));
+    fleet.cattle(&["clean", &id, "--force"]).assert_success();
+    // The host hears of it within a poll interval, while step 1 still runs.
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::write(&gate, "").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let out = agent.terminate(Duration::from_secs(10));
+    assert_eq!(
+        std::fs::read_to_string(&counter).unwrap(),
+        "1\n",
+        "no step after the clean: {out}"
+    );
+    assert!(
+        out.stderr.contains("cleaned from the store while it ran"),
+        "{out}"
+    );
+    let left: Vec<String> = fleet
+        .bucket
+        .keys()
+        .into_iter()
+        .filter(|k| k.contains(&id))
+        .collect();
+    // What it uploaded while it had not noticed yet, if anything, `cattle clean` removes.
+    if !left.is_empty() {
+        fleet.cattle(&["clean", &id]).assert_success();
+    }
+    assert!(
+        !fleet.bucket.keys().iter().any(|k| k.contains(&id)),
+        "{left:?}"
+    );
+    // And the host forgot it.
+    assert!(!fleet.state_dir("h1").join("executions").join(&id).exists());
+}

@@ -30,9 +30,19 @@ fn covers(document: &[u8], host: &HostId, location: &str) -> bool {
     }
 }
 
-/// While an execution runs, look for a cancel every `every` (one conditional
-/// GET each time) and raise `flag` when one covers this host.
-pub async fn watch(store: Store, id: Uuid, host: HostId, every: Duration, flag: Arc<AtomicBool>) {
+/// While an execution runs, every `every`: look for a cancel (one conditional
+/// GET) and raise `cancelled` when one covers this host; and look whether the
+/// execution is still in the store (a HEAD of its manifest), raising `gone`
+/// when `cattle clean --force` removed it, so that the host stops running and
+/// reporting work nobody can read any more.
+pub async fn watch(
+    store: Store,
+    id: Uuid,
+    host: HostId,
+    every: Duration,
+    cancelled: Arc<AtomicBool>,
+    gone: Arc<AtomicBool>,
+) {
     let key = keys::cancel(id);
     let mut etag: Option<String> = None;
     loop {
@@ -44,7 +54,7 @@ pub async fn watch(store: Store, id: Uuid, host: HostId, every: Duration, flag: 
             Ok(Fetched::Found(object)) => {
                 if covers(&object.bytes, &host, &store.location(&key)) {
                     tracing::info!(execution = %id, "cancelled by an operator; stopping before the next step");
-                    flag.store(true, Ordering::SeqCst);
+                    cancelled.store(true, Ordering::SeqCst);
                     return;
                 }
                 etag = Some(object.etag);
@@ -52,6 +62,17 @@ pub async fn watch(store: Store, id: Uuid, host: HostId, every: Duration, flag: 
             Ok(Fetched::NotModified | Fetched::Missing) => {}
             Err(e) => {
                 tracing::debug!(execution = %id, error = %e, "cannot read the cancel document")
+            }
+        }
+        match store.size(&keys::manifest(id)).await {
+            Ok(None) => {
+                tracing::warn!(execution = %id, "the execution was cleaned from the store while it ran; stopping before the next step");
+                gone.store(true, Ordering::SeqCst);
+                return;
+            }
+            Ok(Some(_)) => {}
+            Err(e) => {
+                tracing::debug!(execution = %id, error = %e, "cannot look at the manifest")
             }
         }
     }

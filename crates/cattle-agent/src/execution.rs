@@ -288,14 +288,16 @@ pub async fn handle(
         Courier::open(store, &config.host, id, &dir),
         rx,
     ));
+    let gone = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(cancel::watch(
         store.clone(),
         id,
         config.host.clone(),
         config.interval,
         report.cancelled.clone(),
+        gone.clone(),
     ));
-    report.lost = Some(lost.clone());
+    report.withdrawn = vec![lost.clone(), gone.clone()];
     let retry = config.retry;
     let ran = tokio::task::spawn_blocking(move || {
         let outcome = cattle_stdlib::run(&plan, &ctx, &retry, &start, &mut report);
@@ -338,6 +340,14 @@ pub async fn handle(
         // Stopped while the final state was being written (a pause): it is
         // written on the next start, from the journal.
         Outcome::Done | Outcome::Failed { .. } => Ok(Handled::Stopped),
+        // Cleaned from the store: nothing more to do or to report; the local
+        // copy goes when the inbox no longer lists it.
+        Outcome::Stopped { next_step } if gone.load(Ordering::SeqCst) => {
+            report.log(&format!(
+                "stopped before step {next_step}: the execution was cleaned from the store"
+            ))?;
+            Ok(Handled::Settled)
+        }
         Outcome::Stopped { next_step } => {
             if lost.load(Ordering::SeqCst) {
                 report.log(&format!(

@@ -64,8 +64,10 @@ pub struct Report {
     shutdown: Shutdown,
     /// Raised when an operator cancels the execution on this host.
     pub cancelled: Arc<AtomicBool>,
-    /// Raised when another agent takes over this host's lease.
-    pub lost: Option<Arc<AtomicBool>>,
+    /// Raised when the run must stop before its next step without reporting a
+    /// cancel: another agent took over the host's lease, or the execution was
+    /// cleaned from the store.
+    pub withdrawn: Vec<Arc<AtomicBool>>,
 }
 
 impl Report {
@@ -107,7 +109,7 @@ impl Report {
             progress: None,
             shutdown,
             cancelled: Arc::new(AtomicBool::new(false)),
-            lost: None,
+            withdrawn: Vec::new(),
         };
         report.write_state_word(State::Progress)?;
         report.changed()?;
@@ -410,7 +412,7 @@ impl Observer for Report {
     fn should_stop(&mut self) -> bool {
         self.shutdown.is_requested()
             || self.cancelled.load(Ordering::SeqCst)
-            || self.lost.as_ref().is_some_and(|l| l.load(Ordering::SeqCst))
+            || self.withdrawn.iter().any(|w| w.load(Ordering::SeqCst))
     }
 }
 
