@@ -10,68 +10,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cattle_core::store::{Condition, S3Store, Store};
 use cattle_e2e::{
-    Background, Cmd, Minio, Output, Workspace, agent_bin, cattle_bin, example, local_log,
-    signing_env, states, wait_until,
+    Background, Bucket, Cmd, Minio, Output, Workspace, agent_bin, cattle_bin, example, files_under,
+    local_log, shell_step, signing_env, states, wait_until,
 };
 
 const BUCKET: &str = "cattle";
 const PREFIX: &str = "e2e";
-
-/// Direct access to the test bucket, to look at and tamper with what Cattle wrote.
-struct Bucket {
-    runtime: tokio::runtime::Runtime,
-    store: Store,
-}
-
-impl Bucket {
-    fn new(minio: &Minio, bucket: &str) -> Bucket {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let s3 = runtime
-            .block_on(S3Store::new(
-                bucket.to_string(),
-                format!("{PREFIX}/"),
-                minio.store_options(),
-            ))
-            .unwrap();
-        Bucket {
-            runtime,
-            store: Store::S3(s3),
-        }
-    }
-
-    fn create(&self) {
-        let Store::S3(s3) = &self.store else {
-            unreachable!()
-        };
-        self.runtime.block_on(s3.create_bucket()).unwrap();
-    }
-
-    fn keys(&self) -> Vec<String> {
-        self.runtime.block_on(self.store.list("")).unwrap()
-    }
-
-    fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.runtime
-            .block_on(self.store.get(key, u64::MAX))
-            .unwrap()
-            .map(|o| o.bytes)
-    }
-
-    fn delete(&self, key: &str) {
-        self.runtime.block_on(self.store.delete(key)).unwrap();
-    }
-
-    fn put(&self, key: &str, bytes: Vec<u8>) {
-        self.runtime
-            .block_on(self.store.put(key, bytes, Condition::Always))
-            .unwrap();
-    }
-}
 
 /// A MinIO with an empty bucket, a workspace, and the commands to drive them.
 struct Fleet {
@@ -84,7 +29,7 @@ struct Fleet {
 impl Fleet {
     fn on_minio() -> Fleet {
         let minio = Minio::start();
-        let bucket = Bucket::new(&minio, BUCKET);
+        let bucket = Bucket::open(&minio, BUCKET, &format!("{PREFIX}/"));
         bucket.create();
         Fleet {
             store_url: format!("s3://{BUCKET}/{PREFIX}"),
@@ -230,11 +175,6 @@ fn counting_steps(counter: &Path, n: usize, gate: Option<(usize, &Path)>, then: 
 fn manifest_of(envelope: &[u8]) -> serde_json::Value {
     let envelope: serde_json::Value = serde_json::from_slice(envelope).unwrap();
     serde_json::from_str(envelope["payload"].as_str().expect("a payload")).unwrap()
-}
-
-/// A `command` step running `script` with `sh -c` (no double quotes in it).
-fn shell_step(script: &str) -> String {
-    format!("[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"{script}\"]\n\n")
 }
 
 #[test]
@@ -2156,7 +2096,7 @@ fn the_same_flow_works_on_the_file_store() {
     );
 
     cattle(&["clean", &id]).assert_success();
-    let left: Vec<_> = walk(&ws.child("store"));
+    let left: Vec<_> = files_under(&ws.child("store"));
     assert!(
         left.iter()
             .all(|p| p.contains("/hosts/") || p.ends_with("/publish/version.json")),
@@ -2236,9 +2176,9 @@ fn a_sensitive_argument_never_reaches_the_store_the_log_or_apply_output() {
 
     // What the agent wrote, in the store and in its state directory: the
     // bundle (compressed, and documented to hold the value) is the only exception.
-    let written: Vec<String> = walk(&ws.child("store"))
+    let written: Vec<String> = files_under(&ws.child("store"))
         .into_iter()
-        .chain(walk(&state))
+        .chain(files_under(&state))
         .filter(|p| !p.contains("/bundles/") && !p.contains("/config/"))
         .collect();
     for name in ["log/00000000", "status.json"] {
@@ -2297,22 +2237,6 @@ fn apply_runs_the_poem_example_locally_without_a_store() {
     assert_eq!(std::fs::read_to_string(&log).unwrap(), out.stderr);
     let meta = std::fs::metadata(var.join("poems/poem.txt")).unwrap();
     assert_eq!(meta.mode() & 0o7777, 0o666);
-}
-
-fn walk(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path.display().to_string());
-        }
-    }
-    out
 }
 
 #[test]

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use cattle_core::store::{Condition, S3Options, S3Store, Store};
 use cattle_core::wire::{LOG_PART_BYTES, MAX_DOCUMENT_BYTES};
 use cattle_e2e::{
-    Cmd, Minio, Output, Proxy, Verdict, Workspace, agent_bin, cattle_bin, http_response,
-    signing_env, states,
+    Cmd, Minio, Output, Proxy, Verdict, Workspace, agent_bin, cattle_bin, files_under,
+    http_response, signing_env, states,
 };
 
 /// The bucket the policies in `deploy/minio/` name, without a prefix, so that they apply
@@ -504,7 +504,7 @@ fn clean_never_follows_a_value_from_an_edited_manifest_out_of_a_file_store() {
         std::fs::write(&manifest_path, envelope.to_string()).unwrap();
     };
     let original = std::fs::read(&manifest_path).unwrap();
-    let files_before = walk(&root);
+    let files_before = files_under(&root);
 
     edit("/bundle/sha256", "../../victim/backup".into());
     for force in [false, true] {
@@ -528,7 +528,7 @@ fn clean_never_follows_a_value_from_an_edited_manifest_out_of_a_file_store() {
             "{out}"
         );
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-        assert_eq!(walk(&root), files_before, "nothing was deleted");
+        assert_eq!(files_under(&root), files_before, "nothing was deleted");
     }
 
     std::fs::write(&manifest_path, &original).unwrap();
@@ -542,7 +542,7 @@ fn clean_never_follows_a_value_from_an_edited_manifest_out_of_a_file_store() {
         )) && out.stderr.contains("host ID `../../victim`"),
         "{out}"
     );
-    assert_eq!(walk(&root), files_before, "nothing was deleted");
+    assert_eq!(files_under(&root), files_before, "nothing was deleted");
 
     // As the hint says: remove the manifest by hand, and clean removes the rest.
     std::fs::remove_file(&manifest_path).unwrap();
@@ -552,31 +552,13 @@ fn clean_never_follows_a_value_from_an_edited_manifest_out_of_a_file_store() {
         rest.stderr.contains(&format!(".refs/{id}\n")) && rest.stderr.contains(".tar.gz\n"),
         "{rest}"
     );
-    let left = walk(&root);
+    let left = files_under(&root);
     assert!(
         left.iter()
             .all(|p| p.contains("/hosts/") || p.ends_with("/publish/version.json")),
         "{left:?}"
     );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-}
-
-/// Every file under `dir`, sorted, without the store's lock and temporary files.
-fn walk(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path.display().to_string());
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

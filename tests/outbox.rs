@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use cattle_core::hosts::HostId;
 use cattle_core::keys;
-use cattle_core::store::{S3Store, Store};
 use cattle_e2e::{
-    Background, Cmd, Minio, Output, Proxy, Workspace, agent_bin, cattle_bin, local_log, wait_until,
+    Background, Bucket, Cmd, Minio, Output, Proxy, Workspace, agent_bin, cattle_bin, local_log,
+    shell_step, wait_until,
 };
 use uuid::Uuid;
 
@@ -19,30 +19,18 @@ const BUCKET: &str = "outbox";
 struct Site {
     minio: Minio,
     ws: Workspace,
-    runtime: tokio::runtime::Runtime,
-    store: Store,
+    bucket: Bucket,
 }
 
 impl Site {
     fn new() -> Site {
         let minio = Minio::start();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let s3 = runtime
-            .block_on(S3Store::new(
-                BUCKET.to_string(),
-                String::new(),
-                minio.store_options(),
-            ))
-            .unwrap();
-        runtime.block_on(s3.create_bucket()).unwrap();
+        let bucket = Bucket::open(&minio, BUCKET, "");
+        bucket.create();
         Site {
             minio,
             ws: Workspace::new(),
-            runtime,
-            store: Store::S3(s3),
+            bucket,
         }
     }
 
@@ -89,10 +77,9 @@ impl Site {
     /// What `h1` last reported for `id`, straight from the bucket.
     fn status(&self, id: &str) -> Option<serde_json::Value> {
         let key = keys::status(Uuid::parse_str(id).unwrap(), &host());
-        self.runtime
-            .block_on(self.store.get(&key, u64::MAX))
-            .unwrap()
-            .map(|o| serde_json::from_slice(&o.bytes).unwrap())
+        self.bucket
+            .get(&key)
+            .map(|bytes| serde_json::from_slice(&bytes).unwrap())
     }
 
     fn state_is(&self, id: &str, state: &str) -> bool {
@@ -102,9 +89,8 @@ impl Site {
     /// The names of `h1`'s log parts of `id` in the bucket.
     fn stored_parts(&self, id: &str) -> Vec<String> {
         let prefix = keys::log_prefix(Uuid::parse_str(id).unwrap(), &host());
-        self.runtime
-            .block_on(self.store.list(&prefix))
-            .unwrap()
+        self.bucket
+            .list(&prefix)
             .into_iter()
             .map(|k| k.strip_prefix(&prefix).unwrap().to_string())
             .collect()
@@ -113,11 +99,6 @@ impl Site {
 
 fn host() -> HostId {
     HostId::new("h1").unwrap()
-}
-
-/// A `command` step running `script` with `sh -c` (no double quotes in it).
-fn shell_step(script: &str) -> String {
-    format!("[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"{script}\"]\n\n")
 }
 
 fn local_parts(execution_dir: &Path) -> Vec<String> {

@@ -1615,6 +1615,101 @@ pub fn wait_until(timeout: Duration, every: Duration, mut cond: impl FnMut() -> 
 }
 
 // ---------------------------------------------------------------------------------------------
+// Direct access to a bucket, and small helpers for configs and files
+// ---------------------------------------------------------------------------------------------
+
+/// A bucket of a [`Minio`], as its root user sees it: to look at and tamper with
+/// what Cattle wrote. Each call blocks on a runtime of its own.
+#[derive(Debug)]
+pub struct Bucket {
+    runtime: tokio::runtime::Runtime,
+    pub store: cattle_core::store::Store,
+}
+
+impl Bucket {
+    /// The bucket `bucket` of `minio`, keys under `prefix` (empty or ending in `/`).
+    pub fn open(minio: &Minio, bucket: &str, prefix: &str) -> Bucket {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let s3 = runtime
+            .block_on(cattle_core::store::S3Store::new(
+                bucket.to_string(),
+                prefix.to_string(),
+                minio.store_options(),
+            ))
+            .unwrap();
+        Bucket {
+            runtime,
+            store: cattle_core::store::Store::S3(s3),
+        }
+    }
+
+    pub fn create(&self) {
+        let cattle_core::store::Store::S3(s3) = &self.store else {
+            unreachable!("opened on S3")
+        };
+        self.runtime.block_on(s3.create_bucket()).unwrap();
+    }
+
+    /// Run a future of the store (or anything else) to completion.
+    pub fn block<T>(&self, future: impl std::future::Future<Output = T>) -> T {
+        self.runtime.block_on(future)
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.block(self.store.list("")).unwrap()
+    }
+
+    /// Every key under `prefix`, in order.
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        self.block(self.store.list(prefix)).unwrap()
+    }
+
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.block(self.store.get(key, u64::MAX))
+            .unwrap()
+            .map(|o| o.bytes)
+    }
+
+    pub fn delete(&self, key: &str) {
+        self.block(self.store.delete(key)).unwrap();
+    }
+
+    pub fn put(&self, key: &str, bytes: Vec<u8>) {
+        self.block(
+            self.store
+                .put(key, bytes, cattle_core::store::Condition::Always),
+        )
+        .unwrap();
+    }
+}
+
+/// A `command` step running `script` with `sh -c` (no double quotes in it).
+pub fn shell_step(script: &str) -> String {
+    format!("[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"{script}\"]\n\n")
+}
+
+/// Every file under `dir`, sorted, without hidden ones (a store's lock, temporary files).
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
 // A tmpfs of the test's own
 // ---------------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::terminal;
 
-/// What [`print`] showed.
+/// What [`print()`] showed.
 #[derive(Debug, Default)]
 pub struct Printed {
     /// Hosts whose log (or part of it) was shown.
