@@ -128,7 +128,12 @@ pub async fn handle(
     } = candidate;
     let dir = local::execution_dir(&config.state_dir, id);
     // A reboot asked for and not happened yet: nothing to do but wait for it.
-    if interrupted && matches!(reboot::pending(&dir), reboot::Pending::Waiting) {
+    let reboot = if interrupted {
+        reboot::pending(&dir)
+    } else {
+        reboot::Pending::None
+    };
+    if matches!(reboot, reboot::Pending::Waiting) {
         tracing::debug!(execution = %id, "waiting for the reboot it asked for");
         return Ok(Handled::Stopped);
     }
@@ -228,9 +233,8 @@ pub async fn handle(
     };
     let mut start = Start::at(from);
     if interrupted {
-        match reboot::pending(&dir) {
-            reboot::Pending::None => {}
-            reboot::Pending::Waiting => return Ok(Handled::Stopped),
+        match reboot {
+            reboot::Pending::None | reboot::Pending::Waiting => {}
             reboot::Pending::Done(line) => {
                 report.log(&format!("step {from}: {line}"))?;
                 from += 1;

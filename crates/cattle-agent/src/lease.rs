@@ -73,6 +73,9 @@ pub struct Lease {
     polls: u32,
     /// As a standby: when the lease was last seen to change.
     unchanged_since: Instant,
+    /// The last nonces this agent wrote, as `<state-dir>/LEASE` keeps them
+    /// (read once at start; this agent alone writes the file, under its lock).
+    nonces: Vec<Uuid>,
     /// Whether the store's refusal of the lease has been logged.
     warned: bool,
 }
@@ -91,6 +94,7 @@ impl Lease {
             since: cattle_core::now_rfc3339(),
             polls: 0,
             unchanged_since: Instant::now(),
+            nonces: read_nonces(state_dir),
             warned: false,
         }
     }
@@ -273,12 +277,13 @@ impl Lease {
         let nonce = Uuid::new_v4();
         // Remember the nonce before the store has it, so that a crash in
         // between still finds the lease this agent's own.
-        let mut nonces = read_nonces(&self.state_dir);
+        let mut nonces = self.nonces.clone();
         nonces.push(nonce);
         let keep = nonces.len().saturating_sub(2);
         nonces.drain(..keep);
         write_nonces(&self.state_dir, &nonces)
             .map_err(|e| AgentError::local(self.state_dir.join(LEASE_FILE), e))?;
+        self.nonces = nonces;
         let holder = matches!(self.standing, Some(Standing::Holder));
         let since = if holder {
             self.since.clone()
@@ -354,7 +359,7 @@ impl Lease {
     }
 
     fn is_mine(&self, lease: &HostLease) -> bool {
-        read_nonces(&self.state_dir).contains(&lease.nonce)
+        self.nonces.contains(&lease.nonce)
     }
 
     /// This agent as conflict records name it: machine and state directory.

@@ -11,7 +11,7 @@
 //! <state-dir>/executions/<id>/REBOOT        boot ID when a reboot step asked for a reboot
 //! <state-dir>/executions/<id>/SENT          what the store has of the log (see `deliver`)
 //! <state-dir>/executions/<id>/.delivered    final status, whole log and DONE marker are in the store
-//! <state-dir>/executions/<id>/.foreign      another agent claimed it; nothing is uploaded
+//! <state-dir>/executions/<id>/.foreign      (agents before host leases) another agent claimed it; nothing is uploaded
 //! ```
 //!
 //! A directory whose STATUS is DONE, ERROR or CANCELLED is finished and never run again.
@@ -35,7 +35,8 @@ pub const STATUS_JSON: &str = "status.json";
 pub const DELIVERED: &str = ".delivered";
 /// The boot ID when a `reboot` step asked for a reboot.
 pub const REBOOT: &str = "REBOOT";
-/// Another agent with this host ID claimed the execution: nothing is delivered.
+/// Written by agents before host leases when another agent had claimed the
+/// execution: such a directory is never delivered.
 pub const FOREIGN: &str = ".foreign";
 pub const JOURNAL: &str = "JOURNAL";
 /// In the state directory: what this host has started ([`Applied`]).
