@@ -203,6 +203,11 @@ fn poem_to_three_hosts_runs_on_each_and_reports_done() {
             .contains("3 hosts: 3 DONE, 0 ERROR, 0 PROGRESS, 0 PENDING"),
         "{done}"
     );
+    assert!(
+        done.stdout
+            .contains("steps: 9 changed, 3 unchanged, 0 failed"),
+        "{done}"
+    );
     for host in hosts {
         let row = done.stdout.lines().find(|l| l.starts_with(host)).unwrap();
         assert!(row.contains("DONE") && row.contains("4/4"), "{row}");
@@ -220,7 +225,7 @@ fn poem_to_three_hosts_runs_on_each_and_reports_done() {
         log.assert_success();
         for line in [
             "Running step 1/4: make_dir (directory /var/poems exists)",
-            "Step 2 completed successfully",
+            "Step 2 changed",
             "config executed successfully",
         ] {
             assert!(
@@ -254,11 +259,19 @@ fn poem_to_three_hosts_runs_on_each_and_reports_done() {
     let status = fleet.status_json(&id);
     assert_eq!(status["hosts"][1]["state"], "DONE");
     assert_eq!(status["hosts"][1]["status"]["state"], "DONE");
-    assert!(
-        status["hosts"][0]["status"].is_null(),
-        "known from its marker alone"
-    );
+    assert_eq!(status["hosts"][0]["status"]["state"], "DONE");
     assert!(status["hosts"][0]["updated"].is_string());
+    // The marker decides: a DONE host whose status document is damaged is
+    // still DONE, only without its step results.
+    fleet.bucket.put(
+        &format!("executions/{id}/hosts/web-1/status.json"),
+        b"{not json".to_vec(),
+    );
+    let status = fleet.status_json(&id);
+    assert_eq!(status["hosts"][0]["state"], "DONE");
+    assert!(status["hosts"][0]["status"].is_null(), "{status}");
+    assert!(status["hosts"][0]["results"].is_null(), "{status}");
+    assert_eq!(status["hosts"][2]["results"]["changed"], 3);
 
     // All logs at once, each under its host's name.
     let all = fleet.cattle(&["log", &id]);
@@ -553,6 +566,64 @@ fn after_kill_9_the_agent_resumes_at_the_step_in_flight() {
 }
 
 #[test]
+fn a_second_run_of_the_same_config_reports_every_step_unchanged() {
+    let fleet = Fleet::on_minio();
+    let recap = |id: &str| {
+        let status = fleet.cattle(&["status", id, "--json"]);
+        status.assert_success();
+        let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        let host = &json["hosts"][0];
+        (
+            host["results"].clone(),
+            host["status"]["results"].clone(),
+            fleet.cattle(&["status", id]).stdout,
+            fleet.cattle(&["log", id, "--host", "h1"]).stdout,
+        )
+    };
+
+    let first = fleet.publish(&example("poem"), &["h1"]);
+    fleet.agent_once("h1").assert_success();
+    let (counts, per_step, table, log) = recap(&first);
+    // The file the agent (root) writes is root's already: `chown` finds it so.
+    assert_eq!(
+        counts,
+        serde_json::json!({"changed": 3, "unchanged": 1, "failed": 0})
+    );
+    assert_eq!(
+        per_step,
+        serde_json::json!(["changed", "changed", "changed", "unchanged"])
+    );
+    let row = table.lines().find(|l| l.starts_with("h1")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[1..6], ["DONE", "4/4", "3", "1", "0"], "{table}");
+    for step in 1..=3 {
+        assert!(log.contains(&format!("Step {step} changed\n")), "{log}");
+    }
+
+    let second = fleet.publish(&example("poem"), &["h1"]);
+    fleet.agent_once("h1").assert_success();
+    let (counts, per_step, table, log) = recap(&second);
+    assert_eq!(
+        counts,
+        serde_json::json!({"changed": 0, "unchanged": 4, "failed": 0})
+    );
+    assert_eq!(
+        per_step,
+        serde_json::json!(["unchanged", "unchanged", "unchanged", "unchanged"])
+    );
+    assert!(
+        table.contains("steps: 0 changed, 4 unchanged, 0 failed"),
+        "{table}"
+    );
+    for step in 1..=4 {
+        assert!(
+            log.contains(&format!("Step {step} unchanged: already in place\n")),
+            "{log}"
+        );
+    }
+}
+
+#[test]
 fn flaky_step_is_retried_and_the_retries_are_in_the_log() {
     let fleet = Fleet::on_minio();
     let id = fleet.publish(&example("flaky"), &["h1"]);
@@ -562,7 +633,7 @@ fn flaky_step_is_retried_and_the_retries_are_in_the_log() {
     for line in [
         "step 1: attempt 1 of 3 failed: `sh` exited with status 1",
         "step 1: attempt 2 of 3 failed",
-        "Step 1 completed successfully on attempt 3",
+        "Step 1 changed on attempt 3",
         "config executed successfully",
     ] {
         assert!(log.contains(line), "log lacks {line:?}:\n{log}");
@@ -2091,7 +2162,7 @@ fn the_same_flow_works_on_the_file_store() {
     );
     let log = cattle(&["log", &id, "--host", "b"]);
     assert!(
-        log.stdout.contains("step 2: already in place; skipping"),
+        log.stdout.contains("Step 2 unchanged: already in place"),
         "{log}"
     );
 
@@ -2217,26 +2288,46 @@ fn apply_runs_the_poem_example_locally_without_a_store() {
     let ws = Workspace::new();
     let var = ws.child("var");
     std::fs::create_dir_all(&var).unwrap();
+    let apply = |log: &Path| {
+        Cmd::new("unshare")
+            .args([
+                "--mount",
+                "sh",
+                "-c",
+                "mount --bind \"$0\" /var && exec \"$@\"",
+            ])
+            .arg(&var)
+            .arg(cattle_bin())
+            .args(["apply"])
+            .arg(example("poem"))
+            .arg("--log")
+            .arg(log)
+            .run()
+    };
     let log = ws.child("apply.log");
-    let out = Cmd::new("unshare")
-        .args([
-            "--mount",
-            "sh",
-            "-c",
-            "mount --bind \"$0\" /var && exec \"$@\"",
-        ])
-        .arg(&var)
-        .arg(cattle_bin())
-        .args(["apply"])
-        .arg(example("poem"))
-        .arg("--log")
-        .arg(&log)
-        .run();
+    let out = apply(&log);
     out.assert_success();
     assert!(out.stderr.contains("config executed successfully"), "{out}");
+    assert!(
+        out.stderr
+            .trim_end()
+            .ends_with("recap: changed=3 unchanged=1 failed=0"),
+        "{out}"
+    );
     assert_eq!(std::fs::read_to_string(&log).unwrap(), out.stderr);
     let meta = std::fs::metadata(var.join("poems/poem.txt")).unwrap();
     assert_eq!(meta.mode() & 0o7777, 0o666);
+
+    // Applied again: nothing to change.
+    let again = apply(&ws.child("again.log"));
+    again.assert_success();
+    assert!(
+        again
+            .stderr
+            .trim_end()
+            .ends_with("recap: changed=0 unchanged=4 failed=0"),
+        "{again}"
+    );
 }
 
 #[test]

@@ -319,6 +319,7 @@ impl Courier {
             log: Layout::scan(&self.dir.join(LOG_DIR))
                 .ok()
                 .map(|layout| layout.summary()),
+            results: Vec::new(),
         };
         let body = serde_json::to_vec_pretty(&status).expect("status serializes");
         local::write_atomic(&self.dir, STATUS_JSON, &body)

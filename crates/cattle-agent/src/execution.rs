@@ -10,7 +10,7 @@ use cattle_core::env;
 use cattle_core::keys;
 use cattle_core::store::Store;
 use cattle_core::wire::State;
-use cattle_stdlib::{Context, Outcome, Plan, Start};
+use cattle_stdlib::{Environment, Outcome, Plan, Start};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -237,6 +237,8 @@ pub async fn handle(
             reboot::Pending::None | reboot::Pending::Waiting => {}
             reboot::Pending::Done(line) => {
                 report.log(&format!("step {from}: {line}"))?;
+                report.log(&format!("Step {from} changed"))?;
+                report.set_result(from, cattle_stdlib::StepResult::Changed);
                 from += 1;
                 cut_short = 0;
                 start = Start::at(from);
@@ -276,9 +278,10 @@ pub async fn handle(
             "this execution was interrupted; verified it again, resuming at step {from}"
         ))?;
     }
+    report.keep_results_before(from);
 
     let timeouts: Vec<std::time::Duration> = plan.steps.iter().map(|s| s.timeout).collect();
-    let mut ctx = Context::new(&config_dir);
+    let mut ctx = Environment::new(&config_dir);
     ctx.env
         .push((env::EXECUTION_ID.to_string(), id.to_string()));
     ctx.env

@@ -20,8 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cattle_core::hosts::HostId;
-use cattle_core::wire::{FORMAT, HostStatus, MAX_STATUS_TEXT_BYTES, State, StepStatus, cut_text};
-use cattle_stdlib::{Backoff, Event, Observer, Outcome};
+use cattle_core::wire::{
+    self, FORMAT, HostStatus, MAX_STATUS_TEXT_BYTES, State, StepStatus, cut_text,
+};
+use cattle_stdlib::{Backoff, Event, Observer, Outcome, StepResult};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -84,6 +86,8 @@ impl Report {
         let log_dir = dir.join(LOG_DIR);
         let log = LogWriter::open(&log_dir, max_log_mib).map_err(WriteError::at(log_dir))?;
         let now = cattle_core::now_rfc3339();
+        // A resumed run goes on counting from where the last one was.
+        let (seq, results) = previous_status(dir).map_or((0, Vec::new()), |s| (s.seq, s.results));
         let mut report = Report {
             dir: dir.to_path_buf(),
             log,
@@ -104,8 +108,9 @@ impl Report {
                 agent_version: env!("CARGO_PKG_VERSION").to_string(),
                 paused: None,
                 log: None,
+                results,
             },
-            seq: previous_seq(dir),
+            seq,
             progress: None,
             shutdown,
             cancelled: Arc::new(AtomicBool::new(false)),
@@ -160,6 +165,25 @@ impl Report {
             path: self.log.current_path(),
             source,
         })
+    }
+
+    /// Record how step `step` (1-based) ended, for the next status written.
+    pub fn set_result(&mut self, step: usize, result: StepResult) {
+        let results = &mut self.status.results;
+        if results.len() < step {
+            results.resize(step, None);
+        }
+        results[step - 1] = Some(match result {
+            StepResult::Changed => wire::StepResult::Changed,
+            StepResult::Unchanged => wire::StepResult::Unchanged,
+            StepResult::Failed => wire::StepResult::Failed,
+        });
+    }
+
+    /// Keep the results of steps before `step` only: a run resumed at `step`
+    /// runs it and the steps after it again.
+    pub fn keep_results_before(&mut self, step: usize) {
+        self.status.results.truncate(step.saturating_sub(1));
     }
 
     /// Record the execution's final state: its status, then the STATUS word.
@@ -327,12 +351,12 @@ struct Pause {
     first: WriteError,
 }
 
-/// The `seq` of the last status written for this execution, so a resumed run keeps counting up.
-fn previous_seq(dir: &Path) -> u64 {
+/// The last status written for this execution, if any: a resumed run keeps
+/// its `seq` counting up and the results of the steps already over.
+fn previous_status(dir: &Path) -> Option<HostStatus> {
     std::fs::read(dir.join(STATUS_JSON))
         .ok()
         .and_then(|b| serde_json::from_slice::<HostStatus>(&b).ok())
-        .map_or(0, |s| s.seq)
 }
 
 impl Observer for Report {
@@ -385,8 +409,13 @@ impl Observer for Report {
                 }
             }
             // The step is not over (for the runner) until the journal says so.
-            Event::StepSkipped { step } | Event::StepDone { step, .. } => {
-                self.pausing(|r| r.journal(step + 1, 0));
+            Event::StepFinished { step, result, .. } => {
+                self.set_result(step, result);
+                // The result is recorded before the journal moves on, so
+                // that a resumed run knows every earlier step's.
+                if self.pausing(Report::changed) && result != StepResult::Failed {
+                    self.pausing(|r| r.journal(step + 1, 0));
+                }
             }
             Event::Started { .. } | Event::Output { .. } => {}
         }
@@ -436,15 +465,20 @@ mod tests {
             std::fs::remove_dir_all(blocker).unwrap();
         });
         let started = Instant::now();
-        report.event(&Event::StepDone {
+        report.event(&Event::StepFinished {
             step: 1,
             attempt: 1,
+            result: StepResult::Changed,
         });
         assert!(started.elapsed() >= Duration::from_millis(1500));
         assert_eq!(std::fs::read_to_string(&journal).unwrap(), "2 0\n");
         unblock.join().unwrap();
         // The log says so with its next line.
-        report.event(&Event::StepSkipped { step: 2 });
+        report.event(&Event::StepFinished {
+            step: 2,
+            attempt: 1,
+            result: StepResult::Unchanged,
+        });
         let log = std::fs::read_to_string(dir.path().join(LOG_DIR).join("00000000")).unwrap();
         assert!(log.contains("the run was paused for"), "{log}");
         assert!(log.contains("; it continues"), "{log}");
@@ -458,9 +492,10 @@ mod tests {
             stop.request();
         });
         let started = Instant::now();
-        report.event(&Event::StepDone {
+        report.event(&Event::StepFinished {
             step: 3,
             attempt: 1,
+            result: StepResult::Changed,
         });
         assert!(
             started.elapsed() < Duration::from_secs(2),

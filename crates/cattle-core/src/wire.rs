@@ -280,6 +280,26 @@ pub struct StepStatus {
     pub attempts: u32,
 }
 
+/// How a step ended on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepResult {
+    /// The state was not in place, and the step put it in place.
+    Changed,
+    /// The state was already in place: the step changed nothing.
+    Unchanged,
+    /// The step failed.
+    Failed,
+}
+
+/// How many steps ended how, on one host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recap {
+    pub changed: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+}
+
 /// A host's report on one execution. Only that host's agent writes it; each
 /// write has a higher `seq` than the last.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,6 +326,26 @@ pub struct HostStatus {
     /// to expect in the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogSummary>,
+    /// How each step that ended has ended, in step order: entry `n - 1` is
+    /// step `n`'s. `null` for a step whose result was lost (a state directory
+    /// restored from before it ended).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<Option<StepResult>>,
+}
+
+impl HostStatus {
+    /// The counts of [`HostStatus::results`].
+    pub fn recap(&self) -> Recap {
+        let mut recap = Recap::default();
+        for result in self.results.iter().flatten() {
+            match result {
+                StepResult::Changed => recap.changed += 1,
+                StepResult::Unchanged => recap.unchanged += 1,
+                StepResult::Failed => recap.failed += 1,
+            }
+        }
+        recap
+    }
 }
 
 /// The size of a host's log, as parts of [`LOG_PART_BYTES`].

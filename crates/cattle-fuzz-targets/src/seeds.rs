@@ -11,7 +11,8 @@ use std::path::Path;
 use cattle_core::bundle::{self, MAX_UNPACKED_BYTES};
 use cattle_core::hosts::HostId;
 use cattle_core::wire::{
-    BundleRef, Cancel, Conflict, FORMAT, HostLease, HostStatus, Inbox, Manifest, State, StepStatus,
+    BundleRef, Cancel, Conflict, FORMAT, HostLease, HostStatus, Inbox, Manifest, State, StepResult,
+    StepStatus,
 };
 use tar::EntryType;
 
@@ -599,6 +600,7 @@ fn documents(seeds: &mut Vec<Seed>) {
         agent_version: "0.1.0".into(),
         paused: None,
         log: None,
+        results: vec![Some(StepResult::Changed)],
     };
     let cancel = Cancel {
         format: FORMAT,

@@ -1,21 +1,24 @@
 //! `cattle apply DIR`: run a config on this machine, with no store at all.
 //!
 //! The same parser, runner and log lines as an agent's run; the log goes to
-//! standard error and, with `--log FILE`, to that file too.
+//! standard error and, with `--log FILE`, to that file too. The last line is
+//! the recap: how many steps changed something, found their state in place,
+//! or failed.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context as _;
-use cattle_stdlib::{Backoff, Context, Event, Observer, Outcome, Plan, Start};
+use cattle_stdlib::{Backoff, Environment, Event, Observer, Outcome, Plan, Recap, Start};
 
 struct Printer {
     file: Option<std::fs::File>,
+    recap: Recap,
 }
 
-impl Observer for Printer {
-    fn event(&mut self, event: &Event<'_>) {
-        let line = format!("{} {event}\n", cattle_core::now_rfc3339());
+impl Printer {
+    fn print(&mut self, text: &str) {
+        let line = format!("{} {text}\n", cattle_core::now_rfc3339());
         let _ = std::io::stderr().write_all(line.as_bytes());
         if let Some(file) = &mut self.file {
             let _ = file.write_all(line.as_bytes());
@@ -23,7 +26,17 @@ impl Observer for Printer {
     }
 }
 
-pub fn apply(dir: &Path, log: Option<&Path>) -> anyhow::Result<Outcome> {
+impl Observer for Printer {
+    fn event(&mut self, event: &Event<'_>) {
+        if let Event::StepFinished { result, .. } = event {
+            self.recap.add(*result);
+        }
+        self.print(&event.to_string());
+    }
+}
+
+/// Run the config in `dir` here; how it ended, and the recap of its steps.
+pub fn apply(dir: &Path, log: Option<&Path>) -> anyhow::Result<(Outcome, Recap)> {
     let plan = Plan::load(dir)?;
     let file = match log {
         Some(path) => Some(
@@ -35,12 +48,18 @@ pub fn apply(dir: &Path, log: Option<&Path>) -> anyhow::Result<Outcome> {
         ),
         None => None,
     };
-    let ctx = Context::new(dir);
-    Ok(cattle_stdlib::run(
+    let mut printer = Printer {
+        file,
+        recap: Recap::default(),
+    };
+    let outcome = cattle_stdlib::run(
         &plan,
-        &ctx,
+        &Environment::new(dir),
         &Backoff::STEP,
         &Start::at(1),
-        &mut Printer { file },
-    ))
+        &mut printer,
+    );
+    let recap = printer.recap;
+    printer.print(&format!("recap: {recap}"));
+    Ok((outcome, recap))
 }

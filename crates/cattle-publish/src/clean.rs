@@ -57,7 +57,8 @@ pub async fn clean(store: &Store, id: Uuid, force: bool) -> anyhow::Result<Clean
         return leftovers(store, id).await;
     };
     if !force {
-        let hosts = crate::status::hosts(store, id, &manifest).await?;
+        let hosts =
+            crate::status::hosts(store, id, &manifest, crate::status::Detail::Unfinished).await?;
         let running: Vec<String> = hosts
             .iter()
             .filter_map(|h| match h.state {

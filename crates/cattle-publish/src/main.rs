@@ -356,7 +356,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::SUCCESS)
         }
         Command::Apply { dir, log } => {
-            let outcome = tokio::task::spawn_blocking(move || {
+            let (outcome, _) = tokio::task::spawn_blocking(move || {
                 cattle_publish::apply::apply(&dir, log.as_deref())
             })
             .await

@@ -17,7 +17,7 @@ use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::store::{Store, StoreError};
 use cattle_core::wire::{
-    Conflict, Envelope, FORMAT, HostStatus, MAX_DOCUMENT_BYTES, Manifest, State,
+    Conflict, Envelope, FORMAT, HostStatus, MAX_DOCUMENT_BYTES, Manifest, Recap, State,
 };
 use serde::Serialize;
 use tokio::time::Instant;
@@ -97,9 +97,13 @@ pub struct HostRow {
     pub state: HostState,
     /// When the host last reported (RFC 3339); absent for PENDING and UNREADABLE.
     pub updated: Option<String>,
-    /// What the host last reported. Absent for PENDING and UNREADABLE, and for
-    /// DONE hosts, which are known from their DONE marker alone.
+    /// What the host last reported. Absent for PENDING and UNREADABLE, and
+    /// for DONE hosts whose status document was not read or is not readable
+    /// (their DONE marker is enough to know the state).
     pub status: Option<HostStatus>,
+    /// How many of the host's steps changed something, found their state in
+    /// place, or failed; absent when its status is.
+    pub results: Option<Recap>,
     /// Why the host's status cannot be read; only for UNREADABLE.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -116,6 +120,7 @@ impl HostRow {
             state: HostState::Unreadable,
             updated: None,
             status: None,
+            results: None,
             reason: Some(reason),
             conflict: None,
         }
@@ -181,13 +186,30 @@ pub async fn find_manifest(store: &Store, id: Uuid) -> anyhow::Result<Option<Man
     Ok(Some(manifest))
 }
 
-/// Every host's state. Hosts that finished DONE are known from one listing of
-/// their DONE markers (a page per 1,000 hosts); only the others' status
-/// documents are read, one request each.
+/// Every host's state and what it reported, for showing: one listing of the
+/// DONE markers, and each host's status document (one request per host).
 pub async fn fetch(store: &Store, id: Uuid) -> anyhow::Result<Report> {
     let manifest = manifest(store, id).await?;
-    let hosts = hosts(store, id, &manifest).await?;
+    let hosts = hosts(store, id, &manifest, Detail::All).await?;
     Ok(Report { manifest, hosts })
+}
+
+/// Every host's state, as cheaply as it can be known: hosts that finished
+/// DONE from one listing of their DONE markers (a page per 1,000 hosts), and
+/// only the others' status documents, one request each.
+pub async fn fetch_states(store: &Store, id: Uuid) -> anyhow::Result<Report> {
+    let manifest = manifest(store, id).await?;
+    let hosts = hosts(store, id, &manifest, Detail::Unfinished).await?;
+    Ok(Report { manifest, hosts })
+}
+
+/// Whose status documents [`hosts`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Every host's, DONE hosts' included: their step results.
+    All,
+    /// Only hosts without a DONE marker: enough to know every state.
+    Unfinished,
 }
 
 /// The row of each host of `manifest`, in its order. Fails only when the
@@ -196,6 +218,7 @@ pub async fn hosts(
     store: &Store,
     id: Uuid,
     manifest: &Manifest,
+    detail: Detail,
 ) -> Result<Vec<HostRow>, StoreError> {
     let prefix = keys::done_prefix(id);
     let mut done: HashMap<String, Option<SystemTime>> = store
@@ -213,11 +236,21 @@ pub async fn hosts(
         let store = store.clone();
         async move {
             if let Some(modified) = done {
+                // The marker decides the state; the status document, when it
+                // can be read, adds the step results.
+                let status = match detail {
+                    Detail::All => read_status(&store, id, host.clone())
+                        .await?
+                        .status
+                        .filter(|s| s.state == State::Done),
+                    Detail::Unfinished => None,
+                };
                 return Ok(HostRow {
                     host,
                     state: HostState::Done,
                     updated: modified.map(|t| humantime::format_rfc3339_millis(t).to_string()),
-                    status: None,
+                    results: status.as_ref().map(HostStatus::recap),
+                    status,
                     reason: None,
                     conflict: None,
                 });
@@ -282,6 +315,7 @@ async fn read_status(store: &Store, id: Uuid, host: HostId) -> Result<HostRow, S
             state: HostState::Pending,
             updated: None,
             status: None,
+            results: None,
             reason: None,
             conflict: None,
         });
@@ -291,6 +325,7 @@ async fn read_status(store: &Store, id: Uuid, host: HostId) -> Result<HostRow, S
             state: status.state.into(),
             updated: Some(status.updated.clone()),
             host,
+            results: Some(status.recap()),
             status: Some(status),
             reason: None,
             conflict: None,
@@ -324,6 +359,13 @@ fn parse_status(bytes: &[u8], id: Uuid, host: &HostId) -> Result<HostStatus, Str
         return Err(format!(
             "it says it is about execution {}, but it is stored under execution {id}",
             status.execution
+        ));
+    }
+    if status.results.len() > status.steps {
+        return Err(format!(
+            "it has results for {} steps, but says the execution has {}",
+            status.results.len(),
+            status.steps
         ));
     }
     Ok(status)
@@ -368,7 +410,7 @@ pub async fn wait(
     let started = Instant::now();
     let mut only_unreadable_since: Option<Instant> = None;
     loop {
-        let report = fetch(store, id).await?;
+        let report = fetch_states(store, id).await?;
         let settled = if report.hosts.iter().any(|h| h.state.is_unfinished()) {
             only_unreadable_since = None;
             false
@@ -379,7 +421,8 @@ pub async fn wait(
             since.elapsed() + every > patience
         };
         if settled || timeout.is_some_and(|t| started.elapsed() + every > t) {
-            return Ok(report);
+            // Once more, with what DONE hosts reported, to show.
+            return fetch(store, id).await;
         }
         tokio::time::sleep(every).await;
     }
@@ -428,9 +471,10 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:width$}  {:state_width$}  {:5}  {:24}  DETAIL",
+            "{:width$}  {:state_width$}  {:5}  CHANGED  UNCHANGED  FAILED  {:24}  DETAIL",
             "HOST", "STATE", "STEP", "UPDATED"
         );
+        let mut total = Recap::default();
         for row in &self.hosts {
             let updated = row.updated.clone().unwrap_or_else(|| "-".to_string());
             let (step, detail) = match &row.status {
@@ -461,12 +505,21 @@ impl Report {
                     (step, detail)
                 }
             };
+            let count = |n: Option<usize>| n.map_or("-".to_string(), |n| n.to_string());
+            if let Some(r) = &row.results {
+                total.changed += r.changed;
+                total.unchanged += r.unchanged;
+                total.failed += r.failed;
+            }
             let _ = writeln!(
                 out,
-                "{:width$}  {:state_width$}  {:5}  {:24}  {}",
+                "{:width$}  {:state_width$}  {:5}  {:>7}  {:>9}  {:>6}  {:24}  {}",
                 terminal::line(row.host.as_str()),
                 row.state.as_str(),
                 terminal::line(&step),
+                count(row.results.map(|r| r.changed)),
+                count(row.results.map(|r| r.unchanged)),
+                count(row.results.map(|r| r.failed)),
                 terminal::line(&updated),
                 terminal::line(first_line(&detail))
             );
@@ -487,6 +540,11 @@ impl Report {
                 0 => String::new(),
                 n => format!(", {n} UNREADABLE"),
             }
+        );
+        let _ = writeln!(
+            out,
+            "steps: {} changed, {} unchanged, {} failed",
+            total.changed, total.unchanged, total.failed
         );
         for row in &self.hosts {
             if let Some(conflict) = &row.conflict {
@@ -576,6 +634,7 @@ mod tests {
             agent_version: "test".to_string(),
             paused: None,
             log: None,
+            results: Vec::new(),
         }
     }
 

@@ -1,21 +1,51 @@
 //! The facility contract: read the state, say whether it must change, change it.
+//!
+//! A facility is built from its step's arguments ([`crate::args::Args`]) when
+//! the steps file is read, so that every argument error is found before
+//! anything runs. On the host, the runner asks [`Facility::check`] whether the
+//! desired state is in place and, when it is not, calls [`Facility::apply`].
+//! Both get a [`Context`]: the config directory, the attempt's deadline, the
+//! step's log, and the one way to start a program ([`Context::run`]).
 
 use std::ffi::OsString;
 use std::fmt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::process::{self, Program, Ran};
 
 /// What a facility's check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
     /// The desired state is not in place; `apply` must run.
     Run,
-    /// The desired state is already in place; the step is skipped.
+    /// The desired state is already in place; the step is `unchanged`.
     AlreadyDone,
+}
+
+/// What a facility's apply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The desired state is in place now; the step is `changed`.
+    Changed,
+    /// The change is made but takes effect only once the host has rebooted
+    /// (a `reboot` step, or a `command` exiting with
+    /// [`crate::REBOOT_EXIT_CODE`]). The run stops with
+    /// [`crate::Outcome::RebootRequested`]; whoever drives it reboots the host
+    /// and counts the step `changed` once the host is back.
+    RebootNeeded,
+}
+
+/// Whether trying the step again can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// It may: a network error, a lock held by another program, a full disk.
+    /// The runner tries again after a backoff, while attempts are left.
+    May,
+    /// It cannot: the host is not in a state the facility can work from
+    /// (`/etc/app exists and is not a directory`), or what the step asks for
+    /// cannot be done here. The step fails at once with the reason.
+    Cannot,
 }
 
 /// A facility failed, or could not tell whether it must run.
@@ -23,45 +53,93 @@ pub enum Check {
 /// The message says what was being attempted and on which object, e.g.
 /// "cannot read `/etc/motd`: Permission denied (os error 13)".
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FacilityError(pub String);
+pub struct FacilityError {
+    message: String,
+    retry: Retry,
+}
 
 impl FacilityError {
+    /// An error a retry may get past: the runner tries again.
     pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        Self {
+            message: message.into(),
+            retry: Retry::May,
+        }
+    }
+
+    /// An error no retry can help with: the step fails at once.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retry: Retry::Cannot,
+        }
     }
 
     /// An I/O error on `path` while doing `what` ("read", "create directory", ...).
+    ///
+    /// Permanent when the error is about the shape of the file tree (a file
+    /// where a directory must be, or the reverse), which nothing but another
+    /// step can change; anything else (permissions, a full disk, I/O errors)
+    /// may pass and is retried.
     pub fn io(what: &str, path: &Path, err: std::io::Error) -> Self {
-        Self(format!("cannot {what} `{}`: {err}", path.display()))
+        use std::io::ErrorKind;
+        let message = format!("cannot {what} `{}`: {err}", path.display());
+        match err.kind() {
+            ErrorKind::NotADirectory | ErrorKind::IsADirectory | ErrorKind::InvalidFilename => {
+                Self::permanent(message)
+            }
+            _ => Self::new(message),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn retry(&self) -> Retry {
+        self.retry
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        self.retry == Retry::Cannot
+    }
+
+    /// The same error with its message rewritten (e.g. redacted).
+    pub fn map_message(&self, f: impl FnOnce(&str) -> String) -> Self {
+        Self {
+            message: f(&self.message),
+            retry: self.retry,
+        }
     }
 }
 
 impl fmt::Display for FacilityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for FacilityError {}
 
-/// Where a facility runs: the unpacked config directory and how to start programs.
-///
-/// Facilities start every external program through [`Context::command`], so that
-/// the environment they see is decided in one place (and tests can point `PATH`
-/// at stand-in programs).
+/// Where a plan runs, as whoever runs it (an agent, `cattle apply`) sets it up.
 #[derive(Debug, Clone)]
-pub struct Context {
-    /// The config directory; relative sources such as `install_file`'s are read from here.
+pub struct Environment {
+    /// The config directory; relative sources such as `file`'s are read from here.
     pub config_dir: PathBuf,
     /// `PATH` for programs that facilities start; `None` inherits the process's.
     pub path: Option<OsString>,
     /// Extra environment for programs that facilities start (`CATTLE_*`).
     pub env: Vec<(String, String)>,
-    /// When the attempt under way must end; programs still running then are
-    /// killed with their process group. `None`: no limit.
-    pub deadline: Option<Deadline>,
-    /// Raised by a facility whose work needs the host rebooted to take effect.
-    reboot: Arc<AtomicBool>,
+}
+
+impl Environment {
+    pub fn new(config_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            config_dir: config_dir.into(),
+            path: None,
+            env: Vec::new(),
+        }
+    }
 }
 
 /// The end of an attempt's time, and the timeout it came from (for messages).
@@ -78,43 +156,87 @@ impl Deadline {
             timeout,
         }
     }
+
+    /// Time left before the deadline (zero once it has passed).
+    pub fn left(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
 }
 
-impl Context {
-    pub fn new(config_dir: impl Into<PathBuf>) -> Self {
+/// What a facility works with during one check or apply.
+pub struct Context<'a> {
+    environment: &'a Environment,
+    /// `environment.env` plus the step's own (`CATTLE_STEP`, `CATTLE_ATTEMPT`).
+    env: Vec<(String, String)>,
+    deadline: Option<Deadline>,
+    output: &'a mut dyn FnMut(&str),
+}
+
+impl fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("environment", self.environment)
+            .field("env", &self.env)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Context<'a> {
+    /// A context in `environment`, with `env` added for programs, ending at
+    /// `deadline` (`None`: no limit), whose output lines go to `output`.
+    pub fn new(
+        environment: &'a Environment,
+        env: Vec<(String, String)>,
+        deadline: Option<Deadline>,
+        output: &'a mut dyn FnMut(&str),
+    ) -> Self {
+        let mut all = environment.env.clone();
+        all.extend(env);
         Self {
-            config_dir: config_dir.into(),
-            path: None,
-            env: Vec::new(),
-            deadline: None,
-            reboot: Arc::new(AtomicBool::new(false)),
+            environment,
+            env: all,
+            deadline,
+            output,
         }
     }
 
-    /// Ask for the host to be rebooted once the step's apply returns; the step
-    /// counts as done when the host is back.
-    pub fn request_reboot(&self) {
-        self.reboot.store(true, Ordering::SeqCst);
+    /// The config directory.
+    pub fn config_dir(&self) -> &Path {
+        &self.environment.config_dir
     }
 
-    /// Whether a facility asked for a reboot (and clear the request).
-    pub fn take_reboot_request(&self) -> bool {
-        self.reboot.swap(false, Ordering::SeqCst)
+    /// When the attempt must end; `None`: no limit. Facilities that wait
+    /// (`wait_for`, a download) stop waiting then.
+    pub fn deadline(&self) -> Option<Deadline> {
+        self.deadline
     }
 
-    /// A command for `program`, with the context's `PATH` and environment, run in
-    /// the config directory, with no standard input, in a process group of its
-    /// own so that a timeout can end it and everything it started.
-    pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
-        if let Some(path) = &self.path {
-            cmd.env("PATH", path);
-        }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.current_dir(&self.config_dir);
-        cmd.stdin(std::process::Stdio::null());
-        cmd.process_group(0);
-        cmd
+    /// Log one line of the step's output.
+    pub fn output(&mut self, line: &str) {
+        (self.output)(line);
+    }
+
+    /// Run `program` to its end: the one way a facility starts a program.
+    ///
+    /// It runs in the config directory, with the environment's `PATH` and
+    /// variables plus the program's own, no standard input, in a process group
+    /// of its own. Its stderr lines go to the step's output (prefixed
+    /// `stderr: `), and so do its stdout lines unless the program captures
+    /// them ([`Program::capture`]). At the attempt's deadline it is killed
+    /// with its whole process group and the run is an error.
+    ///
+    /// An exit status other than 0 is not an error here: see [`Ran::success`]
+    /// and [`Ran::ok`].
+    pub fn run(&mut self, program: &Program) -> Result<Ran, FacilityError> {
+        process::run(
+            program,
+            &self.environment.config_dir,
+            self.environment.path.as_deref(),
+            &self.env,
+            self.deadline,
+            &mut *self.output,
+        )
     }
 }
 
@@ -124,26 +246,62 @@ impl Context {
 /// answers [`Check::AlreadyDone`] (except for facilities such as a service
 /// restart, which have no lasting state and always run). A facility that cannot
 /// tell whether it must run returns an error from `check`: it is never "done" by
-/// default.
+/// default. Its name and arguments are in its [`crate::facilities::FacilitySpec`].
 pub trait Facility: fmt::Debug + Send + Sync {
-    /// The facility's name as written in the steps file, e.g. `install_file`.
-    fn name(&self) -> &'static str;
-
     /// One line describing the desired state, e.g. "directory /var/poems exists".
     fn describe(&self) -> String;
 
-    /// Inspect the host and say whether `apply` must run.
-    fn check(&self, ctx: &Context) -> Result<Check, FacilityError>;
+    /// Inspect the host and say whether `apply` must run. Changes nothing.
+    fn check(&self, ctx: &mut Context<'_>) -> Result<Check, FacilityError>;
 
-    /// Whether this step is a reboot of the host. The runner does not check or
-    /// apply such a step: it stops with [`crate::Outcome::RebootRequested`], and
-    /// whoever drives it (the agent) reboots the host and counts the step done
-    /// once the host is back.
-    fn reboots(&self) -> bool {
-        false
+    /// Change the host so that the desired state is in place, leaving no
+    /// half-done state behind when it fails.
+    fn apply(&self, ctx: &mut Context<'_>) -> Result<Applied, FacilityError>;
+}
+
+/// Helpers for facilities' unit tests: check and apply with no deadline.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// [`check`] and [`apply`] as methods, for tests that build facilities in place.
+    pub trait Try {
+        fn check_in(&self, env: &Environment) -> Result<Check, FacilityError>;
+        fn apply_in(&self, env: &Environment) -> Result<Applied, FacilityError>;
     }
 
-    /// Change the host. Output worth keeping (a program's stdout and stderr) goes
-    /// to `output`, one line per call.
-    fn apply(&self, ctx: &Context, output: &mut dyn FnMut(&str)) -> Result<(), FacilityError>;
+    impl<F: Facility> Try for F {
+        fn check_in(&self, env: &Environment) -> Result<Check, FacilityError> {
+            check(self, env)
+        }
+        fn apply_in(&self, env: &Environment) -> Result<Applied, FacilityError> {
+            apply(self, env).0
+        }
+    }
+
+    /// `facility.check` in `env`, its output dropped.
+    pub fn check(facility: &dyn Facility, env: &Environment) -> Result<Check, FacilityError> {
+        facility.check(&mut Context::new(env, Vec::new(), None, &mut |_| {}))
+    }
+
+    /// `facility.apply` in `env`, with the lines it logged.
+    pub fn apply(
+        facility: &dyn Facility,
+        env: &Environment,
+    ) -> (Result<Applied, FacilityError>, Vec<String>) {
+        apply_within(facility, env, None)
+    }
+
+    /// `facility.apply` in `env` until `deadline`, with the lines it logged.
+    pub fn apply_within(
+        facility: &dyn Facility,
+        env: &Environment,
+        deadline: Option<Deadline>,
+    ) -> (Result<Applied, FacilityError>, Vec<String>) {
+        let mut lines = Vec::new();
+        let result = facility.apply(&mut Context::new(env, Vec::new(), deadline, &mut |l| {
+            lines.push(l.to_string())
+        }));
+        (result, lines)
+    }
 }

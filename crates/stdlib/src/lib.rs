@@ -3,17 +3,28 @@
 //! This crate knows nothing about stores, agents or networks. It turns a config
 //! directory into a validated [`Plan`] and drives that plan to completion on the
 //! machine it runs on, reporting what it does through a [`runner::Observer`].
+//!
+//! Facilities share the contract in [`facility`], read their arguments through
+//! [`args`], and use the helpers in [`process`] (programs), [`files`] (atomic
+//! replacement) and [`accounts`] (users and groups).
 
+pub mod accounts;
+pub mod args;
 pub mod backoff;
 pub mod facilities;
 pub mod facility;
+pub mod files;
+pub mod process;
 pub mod runner;
 pub mod secrets;
 pub mod steps;
 
 pub use backoff::Backoff;
-pub use facilities::{MAX_LINE_BYTES, REBOOT_EXIT_CODE};
-pub use facility::{Check, Context, Deadline, Facility, FacilityError};
-pub use runner::{Event, Observer, Outcome, Start, run};
+pub use facilities::REBOOT_EXIT_CODE;
+pub use facility::{
+    Applied, Check, Context, Deadline, Environment, Facility, FacilityError, Retry,
+};
+pub use process::{MAX_LINE_BYTES, Program, Ran};
+pub use runner::{Event, Observer, Outcome, Recap, Start, StepResult, run};
 pub use secrets::Secrets;
 pub use steps::{Plan, PlanError, STEPS_FILE, Step};

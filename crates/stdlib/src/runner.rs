@@ -15,7 +15,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::backoff::Backoff;
-use crate::facility::{Check, Context, Deadline, FacilityError};
+use crate::facility::{Applied, Check, Context, Deadline, Environment, FacilityError};
 use crate::secrets::Secrets;
 use crate::steps::Plan;
 
@@ -51,6 +51,63 @@ impl Start {
     }
 }
 
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepResult {
+    /// Its check found the state out of place, and its apply put it in place.
+    Changed,
+    /// Its check found the state already in place: nothing was changed.
+    Unchanged,
+    /// Its last attempt failed, or it failed with an error no retry can help.
+    Failed,
+}
+
+impl StepResult {
+    /// `changed`, `unchanged` or `failed`, as logs and reports spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepResult::Changed => "changed",
+            StepResult::Unchanged => "unchanged",
+            StepResult::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for StepResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How many steps ended how: the recap of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recap {
+    pub changed: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+}
+
+impl Recap {
+    pub fn add(&mut self, result: StepResult) {
+        match result {
+            StepResult::Changed => self.changed += 1,
+            StepResult::Unchanged => self.unchanged += 1,
+            StepResult::Failed => self.failed += 1,
+        }
+    }
+}
+
+impl fmt::Display for Recap {
+    /// `changed=2 unchanged=5 failed=0`, as Ansible's recap spells it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "changed={} unchanged={} failed={}",
+            self.changed, self.unchanged, self.failed
+        )
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -60,8 +117,9 @@ pub enum Outcome {
     Failed { step: usize, error: String },
     /// The observer asked to stop; steps from `next_step` on did not run.
     Stopped { next_step: usize },
-    /// Step `step` is a reboot: the host must reboot, and the step is done when
-    /// it is back; steps after it did not run.
+    /// Step `step`'s apply needs the host rebooted ([`Applied::RebootNeeded`]):
+    /// whoever drives the run reboots it, and counts the step `changed` once
+    /// the host is back; steps after it did not run.
     RebootRequested { step: usize },
 }
 
@@ -83,10 +141,6 @@ pub enum Event<'a> {
         step: usize,
         line: &'a str,
     },
-    /// The step's effect was already in place.
-    StepSkipped {
-        step: usize,
-    },
     AttemptFailed {
         step: usize,
         attempt: u32,
@@ -94,9 +148,11 @@ pub enum Event<'a> {
         error: &'a FacilityError,
         retry_in: Option<Duration>,
     },
-    StepDone {
+    /// The step is over: `changed`, `unchanged` or `failed`, on attempt `attempt`.
+    StepFinished {
         step: usize,
         attempt: u32,
+        result: StepResult,
     },
     Finished {
         outcome: &'a Outcome,
@@ -115,9 +171,6 @@ impl fmt::Display for Event<'_> {
                 ..
             } => write!(f, "Running step {step}/{total}: {facility} ({description})"),
             Event::Output { step, line } => write!(f, "step {step}: | {line}"),
-            Event::StepSkipped { step } => {
-                write!(f, "step {step}: already in place; skipping")
-            }
             Event::AttemptFailed {
                 step,
                 attempt,
@@ -131,11 +184,20 @@ impl fmt::Display for Event<'_> {
                 )?;
                 match retry_in {
                     Some(delay) => write!(f, "; retrying in {}", crate::backoff::describe(delay)),
+                    None if error.is_permanent() => write!(f, "; a retry cannot help"),
                     None => write!(f, "; no attempts left"),
                 }
             }
-            Event::StepDone { step, attempt } => {
-                write!(f, "Step {step} completed successfully")?;
+            Event::StepFinished {
+                step,
+                attempt,
+                result,
+            } => {
+                match result {
+                    StepResult::Changed => write!(f, "Step {step} changed")?,
+                    StepResult::Unchanged => write!(f, "Step {step} unchanged: already in place")?,
+                    StepResult::Failed => write!(f, "Step {step} failed")?,
+                }
                 if attempt > 1 {
                     write!(f, " on attempt {attempt}")?;
                 }
@@ -185,7 +247,7 @@ pub trait Observer {
 /// Run `plan`'s steps in order, from `from`, until done, failed or stopped.
 pub fn run(
     plan: &Plan,
-    ctx: &Context,
+    environment: &Environment,
     policy: &Backoff,
     from: &Start,
     observer: &mut dyn Observer,
@@ -196,7 +258,7 @@ pub fn run(
     };
     let total = plan.steps.len();
     observer.event(&Event::Started { steps: total });
-    let outcome = run_steps(plan, ctx, policy, from, observer);
+    let outcome = run_steps(plan, environment, policy, from, observer);
     observer.event(&Event::Finished { outcome: &outcome });
     redact_outcome(&plan.secrets, &outcome)
 }
@@ -244,17 +306,22 @@ impl Observer for Redacting<'_> {
                 step,
                 attempt,
                 attempts,
-                error: &FacilityError(secrets.redact(&error.0).into_owned()),
+                error: &error.map_message(|m| secrets.redact(m).into_owned()),
                 retry_in,
             }),
             Event::Finished { outcome } => self.inner.event(&Event::Finished {
                 outcome: &redact_outcome(secrets, outcome),
             }),
             Event::Started { steps } => self.inner.event(&Event::Started { steps }),
-            Event::StepSkipped { step } => self.inner.event(&Event::StepSkipped { step }),
-            Event::StepDone { step, attempt } => {
-                self.inner.event(&Event::StepDone { step, attempt })
-            }
+            Event::StepFinished {
+                step,
+                attempt,
+                result,
+            } => self.inner.event(&Event::StepFinished {
+                step,
+                attempt,
+                result,
+            }),
         }
     }
 
@@ -285,7 +352,7 @@ fn redact_outcome(secrets: &Secrets, outcome: &Outcome) -> Outcome {
 
 fn run_steps(
     plan: &Plan,
-    ctx: &Context,
+    environment: &Environment,
     policy: &Backoff,
     from: &Start,
     observer: &mut dyn Observer,
@@ -301,7 +368,7 @@ fn run_steps(
         observer.event(&Event::StepStarted {
             step: step.number,
             total,
-            facility: step.facility.name(),
+            facility: step.name,
             description: &description,
             attempts: step.attempts,
         });
@@ -313,21 +380,34 @@ fn run_steps(
                 next_step: step.number,
             };
         }
-        if step.facility.reboots() {
-            return Outcome::RebootRequested { step: step.number };
-        }
         let resumed = step.number == from.step;
         let mut attempt = if resumed { from.attempt.max(1) } else { 1 };
         if attempt > step.attempts {
             // Every attempt was cut short: look once more whether the last
             // one got its work done, and otherwise the step has failed.
-            let mut ctx = ctx.clone();
-            ctx.deadline = Some(Deadline::after(step.timeout));
-            if let Ok(Check::AlreadyDone) = step.facility.check(&ctx) {
-                observer.event(&Event::StepSkipped { step: step.number });
+            let deadline = Some(Deadline::after(step.timeout));
+            let mut output = |line: &str| {
+                observer.event(&Event::Output {
+                    step: step.number,
+                    line,
+                })
+            };
+            let mut ctx = Context::new(environment, Vec::new(), deadline, &mut output);
+            // In place now: the attempt cut short most likely put it there.
+            if let Ok(Check::AlreadyDone) = step.facility.check(&mut ctx) {
+                observer.event(&Event::StepFinished {
+                    step: step.number,
+                    attempt: attempt - 1,
+                    result: StepResult::Changed,
+                });
                 continue;
             }
             let why = from.lost.as_deref().unwrap_or("it was cut short");
+            observer.event(&Event::StepFinished {
+                step: step.number,
+                attempt: attempt - 1,
+                result: StepResult::Failed,
+            });
             return Outcome::Failed {
                 step: step.number,
                 error: format!(
@@ -344,28 +424,39 @@ fn run_steps(
                     next_step: step.number,
                 };
             }
-            let mut ctx = ctx.clone();
-            ctx.env
-                .push((STEP_ENV.to_string(), step.number.to_string()));
-            ctx.env.push((ATTEMPT_ENV.to_string(), attempt.to_string()));
-            ctx.deadline = Some(Deadline::after(step.timeout));
-            match try_once(step.number, step.facility.as_ref(), &ctx, observer) {
-                Ok(Check::AlreadyDone) => {
-                    observer.event(&Event::StepSkipped { step: step.number });
+            let env = vec![
+                (STEP_ENV.to_string(), step.number.to_string()),
+                (ATTEMPT_ENV.to_string(), attempt.to_string()),
+            ];
+            let deadline = Some(Deadline::after(step.timeout));
+            let mut output = |line: &str| {
+                observer.event(&Event::Output {
+                    step: step.number,
+                    line,
+                })
+            };
+            let mut ctx = Context::new(environment, env, deadline, &mut output);
+            let tried = try_once(step.facility.as_ref(), &mut ctx);
+            let finished = |result| Event::StepFinished {
+                step: step.number,
+                attempt,
+                result,
+            };
+            match tried {
+                Ok(None) => {
+                    observer.event(&finished(StepResult::Unchanged));
                     break;
                 }
-                Ok(Check::Run) if ctx.take_reboot_request() => {
+                Ok(Some(Applied::RebootNeeded)) => {
                     return Outcome::RebootRequested { step: step.number };
                 }
-                Ok(Check::Run) => {
-                    observer.event(&Event::StepDone {
-                        step: step.number,
-                        attempt,
-                    });
+                Ok(Some(Applied::Changed)) => {
+                    observer.event(&finished(StepResult::Changed));
                     break;
                 }
                 Err(error) => {
-                    let retry_in = (attempt < step.attempts).then(|| policy.delay(attempt));
+                    let retry_in = (attempt < step.attempts && !error.is_permanent())
+                        .then(|| policy.delay(attempt));
                     observer.event(&Event::AttemptFailed {
                         step: step.number,
                         attempt,
@@ -376,9 +467,10 @@ fn run_steps(
                     match retry_in {
                         Some(delay) => observer.sleep(delay),
                         None => {
+                            observer.event(&finished(StepResult::Failed));
                             return Outcome::Failed {
                                 step: step.number,
-                                error: error.0,
+                                error: error.message().to_string(),
                             };
                         }
                     }
@@ -390,21 +482,14 @@ fn run_steps(
     Outcome::Done
 }
 
-/// One try: check, then apply if needed. Returns what the check found.
+/// One try: check, then apply if needed. `None`: the state was in place.
 fn try_once(
-    step: usize,
     facility: &dyn crate::facility::Facility,
-    ctx: &Context,
-    observer: &mut dyn Observer,
-) -> Result<Check, FacilityError> {
+    ctx: &mut Context<'_>,
+) -> Result<Option<Applied>, FacilityError> {
     match facility.check(ctx)? {
-        Check::AlreadyDone => Ok(Check::AlreadyDone),
-        Check::Run => {
-            facility.apply(ctx, &mut |line| {
-                observer.event(&Event::Output { step, line });
-            })?;
-            Ok(Check::Run)
-        }
+        Check::AlreadyDone => Ok(None),
+        Check::Run => facility.apply(ctx).map(Some),
     }
 }
 
@@ -425,7 +510,7 @@ mod tests {
 
     impl Observer for Recorder {
         fn event(&mut self, event: &Event<'_>) {
-            if matches!(event, Event::StepDone { .. } | Event::StepSkipped { .. }) {
+            if matches!(event, Event::StepFinished { .. }) {
                 self.finished += 1;
             }
             self.lines.push(event.to_string());
@@ -453,7 +538,7 @@ mod tests {
                 target.display()
             ),
         );
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let mut first = Recorder::default();
         assert_eq!(
             run(
@@ -466,12 +551,7 @@ mod tests {
             Outcome::Done
         );
         assert!(target.is_dir());
-        assert!(
-            first
-                .lines
-                .iter()
-                .any(|l| l == "Step 1 completed successfully")
-        );
+        assert!(first.lines.iter().any(|l| l == "Step 1 changed"));
 
         let mut second = Recorder::default();
         assert_eq!(
@@ -488,7 +568,7 @@ mod tests {
             second
                 .lines
                 .iter()
-                .any(|l| l == "step 1: already in place; skipping"),
+                .any(|l| l == "Step 1 unchanged: already in place"),
             "{:?}",
             second.lines
         );
@@ -496,25 +576,58 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_step_is_tried_attempts_times_with_backoff_then_stops_the_run() {
+    fn a_step_failing_with_a_permanent_error_fails_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        // A file where the directory should be: make_dir's check fails every time.
+        // A file where the directory should be: no retry can change that.
         let blocker = dir.path().join("blocker");
         std::fs::write(&blocker, "").unwrap();
+        let p = plan(
+            dir.path(),
+            &format!(
+                "[[step]]\nfacility = \"make_dir\"\npath = \"{}\"\nattempts = 4\n",
+                blocker.display()
+            ),
+        );
+        let mut rec = Recorder::default();
+        let outcome = run(
+            &p,
+            &Environment::new(dir.path()),
+            &Backoff::STEP.without_jitter(),
+            &Start::at(1),
+            &mut rec,
+        );
+        assert!(
+            matches!(&outcome, Outcome::Failed { step: 1, error } if error.contains("is not a directory")),
+            "{outcome:?}"
+        );
+        assert!(rec.slept.is_empty(), "{:?}", rec.slept);
+        let failed: Vec<&String> = rec.lines.iter().filter(|l| l.contains("failed")).collect();
+        assert_eq!(failed.len(), 3, "{:#?}", rec.lines);
+        assert!(
+            failed[0].starts_with("step 1: attempt 1 of 4 failed: ")
+                && failed[0].ends_with("; a retry cannot help"),
+            "{}",
+            failed[0]
+        );
+        assert_eq!(failed[1], "Step 1 failed");
+    }
+
+    #[test]
+    fn a_failing_step_is_tried_attempts_times_with_backoff_then_stops_the_run() {
+        let dir = tempfile::tempdir().unwrap();
         let never = dir.path().join("never");
         let p = plan(
             dir.path(),
             &format!(
-                "[[step]]\nfacility = \"make_dir\"\npath = \"{}\"\nattempts = 4\n\
+                "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo 'is not a directory' >&2; exit 1\"]\nattempts = 4\n\
                  [[step]]\nfacility = \"make_dir\"\npath = \"{}\"\n",
-                blocker.display(),
                 never.display()
             ),
         );
         let mut rec = Recorder::default();
         let outcome = run(
             &p,
-            &Context::new(dir.path()),
+            &Environment::new(dir.path()),
             &Backoff::STEP.without_jitter(),
             &Start::at(1),
             &mut rec,
@@ -528,6 +641,7 @@ mod tests {
         let failures = rec.lines.iter().filter(|l| l.contains("failed:")).count();
         assert_eq!(failures, 4);
         assert!(rec.lines.iter().any(|l| l.ends_with("; no attempts left")));
+        assert!(rec.lines.iter().any(|l| l == "Step 1 failed on attempt 4"));
         assert!(!never.exists(), "the run must stop at the failed step");
     }
 
@@ -548,7 +662,7 @@ mod tests {
                     after.display()
                 ),
             );
-            let ctx = Context::new(dir.path());
+            let ctx = Environment::new(dir.path());
             let mut rec = Recorder::default();
             let outcome = run(
                 &p,
@@ -627,7 +741,7 @@ mod tests {
         let mut everything = Everything::default();
         let outcome = run(
             &p,
-            &Context::new(dir.path()),
+            &Environment::new(dir.path()),
             &Backoff::STEP.without_jitter(),
             &Start::at(1),
             &mut everything,
@@ -693,7 +807,7 @@ mod tests {
         let mut everything = Everything::default();
         let outcome = run(
             &p,
-            &Context::new(dir.path()),
+            &Environment::new(dir.path()),
             &Backoff::STEP.without_jitter(),
             &Start::at(1),
             &mut everything,
@@ -757,7 +871,7 @@ mod tests {
         };
         let outcome = run(
             &p,
-            &Context::new(dir.path()),
+            &Environment::new(dir.path()),
             &Backoff::STEP.without_jitter(),
             &Start::at(1),
             &mut observer,
@@ -784,7 +898,7 @@ mod tests {
                 b.display()
             ),
         );
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let mut rec = Recorder {
             stop_after_steps: Some(1),
             ..Default::default()
@@ -830,7 +944,7 @@ mod tests {
                 made.display()
             ),
         );
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let policy = Backoff::STEP.without_jitter();
 
         /// Records the attempts the runner announces.
@@ -888,9 +1002,9 @@ mod tests {
             Outcome::Done
         );
         assert!(
+            seen.1.iter().any(|l| l == "Step 2 changed on attempt 3"),
+            "{:?}",
             seen.1
-                .iter()
-                .any(|l| l == "step 2: already in place; skipping")
         );
     }
 }

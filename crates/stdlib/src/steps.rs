@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::args::{ArgError, Args, list};
 use crate::facilities::{self, FacilitySpec};
 use crate::facility::Facility;
 use crate::secrets::Secrets;
@@ -72,6 +73,8 @@ pub struct Step {
     pub attempts: u32,
     /// How long one attempt may take; programs still running then are killed.
     pub timeout: Duration,
+    /// The facility's name, as the steps file gives it.
+    pub name: &'static str,
     pub facility: Box<dyn Facility>,
 }
 
@@ -101,21 +104,6 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
-/// An argument error found by a facility while building itself from its step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArgError {
-    span: Range<usize>,
-    message: String,
-    hint: Option<String>,
-}
-
-impl ArgError {
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-}
-
 type StepTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
 #[derive(Deserialize)]
@@ -123,189 +111,6 @@ type StepTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 struct RawFile {
     #[serde(default)]
     step: Vec<Spanned<StepTable>>,
-}
-
-/// The arguments of one step, as a facility sees them while building itself.
-///
-/// Each accessor takes its key out of the step, so that the parser can report
-/// keys no facility asked for. Errors point at the key or value in the file.
-#[derive(Debug)]
-pub struct Args<'a> {
-    facility: &'static str,
-    step_span: Range<usize>,
-    values: BTreeMap<String, (Range<usize>, Spanned<toml::Value>)>,
-    /// Where each value already taken was, so later errors can point at it.
-    taken: BTreeMap<String, Range<usize>>,
-    config_dir: &'a Path,
-}
-
-impl<'a> Args<'a> {
-    /// The config directory, for facilities that read files from it.
-    pub fn config_dir(&self) -> &'a Path {
-        self.config_dir
-    }
-
-    /// An error pointing at `key`'s value (or at the step if the key is absent).
-    pub fn error(&self, key: &str, message: impl Into<String>) -> ArgError {
-        let span = self
-            .values
-            .get(key)
-            .map(|(_, value)| value.span())
-            .or_else(|| self.taken.get(key).cloned())
-            .unwrap_or_else(|| self.step_span.clone());
-        ArgError {
-            span,
-            message: message.into(),
-            hint: None,
-        }
-    }
-
-    fn take(&mut self, key: &str) -> Option<Spanned<toml::Value>> {
-        let (_, value) = self.values.remove(key)?;
-        self.taken.insert(key.to_string(), value.span());
-        Some(value)
-    }
-
-    fn missing(&self, key: &str) -> ArgError {
-        ArgError {
-            span: self.step_span.clone(),
-            message: format!("step `{}` is missing argument `{key}`", self.facility),
-            hint: Some(format!(
-                "add `{key} = ...` to this step; `{}` takes {}",
-                self.facility,
-                list(facilities::lookup(self.facility).map_or(&[][..], |s| s.args))
-            )),
-        }
-    }
-
-    fn wrong_type(value: &Spanned<toml::Value>, key: &str, expected: &str) -> ArgError {
-        ArgError {
-            span: value.span(),
-            message: format!(
-                "argument `{key}` must be {expected}, not {}",
-                value.get_ref().type_str()
-            ),
-            hint: None,
-        }
-    }
-
-    pub fn optional_str(&mut self, key: &str) -> Result<Option<String>, ArgError> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(value) => match value.get_ref() {
-                toml::Value::String(s) if !s.is_empty() => Ok(Some(s.clone())),
-                toml::Value::String(_) => Err(ArgError {
-                    span: value.span(),
-                    message: format!("argument `{key}` must not be empty"),
-                    hint: None,
-                }),
-                _ => Err(Self::wrong_type(&value, key, "a string")),
-            },
-        }
-    }
-
-    pub fn required_str(&mut self, key: &str) -> Result<String, ArgError> {
-        let missing = self.missing(key);
-        self.optional_str(key)?.ok_or(missing)
-    }
-
-    /// A non-empty array of non-empty strings, if present.
-    pub fn optional_str_list(&mut self, key: &str) -> Result<Option<Vec<String>>, ArgError> {
-        let Some(value) = self.take(key) else {
-            return Ok(None);
-        };
-        let expected = "an array of strings, e.g. [\"a\", \"b\"]";
-        let toml::Value::Array(items) = value.get_ref() else {
-            return Err(Self::wrong_type(&value, key, expected));
-        };
-        if items.is_empty() {
-            return Err(ArgError {
-                span: value.span(),
-                message: format!("argument `{key}` must not be an empty array"),
-                hint: None,
-            });
-        }
-        items
-            .iter()
-            .map(|item| match item {
-                toml::Value::String(s) if !s.is_empty() => Ok(s.clone()),
-                _ => Err(ArgError {
-                    span: value.span(),
-                    message: format!("argument `{key}` must be {expected} with no empty strings"),
-                    hint: None,
-                }),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
-    }
-
-    /// A non-empty table of strings, e.g. `env = { LANG = "C" }`, if present, in
-    /// key order. Errors never quote a value: it may be sensitive.
-    pub fn optional_str_table(
-        &mut self,
-        key: &str,
-    ) -> Result<Option<Vec<(String, String)>>, ArgError> {
-        let Some(value) = self.take(key) else {
-            return Ok(None);
-        };
-        let toml::Value::Table(table) = value.get_ref() else {
-            return Err(Self::wrong_type(
-                &value,
-                key,
-                "a table of strings, e.g. { NAME = \"value\" }",
-            ));
-        };
-        if table.is_empty() {
-            return Err(ArgError {
-                span: value.span(),
-                message: format!("argument `{key}` must not be an empty table"),
-                hint: None,
-            });
-        }
-        table
-            .iter()
-            .map(|(name, item)| match item {
-                toml::Value::String(s) => Ok((name.clone(), s.clone())),
-                other => Err(ArgError {
-                    span: value.span(),
-                    message: format!(
-                        "argument `{key}`: `{name}` must be a string, not {}",
-                        other.type_str()
-                    ),
-                    hint: None,
-                }),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
-    }
-
-    pub fn required_str_list(&mut self, key: &str) -> Result<Vec<String>, ArgError> {
-        let missing = self.missing(key);
-        self.optional_str_list(key)?.ok_or(missing)
-    }
-
-    /// An absolute path on the host, if present.
-    pub fn optional_absolute_path(&mut self, key: &str) -> Result<Option<PathBuf>, ArgError> {
-        let span = self.values.get(key).map(|(_, value)| value.span());
-        match self.optional_str(key)? {
-            None => Ok(None),
-            Some(s) if Path::new(&s).is_absolute() => Ok(Some(PathBuf::from(s))),
-            Some(s) => Err(ArgError {
-                span: span.unwrap_or_else(|| self.step_span.clone()),
-                message: format!("argument `{key}` must be an absolute path, not `{s}`"),
-                hint: Some(format!(
-                    "write the full path, e.g. `/{}`",
-                    s.trim_start_matches("./")
-                )),
-            }),
-        }
-    }
-
-    /// An absolute path on the host.
-    pub fn absolute_path(&mut self, key: &str) -> Result<PathBuf, ArgError> {
-        let missing = self.missing(key);
-        self.optional_absolute_path(key)?.ok_or(missing)
-    }
 }
 
 impl Plan {
@@ -433,13 +238,7 @@ impl Plan {
                     .map_err(|err| error_at(Some(err.span), err.message, err.hint))?,
             };
 
-            let mut args = Args {
-                facility: spec.name,
-                step_span: step_span.clone(),
-                values,
-                taken: BTreeMap::new(),
-                config_dir,
-            };
+            let mut args = Args::new(spec.name, spec.args, step_span.clone(), values, config_dir);
             // A facility's message may quote the value it refuses.
             let facility = (spec.build)(&mut args).map_err(|err| {
                 error_at(
@@ -449,17 +248,14 @@ impl Plan {
                 )
             })?;
             secrets.extend(&step_secrets);
-            debug_assert!(
-                args.values.is_empty(),
-                "{} left arguments unread",
-                spec.name
-            );
+            debug_assert!(args.all_taken(), "{} left arguments unread", spec.name);
 
             steps.push(Step {
                 number,
                 line: line_column(source, step_span.start).0,
                 attempts,
                 timeout,
+                name: spec.name,
                 facility,
             });
         }
@@ -564,14 +360,6 @@ fn valid_args(spec: &FacilitySpec) -> String {
     format!("`{}` takes {}", spec.name, list(&all))
 }
 
-fn list(items: &[&str]) -> String {
-    items
-        .iter()
-        .map(|item| format!("`{item}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// 1-based line and column (in characters) of byte `offset` in `source`.
 fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
@@ -607,10 +395,10 @@ attempts = 5
         )
         .unwrap();
         assert_eq!(plan.steps.len(), 2);
-        assert_eq!(plan.steps[0].facility.name(), "make_dir");
+        assert_eq!(plan.steps[0].name, "make_dir");
         assert_eq!(plan.steps[0].attempts, DEFAULT_ATTEMPTS);
         assert_eq!(plan.steps[0].line, 3);
-        assert_eq!(plan.steps[1].facility.name(), "unlink");
+        assert_eq!(plan.steps[1].name, "unlink");
         assert_eq!(plan.steps[1].attempts, 5);
         assert_eq!(plan.steps[1].number, 2);
     }

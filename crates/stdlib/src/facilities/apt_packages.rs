@@ -7,13 +7,19 @@
 
 use std::collections::BTreeSet;
 
-use super::command::{describe_status, run_logged};
-use crate::facility::{Check, Context, Facility, FacilityError};
-use crate::steps::{ArgError, Args};
+use super::FacilitySpec;
+use crate::args::{ArgError, Args};
+use crate::facility::{Applied, Check, Context, Facility, FacilityError};
+use crate::process::{Program, describe_status};
 
-pub(crate) const ARGS: &[&str] = &["packages"];
+pub(crate) const SPEC: FacilitySpec = FacilitySpec {
+    name: "apt_packages",
+    args: &["packages"],
+    summary: "install Debian packages; skipped when all are installed",
+    build,
+};
 
-pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
+fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
     let bad_package = args.error("packages", "invalid Debian package name in `packages`");
     let packages = args.required_str_list("packages")?;
     if let Some(bad) = packages.iter().find(|p| !valid_package(p)) {
@@ -62,10 +68,6 @@ struct AptPackages {
 }
 
 impl Facility for AptPackages {
-    fn name(&self) -> &'static str {
-        "apt_packages"
-    }
-
     fn describe(&self) -> String {
         match self.packages.as_slice() {
             [one] => format!("package {one} is installed"),
@@ -73,45 +75,41 @@ impl Facility for AptPackages {
         }
     }
 
-    fn check(&self, ctx: &Context) -> Result<Check, FacilityError> {
+    fn check(&self, ctx: &mut Context<'_>) -> Result<Check, FacilityError> {
         // `name:arch=version` is asked about as `name:arch` (see the module doc).
         let queries: Vec<&str> = self
             .packages
             .iter()
             .map(|p| p.split_once('=').map_or(p.as_str(), |(name, _)| name))
             .collect();
-        let out = ctx
-            .command("dpkg-query")
-            .arg("-W")
-            .arg("-f=${Package}\t${Status}\n")
-            .args(&queries)
-            // The "no packages found" message below must not be translated.
-            .env("LC_ALL", "C")
-            .output()
-            .map_err(|err| {
-                FacilityError::new(format!(
-                    "cannot start `dpkg-query` to see which packages are installed: {err}"
-                ))
-            })?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        match out.status.code() {
+        let ran = ctx.run(
+            &Program::new("dpkg-query")
+                .arg("-W")
+                .arg("-f=${Package}\t${Status}\n")
+                .args(queries.iter().copied())
+                // The "no packages found" message below must not be translated.
+                .env("LC_ALL", "C")
+                .capture(),
+        )?;
+        match ran.code() {
             Some(0) => {}
             // 1: some package is unknown to dpkg, so certainly not installed.
+            // (dpkg-query says so on stderr, which went to the step's log.)
             Some(1)
-                if stderr
-                    .lines()
-                    .filter(|line| !line.trim().is_empty())
-                    .all(|line| line.contains("no packages found matching")) =>
+                if ran
+                    .last_stderr
+                    .as_deref()
+                    .is_some_and(|line| line.contains("no packages found matching")) =>
             {
                 return Ok(Check::Run);
             }
             _ => {
                 let mut message = format!(
                     "`dpkg-query` {} while checking {}",
-                    describe_status(out.status),
+                    describe_status(ran.status),
                     queries.join(", ")
                 );
-                if let Some(line) = stderr.lines().rev().find(|l| !l.trim().is_empty()) {
+                if let Some(line) = &ran.last_stderr {
                     message.push_str(&format!(": {}", line.trim()));
                 }
                 return Err(FacilityError::new(message));
@@ -120,7 +118,7 @@ impl Facility for AptPackages {
 
         // A line per package dpkg knows: "nginx\tinstall ok installed". The
         // first status word is what was asked for ("hold" is still installed).
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stdout = &ran.stdout;
         let installed: BTreeSet<&str> = stdout
             .lines()
             .filter_map(|line| line.split_once('\t'))
@@ -139,30 +137,33 @@ impl Facility for AptPackages {
         Ok(if all { Check::AlreadyDone } else { Check::Run })
     }
 
-    fn apply(&self, ctx: &Context, output: &mut dyn FnMut(&str)) -> Result<(), FacilityError> {
+    fn apply(&self, ctx: &mut Context<'_>) -> Result<Applied, FacilityError> {
         let apt_get = |args: &[&str]| {
-            let mut cmd = ctx.command("apt-get");
-            cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-            cmd
+            Program::new("apt-get")
+                .args(args.iter().copied())
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .named(format!("apt-get {}", args[0]))
         };
-        run_logged(apt_get(&["update"]), "apt-get update", ctx.deadline, output)?;
-        let mut install = apt_get(&["install", "-y", "-q"]);
-        install.args(&self.packages);
-        run_logged(install, "apt-get install", ctx.deadline, output)
+        ctx.run(&apt_get(&["update"]))?.ok()?;
+        ctx.run(&apt_get(&["install", "-y", "-q"]).args(self.packages.iter().cloned()))?
+            .ok()?;
+        Ok(Applied::Changed)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facilities::command::write_fake_program;
+    use crate::facility::Environment;
+    use crate::facility::testing::{Try, apply, check};
+    use crate::process::write_fake_program;
     use crate::steps::Plan;
     use std::path::Path;
 
     /// A fake `dpkg-query` that knows the packages listed in the file `state`
     /// (one "name<TAB>status" a line) and a fake `apt-get` that logs its
     /// arguments to `log` and installs packages by adding them to `state`.
-    fn fake_apt(dir: &Path) -> Context {
+    fn fake_apt(dir: &Path) -> Environment {
         let bin = dir.join("bin");
         std::fs::create_dir(&bin).unwrap();
         let state = dir.join("state");
@@ -201,7 +202,7 @@ done"#,
                 state = state.display()
             ),
         );
-        let mut ctx = Context::new(dir);
+        let mut ctx = Environment::new(dir);
         ctx.path = Some(format!("{}:/usr/bin:/bin", bin.display()).into());
         ctx
     }
@@ -218,10 +219,9 @@ done"#,
         let ctx = fake_apt(dir.path());
         std::fs::write(dir.path().join("state"), "nginx\tinstall ok installed\n").unwrap();
         let f = apt(&["nginx", "tree=2.1.0-1"]);
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        let mut lines = Vec::new();
-        f.apply(&ctx, &mut |line| lines.push(line.to_string()))
-            .unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        let (result, lines) = apply(&f, &ctx);
+        result.unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.path().join("log")).unwrap(),
             "noninteractive update\nnoninteractive install -y -q nginx tree=2.1.0-1\n"
@@ -230,7 +230,7 @@ done"#,
             lines.contains(&"Setting up tree=2.1.0-1 ...".to_string()),
             "{lines:?}"
         );
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
     }
 
     #[test]
@@ -243,20 +243,23 @@ done"#,
         )
         .unwrap();
         assert_eq!(
-            apt(&["nginx:amd64"]).check(&ctx).unwrap(),
+            apt(&["nginx:amd64"]).check_in(&ctx).unwrap(),
             Check::AlreadyDone
         );
-        assert_eq!(apt(&["nginx", "curl"]).check(&ctx).unwrap(), Check::Run);
-        assert_eq!(apt(&["nginx", "unknown"]).check(&ctx).unwrap(), Check::Run);
+        assert_eq!(apt(&["nginx", "curl"]).check_in(&ctx).unwrap(), Check::Run);
+        assert_eq!(
+            apt(&["nginx", "unknown"]).check_in(&ctx).unwrap(),
+            Check::Run
+        );
     }
 
     #[test]
     fn a_failed_install_names_the_command_and_reason() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = fake_apt(dir.path());
-        let err = apt(&["nope"]).apply(&ctx, &mut |_| {}).unwrap_err();
+        let err = apt(&["nope"]).apply_in(&ctx).unwrap_err();
         assert_eq!(
-            err.0,
+            err.message(),
             "`apt-get install` exited with status 100: E: Unable to locate package nope"
         );
     }
@@ -266,20 +269,23 @@ done"#,
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
-        let mut ctx = Context::new(dir.path());
+        let mut ctx = Environment::new(dir.path());
         ctx.path = Some(bin.clone().into());
 
-        let err = apt(&["nginx"]).check(&ctx).unwrap_err();
-        assert!(err.0.starts_with("cannot start `dpkg-query`"), "{err}");
+        let err = apt(&["nginx"]).check_in(&ctx).unwrap_err();
+        assert!(
+            err.message().starts_with("cannot start `dpkg-query`"),
+            "{err}"
+        );
 
         write_fake_program(
             &bin,
             "dpkg-query",
             "echo 'dpkg-query: error: parsing file /var/lib/dpkg/status' >&2\nexit 1",
         );
-        let err = apt(&["nginx"]).check(&ctx).unwrap_err();
+        let err = apt(&["nginx"]).check_in(&ctx).unwrap_err();
         assert_eq!(
-            err.0,
+            err.message(),
             "`dpkg-query` exited with status 1 while checking nginx: \
              dpkg-query: error: parsing file /var/lib/dpkg/status"
         );

@@ -6,12 +6,18 @@ use std::fs::Permissions;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use crate::facility::{Check, Context, Facility, FacilityError};
-use crate::steps::{ArgError, Args};
+use super::FacilitySpec;
+use crate::args::{ArgError, Args};
+use crate::facility::{Applied, Check, Context, Facility, FacilityError};
 
-pub(crate) const ARGS: &[&str] = &["path", "mode"];
+pub(crate) const SPEC: FacilitySpec = FacilitySpec {
+    name: "chmod",
+    args: &["path", "mode"],
+    summary: "set a path's permission bits",
+    build,
+};
 
-pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
+fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
     let path = args.absolute_path("path")?;
     let bad_mode = args.error(
         "mode",
@@ -47,20 +53,16 @@ struct Chmod {
 }
 
 impl Facility for Chmod {
-    fn name(&self) -> &'static str {
-        "chmod"
-    }
-
     fn describe(&self) -> String {
         format!("{} has mode {:04o}", self.path.display(), self.mode)
     }
 
-    fn check(&self, _ctx: &Context) -> Result<Check, FacilityError> {
+    fn check(&self, _ctx: &mut Context<'_>) -> Result<Check, FacilityError> {
         match std::fs::metadata(&self.path) {
             Ok(meta) if meta.permissions().mode() & 0o7777 == self.mode => Ok(Check::AlreadyDone),
             Ok(_) => Ok(Check::Run),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                Err(FacilityError::new(format!(
+                Err(FacilityError::permanent(format!(
                     "`{}` does not exist; create it in an earlier step",
                     self.path.display()
                 )))
@@ -69,22 +71,25 @@ impl Facility for Chmod {
         }
     }
 
-    fn apply(&self, _ctx: &Context, _output: &mut dyn FnMut(&str)) -> Result<(), FacilityError> {
+    fn apply(&self, _ctx: &mut Context<'_>) -> Result<Applied, FacilityError> {
         std::fs::set_permissions(&self.path, Permissions::from_mode(self.mode))
-            .map_err(|err| FacilityError::io("set the mode of", &self.path, err))
+            .map_err(|err| FacilityError::io("set the mode of", &self.path, err))?;
+        Ok(Applied::Changed)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facility::Environment;
+    use crate::facility::testing::{Try, apply, check};
     use crate::steps::Plan;
     use std::path::Path;
 
     #[test]
     fn sets_the_mode_then_skips() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let path = dir.path().join("poem.txt");
         std::fs::write(&path, "").unwrap();
         std::fs::set_permissions(&path, Permissions::from_mode(0o600)).unwrap();
@@ -92,26 +97,26 @@ mod tests {
             path: path.clone(),
             mode: 0o666,
         };
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        f.apply(&ctx, &mut |_| {}).unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        apply(&f, &ctx).0.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o7777, 0o666);
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
     }
 
     #[test]
     fn special_bits_count() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let f = Chmod {
             path: dir.path().join("d"),
             mode: 0o1777,
         };
         std::fs::create_dir(&f.path).unwrap();
         std::fs::set_permissions(&f.path, Permissions::from_mode(0o777)).unwrap();
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        f.apply(&ctx, &mut |_| {}).unwrap();
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        apply(&f, &ctx).0.unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
     }
 
     #[test]
@@ -121,9 +126,9 @@ mod tests {
             path: dir.path().join("nope"),
             mode: 0o644,
         };
-        let err = f.check(&Context::new(dir.path())).unwrap_err();
-        assert!(err.0.contains("does not exist"), "{err}");
-        assert!(f.apply(&Context::new(dir.path()), &mut |_| {}).is_err());
+        let err = f.check_in(&Environment::new(dir.path())).unwrap_err();
+        assert!(err.message().contains("does not exist"), "{err}");
+        assert!(f.apply_in(&Environment::new(dir.path())).is_err());
     }
 
     #[test]

@@ -7,14 +7,19 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-use nix::unistd::{Group, User};
+use super::FacilitySpec;
+use crate::accounts::{resolve_group, resolve_user};
+use crate::args::{ArgError, Args};
+use crate::facility::{Applied, Check, Context, Facility, FacilityError};
 
-use crate::facility::{Check, Context, Facility, FacilityError};
-use crate::steps::{ArgError, Args};
+pub(crate) const SPEC: FacilitySpec = FacilitySpec {
+    name: "chown",
+    args: &["path", "owner", "group"],
+    summary: "set a path's owner and/or group",
+    build,
+};
 
-pub(crate) const ARGS: &[&str] = &["path", "owner", "group"];
-
-pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
+fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
     let path = args.absolute_path("path")?;
     let owner = args.optional_str("owner")?;
     let group = args.optional_str("group")?;
@@ -42,41 +47,7 @@ impl Chown {
     }
 }
 
-fn resolve_user(name: &str) -> Result<u32, FacilityError> {
-    if let Ok(uid) = name.parse() {
-        return Ok(uid);
-    }
-    match User::from_name(name) {
-        Ok(Some(user)) => Ok(user.uid.as_raw()),
-        Ok(None) => Err(FacilityError::new(format!(
-            "there is no user `{name}` on this host; create it in an earlier step"
-        ))),
-        Err(err) => Err(FacilityError::new(format!(
-            "cannot look up user `{name}`: {err}"
-        ))),
-    }
-}
-
-fn resolve_group(name: &str) -> Result<u32, FacilityError> {
-    if let Ok(gid) = name.parse() {
-        return Ok(gid);
-    }
-    match Group::from_name(name) {
-        Ok(Some(group)) => Ok(group.gid.as_raw()),
-        Ok(None) => Err(FacilityError::new(format!(
-            "there is no group `{name}` on this host; create it in an earlier step"
-        ))),
-        Err(err) => Err(FacilityError::new(format!(
-            "cannot look up group `{name}`: {err}"
-        ))),
-    }
-}
-
 impl Facility for Chown {
-    fn name(&self) -> &'static str {
-        "chown"
-    }
-
     fn describe(&self) -> String {
         format!(
             "{} is owned by {}:{}",
@@ -86,12 +57,12 @@ impl Facility for Chown {
         )
     }
 
-    fn check(&self, _ctx: &Context) -> Result<Check, FacilityError> {
+    fn check(&self, _ctx: &mut Context<'_>) -> Result<Check, FacilityError> {
         let (uid, gid) = self.ids()?;
         let meta = match std::fs::symlink_metadata(&self.path) {
             Ok(meta) => meta,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Err(FacilityError::new(format!(
+                return Err(FacilityError::permanent(format!(
                     "`{}` does not exist; create it in an earlier step",
                     self.path.display()
                 )));
@@ -103,17 +74,21 @@ impl Facility for Chown {
         Ok(if done { Check::AlreadyDone } else { Check::Run })
     }
 
-    fn apply(&self, _ctx: &Context, _output: &mut dyn FnMut(&str)) -> Result<(), FacilityError> {
+    fn apply(&self, _ctx: &mut Context<'_>) -> Result<Applied, FacilityError> {
         let (uid, gid) = self.ids()?;
         std::os::unix::fs::lchown(&self.path, uid, gid)
-            .map_err(|err| FacilityError::io("change the owner of", &self.path, err))
+            .map_err(|err| FacilityError::io("change the owner of", &self.path, err))?;
+        Ok(Applied::Changed)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facility::Environment;
+    use crate::facility::testing::{Try, apply, check};
     use crate::steps::Plan;
+    use nix::unistd::{Group, User};
     use std::path::Path;
 
     fn chown(path: PathBuf, owner: Option<&str>, group: Option<&str>) -> Chown {
@@ -135,13 +110,13 @@ mod tests {
     #[test]
     fn owned_by_us_is_already_done() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let path = dir.path().join("f");
         std::fs::write(&path, "").unwrap();
         let me = nix::unistd::Uid::effective().as_raw().to_string();
         let my_group = nix::unistd::Gid::effective().as_raw().to_string();
         let f = chown(path, Some(&me), Some(&my_group));
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
     }
 
     #[test]
@@ -150,7 +125,7 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let path = dir.path().join("f");
         std::fs::write(&path, "").unwrap();
         let group = ["nogroup", "nobody"]
@@ -159,21 +134,21 @@ mod tests {
             .expect("a group nogroup or nobody");
 
         let f = chown(path.clone(), Some("nobody"), Some(group));
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        f.apply(&ctx, &mut |_| {}).unwrap();
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        apply(&f, &ctx).0.unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
         let nobody = User::from_name("nobody").unwrap().unwrap().uid.as_raw();
         assert_eq!(std::fs::metadata(&path).unwrap().uid(), nobody);
 
         // Back by name for the owner only, by number for the group only.
         let f = chown(path.clone(), Some("root"), None);
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        f.apply(&ctx, &mut |_| {}).unwrap();
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        apply(&f, &ctx).0.unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
         let f = chown(path.clone(), None, Some("0"));
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        f.apply(&ctx, &mut |_| {}).unwrap();
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        apply(&f, &ctx).0.unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (0, 0));
     }
@@ -184,38 +159,44 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let target = dir.path().join("target");
         std::fs::write(&target, "").unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let f = chown(link.clone(), Some("nobody"), None);
-        f.apply(&ctx, &mut |_| {}).unwrap();
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        apply(&f, &ctx).0.unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
         assert_eq!(std::fs::metadata(&target).unwrap().uid(), 0);
     }
 
     #[test]
     fn an_unknown_user_or_group_is_an_error_not_done() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let path = dir.path().join("f");
         std::fs::write(&path, "").unwrap();
         let f = chown(path.clone(), Some("cattle-no-such-user"), None);
-        let err = f.check(&ctx).unwrap_err();
-        assert!(err.0.contains("no user `cattle-no-such-user`"), "{err}");
-        assert!(f.apply(&ctx, &mut |_| {}).is_err());
+        let err = check(&f, &ctx).unwrap_err();
+        assert!(
+            err.message().contains("no user `cattle-no-such-user`"),
+            "{err}"
+        );
+        assert!(apply(&f, &ctx).0.is_err());
         let f = chown(path, None, Some("cattle-no-such-group"));
-        let err = f.check(&ctx).unwrap_err();
-        assert!(err.0.contains("no group `cattle-no-such-group`"), "{err}");
+        let err = check(&f, &ctx).unwrap_err();
+        assert!(
+            err.message().contains("no group `cattle-no-such-group`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_missing_path_is_an_error_not_done() {
         let dir = tempfile::tempdir().unwrap();
         let f = chown(dir.path().join("nope"), Some("0"), None);
-        let err = f.check(&Context::new(dir.path())).unwrap_err();
-        assert!(err.0.contains("does not exist"), "{err}");
+        let err = f.check_in(&Environment::new(dir.path())).unwrap_err();
+        assert!(err.message().contains("does not exist"), "{err}");
     }
 
     #[test]

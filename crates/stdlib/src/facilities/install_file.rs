@@ -3,24 +3,26 @@
 //! The file is replaced atomically (written beside `dest`, then renamed over it),
 //! so a reader never sees half a file. A new file gets mode 0644; a replaced
 //! file keeps its mode and owner. A symbolic link at `dest` is replaced by a file.
-//!
-//! Also home of [`replace_atomically`], which `symlink` shares.
 
-use std::ffi::OsString;
-use std::fs::{File, OpenOptions, Permissions};
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, PathBuf};
 
-use crate::facility::{Check, Context, Facility, FacilityError};
-use crate::steps::{ArgError, Args};
+use super::FacilitySpec;
+use crate::args::{ArgError, Args};
+use crate::facility::{Applied, Check, Context, Facility, FacilityError};
+use crate::files::{Attributes, write_file};
 
-pub(crate) const ARGS: &[&str] = &["source", "dest"];
+pub(crate) const SPEC: FacilitySpec = FacilitySpec {
+    name: "install_file",
+    args: &["source", "dest"],
+    summary: "copy a file from the config to the host; skipped when identical",
+    build,
+};
 
 /// Mode of a file that did not exist before.
 const NEW_FILE_MODE: u32 = 0o644;
 
-pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
+fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
     let bad_source = args.error(
         "source",
         "argument `source` must name a regular file in the config directory",
@@ -77,14 +79,14 @@ impl InstallFile {
         match std::fs::symlink_metadata(&self.dest) {
             Ok(meta) if meta.is_file() => Ok(Some(meta)),
             Ok(meta) if meta.is_symlink() => Ok(None),
-            Ok(meta) if meta.is_dir() => Err(FacilityError::new(format!(
+            Ok(meta) if meta.is_dir() => Err(FacilityError::permanent(format!(
                 "`{}` is a directory; `dest` must name the file itself, e.g. `{}`",
                 self.dest.display(),
                 self.dest
                     .join(self.source.file_name().unwrap_or_default())
                     .display()
             ))),
-            Ok(_) => Err(FacilityError::new(format!(
+            Ok(_) => Err(FacilityError::permanent(format!(
                 "`{}` exists and is not a regular file; refusing to replace it",
                 self.dest.display()
             ))),
@@ -93,17 +95,13 @@ impl InstallFile {
         }
     }
 
-    fn read_source(&self, ctx: &Context) -> Result<Vec<u8>, FacilityError> {
-        let path = ctx.config_dir.join(&self.source);
+    fn read_source(&self, ctx: &Context<'_>) -> Result<Vec<u8>, FacilityError> {
+        let path = ctx.config_dir().join(&self.source);
         std::fs::read(&path).map_err(|err| FacilityError::io("read", &path, err))
     }
 }
 
 impl Facility for InstallFile {
-    fn name(&self) -> &'static str {
-        "install_file"
-    }
-
     fn describe(&self) -> String {
         format!(
             "file {} has the contents of {}",
@@ -112,7 +110,7 @@ impl Facility for InstallFile {
         )
     }
 
-    fn check(&self, ctx: &Context) -> Result<Check, FacilityError> {
+    fn check(&self, ctx: &mut Context<'_>) -> Result<Check, FacilityError> {
         let Some(meta) = self.existing()? else {
             return Ok(Check::Run);
         };
@@ -129,112 +127,40 @@ impl Facility for InstallFile {
         })
     }
 
-    fn apply(&self, ctx: &Context, _output: &mut dyn FnMut(&str)) -> Result<(), FacilityError> {
+    fn apply(&self, ctx: &mut Context<'_>) -> Result<Applied, FacilityError> {
         let contents = self.read_source(ctx)?;
-        let existing = self.existing()?;
-        replace_atomically(&self.dest, |tmp| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(tmp)
-                .map_err(|err| FacilityError::io("create", tmp, err))?;
-            file.write_all(&contents)
-                .map_err(|err| FacilityError::io("write", tmp, err))?;
-            // Owner before mode: changing the owner clears set-user-ID bits.
-            if let Some(old) = &existing {
-                let new = file
-                    .metadata()
-                    .map_err(|err| FacilityError::io("inspect", tmp, err))?;
-                if (new.uid(), new.gid()) != (old.uid(), old.gid()) {
-                    std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()))
-                        .map_err(|err| FacilityError::io("set the owner of", tmp, err))?;
-                }
-            }
-            let mode = existing
-                .as_ref()
-                .map_or(NEW_FILE_MODE, |old| old.mode() & 0o7777);
-            file.set_permissions(Permissions::from_mode(mode))
-                .map_err(|err| FacilityError::io("set the mode of", tmp, err))?;
-            file.sync_all()
-                .map_err(|err| FacilityError::io("sync", tmp, err))
-        })
+        let attributes = match self.existing()? {
+            Some(old) => Attributes {
+                mode: old.mode() & 0o7777,
+                uid: Some(old.uid()),
+                gid: Some(old.gid()),
+            },
+            None => Attributes {
+                mode: NEW_FILE_MODE,
+                uid: None,
+                gid: None,
+            },
+        };
+        write_file(&self.dest, &contents, attributes)?;
+        Ok(Applied::Changed)
     }
-}
-
-/// Put a new `dest` in place atomically: `create` makes it at a temporary name
-/// in the same directory (`.{name}.cattle-tmp`), which is then renamed over
-/// `dest`. The temporary is removed if anything fails.
-pub(super) fn replace_atomically(
-    dest: &Path,
-    create: impl FnOnce(&Path) -> Result<(), FacilityError>,
-) -> Result<(), FacilityError> {
-    let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
-        return Err(FacilityError::new(format!(
-            "cannot replace `{}`: it does not name a file in a directory",
-            dest.display()
-        )));
-    };
-    match std::fs::metadata(parent) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            return Err(FacilityError::new(format!(
-                "`{}` is not a directory, so `{}` cannot be created in it",
-                parent.display(),
-                dest.display()
-            )));
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Err(FacilityError::new(format!(
-                "directory `{}` does not exist; add a `make_dir` step for it before this one",
-                parent.display()
-            )));
-        }
-        Err(err) => return Err(FacilityError::io("inspect", parent, err)),
-    }
-
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".cattle-tmp");
-    let tmp = parent.join(tmp_name);
-    // An earlier attempt may have stopped between creating and renaming.
-    match std::fs::remove_file(&tmp) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-            return Err(FacilityError::io("remove the leftover", &tmp, err));
-        }
-        _ => {}
-    }
-
-    let result = create(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, dest).map_err(|err| {
-            FacilityError::new(format!(
-                "cannot rename `{}` to `{}`: {err}",
-                tmp.display(),
-                dest.display()
-            ))
-        })
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
-    // Make the rename durable too; not every file system can sync a directory.
-    if let Ok(dir) = File::open(parent) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facility::Environment;
+    use crate::facility::testing::{apply, check};
     use crate::steps::Plan;
+    use std::fs::Permissions;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
-    fn setup() -> (tempfile::TempDir, Context) {
+    fn setup() -> (tempfile::TempDir, Environment) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("config")).unwrap();
         std::fs::write(dir.path().join("config/poem.txt"), "roses are red\n").unwrap();
-        let ctx = Context::new(dir.path().join("config"));
+        let ctx = Environment::new(dir.path().join("config"));
         (dir, ctx)
     }
 
@@ -254,11 +180,11 @@ mod tests {
         let (dir, ctx) = setup();
         let dest = dir.path().join("poem.txt");
         let f = poem(dest.clone());
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        f.apply(&ctx, &mut |_| {}).unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        apply(&f, &ctx).0.unwrap();
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), "roses are red\n");
         assert_eq!(mode(&dest), 0o644);
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
         assert!(!dir.path().join(".poem.txt.cattle-tmp").exists());
     }
 
@@ -270,11 +196,11 @@ mod tests {
         std::fs::write(&dest, "roses are RED\n").unwrap();
         std::fs::set_permissions(&dest, Permissions::from_mode(0o600)).unwrap();
         let f = poem(dest.clone());
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        f.apply(&ctx, &mut |_| {}).unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        apply(&f, &ctx).0.unwrap();
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), "roses are red\n");
         assert_eq!(mode(&dest), 0o600);
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
     }
 
     #[test]
@@ -282,8 +208,8 @@ mod tests {
         let (dir, ctx) = setup();
         std::fs::write(dir.path().join(".poem.txt.cattle-tmp"), "half a po").unwrap();
         let f = poem(dir.path().join("poem.txt"));
-        f.apply(&ctx, &mut |_| {}).unwrap();
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        apply(&f, &ctx).0.unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
         assert!(!dir.path().join(".poem.txt.cattle-tmp").exists());
     }
 
@@ -295,12 +221,12 @@ mod tests {
         let dest = dir.path().join("link");
         std::os::unix::fs::symlink(&target, &dest).unwrap();
         let f = poem(dest.clone());
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        f.apply(&ctx, &mut |_| {}).unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        apply(&f, &ctx).0.unwrap();
         assert!(std::fs::symlink_metadata(&dest).unwrap().is_file());
         assert_eq!(mode(&dest), 0o644);
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
     }
 
     #[test]
@@ -308,19 +234,19 @@ mod tests {
         let (dir, ctx) = setup();
         std::fs::create_dir(dir.path().join("poems")).unwrap();
         let f = poem(dir.path().join("poems"));
-        let err = f.check(&ctx).unwrap_err();
-        assert!(err.0.contains("is a directory"), "{err}");
-        assert!(f.apply(&ctx, &mut |_| {}).is_err());
+        let err = check(&f, &ctx).unwrap_err();
+        assert!(err.message().contains("is a directory"), "{err}");
+        assert!(apply(&f, &ctx).0.is_err());
     }
 
     #[test]
     fn a_missing_parent_directory_is_an_error_with_a_hint() {
         let (dir, ctx) = setup();
         let f = poem(dir.path().join("missing/poem.txt"));
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        let err = f.apply(&ctx, &mut |_| {}).unwrap_err();
-        assert!(err.0.contains("missing"), "{err}");
-        assert!(err.0.contains("make_dir"), "{err}");
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        let err = apply(&f, &ctx).0.unwrap_err();
+        assert!(err.message().contains("missing"), "{err}");
+        assert!(err.message().contains("make_dir"), "{err}");
     }
 
     #[test]
@@ -331,9 +257,9 @@ mod tests {
             source: PathBuf::from("gone.txt"),
             dest: dir.path().join("dest"),
         };
-        let err = f.check(&ctx).unwrap_err();
-        assert!(err.0.starts_with("cannot read `"), "{err}");
-        assert!(err.0.contains("gone.txt"), "{err}");
+        let err = check(&f, &ctx).unwrap_err();
+        assert!(err.message().starts_with("cannot read `"), "{err}");
+        assert!(err.message().contains("gone.txt"), "{err}");
     }
 
     #[test]

@@ -2,12 +2,18 @@
 
 use std::path::PathBuf;
 
-use crate::facility::{Check, Context, Facility, FacilityError};
-use crate::steps::{ArgError, Args};
+use super::FacilitySpec;
+use crate::args::{ArgError, Args};
+use crate::facility::{Applied, Check, Context, Facility, FacilityError};
 
-pub(crate) const ARGS: &[&str] = &["path"];
+pub(crate) const SPEC: FacilitySpec = FacilitySpec {
+    name: "make_dir",
+    args: &["path"],
+    summary: "create a directory and its parents",
+    build,
+};
 
-pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
+fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
     Ok(Box::new(MakeDir {
         path: args.absolute_path("path")?,
     }))
@@ -19,18 +25,14 @@ struct MakeDir {
 }
 
 impl Facility for MakeDir {
-    fn name(&self) -> &'static str {
-        "make_dir"
-    }
-
     fn describe(&self) -> String {
         format!("directory {} exists", self.path.display())
     }
 
-    fn check(&self, _ctx: &Context) -> Result<Check, FacilityError> {
+    fn check(&self, _ctx: &mut Context<'_>) -> Result<Check, FacilityError> {
         match std::fs::symlink_metadata(&self.path) {
             Ok(meta) if meta.is_dir() => Ok(Check::AlreadyDone),
-            Ok(_) => Err(FacilityError::new(format!(
+            Ok(_) => Err(FacilityError::permanent(format!(
                 "`{}` exists and is not a directory; remove it or choose another path",
                 self.path.display()
             ))),
@@ -39,27 +41,30 @@ impl Facility for MakeDir {
         }
     }
 
-    fn apply(&self, _ctx: &Context, _output: &mut dyn FnMut(&str)) -> Result<(), FacilityError> {
+    fn apply(&self, _ctx: &mut Context<'_>) -> Result<Applied, FacilityError> {
         std::fs::create_dir_all(&self.path)
-            .map_err(|err| FacilityError::io("create directory", &self.path, err))
+            .map_err(|err| FacilityError::io("create directory", &self.path, err))?;
+        Ok(Applied::Changed)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facility::Environment;
+    use crate::facility::testing::{Try, apply, check};
 
     #[test]
     fn creates_then_skips() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let f = MakeDir {
             path: dir.path().join("a/b"),
         };
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        f.apply(&ctx, &mut |_| {}).unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        apply(&f, &ctx).0.unwrap();
         assert!(dir.path().join("a/b").is_dir());
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
     }
 
     #[test]
@@ -69,7 +74,7 @@ mod tests {
         let f = MakeDir {
             path: dir.path().join("f"),
         };
-        let err = f.check(&Context::new(dir.path())).unwrap_err();
-        assert!(err.0.contains("is not a directory"), "{err}");
+        let err = f.check_in(&Environment::new(dir.path())).unwrap_err();
+        assert!(err.message().contains("is not a directory"), "{err}");
     }
 }

@@ -1,10 +1,11 @@
 //! The built-in facilities and the registry the steps parser looks them up in.
 //!
-//! Each facility lives in its own module with a `build` function that reads its
-//! arguments from a step and an `ARGS` list of the arguments it accepts.
+//! Each facility lives in its own module, which exports a `SPEC`: its name,
+//! the arguments it accepts, a summary and the `build` function that reads
+//! those arguments from a step. The name is written there and nowhere else.
 
+use crate::args::{ArgError, Args};
 use crate::facility::Facility;
-use crate::steps::{ArgError, Args};
 
 mod apt_packages;
 mod chmod;
@@ -17,13 +18,14 @@ mod symlink;
 mod systemd_restart;
 mod unlink;
 
-pub use command::{MAX_LINE_BYTES, REBOOT_EXIT_CODE};
+pub use command::REBOOT_EXIT_CODE;
 
 /// A facility as the steps file knows it.
 #[derive(Debug)]
 pub struct FacilitySpec {
     pub name: &'static str,
-    /// The arguments it accepts (besides the common `facility` and `attempts`).
+    /// The arguments it accepts (besides the common `facility`, `attempts`,
+    /// `timeout` and `sensitive`).
     pub args: &'static [&'static str],
     /// One line for help texts.
     pub summary: &'static str,
@@ -31,75 +33,45 @@ pub struct FacilitySpec {
 }
 
 /// Every built-in facility, in the order help texts list them.
-pub static ALL: &[FacilitySpec] = &[
-    FacilitySpec {
-        name: "make_dir",
-        args: make_dir::ARGS,
-        summary: "create a directory and its parents",
-        build: make_dir::build,
-    },
-    FacilitySpec {
-        name: "install_file",
-        args: install_file::ARGS,
-        summary: "copy a file from the config to the host; skipped when identical",
-        build: install_file::build,
-    },
-    FacilitySpec {
-        name: "chmod",
-        args: chmod::ARGS,
-        summary: "set a path's permission bits",
-        build: chmod::build,
-    },
-    FacilitySpec {
-        name: "chown",
-        args: chown::ARGS,
-        summary: "set a path's owner and/or group",
-        build: chown::build,
-    },
-    FacilitySpec {
-        name: "symlink",
-        args: symlink::ARGS,
-        summary: "make `dest` a symbolic link to `source`",
-        build: symlink::build,
-    },
-    FacilitySpec {
-        name: "unlink",
-        args: unlink::ARGS,
-        summary: "remove a file or symbolic link; missing is fine",
-        build: unlink::build,
-    },
-    FacilitySpec {
-        name: "apt_packages",
-        args: apt_packages::ARGS,
-        summary: "install Debian packages; skipped when all are installed",
-        build: apt_packages::build,
-    },
-    FacilitySpec {
-        name: "systemd_restart",
-        args: systemd_restart::ARGS,
-        summary: "unmask and restart a systemd service",
-        build: systemd_restart::build,
-    },
-    FacilitySpec {
-        name: "reboot",
-        args: reboot::ARGS,
-        summary: "reboot the host; the step is done when it is back",
-        build: reboot::build,
-    },
-    FacilitySpec {
-        name: "command",
-        args: command::ARGS,
-        summary: "run a program; `creates` and `unless` guard it",
-        build: command::build,
-    },
+pub static ALL: &[&FacilitySpec] = &[
+    &make_dir::SPEC,
+    &install_file::SPEC,
+    &chmod::SPEC,
+    &chown::SPEC,
+    &symlink::SPEC,
+    &unlink::SPEC,
+    &apt_packages::SPEC,
+    &systemd_restart::SPEC,
+    &reboot::SPEC,
+    &command::SPEC,
 ];
 
 /// The facility called `name`, if there is one.
 pub fn lookup(name: &str) -> Option<&'static FacilitySpec> {
-    ALL.iter().find(|spec| spec.name == name)
+    ALL.iter().copied().find(|spec| spec.name == name)
 }
 
 /// The names of all facilities.
 pub fn names() -> Vec<&'static str> {
     ALL.iter().map(|spec| spec.name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_arguments_do_not_shadow_common_keys() {
+        let mut seen = std::collections::BTreeSet::new();
+        for spec in ALL {
+            assert!(seen.insert(spec.name), "`{}` twice", spec.name);
+            for arg in spec.args {
+                assert!(
+                    !["facility", "attempts", "timeout", "sensitive"].contains(arg),
+                    "`{}` takes common key `{arg}`",
+                    spec.name
+                );
+            }
+        }
+    }
 }

@@ -1,12 +1,19 @@
-//! `reboot`: the host has rebooted. The agent carries it out (see
-//! [`crate::Facility::reboots`]); the step is done when the host is back.
+//! `reboot`: the host has rebooted. Its apply asks for the reboot
+//! ([`Applied::RebootNeeded`]); whoever drives the run (the agent) reboots the
+//! host, and the step is `changed` once the host is back.
 
-use crate::facility::{Check, Context, Facility, FacilityError};
-use crate::steps::{ArgError, Args};
+use super::FacilitySpec;
+use crate::args::{ArgError, Args};
+use crate::facility::{Applied, Check, Context, Facility, FacilityError};
 
-pub(crate) const ARGS: &[&str] = &[];
+pub(crate) const SPEC: FacilitySpec = FacilitySpec {
+    name: "reboot",
+    args: &[],
+    summary: "reboot the host; the step is done when it is back",
+    build,
+};
 
-pub(crate) fn build(_args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
+fn build(_args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
     Ok(Box::new(Reboot))
 }
 
@@ -14,25 +21,16 @@ pub(crate) fn build(_args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError>
 struct Reboot;
 
 impl Facility for Reboot {
-    fn name(&self) -> &'static str {
-        "reboot"
-    }
-
     fn describe(&self) -> String {
         "the host has rebooted".to_string()
     }
 
-    fn reboots(&self) -> bool {
-        true
-    }
-
-    fn check(&self, _ctx: &Context) -> Result<Check, FacilityError> {
+    /// Every run of the step reboots: it is the step's whole point.
+    fn check(&self, _ctx: &mut Context<'_>) -> Result<Check, FacilityError> {
         Ok(Check::Run)
     }
 
-    fn apply(&self, _ctx: &Context, _output: &mut dyn FnMut(&str)) -> Result<(), FacilityError> {
-        Err(FacilityError::new(
-            "a `reboot` step is carried out by whoever runs the plan, not applied",
-        ))
+    fn apply(&self, _ctx: &mut Context<'_>) -> Result<Applied, FacilityError> {
+        Ok(Applied::RebootNeeded)
     }
 }

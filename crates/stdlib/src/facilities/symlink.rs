@@ -6,13 +6,19 @@
 use std::ffi::OsStr;
 use std::path::PathBuf;
 
-use super::install_file::replace_atomically;
-use crate::facility::{Check, Context, Facility, FacilityError};
-use crate::steps::{ArgError, Args};
+use super::FacilitySpec;
+use crate::args::{ArgError, Args};
+use crate::facility::{Applied, Check, Context, Facility, FacilityError};
+use crate::files::replace_atomically;
 
-pub(crate) const ARGS: &[&str] = &["source", "dest"];
+pub(crate) const SPEC: FacilitySpec = FacilitySpec {
+    name: "symlink",
+    args: &["source", "dest"],
+    summary: "make `dest` a symbolic link to `source`",
+    build,
+};
 
-pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
+fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
     Ok(Box::new(Symlink {
         source: args.required_str("source")?,
         dest: args.absolute_path("dest")?,
@@ -27,15 +33,11 @@ struct Symlink {
 }
 
 impl Facility for Symlink {
-    fn name(&self) -> &'static str {
-        "symlink"
-    }
-
     fn describe(&self) -> String {
         format!("{} is a symlink to {}", self.dest.display(), self.source)
     }
 
-    fn check(&self, _ctx: &Context) -> Result<Check, FacilityError> {
+    fn check(&self, _ctx: &mut Context<'_>) -> Result<Check, FacilityError> {
         match std::fs::symlink_metadata(&self.dest) {
             Ok(meta) if meta.is_symlink() => {
                 let target = std::fs::read_link(&self.dest)
@@ -47,7 +49,7 @@ impl Facility for Symlink {
                     Check::Run
                 })
             }
-            Ok(meta) => Err(FacilityError::new(format!(
+            Ok(meta) => Err(FacilityError::permanent(format!(
                 "`{}` exists and is a {}, not a symbolic link; refusing to replace it \
                  (add an `unlink` step before this one if it should go)",
                 self.dest.display(),
@@ -58,19 +60,22 @@ impl Facility for Symlink {
         }
     }
 
-    fn apply(&self, ctx: &Context, _output: &mut dyn FnMut(&str)) -> Result<(), FacilityError> {
+    fn apply(&self, ctx: &mut Context<'_>) -> Result<Applied, FacilityError> {
         // Look again: the rename below would silently replace a file put here since.
         self.check(ctx)?;
         replace_atomically(&self.dest, |tmp| {
             std::os::unix::fs::symlink(&self.source, tmp)
                 .map_err(|err| FacilityError::io("create the symbolic link", tmp, err))
-        })
+        })?;
+        Ok(Applied::Changed)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facility::Environment;
+    use crate::facility::testing::{apply, check};
     use crate::steps::Plan;
     use std::path::Path;
 
@@ -84,58 +89,67 @@ mod tests {
     #[test]
     fn creates_then_skips() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let dest = dir.path().join("current");
         let f = link("releases/1", dest.clone());
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        f.apply(&ctx, &mut |_| {}).unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        apply(&f, &ctx).0.unwrap();
         assert_eq!(std::fs::read_link(&dest).unwrap(), Path::new("releases/1"));
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
         assert!(!dir.path().join(".current.cattle-tmp").exists());
     }
 
     #[test]
     fn a_link_elsewhere_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let dest = dir.path().join("current");
         std::os::unix::fs::symlink("releases/1", &dest).unwrap();
         let f = link("releases/2", dest.clone());
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        f.apply(&ctx, &mut |_| {}).unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        apply(&f, &ctx).0.unwrap();
         assert_eq!(std::fs::read_link(&dest).unwrap(), Path::new("releases/2"));
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
 
         // A trailing slash makes a different link.
         let f = link("releases/2/", dest);
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
     }
 
     #[test]
     fn a_file_or_directory_in_the_way_is_an_error_and_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let file = dir.path().join("file");
         std::fs::write(&file, "data").unwrap();
         let f = link("/etc/hostname", file.clone());
-        let err = f.check(&ctx).unwrap_err();
-        assert!(err.0.contains("is a file, not a symbolic link"), "{err}");
-        assert!(err.0.contains("unlink"), "{err}");
-        assert!(f.apply(&ctx, &mut |_| {}).is_err());
+        let err = check(&f, &ctx).unwrap_err();
+        assert!(
+            err.message().contains("is a file, not a symbolic link"),
+            "{err}"
+        );
+        assert!(err.message().contains("unlink"), "{err}");
+        assert!(apply(&f, &ctx).0.is_err());
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "data");
 
         let f = link("/etc", dir.path().to_path_buf());
-        assert!(f.check(&ctx).unwrap_err().0.contains("is a directory"));
+        assert!(
+            check(&f, &ctx)
+                .unwrap_err()
+                .message()
+                .to_string()
+                .contains("is a directory")
+        );
     }
 
     #[test]
     fn a_missing_parent_directory_is_an_error_with_a_hint() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let f = link("/etc", dir.path().join("missing/link"));
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        let err = f.apply(&ctx, &mut |_| {}).unwrap_err();
-        assert!(err.0.contains("make_dir"), "{err}");
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        let err = apply(&f, &ctx).0.unwrap_err();
+        assert!(err.message().contains("make_dir"), "{err}");
     }
 
     #[test]

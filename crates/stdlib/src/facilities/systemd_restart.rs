@@ -1,12 +1,18 @@
 //! `systemd_restart`: a systemd service is unmasked and restarted (always runs).
 
-use super::command::run_logged;
-use crate::facility::{Check, Context, Facility, FacilityError};
-use crate::steps::{ArgError, Args};
+use super::FacilitySpec;
+use crate::args::{ArgError, Args};
+use crate::facility::{Applied, Check, Context, Facility, FacilityError};
+use crate::process::Program;
 
-pub(crate) const ARGS: &[&str] = &["service"];
+pub(crate) const SPEC: FacilitySpec = FacilitySpec {
+    name: "systemd_restart",
+    args: &["service"],
+    summary: "unmask and restart a systemd service",
+    build,
+};
 
-pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
+fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
     let bad_service = args.error("service", "argument `service` must be a systemd unit name");
     let service = args.required_str("service")?;
     if service.starts_with('-') || service.contains(|c: char| c.is_whitespace() || c == '/') {
@@ -23,47 +29,41 @@ struct SystemdRestart {
 }
 
 impl Facility for SystemdRestart {
-    fn name(&self) -> &'static str {
-        "systemd_restart"
-    }
-
     fn describe(&self) -> String {
         format!("service {} is unmasked and restarted", self.service)
     }
 
     /// A restart leaves no state to look at: it always runs.
-    fn check(&self, _ctx: &Context) -> Result<Check, FacilityError> {
+    fn check(&self, _ctx: &mut Context<'_>) -> Result<Check, FacilityError> {
         Ok(Check::Run)
     }
 
-    fn apply(&self, ctx: &Context, output: &mut dyn FnMut(&str)) -> Result<(), FacilityError> {
+    fn apply(&self, ctx: &mut Context<'_>) -> Result<Applied, FacilityError> {
         for action in ["unmask", "restart"] {
-            let mut cmd = ctx.command("systemctl");
-            cmd.args([action, &self.service]);
-            run_logged(
-                cmd,
-                &format!("systemctl {action} {}", self.service),
-                ctx.deadline,
-                output,
-            )?;
+            let systemctl = Program::new("systemctl")
+                .args([action, &self.service])
+                .named(format!("systemctl {action} {}", self.service));
+            ctx.run(&systemctl)?.ok()?;
         }
-        Ok(())
+        Ok(Applied::Changed)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facilities::command::write_fake_program;
+    use crate::facility::Environment;
+    use crate::facility::testing::{apply, check};
+    use crate::process::write_fake_program;
     use crate::steps::Plan;
     use std::path::Path;
 
     /// A context whose `systemctl` is `body`, with its log file path.
-    fn fake_systemctl(dir: &Path, body: &str) -> Context {
+    fn fake_systemctl(dir: &Path, body: &str) -> Environment {
         let bin = dir.join("bin");
         std::fs::create_dir(&bin).unwrap();
         write_fake_program(&bin, "systemctl", body);
-        let mut ctx = Context::new(dir);
+        let mut ctx = Environment::new(dir);
         ctx.path = Some(bin.into());
         ctx
     }
@@ -79,16 +79,15 @@ mod tests {
         let f = SystemdRestart {
             service: "nginx".into(),
         };
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        let mut lines = Vec::new();
-        f.apply(&ctx, &mut |line| lines.push(line.to_string()))
-            .unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        let (result, lines) = apply(&f, &ctx);
+        result.unwrap();
         assert_eq!(
             std::fs::read_to_string(&log).unwrap(),
             "unmask nginx\nrestart nginx\n"
         );
         assert_eq!(lines, ["did unmask", "did restart"]);
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
     }
 
     #[test]
@@ -101,9 +100,9 @@ mod tests {
         let f = SystemdRestart {
             service: "nginx".into(),
         };
-        let err = f.apply(&ctx, &mut |_| {}).unwrap_err();
+        let err = apply(&f, &ctx).0.unwrap_err();
         assert_eq!(
-            err.0,
+            err.message(),
             "`systemctl restart nginx` exited with status 1: Job for nginx.service failed."
         );
     }
@@ -111,14 +110,15 @@ mod tests {
     #[test]
     fn no_systemctl_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ctx = Context::new(dir.path());
+        let mut ctx = Environment::new(dir.path());
         ctx.path = Some(dir.path().into());
         let f = SystemdRestart {
             service: "nginx".into(),
         };
-        let err = f.apply(&ctx, &mut |_| {}).unwrap_err();
+        let err = apply(&f, &ctx).0.unwrap_err();
         assert!(
-            err.0.starts_with("cannot start `systemctl unmask nginx`"),
+            err.message()
+                .starts_with("cannot start `systemctl unmask nginx`"),
             "{err}"
         );
     }

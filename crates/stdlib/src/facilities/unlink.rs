@@ -4,12 +4,18 @@
 
 use std::path::PathBuf;
 
-use crate::facility::{Check, Context, Facility, FacilityError};
-use crate::steps::{ArgError, Args};
+use super::FacilitySpec;
+use crate::args::{ArgError, Args};
+use crate::facility::{Applied, Check, Context, Facility, FacilityError};
 
-pub(crate) const ARGS: &[&str] = &["path"];
+pub(crate) const SPEC: FacilitySpec = FacilitySpec {
+    name: "unlink",
+    args: &["path"],
+    summary: "remove a file or symbolic link; missing is fine",
+    build,
+};
 
-pub(crate) fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
+fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
     Ok(Box::new(Unlink {
         path: args.absolute_path("path")?,
     }))
@@ -21,17 +27,13 @@ struct Unlink {
 }
 
 impl Facility for Unlink {
-    fn name(&self) -> &'static str {
-        "unlink"
-    }
-
     fn describe(&self) -> String {
         format!("{} does not exist", self.path.display())
     }
 
-    fn check(&self, _ctx: &Context) -> Result<Check, FacilityError> {
+    fn check(&self, _ctx: &mut Context<'_>) -> Result<Check, FacilityError> {
         match std::fs::symlink_metadata(&self.path) {
-            Ok(meta) if meta.is_dir() => Err(FacilityError::new(format!(
+            Ok(meta) if meta.is_dir() => Err(FacilityError::permanent(format!(
                 "`{}` is a directory; unlink removes only files and symbolic links",
                 self.path.display()
             ))),
@@ -41,12 +43,12 @@ impl Facility for Unlink {
         }
     }
 
-    fn apply(&self, _ctx: &Context, _output: &mut dyn FnMut(&str)) -> Result<(), FacilityError> {
+    fn apply(&self, _ctx: &mut Context<'_>) -> Result<Applied, FacilityError> {
         match std::fs::remove_file(&self.path) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
                 Err(FacilityError::io("remove", &self.path, err))
             }
-            _ => Ok(()),
+            _ => Ok(Applied::Changed),
         }
     }
 }
@@ -54,53 +56,55 @@ impl Facility for Unlink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facility::Environment;
+    use crate::facility::testing::{apply, check};
     use crate::steps::Plan;
     use std::path::Path;
 
     #[test]
     fn removes_a_file_then_skips() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let f = Unlink {
             path: dir.path().join("f"),
         };
         std::fs::write(&f.path, "").unwrap();
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        f.apply(&ctx, &mut |_| {}).unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        apply(&f, &ctx).0.unwrap();
         assert!(!f.path.exists());
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
         // Already gone (e.g. a retry after the removal): still fine.
-        f.apply(&ctx, &mut |_| {}).unwrap();
+        apply(&f, &ctx).0.unwrap();
     }
 
     #[test]
     fn removes_a_symlink_not_its_target() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let target = dir.path().join("target");
         std::fs::create_dir(&target).unwrap();
         let f = Unlink {
             path: dir.path().join("link"),
         };
         std::os::unix::fs::symlink(&target, &f.path).unwrap();
-        assert_eq!(f.check(&ctx).unwrap(), Check::Run);
-        f.apply(&ctx, &mut |_| {}).unwrap();
+        assert_eq!(check(&f, &ctx).unwrap(), Check::Run);
+        apply(&f, &ctx).0.unwrap();
         assert!(std::fs::symlink_metadata(&f.path).is_err());
         assert!(target.is_dir());
-        assert_eq!(f.check(&ctx).unwrap(), Check::AlreadyDone);
+        assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
     }
 
     #[test]
     fn a_directory_is_an_error_and_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(dir.path());
+        let ctx = Environment::new(dir.path());
         let f = Unlink {
             path: dir.path().join("d"),
         };
         std::fs::create_dir(&f.path).unwrap();
-        let err = f.check(&ctx).unwrap_err();
-        assert!(err.0.contains("is a directory"), "{err}");
-        assert!(f.apply(&ctx, &mut |_| {}).is_err());
+        let err = check(&f, &ctx).unwrap_err();
+        assert!(err.message().contains("is a directory"), "{err}");
+        assert!(apply(&f, &ctx).0.is_err());
         assert!(f.path.is_dir());
     }
 

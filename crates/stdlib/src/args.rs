@@ -1,0 +1,245 @@
+//! A step's arguments, as a facility reads them while building itself.
+//!
+//! The steps parser hands each facility's `build` function an [`Args`]; every
+//! accessor checks a type and takes its key, so that the parser can report
+//! the keys nobody asked for, and every error points at the key or value in
+//! the steps file.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+/// An argument error found by a facility while building itself from its step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgError {
+    pub(crate) span: Range<usize>,
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
+}
+
+impl ArgError {
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// The arguments of one step, as a facility sees them while building itself.
+///
+/// Each accessor takes its key out of the step, so that the parser can report
+/// keys no facility asked for. Errors point at the key or value in the file.
+#[derive(Debug)]
+pub struct Args<'a> {
+    facility: &'static str,
+    /// The arguments the facility accepts, for hints.
+    accepted: &'static [&'static str],
+    step_span: Range<usize>,
+    values: BTreeMap<String, (Range<usize>, Spanned<toml::Value>)>,
+    /// Where each value already taken was, so later errors can point at it.
+    taken: BTreeMap<String, Range<usize>>,
+    config_dir: &'a Path,
+}
+
+impl<'a> Args<'a> {
+    /// The arguments `values` (name → span of the name, value) of a step of
+    /// `facility`, which accepts `accepted`, spanning `step_span` in the file.
+    pub(crate) fn new(
+        facility: &'static str,
+        accepted: &'static [&'static str],
+        step_span: Range<usize>,
+        values: BTreeMap<String, (Range<usize>, Spanned<toml::Value>)>,
+        config_dir: &'a Path,
+    ) -> Self {
+        Args {
+            facility,
+            accepted,
+            step_span,
+            values,
+            taken: BTreeMap::new(),
+            config_dir,
+        }
+    }
+
+    /// Whether every argument was read: the parser's debug check.
+    pub(crate) fn all_taken(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The config directory, for facilities that read files from it.
+    pub fn config_dir(&self) -> &'a Path {
+        self.config_dir
+    }
+
+    /// An error pointing at `key`'s value (or at the step if the key is absent).
+    pub fn error(&self, key: &str, message: impl Into<String>) -> ArgError {
+        let span = self
+            .values
+            .get(key)
+            .map(|(_, value)| value.span())
+            .or_else(|| self.taken.get(key).cloned())
+            .unwrap_or_else(|| self.step_span.clone());
+        ArgError {
+            span,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    fn take(&mut self, key: &str) -> Option<Spanned<toml::Value>> {
+        let (_, value) = self.values.remove(key)?;
+        self.taken.insert(key.to_string(), value.span());
+        Some(value)
+    }
+
+    fn missing(&self, key: &str) -> ArgError {
+        ArgError {
+            span: self.step_span.clone(),
+            message: format!("step `{}` is missing argument `{key}`", self.facility),
+            hint: Some(format!(
+                "add `{key} = ...` to this step; `{}` takes {}",
+                self.facility,
+                list(self.accepted)
+            )),
+        }
+    }
+
+    fn wrong_type(value: &Spanned<toml::Value>, key: &str, expected: &str) -> ArgError {
+        ArgError {
+            span: value.span(),
+            message: format!(
+                "argument `{key}` must be {expected}, not {}",
+                value.get_ref().type_str()
+            ),
+            hint: None,
+        }
+    }
+
+    pub fn optional_str(&mut self, key: &str) -> Result<Option<String>, ArgError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(value) => match value.get_ref() {
+                toml::Value::String(s) if !s.is_empty() => Ok(Some(s.clone())),
+                toml::Value::String(_) => Err(ArgError {
+                    span: value.span(),
+                    message: format!("argument `{key}` must not be empty"),
+                    hint: None,
+                }),
+                _ => Err(Self::wrong_type(&value, key, "a string")),
+            },
+        }
+    }
+
+    pub fn required_str(&mut self, key: &str) -> Result<String, ArgError> {
+        let missing = self.missing(key);
+        self.optional_str(key)?.ok_or(missing)
+    }
+
+    /// A non-empty array of non-empty strings, if present.
+    pub fn optional_str_list(&mut self, key: &str) -> Result<Option<Vec<String>>, ArgError> {
+        let Some(value) = self.take(key) else {
+            return Ok(None);
+        };
+        let expected = "an array of strings, e.g. [\"a\", \"b\"]";
+        let toml::Value::Array(items) = value.get_ref() else {
+            return Err(Self::wrong_type(&value, key, expected));
+        };
+        if items.is_empty() {
+            return Err(ArgError {
+                span: value.span(),
+                message: format!("argument `{key}` must not be an empty array"),
+                hint: None,
+            });
+        }
+        items
+            .iter()
+            .map(|item| match item {
+                toml::Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                _ => Err(ArgError {
+                    span: value.span(),
+                    message: format!("argument `{key}` must be {expected} with no empty strings"),
+                    hint: None,
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// A non-empty table of strings, e.g. `env = { LANG = "C" }`, if present, in
+    /// key order. Errors never quote a value: it may be sensitive.
+    pub fn optional_str_table(
+        &mut self,
+        key: &str,
+    ) -> Result<Option<Vec<(String, String)>>, ArgError> {
+        let Some(value) = self.take(key) else {
+            return Ok(None);
+        };
+        let toml::Value::Table(table) = value.get_ref() else {
+            return Err(Self::wrong_type(
+                &value,
+                key,
+                "a table of strings, e.g. { NAME = \"value\" }",
+            ));
+        };
+        if table.is_empty() {
+            return Err(ArgError {
+                span: value.span(),
+                message: format!("argument `{key}` must not be an empty table"),
+                hint: None,
+            });
+        }
+        table
+            .iter()
+            .map(|(name, item)| match item {
+                toml::Value::String(s) => Ok((name.clone(), s.clone())),
+                other => Err(ArgError {
+                    span: value.span(),
+                    message: format!(
+                        "argument `{key}`: `{name}` must be a string, not {}",
+                        other.type_str()
+                    ),
+                    hint: None,
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    pub fn required_str_list(&mut self, key: &str) -> Result<Vec<String>, ArgError> {
+        let missing = self.missing(key);
+        self.optional_str_list(key)?.ok_or(missing)
+    }
+
+    /// An absolute path on the host, if present.
+    pub fn optional_absolute_path(&mut self, key: &str) -> Result<Option<PathBuf>, ArgError> {
+        let span = self.values.get(key).map(|(_, value)| value.span());
+        match self.optional_str(key)? {
+            None => Ok(None),
+            Some(s) if Path::new(&s).is_absolute() => Ok(Some(PathBuf::from(s))),
+            Some(s) => Err(ArgError {
+                span: span.unwrap_or_else(|| self.step_span.clone()),
+                message: format!("argument `{key}` must be an absolute path, not `{s}`"),
+                hint: Some(format!(
+                    "write the full path, e.g. `/{}`",
+                    s.trim_start_matches("./")
+                )),
+            }),
+        }
+    }
+
+    /// An absolute path on the host.
+    pub fn absolute_path(&mut self, key: &str) -> Result<PathBuf, ArgError> {
+        let missing = self.missing(key);
+        self.optional_absolute_path(key)?.ok_or(missing)
+    }
+}
+
+/// `a`, `b`, `c`: names quoted for messages.
+pub(crate) fn list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|item| format!("`{item}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
