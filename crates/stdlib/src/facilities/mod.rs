@@ -59,6 +59,94 @@ pub fn names() -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    /// The reference, docs/facilities.md.
+    const DOCS: &str = include_str!("../../../../docs/facilities.md");
+
+    /// Each facility section of the docs (`### \`name\``): the arguments its
+    /// table lists, in order, and its TOML examples.
+    fn documented() -> BTreeMap<String, (Vec<String>, Vec<String>)> {
+        let mut sections: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        let mut current: Option<String> = None;
+        let mut example: Option<String> = None;
+        for line in DOCS.lines() {
+            if let Some(text) = &mut example {
+                if line == "```" {
+                    let name = current.clone().expect("an example inside a section");
+                    sections.get_mut(&name).unwrap().1.push(text.clone());
+                    example = None;
+                } else {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            } else if let Some(heading) = line.strip_prefix("### ") {
+                let name = heading.trim_matches('`').to_string();
+                assert!(
+                    sections.insert(name.clone(), Default::default()).is_none(),
+                    "`{name}` documented twice"
+                );
+                current = Some(name);
+            } else if line.starts_with("## ") {
+                current = None;
+            } else if line == "```toml" && current.is_some() {
+                example = Some(String::new());
+            } else if let (Some(name), Some(row)) = (&current, line.strip_prefix("| `")) {
+                let argument = row.split('`').next().unwrap().to_string();
+                sections.get_mut(name).unwrap().0.push(argument);
+            }
+        }
+        sections
+    }
+
+    #[test]
+    fn docs_list_every_facility_and_argument() {
+        let docs = documented();
+        for spec in ALL {
+            let Some((arguments, _)) = docs.get(spec.name) else {
+                panic!("docs/facilities.md has no section for `{}`", spec.name);
+            };
+            assert_eq!(
+                arguments, spec.args,
+                "docs/facilities.md lists other arguments for `{}` than the code takes",
+                spec.name
+            );
+        }
+        for name in docs.keys() {
+            assert!(
+                lookup(name).is_some(),
+                "docs/facilities.md documents `{name}`, which is no facility"
+            );
+        }
+    }
+
+    #[test]
+    fn every_facility_has_an_example_in_the_docs_that_parses() {
+        for (name, (_, examples)) in documented() {
+            assert!(!examples.is_empty(), "`{name}` has no example");
+            for example in examples {
+                let dir = tempfile::tempdir().unwrap();
+                // Files of the config the example names.
+                for line in example.lines() {
+                    if let Some(source) = line.strip_prefix("source = \"")
+                        && let Some(source) = source.strip_suffix('"')
+                        && !source.starts_with('/')
+                    {
+                        let path = dir.path().join(source);
+                        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                        std::fs::write(path, "").unwrap();
+                    }
+                }
+                let plan = crate::Plan::parse(
+                    &example,
+                    std::path::Path::new("docs/facilities.md"),
+                    dir.path(),
+                )
+                .unwrap_or_else(|err| panic!("the example of `{name}` does not parse: {err}"));
+                assert_eq!(plan.steps[0].name, name, "{example}");
+            }
+        }
+    }
 
     #[test]
     fn names_are_unique_and_arguments_do_not_shadow_common_keys() {
