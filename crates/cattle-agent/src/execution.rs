@@ -286,6 +286,8 @@ pub async fn handle(
         .push((env::EXECUTION_ID.to_string(), id.to_string()));
     ctx.env
         .push((env::HOST_ID.to_string(), config.host.to_string()));
+    // `download` and `wait_for` trust what the store trusts.
+    ctx.ca_bundle = std::env::var_os(env::CA_BUNDLE).map(std::path::PathBuf::from);
 
     // Progress goes to the store from a separate task, so a slow or absent
     // store never holds up the steps; the latest status wins.

@@ -52,9 +52,12 @@ pub fn apply(dir: &Path, log: Option<&Path>) -> anyhow::Result<(Outcome, Recap)>
         file,
         recap: Recap::default(),
     };
+    let mut environment = Environment::new(dir);
+    environment.ca_bundle =
+        std::env::var_os(cattle_core::env::CA_BUNDLE).map(std::path::PathBuf::from);
     let outcome = cattle_stdlib::run(
         &plan,
-        &Environment::new(dir),
+        &environment,
         &Backoff::STEP,
         &Start::at(1),
         &mut printer,

@@ -211,6 +211,83 @@ impl<'a> Args<'a> {
         self.optional_str_list(key)?.ok_or(missing)
     }
 
+    /// An integer from `min` to `max`, if present.
+    pub fn optional_integer(
+        &mut self,
+        key: &str,
+        min: i64,
+        max: i64,
+    ) -> Result<Option<i64>, ArgError> {
+        let Some(value) = self.take(key) else {
+            return Ok(None);
+        };
+        match value.get_ref() {
+            toml::Value::Integer(n) if (min..=max).contains(n) => Ok(Some(*n)),
+            _ => Err(ArgError {
+                span: value.span(),
+                message: format!("argument `{key}` must be an integer from {min} to {max}"),
+                hint: None,
+            }),
+        }
+    }
+
+    /// A duration such as "90s" or "10m" (from 1 s to 7 days), if present.
+    pub fn optional_duration(
+        &mut self,
+        key: &str,
+    ) -> Result<Option<std::time::Duration>, ArgError> {
+        let Some(value) = self.take(key) else {
+            return Ok(None);
+        };
+        let parsed = match value.get_ref() {
+            toml::Value::String(s) => humantime::parse_duration(s).ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(d) if d >= std::time::Duration::from_secs(1) && d <= crate::steps::MAX_TIMEOUT => {
+                Ok(Some(d))
+            }
+            _ => Err(ArgError {
+                span: value.span(),
+                message: format!(
+                    "argument `{key}` must be a duration from 1s to 7days, e.g. \"90s\" or \"10m\""
+                ),
+                hint: None,
+            }),
+        }
+    }
+
+    /// Permission bits written as a quoted octal string ("0644", "4755"), if present.
+    pub fn optional_mode(&mut self, key: &str) -> Result<Option<u32>, ArgError> {
+        let bad_mode = self.error(
+            key,
+            format!("argument `{key}` must be a quoted octal string such as \"0644\""),
+        );
+        let mode = match self.optional_str(key) {
+            Ok(Some(mode)) => mode,
+            Ok(None) => return Ok(None),
+            // Most likely `mode = 644`, which TOML reads as the decimal number 644.
+            Err(_) => {
+                return Err(bad_mode
+                    .with_hint(format!("put the digits in quotes, e.g. `{key} = \"0644\"`")));
+            }
+        };
+        let octal =
+            (3..=4).contains(&mode.len()) && mode.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        match octal.then(|| u32::from_str_radix(&mode, 8).ok()).flatten() {
+            Some(bits) => Ok(Some(bits)),
+            None => Err(bad_mode.with_hint(format!(
+                "`{mode}` is not 3 or 4 digits from 0 to 7, e.g. \"0644\" or \"755\""
+            ))),
+        }
+    }
+
+    /// Permission bits, as [`Args::optional_mode`].
+    pub fn mode(&mut self, key: &str) -> Result<u32, ArgError> {
+        let missing = self.missing(key);
+        self.optional_mode(key)?.ok_or(missing)
+    }
+
     /// An absolute path on the host, if present.
     pub fn optional_absolute_path(&mut self, key: &str) -> Result<Option<PathBuf>, ArgError> {
         let span = self.values.get(key).map(|(_, value)| value.span());

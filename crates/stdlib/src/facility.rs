@@ -130,6 +130,10 @@ pub struct Environment {
     pub path: Option<OsString>,
     /// Extra environment for programs that facilities start (`CATTLE_*`).
     pub env: Vec<(String, String)>,
+    /// A PEM file of the CA certificates HTTPS servers (`download`,
+    /// `wait_for`) must be signed by, as for the store (`CATTLE_CA_BUNDLE`);
+    /// `None`: the system's root certificates.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl Environment {
@@ -138,6 +142,7 @@ impl Environment {
             config_dir: config_dir.into(),
             path: None,
             env: Vec::new(),
+            ca_bundle: None,
         }
     }
 }
@@ -210,6 +215,17 @@ impl<'a> Context<'a> {
     /// (`wait_for`, a download) stop waiting then.
     pub fn deadline(&self) -> Option<Deadline> {
         self.deadline
+    }
+
+    /// An HTTP(S) client for this attempt: the environment's TLS settings,
+    /// giving up at the deadline (see [`crate::http`]).
+    pub fn http(&self) -> Result<ureq::Agent, FacilityError> {
+        crate::http::client(self.environment.ca_bundle.as_deref(), self.deadline)
+    }
+
+    /// The CA bundle HTTPS servers must be signed by, if any (for messages).
+    pub fn ca_bundle(&self) -> Option<&Path> {
+        self.environment.ca_bundle.as_deref()
     }
 
     /// Log one line of the step's output.

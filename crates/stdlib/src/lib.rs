@@ -14,6 +14,7 @@ pub mod backoff;
 pub mod facilities;
 pub mod facility;
 pub mod files;
+pub mod http;
 pub mod process;
 pub mod runner;
 pub mod secrets;

@@ -18,32 +18,10 @@ pub(crate) const SPEC: FacilitySpec = FacilitySpec {
 };
 
 fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
-    let path = args.absolute_path("path")?;
-    let bad_mode = args.error(
-        "mode",
-        "argument `mode` must be a quoted octal string such as \"0644\"",
-    );
-    let mode = match args.optional_str("mode") {
-        Ok(Some(mode)) => mode,
-        // Absent: let `required_str` report the missing argument.
-        Ok(None) => args.required_str("mode")?,
-        // Most likely `mode = 644`, which TOML reads as the decimal number 644.
-        Err(_) => {
-            return Err(bad_mode.with_hint("put the digits in quotes, e.g. `mode = \"0644\"`"));
-        }
-    };
-    let Some(mode) = parse_mode(&mode) else {
-        return Err(bad_mode.with_hint(format!(
-            "`{mode}` is not 3 or 4 digits from 0 to 7, e.g. \"0644\" or \"755\""
-        )));
-    };
-    Ok(Box::new(Chmod { path, mode }))
-}
-
-/// "0644" or "644" to 0o644.
-fn parse_mode(s: &str) -> Option<u32> {
-    let octal = (3..=4).contains(&s.len()) && s.bytes().all(|b| (b'0'..=b'7').contains(&b));
-    octal.then(|| u32::from_str_radix(s, 8).ok()).flatten()
+    Ok(Box::new(Chmod {
+        path: args.absolute_path("path")?,
+        mode: args.mode("mode")?,
+    }))
 }
 
 #[derive(Debug)]
@@ -133,11 +111,18 @@ mod tests {
 
     #[test]
     fn parses_three_or_four_octal_digits() {
-        assert_eq!(parse_mode("644"), Some(0o644));
-        assert_eq!(parse_mode("0666"), Some(0o666));
-        assert_eq!(parse_mode("4755"), Some(0o4755));
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |text: &str| {
+            let steps =
+                format!("[[step]]\nfacility = \"chmod\"\npath = \"/x\"\nmode = \"{text}\"\n");
+            Plan::parse(&steps, Path::new("cattle.toml"), dir.path())
+                .map(|plan| plan.steps[0].facility.describe())
+        };
+        assert_eq!(mode("644").unwrap(), "/x has mode 0644");
+        assert_eq!(mode("0666").unwrap(), "/x has mode 0666");
+        assert_eq!(mode("4755").unwrap(), "/x has mode 4755");
         for bad in ["", "64", "0999", "12345", "+644", "rw-", "0o644"] {
-            assert_eq!(parse_mode(bad), None, "{bad}");
+            assert!(mode(bad).is_err(), "{bad}");
         }
     }
 

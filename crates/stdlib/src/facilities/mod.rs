@@ -11,12 +11,14 @@ mod apt_packages;
 mod chmod;
 mod chown;
 mod command;
+mod download;
 mod install_file;
 mod make_dir;
 mod reboot;
 mod symlink;
 mod systemd_restart;
 mod unlink;
+mod wait_for;
 
 pub use command::REBOOT_EXIT_CODE;
 
@@ -44,6 +46,8 @@ pub static ALL: &[&FacilitySpec] = &[
     &systemd_restart::SPEC,
     &reboot::SPEC,
     &command::SPEC,
+    &download::SPEC,
+    &wait_for::SPEC,
 ];
 
 /// The facility called `name`, if there is one.
