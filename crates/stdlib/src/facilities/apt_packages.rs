@@ -265,6 +265,26 @@ done"#,
     }
 
     #[test]
+    fn a_hung_dpkg_query_is_killed_at_the_steps_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        write_fake_program(&bin, "dpkg-query", "sleep 60");
+        let mut env = Environment::new(dir.path());
+        env.path = Some(format!("{}:/usr/bin:/bin", bin.display()).into());
+        let deadline = Some(crate::Deadline::after(std::time::Duration::from_millis(300)));
+        let started = std::time::Instant::now();
+        let err = apt(&["nginx"])
+            .check(&mut Context::new(&env, Vec::new(), deadline, &mut |_| {}))
+            .unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(
+            err.message(),
+            "`dpkg-query` timed out after 300ms; killed it and its process group"
+        );
+    }
+
+    #[test]
     fn dpkg_query_trouble_is_an_error_not_done() {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("bin");
