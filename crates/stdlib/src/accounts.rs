@@ -167,7 +167,7 @@ impl Accounts {
 /// The lines of an account database that hold entries: blank lines, comments
 /// and NIS compatibility entries (`+`, `-`) are left out. Each comes with its
 /// line number and its fields.
-fn entries<'t>(text: &'t str) -> impl Iterator<Item = (usize, Vec<&'t str>)> {
+fn entries(text: &str) -> impl Iterator<Item = (usize, Vec<&str>)> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !(line.trim().is_empty() || line.starts_with(['#', '+', '-'])))
@@ -218,6 +218,125 @@ pub fn parse_group(text: &str, file: &Path) -> Result<Vec<GroupEntry>, FacilityE
             _ => Err(malformed(file, line, LAYOUT)),
         })
         .collect()
+}
+
+/// Stand-ins for the shadow tools, for facilities' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::AccountFiles;
+    use crate::facility::Environment;
+    use crate::process::write_fake_program;
+    use std::path::Path;
+
+    /// Account databases in `dir` and stand-ins for `groupadd`, `groupmod`,
+    /// `groupdel`, `useradd`, `usermod` and `userdel` that log their arguments
+    /// to `dir/log` and edit those files as the real ones do (enough of it for
+    /// the tests). With a file `dir/fail`, each prints its contents on stderr
+    /// and exits with the status in `dir/fail-status`, changing nothing.
+    pub(crate) fn fake_shadow(dir: &Path) -> (Environment, AccountFiles) {
+        let files = AccountFiles {
+            passwd: dir.join("passwd"),
+            group: dir.join("group"),
+        };
+        std::fs::write(
+            &files.passwd,
+            "root:x:0:0:root:/root:/bin/bash\n\
+             www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &files.group,
+            "root:x:0:\nadm:x:4:\nwww-data:x:33:\nsudo:x:27:\n",
+        )
+        .unwrap();
+        let bin = dir.join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let passwd = files.passwd.display();
+        let group = files.group.display();
+        // Arguments come as `--option [value] ... name`.
+        let prelude = format!(
+            r#"echo "$(basename "$0") $*" >> {dir}/log
+if [ -e {dir}/fail ]; then
+  echo "$(basename "$0"): $(cat {dir}/fail)" >&2; exit $(cat {dir}/fail-status)
+fi
+eval "name=\${{$#}}"
+uid= gid= groups=- shell= home= append=
+while [ $# -gt 1 ]; do
+  case "$1" in
+    --uid) uid=$2; shift 2 ;;
+    --gid) gid=$2; shift 2 ;;
+    --groups) groups=$2; shift 2 ;;
+    --shell) shell=$2; shift 2 ;;
+    --home|--home-dir) home=$2; shift 2 ;;
+    --append) append=1; shift ;;
+    *) shift ;;
+  esac
+done
+edit() {{ awk -F: -v OFS=: "$@" > {dir}/edit.tmp && cat {dir}/edit.tmp > "$file"; }}
+# Drop $name from every member list; then add it to the groups in $groups.
+leave_all() {{
+  file={group} edit -v u="$name" '{{ n = split($4, m, ","); $4 = ""
+    for (i = 1; i <= n; i++) if (m[i] != u) $4 = $4 == "" ? m[i] : $4 "," m[i]
+    print }}' {group}
+}}
+join() {{
+  [ "$groups" = - ] && return
+  file={group} edit -v u="$name" -v gs=",$groups," \
+    'index(gs, "," $1 ",") {{ $4 = $4 == "" ? u : $4 "," u }} 1' {group}
+}}
+gid_of() {{ case "$1" in *[!0-9]*) awk -F: -v g="$1" '$1 == g {{ print $3 }}' {group} ;; *) echo "$1" ;; esac; }}"#,
+            dir = dir.display(),
+        );
+        let tools = [
+            (
+                "groupadd",
+                format!(
+                    r#"[ -n "$gid" ] || gid=$((2000 + $(wc -l < {group})))
+echo "$name:x:$gid:" >> {group}"#
+                ),
+            ),
+            (
+                "groupmod",
+                format!(
+                    r#"file={group} edit -v n="$name" -v g="$gid" '$1 == n {{ $3 = g }} 1' {group}"#
+                ),
+            ),
+            ("groupdel", format!(r#"sed -i "/^$name:/d" {group}"#)),
+            (
+                "useradd",
+                format!(
+                    r#"[ -n "$uid" ] || uid=$((3000 + $(wc -l < {passwd})))
+if [ -z "$gid" ]; then echo "$name:x:$uid:" >> {group}; gid=$uid; fi
+echo "$name:x:$uid:$(gid_of "$gid")::${{home:-/home/$name}}:${{shell:-/bin/sh}}" >> {passwd}
+join"#
+                ),
+            ),
+            (
+                "usermod",
+                format!(
+                    r#"[ -n "$gid" ] && gid=$(gid_of "$gid")
+file={passwd} edit -v n="$name" -v u="$uid" -v g="$gid" -v s="$shell" -v h="$home" \
+  '$1 == n {{ if (u != "") $3 = u; if (g != "") $4 = g; if (h != "") $6 = h; if (s != "") $7 = s }} 1' {passwd}
+[ "$groups" = - ] || [ -n "$append" ] || leave_all
+join"#
+                ),
+            ),
+            (
+                "userdel",
+                format!(
+                    r#"sed -i "/^$name:/d" {passwd}
+sed -i "/^$name:/d" {group}
+leave_all"#
+                ),
+            ),
+        ];
+        for (name, body) in tools {
+            write_fake_program(&bin, name, &format!("{prelude}\n{body}"));
+        }
+        let mut env = Environment::new(dir);
+        env.path = Some(format!("{}:/usr/bin:/bin", bin.display()).into());
+        (env, files)
+    }
 }
 
 #[cfg(test)]

@@ -11,12 +11,14 @@ mod apt_packages;
 mod chmod;
 mod chown;
 mod command;
+mod group;
 mod install_file;
 mod make_dir;
 mod reboot;
 mod symlink;
 mod systemd_restart;
 mod unlink;
+mod user;
 
 pub use command::REBOOT_EXIT_CODE;
 
@@ -40,6 +42,8 @@ pub static ALL: &[&FacilitySpec] = &[
     &chown::SPEC,
     &symlink::SPEC,
     &unlink::SPEC,
+    &user::SPEC,
+    &group::SPEC,
     &apt_packages::SPEC,
     &systemd_restart::SPEC,
     &reboot::SPEC,
