@@ -14,6 +14,7 @@ mod command;
 mod group;
 mod install_file;
 mod make_dir;
+mod packages;
 mod reboot;
 mod symlink;
 mod systemd_restart;
@@ -45,6 +46,7 @@ pub static ALL: &[&FacilitySpec] = &[
     &user::SPEC,
     &group::SPEC,
     &apt_packages::SPEC,
+    &packages::SPEC,
     &systemd_restart::SPEC,
     &reboot::SPEC,
     &command::SPEC,
