@@ -18,6 +18,7 @@ mod packages;
 mod reboot;
 mod symlink;
 mod systemd_restart;
+mod systemd_unit;
 mod unlink;
 mod user;
 
@@ -47,6 +48,7 @@ pub static ALL: &[&FacilitySpec] = &[
     &group::SPEC,
     &apt_packages::SPEC,
     &packages::SPEC,
+    &systemd_unit::SPEC,
     &systemd_restart::SPEC,
     &reboot::SPEC,
     &command::SPEC,
