@@ -12,11 +12,13 @@ mod chmod;
 mod chown;
 mod command;
 mod group;
+mod hostname;
 mod install_file;
 mod make_dir;
 mod packages;
 mod reboot;
 mod symlink;
+mod sysctl;
 mod systemd_restart;
 mod systemd_unit;
 mod unlink;
@@ -49,6 +51,8 @@ pub static ALL: &[&FacilitySpec] = &[
     &apt_packages::SPEC,
     &packages::SPEC,
     &systemd_unit::SPEC,
+    &sysctl::SPEC,
+    &hostname::SPEC,
     &systemd_restart::SPEC,
     &reboot::SPEC,
     &command::SPEC,
