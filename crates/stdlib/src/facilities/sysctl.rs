@@ -112,6 +112,15 @@ impl Sysctl {
                     path.display()
                 )))
             }
+            // Write-only parameters (`net.ipv4.route.flush`) have no value to compare.
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(FacilityError::permanent(format!(
+                    "sysctl {} cannot be read (`{}`: {err}), so there is no value to keep; \
+                     a `command` step can write it",
+                    self.name,
+                    path.display()
+                )))
+            }
             Err(err) => Err(FacilityError::io("read", &path, err)),
         }
     }
@@ -315,6 +324,24 @@ mod tests {
         assert!(
             err.message()
                 .starts_with("there is no sysctl net.ipv4.no_such_thing on this host"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_write_only_parameter_is_a_permanent_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Sysctl {
+            name: "net.ipv4.route.flush".into(),
+            value: "1".into(),
+            proc_sys: PathBuf::from("/proc/sys"),
+            conf_dir: dir.path().join("sysctl.d"),
+        };
+        let err = f.check_in(&Environment::new(dir.path())).unwrap_err();
+        assert!(err.is_permanent());
+        assert!(
+            err.message()
+                .starts_with("sysctl net.ipv4.route.flush cannot be read"),
             "{err}"
         );
     }
