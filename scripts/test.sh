@@ -16,6 +16,11 @@ if ! command -v faketime >/dev/null 2>&1; then
     $sudo_ apt-get install -y --no-install-recommends faketime
 fi
 
+# systemd-nspawn and debootstrap: tests/container.rs boots throwaway Debian systems with
+# systemd as PID 1. Also builds the root tree they start from (once, about 35 s).
+echo "==> installing container tools (scripts/install-container-tools.sh)"
+scripts/install-container-tools.sh
+
 echo "==> installing cargo-deny (scripts/install-cargo-deny.sh)"
 scripts/install-cargo-deny.sh
 

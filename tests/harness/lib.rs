@@ -6,6 +6,9 @@
 //! make the tests panic: they are never silently skipped.
 //!
 //! [`Proxy`] puts a fault-injecting HTTP proxy between the binaries and MinIO.
+//!
+//! [`Container`] boots a throwaway Debian with systemd as PID 1, to test what Cattle does to a
+//! real host.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -25,6 +28,9 @@ pub use nix::sys::signal::Signal;
 use nix::sys::wait::{self, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tempfile::TempDir;
+
+pub mod container;
+pub use container::Container;
 
 /// How long [`Minio::start`] waits for the server to become ready.
 const MINIO_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -930,12 +936,14 @@ pub fn spawn(bin: &Path, args: &[&str], env: &[(String, String)]) -> Background 
 /// A command builder.
 ///
 /// The child's environment is the test process's environment without any `AWS_*` or `CATTLE_*`
-/// variable and without `RUST_LOG`, plus the variables given with [`env`](Self::env)/[`envs`](Self::envs).
+/// variable and without `RUST_LOG` (or nothing, after [`env_clear`](Self::env_clear)), plus the
+/// variables given with [`env`](Self::env)/[`envs`](Self::envs).
 /// Stdin is empty unless [`stdin`](Self::stdin) is given.
 #[derive(Debug, Clone)]
 pub struct Cmd {
     bin: PathBuf,
     args: Vec<OsString>,
+    inherit_env: bool,
     env: Vec<(OsString, OsString)>,
     cwd: Option<PathBuf>,
     stdin: Option<Vec<u8>>,
@@ -948,6 +956,7 @@ impl Cmd {
         Cmd {
             bin: bin.as_ref().to_owned(),
             args: Vec::new(),
+            inherit_env: true,
             env: Vec::new(),
             cwd: None,
             stdin: None,
@@ -987,6 +996,14 @@ impl Cmd {
         self
     }
 
+    /// Inherits none of the test process's environment: the child gets only the variables
+    /// given with [`env`](Self::env)/[`envs`](Self::envs) (e.g. a command run inside a
+    /// [`Container`], which must not see the host's variables).
+    pub fn env_clear(mut self) -> Cmd {
+        self.inherit_env = false;
+        self
+    }
+
     /// Runs in `dir` instead of the test's working directory.
     pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Cmd {
         self.cwd = Some(dir.as_ref().to_owned());
@@ -1008,13 +1025,14 @@ impl Cmd {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
-        cmd.args(&self.args)
-            .env_clear()
-            .envs(std::env::vars_os().filter(|(k, _)| {
+        cmd.args(&self.args).env_clear();
+        if self.inherit_env {
+            cmd.envs(std::env::vars_os().filter(|(k, _)| {
                 let k = k.to_string_lossy();
                 !k.starts_with("AWS_") && !k.starts_with("CATTLE_") && k != "RUST_LOG"
-            }))
-            .envs(self.env.iter().map(|(k, v)| (k, v)));
+            }));
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
