@@ -6,8 +6,8 @@
 //! the steps file.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::ops::{Range, RangeInclusive};
+use std::path::{Component, Path, PathBuf};
 
 use toml::Spanned;
 
@@ -211,26 +211,6 @@ impl<'a> Args<'a> {
         self.optional_str_list(key)?.ok_or(missing)
     }
 
-    /// An integer from `min` to `max`, if present.
-    pub fn optional_integer(
-        &mut self,
-        key: &str,
-        min: i64,
-        max: i64,
-    ) -> Result<Option<i64>, ArgError> {
-        let Some(value) = self.take(key) else {
-            return Ok(None);
-        };
-        match value.get_ref() {
-            toml::Value::Integer(n) if (min..=max).contains(n) => Ok(Some(*n)),
-            _ => Err(ArgError {
-                span: value.span(),
-                message: format!("argument `{key}` must be an integer from {min} to {max}"),
-                hint: None,
-            }),
-        }
-    }
-
     /// A duration such as "90s" or "10m" (from 1 s to 7 days), if present.
     pub fn optional_duration(
         &mut self,
@@ -310,6 +290,143 @@ impl<'a> Args<'a> {
         let missing = self.missing(key);
         self.optional_absolute_path(key)?.ok_or(missing)
     }
+
+    /// `true` or `false`, if present.
+    pub fn optional_bool(&mut self, key: &str) -> Result<Option<bool>, ArgError> {
+        let Some(value) = self.take(key) else {
+            return Ok(None);
+        };
+        match value.get_ref() {
+            toml::Value::Boolean(b) => Ok(Some(*b)),
+            toml::Value::String(s) if matches!(s.as_str(), "true" | "false") => {
+                Err(Self::wrong_type(&value, key, "`true` or `false`")
+                    .with_hint(format!("write `{key} = {s}`, without quotes")))
+            }
+            _ => Err(Self::wrong_type(&value, key, "`true` or `false`")),
+        }
+    }
+
+    /// An integer in `range`, if present.
+    pub fn optional_int(
+        &mut self,
+        key: &str,
+        range: RangeInclusive<i64>,
+    ) -> Result<Option<i64>, ArgError> {
+        let Some(value) = self.take(key) else {
+            return Ok(None);
+        };
+        let expected = format!("an integer from {} to {}", range.start(), range.end());
+        match value.get_ref() {
+            toml::Value::Integer(n) if range.contains(n) => Ok(Some(*n)),
+            toml::Value::Integer(n) => Err(ArgError {
+                span: value.span(),
+                message: format!("argument `{key}` must be {expected}, not {n}"),
+                hint: None,
+            }),
+            toml::Value::String(s) if s.parse::<i64>().is_ok() => {
+                Err(Self::wrong_type(&value, key, &expected)
+                    .with_hint(format!("write `{key} = {s}`, without quotes")))
+            }
+            _ => Err(Self::wrong_type(&value, key, &expected)),
+        }
+    }
+
+    /// One of `choices`, if present; the error lists them.
+    pub fn optional_choice(
+        &mut self,
+        key: &str,
+        choices: &'static [&'static str],
+    ) -> Result<Option<&'static str>, ArgError> {
+        let Some(value) = self.take(key) else {
+            return Ok(None);
+        };
+        let hint = format!("valid choices: {}", list(choices));
+        match value.get_ref() {
+            toml::Value::String(s) => match choices.iter().find(|choice| **choice == s.as_str()) {
+                Some(choice) => Ok(Some(choice)),
+                None => Err(ArgError {
+                    span: value.span(),
+                    message: format!("argument `{key}` cannot be `{s}`"),
+                    hint: Some(hint),
+                }),
+            },
+            _ => Err(Self::wrong_type(&value, key, "a string").with_hint(hint)),
+        }
+    }
+
+    /// A non-empty string, or an integer as its decimal digits, if present:
+    /// for values the host reads as text, such as a sysctl's (`value = 1`).
+    pub fn optional_str_or_int(&mut self, key: &str) -> Result<Option<String>, ArgError> {
+        match self.values.get(key).map(|(_, value)| value.get_ref()) {
+            Some(toml::Value::Integer(n)) => {
+                let n = n.to_string();
+                self.take(key);
+                Ok(Some(n))
+            }
+            Some(toml::Value::String(_)) | None => self.optional_str(key),
+            Some(_) => {
+                let value = self.take(key).expect("the key is there");
+                Err(Self::wrong_type(&value, key, "a string or an integer"))
+            }
+        }
+    }
+
+    /// An array of non-empty strings, if present; unlike
+    /// [`Args::optional_str_list`], `[]` is allowed, for arguments where "none"
+    /// means something (a user in no supplementary group).
+    pub fn optional_str_list_or_empty(
+        &mut self,
+        key: &str,
+    ) -> Result<Option<Vec<String>>, ArgError> {
+        match self.values.get(key).map(|(_, value)| value.get_ref()) {
+            Some(toml::Value::Array(items)) if items.is_empty() => {
+                self.take(key);
+                Ok(Some(Vec::new()))
+            }
+            _ => self.optional_str_list(key),
+        }
+    }
+
+    /// A regular file of the config directory, named relative to it, if present.
+    pub fn optional_config_file(&mut self, key: &str) -> Result<Option<PathBuf>, ArgError> {
+        let bad = self.error(
+            key,
+            format!("argument `{key}` must name a regular file in the config directory"),
+        );
+        let Some(source) = self.optional_str(key)? else {
+            return Ok(None);
+        };
+        let source = PathBuf::from(source);
+        let shown = source.display();
+        if source.is_absolute() {
+            return Err(bad.with_hint(format!(
+                "`{shown}` is absolute; write it relative to the config directory, e.g. `files/motd`"
+            )));
+        }
+        if source.components().any(|c| c == Component::ParentDir) {
+            return Err(bad.with_hint(format!(
+                "`{shown}` uses `..`; only files inside the config directory are uploaded"
+            )));
+        }
+        match std::fs::symlink_metadata(self.config_dir.join(&source)) {
+            Ok(meta) if meta.is_file() => Ok(Some(source)),
+            Ok(meta) if meta.is_dir() => Err(bad.with_hint(format!("`{shown}` is a directory"))),
+            Ok(_) => Err(bad.with_hint(format!(
+                "`{shown}` is not a regular file; copy the file itself into the config"
+            ))),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(bad.with_hint(format!(
+                "there is no `{shown}` in `{}`",
+                self.config_dir.display()
+            ))),
+            Err(err) => Err(bad.with_hint(format!("cannot inspect `{shown}`: {err}"))),
+        }
+    }
+
+    /// A regular file of the config directory, named relative to it.
+    pub fn config_file(&mut self, key: &str) -> Result<PathBuf, ArgError> {
+        let missing = self.missing(key);
+        self.optional_config_file(key)?.ok_or(missing)
+    }
 }
 
 /// `a`, `b`, `c`: names quoted for messages.
@@ -319,4 +436,160 @@ pub(crate) fn list(items: &[&str]) -> String {
         .map(|item| format!("`{item}`"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The arguments in `text` (a TOML table), as a step of facility `test` has them.
+    fn args_of<'a>(text: &str, dir: &'a Path) -> Args<'a> {
+        let table: BTreeMap<Spanned<String>, Spanned<toml::Value>> = toml::from_str(text).unwrap();
+        let values = table
+            .into_iter()
+            .map(|(key, value)| {
+                let span = key.span();
+                (key.into_inner(), (span, value))
+            })
+            .collect();
+        Args::new("test", &["a", "b"], 0..text.len(), values, dir)
+    }
+
+    /// The text an error points at.
+    fn at<'t>(text: &'t str, err: &ArgError) -> &'t str {
+        &text[err.span.clone()]
+    }
+
+    #[test]
+    fn bools() {
+        let dir = Path::new("/nonexistent");
+        let text = "a = true\nb = \"false\"\nc = 1\n";
+        let mut args = args_of(text, dir);
+        assert_eq!(args.optional_bool("a").unwrap(), Some(true));
+        assert_eq!(args.optional_bool("z").unwrap(), None);
+        let err = args.optional_bool("b").unwrap_err();
+        assert_eq!(
+            err.message,
+            "argument `b` must be `true` or `false`, not string"
+        );
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("write `b = false`, without quotes")
+        );
+        assert_eq!(at(text, &err), "\"false\"");
+        let err = args.optional_bool("c").unwrap_err();
+        assert_eq!(
+            err.message,
+            "argument `c` must be `true` or `false`, not integer"
+        );
+        assert!(args.all_taken());
+    }
+
+    #[test]
+    fn integers_in_a_range() {
+        let dir = Path::new("/nonexistent");
+        let text = "a = 7\nb = -1\nc = \"12\"\nd = 1.5\n";
+        let mut args = args_of(text, dir);
+        assert_eq!(args.optional_int("a", 0..=10).unwrap(), Some(7));
+        assert_eq!(args.optional_int("z", 0..=10).unwrap(), None);
+        let err = args.optional_int("b", 0..=10).unwrap_err();
+        assert_eq!(
+            err.message,
+            "argument `b` must be an integer from 0 to 10, not -1"
+        );
+        assert_eq!(at(text, &err), "-1");
+        let err = args.optional_int("c", 0..=10).unwrap_err();
+        assert_eq!(
+            err.message,
+            "argument `c` must be an integer from 0 to 10, not string"
+        );
+        assert_eq!(err.hint.as_deref(), Some("write `c = 12`, without quotes"));
+        assert!(args.optional_int("d", 0..=10).is_err());
+    }
+
+    #[test]
+    fn choices() {
+        let dir = Path::new("/nonexistent");
+        let text = "a = \"absent\"\nb = \"gone\"\nc = false\n";
+        let mut args = args_of(text, dir);
+        const STATES: &[&str] = &["present", "absent"];
+        assert_eq!(args.optional_choice("a", STATES).unwrap(), Some("absent"));
+        assert_eq!(args.optional_choice("z", STATES).unwrap(), None);
+        let err = args.optional_choice("b", STATES).unwrap_err();
+        assert_eq!(err.message, "argument `b` cannot be `gone`");
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("valid choices: `present`, `absent`")
+        );
+        assert_eq!(at(text, &err), "\"gone\"");
+        let err = args.optional_choice("c", STATES).unwrap_err();
+        assert_eq!(err.message, "argument `c` must be a string, not boolean");
+    }
+
+    #[test]
+    fn strings_or_integers() {
+        let dir = Path::new("/nonexistent");
+        let text = "a = 1\nb = \"4096 87380\"\nc = []\nd = \"\"\n";
+        let mut args = args_of(text, dir);
+        assert_eq!(args.optional_str_or_int("a").unwrap().as_deref(), Some("1"));
+        assert_eq!(
+            args.optional_str_or_int("b").unwrap().as_deref(),
+            Some("4096 87380")
+        );
+        assert_eq!(args.optional_str_or_int("z").unwrap(), None);
+        let err = args.optional_str_or_int("c").unwrap_err();
+        assert_eq!(
+            err.message,
+            "argument `c` must be a string or an integer, not array"
+        );
+        assert!(args.optional_str_or_int("d").is_err());
+        assert!(args.all_taken());
+    }
+
+    #[test]
+    fn lists_that_may_be_empty() {
+        let dir = Path::new("/nonexistent");
+        let text = "a = []\nb = [\"x\"]\nc = [\"\"]\n";
+        let mut args = args_of(text, dir);
+        assert_eq!(
+            args.optional_str_list_or_empty("a").unwrap(),
+            Some(Vec::new())
+        );
+        assert_eq!(
+            args.optional_str_list_or_empty("b").unwrap(),
+            Some(vec!["x".to_string()])
+        );
+        assert!(args.optional_str_list_or_empty("c").is_err());
+        assert_eq!(args.optional_str_list_or_empty("z").unwrap(), None);
+        assert!(args.all_taken());
+    }
+
+    #[test]
+    fn config_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("units")).unwrap();
+        std::fs::write(dir.path().join("units/a.service"), "").unwrap();
+        let text =
+            "a = \"units/a.service\"\nb = \"units\"\nc = \"../x\"\nd = \"/etc/x\"\ne = \"nope\"\n";
+        let mut args = args_of(text, dir.path());
+        assert_eq!(
+            args.config_file("a").unwrap(),
+            PathBuf::from("units/a.service")
+        );
+        for (key, hint) in [
+            ("b", "is a directory"),
+            ("c", "uses `..`"),
+            ("d", "is absolute"),
+            ("e", "there is no `nope`"),
+        ] {
+            let err = args.optional_config_file(key).unwrap_err();
+            assert_eq!(
+                err.message,
+                format!("argument `{key}` must name a regular file in the config directory")
+            );
+            assert!(err.hint.as_deref().unwrap().contains(hint), "{err:?}");
+        }
+        let err = args.config_file("z").unwrap_err();
+        assert_eq!(err.message, "step `test` is missing argument `z`");
+    }
 }

@@ -5,12 +5,11 @@
 //! architecture) only: a package installed at another version than the one
 //! asked for counts as installed. That is a deliberate simplification.
 
-use std::collections::BTreeSet;
-
 use super::FacilitySpec;
+use super::packages::dpkg_installed;
 use crate::args::{ArgError, Args};
 use crate::facility::{Applied, Check, Context, Facility, FacilityError};
-use crate::process::{Program, describe_status};
+use crate::process::Program;
 
 pub(crate) const SPEC: FacilitySpec = FacilitySpec {
     name: "apt_packages",
@@ -82,57 +81,10 @@ impl Facility for AptPackages {
             .iter()
             .map(|p| p.split_once('=').map_or(p.as_str(), |(name, _)| name))
             .collect();
-        let ran = ctx.run(
-            &Program::new("dpkg-query")
-                .arg("-W")
-                .arg("-f=${Package}\t${Status}\n")
-                .args(queries.iter().copied())
-                // The "no packages found" message below must not be translated.
-                .env("LC_ALL", "C")
-                .capture(),
-        )?;
-        match ran.code() {
-            Some(0) => {}
-            // 1: some package is unknown to dpkg, so certainly not installed.
-            // (dpkg-query says so on stderr, which went to the step's log.)
-            Some(1)
-                if ran
-                    .last_stderr
-                    .as_deref()
-                    .is_some_and(|line| line.contains("no packages found matching")) =>
-            {
-                return Ok(Check::Run);
-            }
-            _ => {
-                let mut message = format!(
-                    "`dpkg-query` {} while checking {}",
-                    describe_status(ran.status),
-                    queries.join(", ")
-                );
-                if let Some(line) = &ran.last_stderr {
-                    message.push_str(&format!(": {}", line.trim()));
-                }
-                return Err(FacilityError::new(message));
-            }
-        }
-
-        // A line per package dpkg knows: "nginx\tinstall ok installed". The
-        // first status word is what was asked for ("hold" is still installed).
-        let stdout = &ran.stdout;
-        let installed: BTreeSet<&str> = stdout
-            .lines()
-            .filter_map(|line| line.split_once('\t'))
-            .filter(|(_, status)| {
-                matches!(
-                    status.split_whitespace().collect::<Vec<_>>()[..],
-                    [_, "ok", "installed"]
-                )
-            })
-            .map(|(package, _)| package)
-            .collect();
+        let installed = dpkg_installed(ctx, &queries)?;
         let all = queries.iter().all(|query| {
             let name = query.split_once(':').map_or(*query, |(name, _)| name);
-            installed.contains(name)
+            installed.contains_key(name)
         });
         Ok(if all { Check::AlreadyDone } else { Check::Run })
     }

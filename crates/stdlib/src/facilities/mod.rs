@@ -12,12 +12,18 @@ mod chmod;
 mod chown;
 mod command;
 mod download;
+mod group;
+mod hostname;
 mod install_file;
 mod make_dir;
+mod packages;
 mod reboot;
 mod symlink;
+mod sysctl;
 mod systemd_restart;
+mod systemd_unit;
 mod unlink;
+mod user;
 mod wait_for;
 
 pub use command::REBOOT_EXIT_CODE;
@@ -42,7 +48,13 @@ pub static ALL: &[&FacilitySpec] = &[
     &chown::SPEC,
     &symlink::SPEC,
     &unlink::SPEC,
+    &user::SPEC,
+    &group::SPEC,
     &apt_packages::SPEC,
+    &packages::SPEC,
+    &systemd_unit::SPEC,
+    &sysctl::SPEC,
+    &hostname::SPEC,
     &systemd_restart::SPEC,
     &reboot::SPEC,
     &command::SPEC,

@@ -40,10 +40,10 @@ fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
             "step `wait_for` needs exactly one of `port`, `url`, `path` and `command`",
         )
         .with_hint("e.g. `port = 8080`, `url = \"http://127.0.0.1:8080/health\"`, `path = \"/run/app.pid\"` or `command = [\"pg_isready\"]`");
-    let port = args.optional_integer("port", 1, 65535)?;
+    let port = args.optional_int("port", 1..=65535)?;
     let host = args.optional_str("host")?;
     let url = args.optional_str("url")?;
-    let status = args.optional_integer("status", 100, 599)?;
+    let status = args.optional_int("status", 100..=599)?;
     let path = args.optional_absolute_path("path")?;
     let command = args.optional_str_list("command")?;
     let within = args.optional_duration("within")?.unwrap_or(DEFAULT_WITHIN);
