@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use toml::Spanned;
 
@@ -131,6 +131,17 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// A string that may be empty (a file's contents), if present.
+    pub fn optional_text(&mut self, key: &str) -> Result<Option<String>, ArgError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(value) => match value.get_ref() {
+                toml::Value::String(s) => Ok(Some(s.clone())),
+                _ => Err(Self::wrong_type(&value, key, "a string")),
+            },
+        }
+    }
+
     pub fn required_str(&mut self, key: &str) -> Result<String, ArgError> {
         let missing = self.missing(key);
         self.optional_str(key)?.ok_or(missing)
@@ -233,6 +244,140 @@ impl<'a> Args<'a> {
         let missing = self.missing(key);
         self.optional_absolute_path(key)?.ok_or(missing)
     }
+
+    /// `true` or `false`, if present.
+    pub fn optional_bool(&mut self, key: &str) -> Result<Option<bool>, ArgError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(value) => match value.get_ref() {
+                toml::Value::Boolean(b) => Ok(Some(*b)),
+                _ => Err(Self::wrong_type(&value, key, "`true` or `false`")),
+            },
+        }
+    }
+
+    /// One of `choices`, if present.
+    pub fn optional_choice(
+        &mut self,
+        key: &str,
+        choices: &'static [&'static str],
+    ) -> Result<Option<&'static str>, ArgError> {
+        let error = self.error(
+            key,
+            format!("argument `{key}` must be one of {}", list(choices)),
+        );
+        match self.optional_str(key) {
+            Ok(None) => Ok(None),
+            Ok(Some(value)) => match choices.iter().find(|choice| **choice == value) {
+                Some(choice) => Ok(Some(choice)),
+                None => Err(error.with_hint(format!("`{value}` is not one of them"))),
+            },
+            Err(_) => Err(error),
+        }
+    }
+
+    /// Permission bits given as a quoted octal string of 3 or 4 digits
+    /// (`"0644"`, `"4755"`), if present.
+    pub fn optional_mode(&mut self, key: &str) -> Result<Option<u32>, ArgError> {
+        let bad_mode = self.error(
+            key,
+            format!("argument `{key}` must be a quoted octal string such as \"0644\""),
+        );
+        let mode = match self.optional_str(key) {
+            Ok(Some(mode)) => mode,
+            Ok(None) => return Ok(None),
+            // Most likely `mode = 644`, which TOML reads as the decimal number 644.
+            Err(_) => {
+                return Err(bad_mode
+                    .with_hint(format!("put the digits in quotes, e.g. `{key} = \"0644\"`")));
+            }
+        };
+        match parse_mode(&mode) {
+            Some(bits) => Ok(Some(bits)),
+            None => Err(bad_mode.with_hint(format!(
+                "`{mode}` is not 3 or 4 digits from 0 to 7, e.g. \"0644\" or \"755\""
+            ))),
+        }
+    }
+
+    /// Permission bits given as a quoted octal string (see [`Args::optional_mode`]).
+    pub fn mode(&mut self, key: &str) -> Result<u32, ArgError> {
+        let missing = self.missing(key);
+        self.optional_mode(key)?.ok_or(missing)
+    }
+
+    /// A path inside the config directory that exists there as `kind`
+    /// (see [`Args::optional_config_path`]).
+    pub fn config_path(&mut self, key: &str, kind: ConfigKind) -> Result<PathBuf, ArgError> {
+        let missing = self.missing(key);
+        self.optional_config_path(key, kind)?.ok_or(missing)
+    }
+
+    /// A path inside the config directory that exists there as `kind`, if
+    /// present: relative, without `..`, and not a symbolic link.
+    pub fn optional_config_path(
+        &mut self,
+        key: &str,
+        kind: ConfigKind,
+    ) -> Result<Option<PathBuf>, ArgError> {
+        let what = match kind {
+            ConfigKind::File => "a regular file",
+            ConfigKind::Directory => "a directory",
+        };
+        let bad = self.error(
+            key,
+            format!("argument `{key}` must name {what} in the config directory"),
+        );
+        let Some(source) = self.optional_str(key)? else {
+            return Ok(None);
+        };
+        let source = PathBuf::from(source);
+        let shown = source.display();
+        if source.is_absolute() {
+            return Err(bad.with_hint(format!(
+                "`{shown}` is absolute; write it relative to the config directory, e.g. `files/motd`"
+            )));
+        }
+        if source.components().any(|c| c == Component::ParentDir) {
+            return Err(bad.with_hint(format!(
+                "`{shown}` uses `..`; only files inside the config directory are uploaded"
+            )));
+        }
+        match (
+            std::fs::symlink_metadata(self.config_dir.join(&source)),
+            kind,
+        ) {
+            (Ok(meta), ConfigKind::File) if meta.is_file() => Ok(Some(source)),
+            (Ok(meta), ConfigKind::Directory) if meta.is_dir() => Ok(Some(source)),
+            (Ok(meta), ConfigKind::File) if meta.is_dir() => {
+                Err(bad.with_hint(format!("`{shown}` is a directory")))
+            }
+            (Ok(meta), ConfigKind::Directory) if meta.is_file() => {
+                Err(bad.with_hint(format!("`{shown}` is a file")))
+            }
+            (Ok(_), _) => Err(bad.with_hint(format!(
+                "`{shown}` is neither a regular file nor a directory; \
+                 bundles hold only those, so copy the real one into the config"
+            ))),
+            (Err(err), _) if err.kind() == std::io::ErrorKind::NotFound => Err(bad.with_hint(
+                format!("there is no `{shown}` in `{}`", self.config_dir.display()),
+            )),
+            (Err(err), _) => Err(bad.with_hint(format!("cannot inspect `{shown}`: {err}"))),
+        }
+    }
+}
+
+/// What a path in the config directory must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKind {
+    File,
+    Directory,
+}
+
+/// "0644" or "644" to 0o644: 3 or 4 octal digits, as chmod(1) takes them.
+pub fn parse_mode(s: &str) -> Option<u32> {
+    let octal = (3..=4).contains(&s.len()) && s.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    octal.then(|| u32::from_str_radix(s, 8).ok()).flatten()
 }
 
 /// `a`, `b`, `c`: names quoted for messages.

@@ -19,31 +19,8 @@ pub(crate) const SPEC: FacilitySpec = FacilitySpec {
 
 fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
     let path = args.absolute_path("path")?;
-    let bad_mode = args.error(
-        "mode",
-        "argument `mode` must be a quoted octal string such as \"0644\"",
-    );
-    let mode = match args.optional_str("mode") {
-        Ok(Some(mode)) => mode,
-        // Absent: let `required_str` report the missing argument.
-        Ok(None) => args.required_str("mode")?,
-        // Most likely `mode = 644`, which TOML reads as the decimal number 644.
-        Err(_) => {
-            return Err(bad_mode.with_hint("put the digits in quotes, e.g. `mode = \"0644\"`"));
-        }
-    };
-    let Some(mode) = parse_mode(&mode) else {
-        return Err(bad_mode.with_hint(format!(
-            "`{mode}` is not 3 or 4 digits from 0 to 7, e.g. \"0644\" or \"755\""
-        )));
-    };
+    let mode = args.mode("mode")?;
     Ok(Box::new(Chmod { path, mode }))
-}
-
-/// "0644" or "644" to 0o644.
-fn parse_mode(s: &str) -> Option<u32> {
-    let octal = (3..=4).contains(&s.len()) && s.bytes().all(|b| (b'0'..=b'7').contains(&b));
-    octal.then(|| u32::from_str_radix(s, 8).ok()).flatten()
 }
 
 #[derive(Debug)]
@@ -81,6 +58,7 @@ impl Facility for Chmod {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::args::parse_mode;
     use crate::facility::Environment;
     use crate::facility::testing::{Try, apply, check};
     use crate::steps::Plan;

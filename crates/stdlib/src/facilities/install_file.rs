@@ -5,10 +5,10 @@
 //! file keeps its mode and owner. A symbolic link at `dest` is replaced by a file.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Component, PathBuf};
+use std::path::PathBuf;
 
 use super::FacilitySpec;
-use crate::args::{ArgError, Args};
+use crate::args::{ArgError, Args, ConfigKind};
 use crate::facility::{Applied, Check, Context, Facility, FacilityError};
 use crate::files::{Attributes, write_file};
 
@@ -23,45 +23,8 @@ pub(crate) const SPEC: FacilitySpec = FacilitySpec {
 const NEW_FILE_MODE: u32 = 0o644;
 
 fn build(args: &mut Args<'_>) -> Result<Box<dyn Facility>, ArgError> {
-    let bad_source = args.error(
-        "source",
-        "argument `source` must name a regular file in the config directory",
-    );
-    let source = PathBuf::from(args.required_str("source")?);
-    let shown = source.display();
-    let config_dir = args.config_dir();
-    if source.is_absolute() {
-        return Err(bad_source.with_hint(format!(
-            "`{shown}` is absolute; write it relative to the config directory, e.g. `files/motd`"
-        )));
-    }
-    if source.components().any(|c| c == Component::ParentDir) {
-        return Err(bad_source.with_hint(format!(
-            "`{shown}` uses `..`; only files inside the config directory are uploaded"
-        )));
-    }
-    match std::fs::symlink_metadata(config_dir.join(&source)) {
-        Ok(meta) if meta.is_file() => {}
-        Ok(meta) if meta.is_dir() => {
-            return Err(bad_source.with_hint(format!("`{shown}` is a directory")));
-        }
-        Ok(_) => {
-            return Err(bad_source.with_hint(format!(
-                "`{shown}` is not a regular file; copy the file itself into the config"
-            )));
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Err(bad_source.with_hint(format!(
-                "there is no `{shown}` in `{}`",
-                config_dir.display()
-            )));
-        }
-        Err(err) => {
-            return Err(bad_source.with_hint(format!("cannot inspect `{shown}`: {err}")));
-        }
-    }
     Ok(Box::new(InstallFile {
-        source,
+        source: args.config_path("source", ConfigKind::File)?,
         dest: args.absolute_path("dest")?,
     }))
 }
