@@ -1478,6 +1478,20 @@ mod tests {
     }
 
     #[test]
+    fn the_step_timeout_stops_unpacking_and_leaves_nothing() {
+        let s = setup();
+        let f = s.in_config("app.tar.gz", &gz(&tar(APP)));
+        let deadline = Some(Deadline::after(std::time::Duration::ZERO));
+        let (result, _) = crate::facility::testing::apply_within(&f, &s.env, deadline);
+        let err = result.unwrap_err();
+        assert!(
+            !err.is_permanent() && err.message().contains("timeout"),
+            "{err}"
+        );
+        s.untouched();
+    }
+
+    #[test]
     fn a_missing_host_archive_is_an_error() {
         let s = setup();
         let f = Unpack {
