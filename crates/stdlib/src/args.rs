@@ -131,6 +131,17 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// A string that may be empty (a file's contents), if present.
+    pub fn optional_text(&mut self, key: &str) -> Result<Option<String>, ArgError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(value) => match value.get_ref() {
+                toml::Value::String(s) => Ok(Some(s.clone())),
+                _ => Err(Self::wrong_type(&value, key, "a string")),
+            },
+        }
+    }
+
     pub fn required_str(&mut self, key: &str) -> Result<String, ArgError> {
         let missing = self.missing(key);
         self.optional_str(key)?.ok_or(missing)
@@ -252,9 +263,7 @@ impl<'a> Args<'a> {
                     .with_hint(format!("put the digits in quotes, e.g. `{key} = \"0644\"`")));
             }
         };
-        let octal =
-            (3..=4).contains(&mode.len()) && mode.bytes().all(|b| (b'0'..=b'7').contains(&b));
-        match octal.then(|| u32::from_str_radix(&mode, 8).ok()).flatten() {
+        match parse_mode(&mode) {
             Some(bits) => Ok(Some(bits)),
             None => Err(bad_mode.with_hint(format!(
                 "`{mode}` is not 3 or 4 digits from 0 to 7, e.g. \"0644\" or \"755\""
@@ -387,11 +396,27 @@ impl<'a> Args<'a> {
         }
     }
 
-    /// A regular file of the config directory, named relative to it, if present.
-    pub fn optional_config_file(&mut self, key: &str) -> Result<Option<PathBuf>, ArgError> {
+    /// A path inside the config directory that exists there as `kind`
+    /// (see [`Args::optional_config_path`]).
+    pub fn config_path(&mut self, key: &str, kind: ConfigKind) -> Result<PathBuf, ArgError> {
+        let missing = self.missing(key);
+        self.optional_config_path(key, kind)?.ok_or(missing)
+    }
+
+    /// A path inside the config directory that exists there as `kind`, if
+    /// present: relative, without `..`, and not a symbolic link.
+    pub fn optional_config_path(
+        &mut self,
+        key: &str,
+        kind: ConfigKind,
+    ) -> Result<Option<PathBuf>, ArgError> {
+        let what = match kind {
+            ConfigKind::File => "a regular file",
+            ConfigKind::Directory => "a directory",
+        };
         let bad = self.error(
             key,
-            format!("argument `{key}` must name a regular file in the config directory"),
+            format!("argument `{key}` must name {what} in the config directory"),
         );
         let Some(source) = self.optional_str(key)? else {
             return Ok(None);
@@ -408,25 +433,51 @@ impl<'a> Args<'a> {
                 "`{shown}` uses `..`; only files inside the config directory are uploaded"
             )));
         }
-        match std::fs::symlink_metadata(self.config_dir.join(&source)) {
-            Ok(meta) if meta.is_file() => Ok(Some(source)),
-            Ok(meta) if meta.is_dir() => Err(bad.with_hint(format!("`{shown}` is a directory"))),
-            Ok(_) => Err(bad.with_hint(format!(
-                "`{shown}` is not a regular file; copy the file itself into the config"
+        match (
+            std::fs::symlink_metadata(self.config_dir.join(&source)),
+            kind,
+        ) {
+            (Ok(meta), ConfigKind::File) if meta.is_file() => Ok(Some(source)),
+            (Ok(meta), ConfigKind::Directory) if meta.is_dir() => Ok(Some(source)),
+            (Ok(meta), ConfigKind::File) if meta.is_dir() => {
+                Err(bad.with_hint(format!("`{shown}` is a directory")))
+            }
+            (Ok(meta), ConfigKind::Directory) if meta.is_file() => {
+                Err(bad.with_hint(format!("`{shown}` is a file")))
+            }
+            (Ok(_), _) => Err(bad.with_hint(format!(
+                "`{shown}` is neither a regular file nor a directory; \
+                 bundles hold only those, so copy the real one into the config"
             ))),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(bad.with_hint(format!(
-                "there is no `{shown}` in `{}`",
-                self.config_dir.display()
-            ))),
-            Err(err) => Err(bad.with_hint(format!("cannot inspect `{shown}`: {err}"))),
+            (Err(err), _) if err.kind() == std::io::ErrorKind::NotFound => Err(bad.with_hint(
+                format!("there is no `{shown}` in `{}`", self.config_dir.display()),
+            )),
+            (Err(err), _) => Err(bad.with_hint(format!("cannot inspect `{shown}`: {err}"))),
         }
+    }
+
+    /// A regular file of the config directory, named relative to it, if present.
+    pub fn optional_config_file(&mut self, key: &str) -> Result<Option<PathBuf>, ArgError> {
+        self.optional_config_path(key, ConfigKind::File)
     }
 
     /// A regular file of the config directory, named relative to it.
     pub fn config_file(&mut self, key: &str) -> Result<PathBuf, ArgError> {
-        let missing = self.missing(key);
-        self.optional_config_file(key)?.ok_or(missing)
+        self.config_path(key, ConfigKind::File)
     }
+}
+
+/// What a path in the config directory must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKind {
+    File,
+    Directory,
+}
+
+/// "0644" or "644" to 0o644: 3 or 4 octal digits, as chmod(1) takes them.
+pub fn parse_mode(s: &str) -> Option<u32> {
+    let octal = (3..=4).contains(&s.len()) && s.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    octal.then(|| u32::from_str_radix(s, 8).ok()).flatten()
 }
 
 /// `a`, `b`, `c`: names quoted for messages.

@@ -295,6 +295,80 @@ pub(crate) mod testing {
         }
     }
 
+    /// Run `facility` as the runner would, twice: the first run changes the
+    /// host; the second finds the state in place and changes nothing under
+    /// `root`: every path, byte, mode, owner and modification time stays.
+    pub fn converges(facility: &dyn Facility, env: &Environment, root: &Path) {
+        assert_eq!(check(facility, env).unwrap(), Check::Run, "the first check");
+        assert_eq!(apply(facility, env).0.unwrap(), Applied::Changed);
+        let after = snapshot(root);
+        assert_eq!(
+            check(facility, env).unwrap(),
+            Check::AlreadyDone,
+            "the second check"
+        );
+        assert_eq!(snapshot(root), after, "the second run changed the tree");
+    }
+
+    /// One path of a [`snapshot`].
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Node {
+        /// `file`, `dir`, `link` or `other`.
+        pub kind: &'static str,
+        pub mode: u32,
+        pub uid: u32,
+        pub gid: u32,
+        pub mtime: (i64, i64),
+        /// A file's bytes or a link's target.
+        pub data: Vec<u8>,
+    }
+
+    /// Everything under `root` (itself included, as ""), links not followed.
+    pub fn snapshot(root: &Path) -> std::collections::BTreeMap<PathBuf, Node> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::MetadataExt;
+        let mut nodes = std::collections::BTreeMap::new();
+        let mut todo = vec![PathBuf::new()];
+        while let Some(rel) = todo.pop() {
+            let path = root.join(&rel);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let (kind, data) = if meta.is_dir() {
+                for entry in std::fs::read_dir(&path).unwrap() {
+                    todo.push(rel.join(entry.unwrap().file_name()));
+                }
+                ("dir", Vec::new())
+            } else if meta.is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                ("link", target.as_os_str().as_bytes().to_vec())
+            } else if meta.is_file() {
+                ("file", std::fs::read(&path).unwrap())
+            } else {
+                ("other", Vec::new())
+            };
+            let node = Node {
+                kind,
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+                mtime: (meta.mtime(), meta.mtime_nsec()),
+                data,
+            };
+            nodes.insert(rel, node);
+        }
+        nodes
+    }
+
+    /// Whether the tests run as root, which changing owners needs.
+    pub fn is_root() -> bool {
+        if nix::unistd::Uid::effective().is_root() {
+            return true;
+        }
+        eprintln!("not running as root: skipping the ownership change");
+        false
+    }
+
     /// `facility.check` in `env`, its output dropped.
     pub fn check(facility: &dyn Facility, env: &Environment) -> Result<Check, FacilityError> {
         facility.check(&mut Context::new(env, Vec::new(), None, &mut |_| {}))

@@ -7,7 +7,7 @@
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions, Permissions};
-use std::io::Write;
+use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -30,6 +30,17 @@ pub fn write_file(
     contents: &[u8],
     attributes: Attributes,
 ) -> Result<(), FacilityError> {
+    copy_to_file(dest, &mut &contents[..], attributes)
+}
+
+/// [`write_file`] with the contents read from `contents` as they are written,
+/// never all held in memory. A read error is reported as one on `dest`'s
+/// temporary file; callers that read a file say which in their own errors.
+pub fn copy_to_file(
+    dest: &Path,
+    contents: &mut dyn Read,
+    attributes: Attributes,
+) -> Result<(), FacilityError> {
     replace_atomically(dest, |tmp| {
         // Only the writer can read it until the mode is set.
         let mut file = OpenOptions::new()
@@ -38,8 +49,7 @@ pub fn write_file(
             .mode(0o600)
             .open(tmp)
             .map_err(|err| FacilityError::io("create", tmp, err))?;
-        file.write_all(contents)
-            .map_err(|err| FacilityError::io("write", tmp, err))?;
+        std::io::copy(contents, &mut file).map_err(|err| FacilityError::io("write", tmp, err))?;
         set_attributes(&file, tmp, attributes)?;
         file.sync_all()
             .map_err(|err| FacilityError::io("sync", tmp, err))
@@ -59,6 +69,26 @@ pub fn set_attributes(
     }
     file.set_permissions(Permissions::from_mode(attributes.mode))
         .map_err(|err| FacilityError::io("set the mode of", path, err))
+}
+
+/// Change the owner and mode of `file` (at `path`, now `current`) to
+/// `wanted` in place, never granting more than one of the two allows: the
+/// mode is first narrowed to what both allow, then the owner changes, then
+/// the mode is set (changing the owner clears set-user-ID bits, so the mode
+/// goes last).
+pub fn fix_attributes(
+    file: &File,
+    path: &Path,
+    current: Attributes,
+    wanted: Attributes,
+) -> Result<(), FacilityError> {
+    let owner_changes = wanted.uid.is_some_and(|uid| Some(uid) != current.uid)
+        || wanted.gid.is_some_and(|gid| Some(gid) != current.gid);
+    if owner_changes {
+        file.set_permissions(Permissions::from_mode(current.mode & wanted.mode))
+            .map_err(|err| FacilityError::io("set the mode of", path, err))?;
+    }
+    set_attributes(file, path, wanted)
 }
 
 /// Put a new `dest` in place atomically: `create` makes it at a temporary name

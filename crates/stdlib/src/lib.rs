@@ -19,6 +19,7 @@ pub mod process;
 pub mod runner;
 pub mod secrets;
 pub mod steps;
+pub mod tree;
 
 pub use backoff::Backoff;
 pub use facilities::REBOOT_EXIT_CODE;

@@ -224,7 +224,9 @@ done"#,
         write_fake_program(&bin, "dpkg-query", "sleep 60");
         let mut env = Environment::new(dir.path());
         env.path = Some(format!("{}:/usr/bin:/bin", bin.display()).into());
-        let deadline = Some(crate::Deadline::after(std::time::Duration::from_millis(300)));
+        let deadline = Some(crate::Deadline::after(std::time::Duration::from_millis(
+            300,
+        )));
         let started = std::time::Instant::now();
         let err = apt(&["nginx"])
             .check(&mut Context::new(&env, Vec::new(), deadline, &mut |_| {}))

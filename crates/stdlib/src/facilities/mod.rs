@@ -11,10 +11,14 @@ mod apt_packages;
 mod chmod;
 mod chown;
 mod command;
+mod copy_tree;
+mod cron;
 mod download;
+mod file;
 mod group;
 mod hostname;
 mod install_file;
+mod line_in_file;
 mod make_dir;
 mod packages;
 mod reboot;
@@ -23,6 +27,7 @@ mod sysctl;
 mod systemd_restart;
 mod systemd_unit;
 mod unlink;
+mod unpack;
 mod user;
 mod wait_for;
 
@@ -48,6 +53,11 @@ pub static ALL: &[&FacilitySpec] = &[
     &chown::SPEC,
     &symlink::SPEC,
     &unlink::SPEC,
+    &file::SPEC,
+    &line_in_file::SPEC,
+    &copy_tree::SPEC,
+    &unpack::SPEC,
+    &cron::SPEC,
     &user::SPEC,
     &group::SPEC,
     &apt_packages::SPEC,
@@ -142,15 +152,19 @@ mod tests {
             assert!(!examples.is_empty(), "`{name}` has no example");
             for example in examples {
                 let dir = tempfile::tempdir().unwrap();
-                // Files of the config the example names.
+                // Files of the config the example names: a directory for copy_tree.
                 for line in example.lines() {
                     if let Some(source) = line.strip_prefix("source = \"")
                         && let Some(source) = source.strip_suffix('"')
                         && !source.starts_with('/')
                     {
                         let path = dir.path().join(source);
-                        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                        std::fs::write(path, "").unwrap();
+                        if name == "copy_tree" {
+                            std::fs::create_dir_all(path).unwrap();
+                        } else {
+                            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                            std::fs::write(path, "").unwrap();
+                        }
                     }
                 }
                 let plan = crate::Plan::parse(
