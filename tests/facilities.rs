@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cattle_e2e::{Background, Cmd, Output, TestCa, Workspace, cattle_bin, files_under};
+use cattle_e2e::{Background, Cmd, Output, TestCa, Workspace, cattle_bin, files_under, recap};
 
 /// An HTTPS server on loopback serving the files of a directory (`openssl s_server -WWW`),
 /// with a certificate for 127.0.0.1 signed by its own CA.
@@ -70,14 +70,6 @@ fn apply(ws: &Workspace, name: &str, step: &str, ca: Option<&Path>) -> Output {
         cmd = cmd.env("CATTLE_CA_BUNDLE", ca);
     }
     cmd.run()
-}
-
-fn recap(out: &Output) -> &str {
-    out.stderr
-        .lines()
-        .last()
-        .and_then(|l| l.split_once(" recap: "))
-        .map_or("", |(_, recap)| recap)
 }
 
 #[test]

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use cattle_e2e::{Container, Output, cattle_bin};
+use cattle_e2e::{Container, Output, cattle_bin, recap};
 
 /// Where the `cattle` binary is inside the containers.
 const CATTLE: &str = "/usr/local/bin/cattle";
@@ -45,15 +45,6 @@ fn apply(c: &Container, dir: &str) -> Output {
     c.command(&[CATTLE, "apply", dir])
         .timeout(APPLY_TIMEOUT)
         .run()
-}
-
-/// The recap of a run: `changed=N unchanged=N failed=N`.
-fn recap(out: &Output) -> &str {
-    let last = out.stderr.lines().last().unwrap_or_default();
-    match last.split_once("recap: ") {
-        Some((_, recap)) => recap,
-        None => panic!("no recap at the end of the run:\n{out}"),
-    }
 }
 
 /// Runs the config `dir` of `steps` steps twice: the first run must succeed with `changed`

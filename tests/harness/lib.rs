@@ -63,6 +63,15 @@ pub fn states(status: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The recap `cattle apply` ends its output with: `changed=N unchanged=N failed=N`.
+pub fn recap(out: &Output) -> &str {
+    let last = out.stderr.lines().last().unwrap_or_default();
+    match last.split_once("recap: ") {
+        Some((_, recap)) => recap,
+        None => panic!("no recap at the end of the run:\n{out}"),
+    }
+}
+
 /// The log an agent keeps for one execution (`<state-dir>/executions/<id>`): its parts in
 /// `log/`, concatenated in order.
 pub fn local_log(execution_dir: &Path) -> String {

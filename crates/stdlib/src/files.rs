@@ -11,6 +11,8 @@ use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use sha2::{Digest, Sha256};
+
 use crate::facility::FacilityError;
 
 /// Ownership and permissions for a file written by [`write_file`].
@@ -42,18 +44,36 @@ pub fn copy_to_file(
     attributes: Attributes,
 ) -> Result<(), FacilityError> {
     replace_atomically(dest, |tmp| {
-        // Only the writer can read it until the mode is set.
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(tmp)
-            .map_err(|err| FacilityError::io("create", tmp, err))?;
+        let mut file = create_private(tmp)?;
         std::io::copy(contents, &mut file).map_err(|err| FacilityError::io("write", tmp, err))?;
         set_attributes(&file, tmp, attributes)?;
         file.sync_all()
             .map_err(|err| FacilityError::io("sync", tmp, err))
     })
+}
+
+/// Create the new file `path` (never an existing one) that only its owner can
+/// read: a temporary file stays private until its contents are checked and
+/// its mode is set.
+pub fn create_private(path: &Path) -> Result<File, FacilityError> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|err| FacilityError::io("create", path, err))
+}
+
+/// The SHA-256 of what `reader` (reading `path`) yields, in lower-case hex.
+pub fn sha256_hex(reader: &mut dyn Read, path: &Path) -> Result<String, FacilityError> {
+    let mut hasher = Sha256::new();
+    std::io::copy(reader, &mut hasher).map_err(|err| FacilityError::io("read", path, err))?;
+    Ok(hex(&hasher.finalize()))
+}
+
+/// `bytes` in lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Set `file`'s (at `path`) owner, then its mode: changing the owner clears

@@ -9,9 +9,9 @@
 //! the system's roots): an internal mirror with a private CA works as the
 //! store does.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -20,7 +20,9 @@ use super::FacilitySpec;
 use crate::accounts::{resolve_group, resolve_user};
 use crate::args::{ArgError, Args};
 use crate::facility::{Applied, Check, Context, Facility, FacilityError};
-use crate::files::{Attributes, replace_atomically, set_attributes};
+use crate::files::{
+    Attributes, create_private, hex, replace_atomically, set_attributes, sha256_hex,
+};
 
 pub(crate) const SPEC: FacilitySpec = FacilitySpec {
     name: "download",
@@ -101,7 +103,7 @@ impl Download {
         }
         let file =
             File::open(&self.path).map_err(|err| FacilityError::io("read", &self.path, err))?;
-        if sha256_of(file, &self.path)? != self.sha256 {
+        if sha256_hex(&mut &file, &self.path)? != self.sha256 {
             return Ok(Found::Other);
         }
         let wanted = self.attributes()?;
@@ -126,12 +128,7 @@ impl Download {
             )));
         }
         // Only the owner can read it until the hash is known and the mode set.
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(tmp)
-            .map_err(|err| FacilityError::io("create", tmp, err))?;
+        let mut file = create_private(tmp)?;
         let mut body = response.body_mut().as_reader();
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
@@ -208,24 +205,6 @@ impl Facility for Download {
         ));
         Ok(Applied::Changed)
     }
-}
-
-/// The sha256 of what `reader` (read from `path`) yields, in lower-case hex.
-fn sha256_of(mut reader: impl Read, path: &Path) -> Result<String, FacilityError> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return Ok(hex(&hasher.finalize())),
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(err) if err.kind() == ErrorKind::Interrupted => {}
-            Err(err) => return Err(FacilityError::io("read", path, err)),
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

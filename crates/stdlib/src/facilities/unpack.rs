@@ -26,7 +26,6 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{RenameFlags, renameat, renameat2};
-use sha2::{Digest, Sha256};
 
 use super::FacilitySpec;
 use crate::accounts::{resolve_group, resolve_user};
@@ -379,13 +378,7 @@ impl Unpack {
 fn sha256(file: &mut File, path: &Path) -> Result<String, FacilityError> {
     file.rewind()
         .map_err(|err| FacilityError::io("read", path, err))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(file, &mut hasher).map_err(|err| FacilityError::io("read", path, err))?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    crate::files::sha256_hex(file, path)
 }
 
 /// The format of the archive `file`, by its first bytes.
