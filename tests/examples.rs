@@ -1,21 +1,11 @@
 //! The example configs of `examples/`, applied for real: `website` on a throwaway Debian
 //! with systemd as PID 1, twice, the second time changing nothing.
 
-use cattle_e2e::{Container, Output, cattle_bin, example};
-
-/// The recap `cattle apply` ends with, e.g. `changed=2 unchanged=5 failed=0`.
-fn recap(out: &Output) -> &str {
-    out.stderr
-        .lines()
-        .last()
-        .and_then(|l| l.split_once(" recap: "))
-        .map_or("", |(_, recap)| recap)
-}
+use cattle_e2e::{Container, cattle_bin, example, recap};
 
 /// Everything the website example touches, as it is now.
 fn snapshot(container: &Container) -> String {
-    let out = container.sh(
-        "set -e
+    let out = container.sh("set -e
          for f in /etc/passwd /etc/group /etc/shadow /etc/gshadow /etc/default/website \
                   /etc/systemd/system/website.service; do
              echo \"== $f\"; stat -c '%a %U:%G %s %Y %i' \"$f\"; cat \"$f\"
@@ -26,8 +16,7 @@ fn snapshot(container: &Container) -> String {
          systemctl show website.service \
              -p ActiveState,SubState,UnitFileState,MainPID,ExecMainStartTimestampMonotonic
          echo '== packages'
-         dpkg-query -W -f '${Package} ${Version} ${Status}\\n' busybox",
-    );
+         dpkg-query -W -f '${Package} ${Version} ${Status}\\n' busybox");
     out.assert_success();
     out.stdout
 }
@@ -51,8 +40,11 @@ fn the_website_example_applies_in_a_container_and_then_changes_nothing() {
     }
     // The health check may find the server up already.
     assert!(
-        ["changed=7 unchanged=0 failed=0", "changed=6 unchanged=1 failed=0"]
-            .contains(&recap(&first)),
+        [
+            "changed=7 unchanged=0 failed=0",
+            "changed=6 unchanged=1 failed=0"
+        ]
+        .contains(&recap(&first)),
         "{first}"
     );
     let page = container.exec(&["busybox", "wget", "-qO-", "http://127.0.0.1:8080/"]);

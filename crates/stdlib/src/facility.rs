@@ -217,10 +217,10 @@ impl<'a> Context<'a> {
         self.deadline
     }
 
-    /// An HTTP(S) client for this attempt: the environment's TLS settings,
-    /// giving up at the deadline (see [`crate::http`]).
-    pub fn http(&self) -> Result<ureq::Agent, FacilityError> {
-        crate::http::client(self.environment.ca_bundle.as_deref(), self.deadline)
+    /// An HTTP(S) client for this attempt at `url`: the environment's TLS
+    /// settings, giving up at the deadline (see [`crate::http`]).
+    pub fn http(&self, url: &str) -> Result<ureq::Agent, FacilityError> {
+        crate::http::client(url, self.environment.ca_bundle.as_deref(), self.deadline)
     }
 
     /// The CA bundle HTTPS servers must be signed by, if any (for messages).

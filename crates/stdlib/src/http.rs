@@ -15,17 +15,28 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 use crate::facility::{Deadline, FacilityError};
 
-/// A client for one attempt: it gives up at `deadline` (connecting, waiting
-/// and reading included), and answers every status as a response (the
-/// caller judges it). Errors when the CA bundle or the system's roots cannot
-/// be read.
+/// A client for one attempt at `url`: it gives up at `deadline` (connecting,
+/// waiting and reading included), and answers every status as a response
+/// (the caller judges it). Errors when the CA bundle cannot be read, or when
+/// `url` is HTTPS and the system has no root certificates; a plain `http://`
+/// URL needs none (a minimal host often has none installed).
 pub fn client(
+    url: &str,
     ca_bundle: Option<&Path>,
     deadline: Option<Deadline>,
 ) -> Result<ureq::Agent, FacilityError> {
     let roots = match ca_bundle {
         Some(path) => bundle_roots(path)?,
-        None => system_roots()?,
+        None => {
+            let roots = system_roots();
+            if roots.is_empty() && url.starts_with("https:") {
+                return Err(FacilityError::permanent(
+                    "this host has no root certificates (install ca-certificates), and \
+                     CATTLE_CA_BUNDLE is not set to the CA that signs the server's certificate",
+                ));
+            }
+            roots
+        }
     };
     let tls = TlsConfig::builder()
         .provider(TlsProvider::Rustls)
@@ -63,24 +74,13 @@ fn bundle_roots(path: &Path) -> Result<Vec<Certificate<'static>>, FacilityError>
     Ok(roots)
 }
 
-/// The system's root certificates.
-fn system_roots() -> Result<Vec<Certificate<'static>>, FacilityError> {
-    let found = rustls_native_certs::load_native_certs();
-    if found.certs.is_empty() {
-        let why = found
-            .errors
-            .first()
-            .map_or("none found".to_string(), |err| err.to_string());
-        return Err(FacilityError::permanent(format!(
-            "cannot load the system's root certificates ({why}); install ca-certificates \
-             or set CATTLE_CA_BUNDLE to the CA that signs the server's certificate"
-        )));
-    }
-    Ok(found
+/// The system's root certificates; none when it has none.
+fn system_roots() -> Vec<Certificate<'static>> {
+    rustls_native_certs::load_native_certs()
         .certs
         .into_iter()
         .map(|der| Certificate::from_der(der.as_ref()).to_owned())
-        .collect())
+        .collect()
 }
 
 /// A URL's scheme is `http` or `https` and it has a host: checked when the

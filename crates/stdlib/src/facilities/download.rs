@@ -115,7 +115,7 @@ impl Download {
 
     /// Fetch the body into `tmp`, hashing it; an error unless it is the file asked for.
     fn fetch(&self, ctx: &mut Context<'_>, tmp: &Path) -> Result<u64, FacilityError> {
-        let agent = ctx.http()?;
+        let agent = ctx.http(&self.url)?;
         let mut response = agent
             .get(&self.url)
             .call()

@@ -124,7 +124,7 @@ impl WaitFor {
                 Err(last)
             }
             Condition::Http { url, status } => {
-                let agent = ctx.http()?;
+                let agent = ctx.http(url)?;
                 match agent.get(url).call() {
                     Ok(response) if response.status().as_u16() == *status => Ok(()),
                     Ok(response) => Err(format!("answered {}", response.status())),
