@@ -720,6 +720,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn step_results_are_counted_per_host_and_more_results_than_steps_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = execution(dir.path(), &["a", "b"]);
+        use cattle_core::wire::StepResult::*;
+        let mut counted = status(id, "a", State::Error);
+        counted.steps = 4;
+        counted.results = vec![Some(Changed), Some(Unchanged), None, Some(Failed)];
+        put(&store, &keys::status(id, &host("a")), &counted);
+        // A writer without the key claims results for steps the execution lacks.
+        let mut padded = status(id, "b", State::Progress);
+        padded.steps = 1;
+        padded.results = vec![Some(Changed); 1000];
+        put(&store, &keys::status(id, &host("b")), &padded);
+
+        let report = fetch(&store, id).await.unwrap();
+        assert_eq!(
+            report.hosts[0].results,
+            Some(Recap {
+                changed: 1,
+                unchanged: 1,
+                failed: 1
+            })
+        );
+        assert_eq!(report.hosts[1].state, HostState::Unreadable);
+        assert!(
+            report.hosts[1]
+                .reason
+                .as_deref()
+                .unwrap()
+                .ends_with("it has results for 1000 steps, but says the execution has 1"),
+            "{:?}",
+            report.hosts[1].reason
+        );
+        let table = report.table();
+        assert!(
+            table.contains("steps: 1 changed, 1 unchanged, 1 failed"),
+            "{table}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_status_larger_than_the_limit_is_unreadable_unread() {
         let dir = tempfile::tempdir().unwrap();
         let (store, id) = execution(dir.path(), &["a", "b"]);
