@@ -2772,3 +2772,258 @@ fn a_forced_clean_stops_the_host_before_its_next_step_and_clean_removes_what_it_
     // And the host forgot it.
     assert!(!fleet.state_dir("h1").join("executions").join(&id).exists());
 }
+
+/// A config that differs per host: a directory and a template named after
+/// the host's `role`, a `port`, a secret `token` and a default `greeting`.
+fn vars_config(fleet: &Fleet) -> PathBuf {
+    fleet.ws.write(
+        "vars/app.conf.j2",
+        "{{ greeting }} from {{ host }}\nlisten {{ port }}\ntoken {{ token }}\n",
+    );
+    let steps = "sensitive_vars = [\"token\"]\n\
+         [vars]\ngreeting = \"hello\"\n\
+         [[step]]\nfacility = \"make_dir\"\npath = \"/var/app-{{ role }}\"\n\
+         [[step]]\nfacility = \"template\"\nsource = \"app.conf.j2\"\n\
+         path = \"/var/app-{{ role }}/app.conf\"\nmode = \"0600\"\n\
+         [[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo token is {{ token }} on {{ host }}\"]\n";
+    fleet
+        .ws
+        .write("vars/cattle.toml", steps)
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+const VARS_HOSTS: &str = "web-1 role=web port=8080 token=s3cr3t-one\n\
+                          web-2 role=api port=9090 token=\"s3cr3t two\"\n";
+
+impl Fleet {
+    fn publish_with_hosts_file(&self, dir: &Path, hosts: &str) -> String {
+        let hosts = self.ws.write("hosts-vars", hosts);
+        let out = self.cattle(&[
+            "publish",
+            &dir.display().to_string(),
+            "--hosts",
+            &hosts.display().to_string(),
+        ]);
+        out.assert_success();
+        out.stdout.lines().last().unwrap().trim().to_string()
+    }
+
+    fn inbox(&self, host: &str) -> serde_json::Value {
+        serde_json::from_slice(
+            &self
+                .bucket
+                .get(&format!("hosts/{host}/inbox.json"))
+                .unwrap(),
+        )
+        .unwrap()
+    }
+}
+
+#[test]
+fn per_host_variables_reach_each_host_and_secret_ones_stay_out_of_logs() {
+    let fleet = Fleet::on_minio();
+    let dir = vars_config(&fleet);
+    let id = fleet.publish_with_hosts_file(&dir, VARS_HOSTS);
+
+    // One bundle for the fleet; no host's values in the manifest every host reads.
+    let manifest = fleet
+        .bucket
+        .get(&format!("executions/{id}/manifest.json"))
+        .unwrap();
+    assert_eq!(manifest_of(&manifest)["vars"], true);
+    let manifest = String::from_utf8(manifest).unwrap();
+    for value in ["8080", "9090", "s3cr3t"] {
+        assert!(!manifest.contains(value), "{manifest}");
+    }
+    assert_eq!(
+        fleet.bucket.list("bundles/").len(),
+        2,
+        "one bundle and its reference"
+    );
+    // Each inbox holds its own host's values only.
+    let inbox = fleet.inbox("web-1").to_string();
+    assert!(inbox.contains("8080") && !inbox.contains("9090"), "{inbox}");
+
+    for host in ["web-1", "web-2"] {
+        fleet.agent_once(host).assert_success();
+        assert_eq!(fleet.host_status(&id, host)["state"], "DONE");
+    }
+    let conf = |host: &str, role: &str| {
+        let path = fleet.var_dir(host).join(format!("app-{role}/app.conf"));
+        let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
+        (std::fs::read_to_string(&path).unwrap(), mode)
+    };
+    assert_eq!(
+        conf("web-1", "web"),
+        (
+            "hello from web-1\nlisten 8080\ntoken s3cr3t-one\n".to_string(),
+            0o600
+        )
+    );
+    assert_eq!(
+        conf("web-2", "api"),
+        (
+            "hello from web-2\nlisten 9090\ntoken s3cr3t two\n".to_string(),
+            0o600
+        )
+    );
+    assert!(!fleet.var_dir("web-1").join("app-api").exists());
+
+    let log = fleet.cattle(&["log", &id]).stdout;
+    assert!(log.contains("token is [sensitive] on web-1"), "{log}");
+    assert!(log.contains("token is [sensitive] on web-2"), "{log}");
+    assert!(!log.contains("s3cr3t"), "{log}");
+    let status = fleet.cattle(&["status", &id, "--json"]).stdout;
+    assert!(!status.contains("s3cr3t"), "{status}");
+
+    // The same values again: the files are in place.
+    let again = fleet.publish_with_hosts_file(&dir, VARS_HOSTS);
+    fleet.agent_once("web-1").assert_success();
+    assert_eq!(
+        fleet.host_status(&again, "web-1")["results"],
+        serde_json::json!(["unchanged", "unchanged", "changed"])
+    );
+}
+
+#[test]
+fn a_host_refuses_variables_changed_in_the_store_or_taken_from_another_host() {
+    let fleet = Fleet::on_minio();
+    let dir = vars_config(&fleet);
+
+    // web-2's own, signed values put in web-1's inbox.
+    let swapped = fleet.publish_with_hosts_file(&dir, VARS_HOSTS);
+    let mut inbox = fleet.inbox("web-1");
+    inbox["vars"][&swapped] = fleet.inbox("web-2")["vars"][&swapped].clone();
+    fleet.bucket.put(
+        "hosts/web-1/inbox.json",
+        serde_json::to_vec(&inbox).unwrap(),
+    );
+    fleet.agent_once("web-1").assert_success();
+    fleet.assert_refused(&swapped, "web-1", "signed for host `web-2`, not `web-1`");
+
+    // web-1's values with the port changed by someone without the key.
+    let changed = fleet.publish_with_hosts_file(&dir, VARS_HOSTS);
+    let mut inbox = fleet.inbox("web-1");
+    let payload = inbox["vars"][&changed]["payload"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(payload.contains("8080"), "{payload}");
+    inbox["vars"][&changed]["payload"] = payload.replace("8080", "22").into();
+    fleet.bucket.put(
+        "hosts/web-1/inbox.json",
+        serde_json::to_vec(&inbox).unwrap(),
+    );
+    fleet.agent_once("web-1").assert_success();
+    fleet.assert_refused(&changed, "web-1", "does not match their contents");
+
+    // Values removed, so that the config would run with none of them.
+    let stripped = fleet.publish_with_hosts_file(&dir, VARS_HOSTS);
+    let mut inbox = fleet.inbox("web-1");
+    inbox["vars"].as_object_mut().unwrap().remove(&stripped);
+    fleet.bucket.put(
+        "hosts/web-1/inbox.json",
+        serde_json::to_vec(&inbox).unwrap(),
+    );
+    fleet.agent_once("web-1").assert_success();
+    fleet.assert_refused(&stripped, "web-1", "has none for it");
+
+    // Nothing of any of them ran on web-1; web-2 ran all three with its own.
+    assert!(!fleet.var_dir("web-1").join("app-api").exists());
+    assert!(!fleet.var_dir("web-1").join("app-web").exists());
+    fleet.agent_once("web-2").assert_success();
+    for id in [&swapped, &changed, &stripped] {
+        assert_eq!(fleet.host_status(id, "web-2")["state"], "DONE");
+    }
+}
+
+#[test]
+fn an_undefined_variable_fails_publish_naming_host_and_step_and_uploads_nothing() {
+    let fleet = Fleet::on_minio();
+    let dir = vars_config(&fleet);
+    let dir_arg = dir.display().to_string();
+    let hosts = fleet.ws.write(
+        "hosts-partial",
+        "web-1 role=web port=1 token=t\nweb-2 port=2 token=t\n",
+    );
+    let out = fleet.cattle(&["publish", &dir_arg, "--hosts", &hosts.display().to_string()]);
+    out.assert_status(1);
+    assert!(
+        out.stderr.contains(
+            "cattle.toml:6:8: for host `web-2`: argument `path`: undefined variable `role`"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("hint: give it a default in `[vars]`"),
+        "{out}"
+    );
+
+    // In a template: its file and line.
+    fleet
+        .ws
+        .write("vars/app.conf.j2", "listen {{ port }}\n{{ tokn }}\n");
+    let out = fleet.cattle(&[
+        "publish",
+        &dir_arg,
+        "--hosts",
+        &fleet.ws.write("h", VARS_HOSTS).display().to_string(),
+    ]);
+    out.assert_status(1);
+    assert!(
+        out.stderr
+            .contains("for host `web-1`: template `app.conf.j2:2`: undefined variable `tokn`"),
+        "{out}"
+    );
+    assert_eq!(fleet.bucket.keys(), Vec::<String>::new());
+}
+
+#[test]
+fn a_dry_run_shows_each_hosts_resolved_plan_and_uploads_nothing() {
+    let fleet = Fleet::on_minio();
+    let dir = vars_config(&fleet);
+    let hosts = fleet.ws.write("h", VARS_HOSTS).display().to_string();
+    // No signing key needed: nothing is signed.
+    let out = Cmd::new(cattle_bin())
+        .envs(&fleet.minio.env())
+        .env("CATTLE_STORE", &fleet.store_url)
+        .args([
+            "publish",
+            &dir.display().to_string(),
+            "--hosts",
+            &hosts,
+            "--dry-run",
+            "--host",
+            "web-2",
+            "--var",
+            "greeting=hi",
+        ])
+        .run();
+    out.assert_success();
+    let plan: Vec<&str> = out.stdout.lines().skip(1).collect();
+    assert_eq!(
+        plan,
+        [
+            "",
+            "host web-2:",
+            "  1. make_dir: directory /var/app-api exists",
+            "       path = \"/var/app-api\"",
+            "  2. template: file /var/app-api/app.conf has template app.conf.j2 rendered, mode 0600",
+            "       mode = \"0600\"",
+            "       path = \"/var/app-api/app.conf\"",
+            "       source = \"app.conf.j2\"",
+            "  3. command: command `sh -c echo token is [sensitive] on web-2` has run",
+            "       argv = [\"sh\", \"-c\", \"echo token is [sensitive] on web-2\"]",
+            "  variables: greeting = \"hi\", host = \"web-2\", port = \"9090\", role = \"api\", token = [sensitive]",
+        ],
+        "{out}"
+    );
+    assert!(
+        out.stdout.starts_with("dry run: nothing uploaded."),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("s3cr3t"), "{out}");
+    assert_eq!(fleet.bucket.keys(), Vec::<String>::new());
+}

@@ -5,8 +5,9 @@
 use std::time::SystemTime;
 
 use cattle_core::hosts::HostId;
-use cattle_core::signing::Refusal;
+use cattle_core::signing::{PublicKey, Refusal, TrustedKeys};
 use cattle_core::wire::{Envelope, Manifest};
+use cattle_stdlib::Vars;
 use uuid::Uuid;
 
 use crate::Trust;
@@ -22,6 +23,8 @@ pub struct Request<'a> {
     pub trust: &'a Trust,
     /// The manifest envelope as read from the store.
     pub envelope: &'a [u8],
+    /// The host's signed variables for it, as the inbox gave them.
+    pub host_vars: Option<&'a Envelope>,
     /// What this host has started (`<state-dir>/APPLIED`).
     pub applied: &'a Applied,
     /// This host started the execution and did not finish it.
@@ -34,6 +37,8 @@ pub struct Request<'a> {
 #[derive(Debug)]
 pub struct Admitted {
     pub manifest: Manifest,
+    /// The host's own variables, verified, when the manifest says it has them.
+    pub vars: Option<Vars>,
     /// Who published it and who signed it, for the execution's log.
     pub note: String,
 }
@@ -43,22 +48,31 @@ pub struct Admitted {
 /// expired, not run here before, and not held back past an execution the host
 /// has started (its version above their floors; see [`Applied`]). An
 /// interrupted run this host started resumes even if it has expired since.
+/// When the manifest says hosts have their own variables, this host's must
+/// be in the request, signed by the key that signed the manifest, for this
+/// execution and this host.
 ///
 /// Returns why not, as the text of the host's refusal.
 pub fn admit(request: &Request<'_>) -> Result<Admitted, String> {
     let envelope: Envelope = serde_json::from_slice(request.envelope)
         .map_err(|e| format!("the manifest is not valid: {e}"))?;
     let trust = request.trust;
-    let (manifest, signed_by) = match envelope.verify(&trust.keys) {
-        Ok((manifest, key)) => (manifest, format!("signed by trusted key {}", key.id())),
+    let (manifest, signed_by, key) = match envelope.verify(&trust.keys) {
+        Ok((manifest, key)) => (
+            manifest,
+            format!("signed by trusted key {}", key.id()),
+            Some(key),
+        ),
         Err(Refusal::Unsigned) if trust.allow_unsigned => (
             envelope.manifest().map_err(|e| e.to_string())?,
             "UNSIGNED, run only because this agent allows unsigned executions".to_string(),
+            None,
         ),
         Err(Refusal::UnknownKey { .. }) if trust.allow_unsigned && trust.keys.is_empty() => (
             envelope.manifest().map_err(|e| e.to_string())?,
             "signature NOT checked (no trusted keys; this agent allows unsigned executions)"
                 .to_string(),
+            None,
         ),
         Err(refusal @ (Refusal::Unsigned | Refusal::UnknownKey { .. })) => {
             let trusted: Vec<String> = trust
@@ -93,11 +107,16 @@ pub fn admit(request: &Request<'_>) -> Result<Admitted, String> {
         .bundle
         .checked_sha256()
         .map_err(|e| format!("its bundle: {e}"))?;
+    let vars = if manifest.vars {
+        Some(host_vars(request, key.as_ref())?)
+    } else {
+        None
+    };
     // An execution this host started and did not finish resumes, even if it
     // has expired since.
     let applied = request.applied;
     if request.interrupted && applied.has_started(id) {
-        return Ok(admitted(manifest, &signed_by));
+        return Ok(admitted(manifest, vars, &signed_by));
     }
     let expires = humantime::parse_rfc3339(&manifest.expires).map_err(|e| {
         format!(
@@ -128,10 +147,56 @@ pub fn admit(request: &Request<'_>) -> Result<Admitted, String> {
             manifest.version, applied.floor
         ));
     }
-    Ok(admitted(manifest, &signed_by))
+    Ok(admitted(manifest, vars, &signed_by))
 }
 
-fn admitted(manifest: Manifest, signed_by: &str) -> Admitted {
+/// This host's variables for the execution: signed by `key`, the key that
+/// signed the manifest (`None`: the manifest's signature was not checked, and
+/// neither is theirs), naming this execution and this host.
+fn host_vars(request: &Request<'_>, key: Option<&PublicKey>) -> Result<Vars, String> {
+    let Some(envelope) = request.host_vars else {
+        return Err(format!(
+            "its manifest says each host has its own variables, but the inbox of host `{}` \
+             has none for it (an interrupted publish, or an inbox rewritten without them); \
+             publish it again",
+            request.host
+        ));
+    };
+    let read = match key {
+        Some(key) => envelope
+            .verify_host_vars(&TrustedKeys::only(key.clone()))
+            .map(|(vars, _)| vars),
+        None => envelope.host_vars(),
+    };
+    let vars = read.map_err(|refusal| {
+        let why = match refusal {
+            Refusal::Unsigned => "they are not signed".to_string(),
+            Refusal::UnknownKey { keys } => {
+                format!("they are signed by key {keys}, not by the manifest's key")
+            }
+            Refusal::BadSignature { .. } => {
+                "their signature does not match their contents (changed after signing)".to_string()
+            }
+            Refusal::Malformed(e) => format!("they are not valid: {e}"),
+        };
+        format!("the host's variables in its inbox cannot be used: {why}")
+    })?;
+    if vars.execution != request.id {
+        return Err(format!(
+            "the host's variables in its inbox were signed for execution {}, not {}",
+            vars.execution, request.id
+        ));
+    }
+    if &vars.host != request.host {
+        return Err(format!(
+            "the host's variables in its inbox were signed for host `{}`, not `{}`",
+            vars.host, request.host
+        ));
+    }
+    Ok(vars.vars.into_iter().collect())
+}
+
+fn admitted(manifest: Manifest, vars: Option<Vars>, signed_by: &str) -> Admitted {
     let note = format!(
         "execution {}: config `{}` published by {} at {}, version {}, {signed_by}, {} steps",
         manifest.id,
@@ -141,7 +206,11 @@ fn admitted(manifest: Manifest, signed_by: &str) -> Admitted {
         manifest.version,
         manifest.steps
     );
-    Admitted { manifest, note }
+    Admitted {
+        manifest,
+        vars,
+        note,
+    }
 }
 
 #[cfg(test)]
@@ -190,6 +259,7 @@ mod tests {
                 size: 10,
             },
             hosts: vec![HostId::new("web-1").unwrap()],
+            vars: false,
         }
     }
 
@@ -219,6 +289,7 @@ mod tests {
             host: &host,
             trust: &trust,
             envelope: &bytes,
+            host_vars: None,
             applied,
             interrupted,
             now: at(now),
@@ -294,6 +365,7 @@ mod tests {
             host: &HostId::new("web-1").unwrap(),
             trust: &trusting(&trusted),
             envelope: b"{\"format\":2,\"seq\":-1}",
+            host_vars: None,
             applied: &nothing,
             interrupted: false,
             now: at(T0),
@@ -303,6 +375,101 @@ mod tests {
                 .unwrap_err()
                 .starts_with("the manifest is not valid")
         );
+    }
+
+    /// Host variables `port = port` for `execution` and `host`, signed by `signer`.
+    fn host_vars(signer: Option<&SecretKey>, execution: u128, host: &str, port: u64) -> Envelope {
+        let vars = cattle_core::wire::HostVars {
+            format: FORMAT,
+            execution: Uuid::from_u128(execution),
+            host: HostId::new(host).unwrap(),
+            vars: [("port".to_string(), serde_json::json!(port))].into(),
+        };
+        match signer {
+            Some(key) => key.sign_host_vars(&vars),
+            None => Envelope::unsigned_host_vars(&vars),
+        }
+    }
+
+    #[test]
+    fn a_host_runs_only_its_own_variables_signed_with_the_manifest() {
+        let (k1, k2) = (key(1), key(2));
+        let mut both = trusting(&k1);
+        both.keys
+            .add(&k2.public().to_string(), Path::new("second.pub"))
+            .unwrap();
+        let mut with_vars = manifest(1, T0, None);
+        with_vars.vars = true;
+        let signed = envelope(Some(&k1), &with_vars);
+        let host = HostId::new("web-1").unwrap();
+        let nothing = Applied::default();
+        let admit_with = |vars: Option<&Envelope>, trust: &Trust| {
+            admit(&Request {
+                id: Uuid::from_u128(1),
+                host: &host,
+                trust,
+                envelope: &signed,
+                host_vars: vars,
+                applied: &nothing,
+                interrupted: false,
+                now: at(T0),
+            })
+            .map(|a| a.vars.and_then(|v| v.get("port").cloned()))
+        };
+        let own = host_vars(Some(&k1), 1, "web-1", 8080);
+        assert_eq!(
+            admit_with(Some(&own), &both),
+            Ok(Some(serde_json::json!(8080)))
+        );
+
+        let mut tampered = own.clone();
+        tampered.payload = tampered.payload.replace("8080", "8081");
+        let other_host = host_vars(Some(&k1), 1, "web-2", 9090);
+        let other_execution = host_vars(Some(&k1), 2, "web-1", 8080);
+        let other_key = host_vars(Some(&k2), 1, "web-1", 8080);
+        let unsigned = host_vars(None, 1, "web-1", 8080);
+        for (case, vars, want) in [
+            ("none in the inbox", None, "has none for it"),
+            (
+                "changed by a bucket writer",
+                Some(&tampered),
+                "does not match their contents",
+            ),
+            (
+                "another host's",
+                Some(&other_host),
+                "signed for host `web-2`, not `web-1`",
+            ),
+            (
+                "another execution's",
+                Some(&other_execution),
+                "signed for execution",
+            ),
+            (
+                "another trusted key's",
+                Some(&other_key),
+                "not by the manifest's key",
+            ),
+            ("unsigned", Some(&unsigned), "they are not signed"),
+        ] {
+            let err = admit_with(vars, &both).unwrap_err();
+            assert!(err.contains(want), "{case}: {err}");
+        }
+
+        // A manifest without variables ignores what the inbox says.
+        let plain = envelope(Some(&k1), &manifest(1, T0, None));
+        let admitted = admit(&Request {
+            envelope: &plain,
+            host_vars: Some(&other_host),
+            id: Uuid::from_u128(1),
+            host: &host,
+            trust: &both,
+            applied: &nothing,
+            interrupted: false,
+            now: at(T0),
+        })
+        .unwrap();
+        assert_eq!(admitted.vars, None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use cattle_core::env;
 use cattle_core::keys;
 use cattle_core::store::Store;
-use cattle_core::wire::State;
+use cattle_core::wire::{Envelope, State};
 use cattle_stdlib::{Environment, Outcome, Plan, Start};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -37,6 +37,8 @@ pub struct Candidate {
     pub id: Uuid,
     /// The manifest envelope's bytes, or why it cannot be used.
     envelope: Result<Vec<u8>, String>,
+    /// The host's signed variables for it, from the inbox.
+    host_vars: Option<Envelope>,
     /// This host started it and did not finish it.
     interrupted: bool,
     /// The version its manifest claims: only for ordering; whether it runs is
@@ -69,6 +71,7 @@ pub async fn survey(
     config: &Config,
     store: &Store,
     id: Uuid,
+    host_vars: Option<Envelope>,
     shutdown: &Shutdown,
 ) -> Result<Survey, AgentError> {
     let dir = local::execution_dir(&config.state_dir, id);
@@ -104,6 +107,7 @@ pub async fn survey(
     Ok(Survey::Candidate(Candidate {
         id,
         envelope,
+        host_vars,
         interrupted,
         version,
     }))
@@ -123,6 +127,7 @@ pub async fn handle(
     let Candidate {
         id,
         envelope,
+        host_vars,
         interrupted,
         ..
     } = candidate;
@@ -158,12 +163,17 @@ pub async fn handle(
             host: &config.host,
             trust: &config.trust,
             envelope: &bytes,
+            host_vars: host_vars.as_ref(),
             applied: &applied,
             interrupted,
             now: std::time::SystemTime::now(),
         })
     });
-    let Admitted { manifest, note } = match decision {
+    let Admitted {
+        manifest,
+        vars,
+        note,
+    } = match decision {
         Ok(admitted) => admitted,
         Err(reason) => {
             let message = format!(
@@ -215,7 +225,12 @@ pub async fn handle(
             source: e,
         });
     }
-    let plan = match Plan::load(&config_dir) {
+    // With the host's own variables, signed for it, when it has them.
+    let plan = match &vars {
+        Some(vars) => cattle_stdlib::Config::load(&config_dir).and_then(|config| config.plan(vars)),
+        None => Plan::load(&config_dir),
+    };
+    let plan = match plan {
         Ok(plan) => plan,
         Err(e) => {
             let message = format!("invalid config: {e}");

@@ -189,6 +189,8 @@ struct Agent {
     inbox_etag: Option<String>,
     /// Executions listed in the inbox.
     inbox: Vec<Uuid>,
+    /// The host's signed variables for those that have them.
+    inbox_vars: std::collections::BTreeMap<Uuid, cattle_core::wire::Envelope>,
     /// Executions that need no more work from this agent (finished and reported).
     settled: HashSet<Uuid>,
 }
@@ -227,6 +229,7 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
         store,
         inbox_etag: None,
         inbox: Vec::new(),
+        inbox_vars: Default::default(),
         settled: HashSet::new(),
     };
     let mut failures: u32 = 0;
@@ -281,6 +284,7 @@ impl Agent {
                 // a clean (which leaves an empty inbox): keep local records.
                 self.inbox_etag = None;
                 self.inbox.clear();
+                self.inbox_vars.clear();
                 self.settled.clear();
             }
             Fetched::Found(object) => {
@@ -296,6 +300,7 @@ impl Agent {
                     });
                 }
                 self.inbox_etag = Some(object.etag);
+                self.inbox_vars = inbox.vars;
                 self.set_inbox(inbox.executions).await;
             }
         }
@@ -307,7 +312,8 @@ impl Agent {
             if self.settled.contains(&id) {
                 continue;
             }
-            match execution::survey(&self.config, &self.store, id, shutdown).await {
+            let vars = self.inbox_vars.get(&id).cloned();
+            match execution::survey(&self.config, &self.store, id, vars, shutdown).await {
                 Ok(execution::Survey::Candidate(candidate)) => candidates.push(candidate),
                 Ok(execution::Survey::Settled) => {
                     self.settled.insert(id);

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::wire::{Envelope, FORMAT, Manifest, SignatureEntry};
+use crate::wire::{Envelope, FORMAT, HostVars, Manifest, SignatureEntry};
 
 const PUBLIC_TAG: &str = "cattle-ed25519";
 const SECRET_TAG: &str = "cattle-ed25519-secret";
@@ -33,6 +33,10 @@ const SECRET_TAG: &str = "cattle-ed25519-secret";
 /// Signatures cover this prefix and then the payload, so a Cattle manifest
 /// signature can never be passed off as a signature of anything else.
 const MANIFEST_CONTEXT: &[u8] = b"cattle-manifest-v1\n";
+
+/// The same for a host's variables ([`HostVars`]): a manifest's signature
+/// does not verify as one, nor the reverse.
+const HOST_VARS_CONTEXT: &[u8] = b"cattle-host-vars-v1\n";
 
 /// Why a key file or a trusted-keys file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -192,7 +196,17 @@ impl SecretKey {
     /// Sign `manifest` into the envelope `cattle publish` stores.
     pub fn sign(&self, manifest: &Manifest) -> Envelope {
         let payload = serde_json::to_string_pretty(manifest).expect("manifests serialize");
-        let signature = self.key.sign(&signed_bytes(&payload));
+        self.sign_payload(MANIFEST_CONTEXT, payload)
+    }
+
+    /// One host's variables, signed (compact JSON: there is one per host).
+    pub fn sign_host_vars(&self, vars: &HostVars) -> Envelope {
+        let payload = serde_json::to_string(vars).expect("host variables serialize");
+        self.sign_payload(HOST_VARS_CONTEXT, payload)
+    }
+
+    fn sign_payload(&self, context: &[u8], payload: String) -> Envelope {
+        let signature = self.key.sign(&[context, payload.as_bytes()].concat());
         Envelope {
             format: FORMAT,
             payload,
@@ -297,6 +311,11 @@ impl TrustedKeys {
         Ok(())
     }
 
+    /// Trusting `key` alone.
+    pub fn only(key: PublicKey) -> TrustedKeys {
+        TrustedKeys { keys: vec![key] }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
@@ -322,10 +341,32 @@ pub enum Refusal {
 impl Envelope {
     /// The manifest, checked against `trusted`, and the key that signed it.
     pub fn verify(&self, trusted: &TrustedKeys) -> Result<(Manifest, PublicKey), Refusal> {
+        let key = self.verify_payload(MANIFEST_CONTEXT, trusted)?;
+        Ok((self.manifest()?, key))
+    }
+
+    /// The host's variables, checked against `trusted`, and the key that
+    /// signed them. The refusals say "the manifest"; callers name what it was.
+    pub fn verify_host_vars(
+        &self,
+        trusted: &TrustedKeys,
+    ) -> Result<(HostVars, PublicKey), Refusal> {
+        let key = self.verify_payload(HOST_VARS_CONTEXT, trusted)?;
+        Ok((self.host_vars()?, key))
+    }
+
+    /// The host's variables, without checking any signature (for
+    /// `--allow-unsigned` agents).
+    pub fn host_vars(&self) -> Result<HostVars, Refusal> {
+        serde_json::from_str(&self.payload).map_err(|e| Refusal::Malformed(e.to_string()))
+    }
+
+    /// The trusted key whose signature over `context` and the payload holds.
+    fn verify_payload(&self, context: &[u8], trusted: &TrustedKeys) -> Result<PublicKey, Refusal> {
         if self.signatures.is_empty() {
             return Err(Refusal::Unsigned);
         }
-        let message = signed_bytes(&self.payload);
+        let message = [context, self.payload.as_bytes()].concat();
         let mut first_failure = None;
         for entry in &self.signatures {
             let Some(key) = trusted.keys.iter().find(|k| k.id().0 == entry.key) else {
@@ -334,8 +375,7 @@ impl Envelope {
             let signature = decode_hex::<64>(&entry.sig).map(|b| Signature::from_bytes(&b));
             match signature {
                 Ok(sig) if key.key.verify_strict(&message, &sig).is_ok() => {
-                    let manifest = self.manifest()?;
-                    return Ok((manifest, key.clone()));
+                    return Ok(key.clone());
                 }
                 _ => {
                     first_failure.get_or_insert(Refusal::BadSignature {
@@ -360,6 +400,15 @@ impl Envelope {
         serde_json::from_str(&self.payload).map_err(|e| Refusal::Malformed(e.to_string()))
     }
 
+    /// Host variables without a signature, for `cattle publish --unsigned`.
+    pub fn unsigned_host_vars(vars: &HostVars) -> Envelope {
+        Envelope {
+            format: FORMAT,
+            payload: serde_json::to_string(vars).expect("host variables serialize"),
+            signatures: Vec::new(),
+        }
+    }
+
     /// An envelope without a signature, for `cattle publish --unsigned`.
     pub fn unsigned(manifest: &Manifest) -> Envelope {
         Envelope {
@@ -368,10 +417,6 @@ impl Envelope {
             signatures: Vec::new(),
         }
     }
-}
-
-fn signed_bytes(payload: &str) -> Vec<u8> {
-    [MANIFEST_CONTEXT, payload.as_bytes()].concat()
 }
 
 /// Non-blank, non-comment lines with their 1-based numbers.
@@ -455,6 +500,7 @@ mod tests {
                 size: 10,
             },
             hosts: vec![HostId::new("web-1").unwrap()],
+            vars: false,
         }
     }
 
@@ -463,6 +509,55 @@ mod tests {
         let mut trusted = TrustedKeys::default();
         trusted.add(&text, Path::new("trusted")).unwrap();
         trusted
+    }
+
+    #[test]
+    fn host_vars_verify_only_as_host_vars_and_only_unchanged() {
+        let key = SecretKey::from_seed([7; 32], "ops");
+        let trusted = trusting(&[&key]);
+        let vars = HostVars {
+            format: FORMAT,
+            execution: uuid::Uuid::now_v7(),
+            host: HostId::new("web-1").unwrap(),
+            vars: [("port".to_string(), serde_json::json!(8080))].into(),
+        };
+        let envelope = key.sign_host_vars(&vars);
+        let (read, by) = envelope.verify_host_vars(&trusted).unwrap();
+        assert_eq!(read, vars);
+        assert_eq!(by.id(), key.public().id());
+
+        // A manifest signature is no host-variables signature, nor the reverse.
+        let manifest = key.sign(&manifest());
+        let as_vars = Envelope {
+            payload: envelope.payload.clone(),
+            ..manifest.clone()
+        };
+        assert!(matches!(
+            as_vars.verify_host_vars(&trusted),
+            Err(Refusal::BadSignature { .. })
+        ));
+        let as_manifest = Envelope {
+            payload: manifest.payload.clone(),
+            ..envelope.clone()
+        };
+        assert!(matches!(
+            as_manifest.verify(&trusted),
+            Err(Refusal::BadSignature { .. })
+        ));
+
+        // A value changed by a bucket writer.
+        let tampered = Envelope {
+            payload: envelope.payload.replace("8080", "8081"),
+            ..envelope.clone()
+        };
+        assert!(matches!(
+            tampered.verify_host_vars(&trusted),
+            Err(Refusal::BadSignature { .. })
+        ));
+        assert_eq!(
+            Envelope::unsigned_host_vars(&vars).verify_host_vars(&trusted),
+            Err(Refusal::Unsigned)
+        );
     }
 
     #[test]

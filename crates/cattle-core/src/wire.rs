@@ -66,9 +66,32 @@ pub struct Manifest {
     pub steps: usize,
     pub bundle: BundleRef,
     pub hosts: Vec<HostId>,
+    /// The config uses variables: each host runs it only with the
+    /// [`HostVars`] signed for it, found in its inbox ([`Inbox::vars`]), and
+    /// refuses the execution without them.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub vars: bool,
 }
 
-/// How a manifest is stored: its exact bytes and the signatures over them.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One host's variables for one execution, as `cattle publish` resolved them
+/// (the config's defaults, the inventory, `--var`), signed like a manifest
+/// (see `signing`) and delivered in the host's inbox. Binding the execution
+/// and the host means a host cannot run another host's values, nor values of
+/// another execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostVars {
+    pub format: u32,
+    pub execution: Uuid,
+    pub host: HostId,
+    /// Every variable the host has, by name.
+    pub vars: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// How a manifest (or a [`HostVars`]) is stored: its exact bytes and the signatures over them.
 ///
 /// Signing the bytes rather than a re-serialized structure means there is no
 /// canonical form to agree on: the agent verifies what it downloaded, then
@@ -76,7 +99,7 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     pub format: u32,
-    /// The [`Manifest`] as JSON.
+    /// The [`Manifest`] (or [`HostVars`]) as JSON.
     pub payload: String,
     /// Empty only for `cattle publish --unsigned`.
     pub signatures: Vec<SignatureEntry>,
@@ -165,6 +188,11 @@ pub struct Inbox {
     pub format: u32,
     pub host: HostId,
     pub executions: Vec<Uuid>,
+    /// The signed [`HostVars`] of those executions whose manifests say
+    /// `vars`. Only a hint, as the inbox is: the agent verifies each against
+    /// the keys it trusts before it uses a value.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub vars: std::collections::BTreeMap<Uuid, Envelope>,
 }
 
 impl Inbox {
@@ -173,6 +201,7 @@ impl Inbox {
             format: FORMAT,
             host,
             executions: Vec::new(),
+            vars: Default::default(),
         }
     }
 }

@@ -573,11 +573,13 @@ fn documents(seeds: &mut Vec<Seed>) {
             size: 1234,
         },
         hosts: vec![host.clone(), HostId::new("db_2").unwrap()],
+        vars: false,
     };
     let inbox = Inbox {
         format: FORMAT,
         host: host.clone(),
         executions: vec![id, uuid::Uuid::nil()],
+        vars: Default::default(),
     };
     let status = HostStatus {
         format: FORMAT,

@@ -4,11 +4,17 @@
 use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::store::{Store, StoreError};
-use cattle_core::wire::Inbox;
+use cattle_core::wire::{Envelope, Inbox};
 use uuid::Uuid;
 
-/// Address execution `id` to `host`.
-pub async fn add(store: &Store, host: &HostId, id: Uuid) -> Result<(), StoreError> {
+/// Address execution `id` to `host`, with the host's signed variables if
+/// the execution has them.
+pub async fn add(
+    store: &Store,
+    host: &HostId,
+    id: Uuid,
+    vars: Option<Envelope>,
+) -> Result<(), StoreError> {
     crate::cas::update(
         store,
         &keys::inbox(host),
@@ -18,6 +24,9 @@ pub async fn add(store: &Store, host: &HostId, id: Uuid) -> Result<(), StoreErro
                 false
             } else {
                 inbox.executions.push(id);
+                if let Some(vars) = &vars {
+                    inbox.vars.insert(id, vars.clone());
+                }
                 true
             }
         },
@@ -35,7 +44,8 @@ pub async fn remove(store: &Store, host: &HostId, id: Uuid) -> Result<(), StoreE
         |inbox| {
             let before = inbox.executions.len();
             inbox.executions.retain(|e| *e != id);
-            inbox.executions.len() != before
+            let had_vars = inbox.vars.remove(&id).is_some();
+            inbox.executions.len() != before || had_vars
         },
     )
     .await

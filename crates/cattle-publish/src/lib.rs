@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod cas;
 pub mod clean;
 pub mod inbox;
+pub mod inventory;
 pub mod log;
 pub mod publish;
 pub mod status;

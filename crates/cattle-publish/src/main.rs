@@ -41,11 +41,23 @@ enum Command {
     Publish {
         /// The config directory (with `cattle.toml` at its root).
         dir: PathBuf,
-        /// File with one host ID per line (`#` comments, blank lines ignored).
+        /// The hosts: a hosts file (one host ID per line, optionally followed by
+        /// `name=value` variables; `#` comments) or a TOML inventory (`*.toml`).
         #[arg(long)]
         hosts: PathBuf,
+        /// Give every host variable NAME this value, over the config's and the
+        /// inventory's (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// Resolve, check and pack locally, upload nothing, and print each
+        /// host's plan: its steps with their arguments as the host runs them.
+        #[arg(long)]
+        dry_run: bool,
+        /// With `--dry-run`: only this host's plan.
+        #[arg(long, requires = "dry_run")]
+        host: Option<String>,
         /// Secret key file that signs the execution (from `cattle keygen`).
-        #[arg(long, env = env::SIGNING_KEY, required_unless_present = "unsigned")]
+        #[arg(long, env = env::SIGNING_KEY, required_unless_present_any = ["unsigned", "dry_run"])]
         key: Option<PathBuf>,
         /// Publish without a signature; only agents started with `--allow-unsigned` run it.
         #[arg(long, conflicts_with = "key")]
@@ -142,7 +154,10 @@ fn main() -> ExitCode {
 /// nothing a host wrote acts on the terminal or starts a line of its own.
 fn report(err: &anyhow::Error) {
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "error: {}", terminal::line(&err.to_string()));
+    // A steps file error carries its own hint, printed on its own line below.
+    let plan = err.downcast_ref::<cattle_stdlib::PlanError>();
+    let headline = plan.map_or_else(|| err.to_string(), |e| e.headline());
+    let _ = writeln!(stderr, "error: {}", terminal::line(&headline));
     for cause in err.chain().skip(1) {
         let _ = writeln!(
             stderr,
@@ -154,6 +169,7 @@ fn report(err: &anyhow::Error) {
         .chain()
         .find_map(|e| e.downcast_ref::<StoreError>())
         .and_then(StoreError::hint)
+        .or_else(|| plan.and_then(|e| e.hint.clone()))
         .or_else(|| {
             err.downcast_ref::<cattle_publish::clean::StillRunning>()
                 .map(|e| {
@@ -211,13 +227,19 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Publish {
             dir,
             hosts,
+            vars,
+            dry_run,
+            host,
             key,
             unsigned,
             expires_in,
             json,
         } => {
-            // A bad key is found before anything is uploaded.
+            // Everything that can be wrong with the input is found before the
+            // first upload: flags, key, config, hosts, every host's plan.
+            let overrides = cattle_publish::inventory::parse_var_flags(&vars)?;
             let signer = match key {
+                _ if dry_run => Signer::Unsigned,
                 Some(path) => Signer::Key(Box::new(SecretKey::load(&path)?)),
                 None => {
                     debug_assert!(unsigned);
@@ -229,9 +251,20 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     Signer::Unsigned
                 }
             };
+            let prepared = cattle_publish::publish::prepare(&dir, &hosts, &overrides)?;
+            if dry_run {
+                let only = host
+                    .as_deref()
+                    .map(HostId::new)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?;
+                cattle_publish::publish::show_plans(&prepared, only.as_ref(), &mut stdout)?;
+                return Ok(exit::SUCCESS);
+            }
             let store = open_store(&cli.store).await?;
             let published =
-                cattle_publish::publish::publish(&store, &dir, &hosts, &signer, expires_in).await?;
+                cattle_publish::publish::publish(&store, &dir, prepared, &signer, expires_in)
+                    .await?;
             if json {
                 writeln!(stdout, "{}", serde_json::to_string(&published)?)?;
             } else {

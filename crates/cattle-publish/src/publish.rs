@@ -12,16 +12,17 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use cattle_core::bundle;
-use cattle_core::hosts::{HostId, parse_hosts_file};
+use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::signing::SecretKey;
 use cattle_core::store::{Condition, Store};
-use cattle_core::wire::{BundleRef, Envelope, FORMAT, Manifest};
-use cattle_stdlib::Plan;
+use cattle_core::wire::{BundleRef, Envelope, FORMAT, HostVars, Manifest};
+use cattle_stdlib::{Config, Plan, Vars};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::for_each_bounded;
+use crate::inventory::{self, Inventory};
 
 /// What a publish did, for `--json`.
 #[derive(Debug, Serialize)]
@@ -50,20 +51,83 @@ pub enum Signer {
 /// How long agents may start an execution after it is published, unless `--expires-in` says otherwise.
 pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// A config made ready for its hosts, locally: everything a publish checks
+/// before its first upload, and what `--dry-run` shows.
+#[derive(Debug)]
+pub struct Prepared {
+    pub config: Config,
+    pub hosts: Vec<HostId>,
+    /// Each host's variables, in the order of `hosts`, when the config uses
+    /// variables ([`Config::uses_vars`]); `None`: every host runs the same.
+    pub vars: Option<Vec<Vars>>,
+    pub steps: usize,
+    pub bundle: bundle::Bundle,
+}
+
+impl Prepared {
+    /// The plan of `host`, one of [`Prepared::hosts`], with its variables
+    /// (`prepare` already made it once, so it cannot fail but for a changed
+    /// config directory).
+    pub fn plan_for(&self, host: &HostId) -> anyhow::Result<(Plan, Vars)> {
+        let vars = match (&self.vars, self.hosts.iter().position(|h| h == host)) {
+            (Some(all), Some(i)) => all[i].clone(),
+            (None, Some(_)) => self.config.defaults().clone(),
+            (_, None) => anyhow::bail!("host `{host}` is not in the hosts file"),
+        };
+        let plan = self.config.plan(&vars)?;
+        Ok((plan, vars))
+    }
+}
+
+/// Read, resolve and check the config in `dir` for the hosts in `hosts_file`
+/// (a hosts file or a TOML inventory) with `overrides` (`--var`), and pack
+/// it: the steps file with every host's variables, each step's arguments,
+/// every template. Nothing is uploaded.
+pub fn prepare(dir: &Path, hosts_file: &Path, overrides: &Vars) -> anyhow::Result<Prepared> {
+    let config = Config::load(dir)?;
+    let inventory = Inventory::load(hosts_file)?;
+    let hosts = inventory.hosts.clone();
+    let (vars, steps) = if config.uses_vars() {
+        let mut all = Vec::with_capacity(hosts.len());
+        let mut steps = 0;
+        for host in &hosts {
+            let vars = inventory::resolve(config.defaults(), &inventory, overrides, host)
+                .map_err(|message| anyhow::anyhow!("{}: {message}", hosts_file.display()))?;
+            let plan = config.plan(&vars).map_err(|mut err| {
+                err.message = format!("for host `{host}`: {}", err.message);
+                err
+            })?;
+            steps = plan.steps.len();
+            all.push(vars);
+        }
+        (Some(all), steps)
+    } else {
+        (None, config.plan(config.defaults())?.steps.len())
+    };
+    let bundle = bundle::pack(dir).with_context(|| format!("cannot bundle `{}`", dir.display()))?;
+    Ok(Prepared {
+        config,
+        hosts,
+        vars,
+        steps,
+        bundle,
+    })
+}
+
 pub async fn publish(
     store: &Store,
     dir: &Path,
-    hosts_file: &Path,
+    prepared: Prepared,
     signer: &Signer,
     expires_in: Duration,
 ) -> anyhow::Result<Published> {
-    // Everything that can be wrong with the input is found before the first upload.
-    let plan = Plan::load(dir)?;
-    let hosts_text = std::fs::read_to_string(hosts_file)
-        .with_context(|| format!("cannot read hosts file `{}`", hosts_file.display()))?;
-    let hosts = parse_hosts_file(&hosts_text, hosts_file)?;
-    let bundle::Bundle { bytes, sha256 } =
-        bundle::pack(dir).with_context(|| format!("cannot bundle `{}`", dir.display()))?;
+    let Prepared {
+        hosts,
+        vars,
+        steps,
+        bundle: bundle::Bundle { bytes, sha256 },
+        ..
+    } = prepared;
     let size = bytes.len() as u64;
 
     let id = Uuid::now_v7();
@@ -101,14 +165,15 @@ pub async fn publish(
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| dir.display().to_string()),
-        steps: plan.steps.len(),
+        steps,
         bundle: BundleRef {
             sha256: sha256.clone(),
             size,
         },
         hosts,
+        vars: vars.is_some(),
     };
-    let addressed = sign_and_address(store, &manifest, signer).await;
+    let addressed = sign_and_address(store, &manifest, vars, signer).await;
     if let Err(e) = crate::versions::release(store, id).await {
         tracing::warn!(
             execution = %id,
@@ -135,10 +200,13 @@ pub async fn publish(
     })
 }
 
-/// Sign and store `manifest`, then add its execution to every host's inbox.
+/// Sign and store `manifest`, then add its execution to every host's inbox,
+/// with the host's own variables (`vars`, in the order of the manifest's
+/// hosts) signed for it.
 async fn sign_and_address(
     store: &Store,
     manifest: &Manifest,
+    vars: Option<Vec<Vars>>,
     signer: &Signer,
 ) -> anyhow::Result<()> {
     let id = manifest.id;
@@ -152,10 +220,34 @@ async fn sign_and_address(
         .await?;
 
     let host_count = manifest.hosts.len();
-    let results = for_each_bounded(manifest.hosts.clone(), |host: HostId| {
+    let addressed: Vec<(HostId, Option<Envelope>)> = match vars {
+        None => manifest.hosts.iter().map(|h| (h.clone(), None)).collect(),
+        Some(vars) => manifest
+            .hosts
+            .iter()
+            .zip(vars)
+            .map(|(host, vars)| {
+                let vars = HostVars {
+                    format: FORMAT,
+                    execution: id,
+                    host: host.clone(),
+                    vars: vars
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.clone()))
+                        .collect(),
+                };
+                let envelope = match signer {
+                    Signer::Key(key) => key.sign_host_vars(&vars),
+                    Signer::Unsigned => Envelope::unsigned_host_vars(&vars),
+                };
+                (host.clone(), Some(envelope))
+            })
+            .collect(),
+    };
+    let results = for_each_bounded(addressed, |(host, vars): (HostId, Option<Envelope>)| {
         let store = store.clone();
         async move {
-            let result = crate::inbox::add(&store, &host, id).await;
+            let result = crate::inbox::add(&store, &host, id, vars).await;
             (host, result)
         }
     })
@@ -170,6 +262,70 @@ async fn sign_and_address(
              those hosts will not run it. Run `cattle clean {id}` and publish again",
             failed.len()
         );
+    }
+    Ok(())
+}
+
+/// Print the plan of every host (or of `only`): the config, the bundle, and
+/// for each host its steps with their facility, description and arguments as
+/// the host runs them, then its variables; sensitive values as
+/// `[sensitive]`.
+pub fn show_plans(
+    prepared: &Prepared,
+    only: Option<&HostId>,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    if let Some(host) = only
+        && !prepared.hosts.contains(host)
+    {
+        anyhow::bail!("host `{host}` is not in the hosts file");
+    }
+    writeln!(
+        out,
+        "dry run: nothing uploaded. config {}, {} steps, bundle {} ({} bytes), {} hosts{}",
+        prepared.config.config_dir.display(),
+        prepared.steps,
+        &prepared.bundle.sha256[..12],
+        prepared.bundle.bytes.len(),
+        prepared.hosts.len(),
+        if prepared.vars.is_some() {
+            ", each with its own variables"
+        } else {
+            "; the config uses no variables, so every host runs the same plan"
+        }
+    )?;
+    for host in &prepared.hosts {
+        if only.is_some_and(|only| only != host) {
+            continue;
+        }
+        let (plan, vars) = prepared.plan_for(host)?;
+        let shown = |value: &toml::Value| plan.secrets.redact(&value.to_string()).into_owned();
+        writeln!(out, "\nhost {host}:")?;
+        for step in &plan.steps {
+            writeln!(
+                out,
+                "  {}. {}: {}",
+                step.number,
+                step.name,
+                plan.secrets.redact(&step.facility.describe())
+            )?;
+            for (key, value) in &step.arguments {
+                writeln!(out, "       {key} = {}", shown(value))?;
+            }
+        }
+        if prepared.vars.is_some() {
+            let mut names: Vec<String> = Vec::new();
+            for (name, value) in vars.iter() {
+                let secret = prepared.config.sensitive_vars().iter().any(|s| s == name);
+                let value = if secret {
+                    cattle_stdlib::secrets::MARKER.to_string()
+                } else {
+                    value.to_string()
+                };
+                names.push(format!("{name} = {value}"));
+            }
+            writeln!(out, "  variables: {}", names.join(", "))?;
+        }
     }
     Ok(())
 }

@@ -601,6 +601,7 @@ mod tests {
                 size: 1,
             },
             hosts: hosts.iter().map(|h| host(h)).collect(),
+            vars: false,
         };
         put(&store, &keys::manifest(id), &Envelope::unsigned(&manifest));
         (store, id)

@@ -11,6 +11,8 @@ use std::path::{Component, Path, PathBuf};
 
 use toml::Spanned;
 
+use crate::vars::Vars;
+
 /// An argument error found by a facility while building itself from its step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArgError {
@@ -40,6 +42,8 @@ pub struct Args<'a> {
     /// Where each value already taken was, so later errors can point at it.
     taken: BTreeMap<String, Range<usize>>,
     config_dir: &'a Path,
+    /// The host's variables, for facilities that render templates.
+    vars: &'a Vars,
 }
 
 impl<'a> Args<'a> {
@@ -51,6 +55,7 @@ impl<'a> Args<'a> {
         step_span: Range<usize>,
         values: BTreeMap<String, (Range<usize>, Spanned<toml::Value>)>,
         config_dir: &'a Path,
+        vars: &'a Vars,
     ) -> Self {
         Args {
             facility,
@@ -59,7 +64,14 @@ impl<'a> Args<'a> {
             values,
             taken: BTreeMap::new(),
             config_dir,
+            vars,
         }
+    }
+
+    /// The variables of the host the plan is for (string arguments are
+    /// rendered with them already).
+    pub fn vars(&self) -> &'a Vars {
+        self.vars
     }
 
     /// Whether every argument was read: the parser's debug check.
@@ -503,7 +515,8 @@ mod tests {
                 (key.into_inner(), (span, value))
             })
             .collect();
-        Args::new("test", &["a", "b"], 0..text.len(), values, dir)
+        let vars: &'static Vars = Box::leak(Box::default());
+        Args::new("test", &["a", "b"], 0..text.len(), values, dir, vars)
     }
 
     /// The text an error points at.

@@ -20,6 +20,7 @@ pub mod runner;
 pub mod secrets;
 pub mod steps;
 pub mod tree;
+pub mod vars;
 
 pub use backoff::Backoff;
 pub use facilities::REBOOT_EXIT_CODE;
@@ -29,4 +30,5 @@ pub use facility::{
 pub use process::{MAX_LINE_BYTES, Program, Ran};
 pub use runner::{Event, Observer, Outcome, Recap, Start, StepResult, run};
 pub use secrets::Secrets;
-pub use steps::{Plan, PlanError, STEPS_FILE, Step};
+pub use steps::{Config, Plan, PlanError, STEPS_FILE, Step};
+pub use vars::Vars;

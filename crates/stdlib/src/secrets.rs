@@ -53,6 +53,19 @@ impl Secrets {
         }
     }
 
+    /// Add every string, number and boolean in a variable's `value`, through
+    /// arrays and tables (table values, not keys): a secret variable may be a
+    /// PIN as well as a password.
+    pub fn add_json(&mut self, value: &serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) => self.add(s),
+            serde_json::Value::Number(n) => self.add(&n.to_string()),
+            serde_json::Value::Array(items) => items.iter().for_each(|item| self.add_json(item)),
+            serde_json::Value::Object(table) => table.values().for_each(|item| self.add_json(item)),
+            serde_json::Value::Bool(_) | serde_json::Value::Null => {}
+        }
+    }
+
     /// Add all of `other`'s secrets.
     pub fn extend(&mut self, other: &Secrets) {
         for value in &other.values {

@@ -18,6 +18,12 @@
 //! env = { TOKEN = "s3cr3t" }
 //! sensitive = ["env.TOKEN"]   # optional, on any step: arguments never shown
 //! ```
+//!
+//! A steps file may also give variables' defaults (`[vars]`) and say which
+//! variables are secret (`sensitive_vars`, before any table); any string
+//! argument may use them as `{{ name }}` (see [`crate::vars`]). [`Config`]
+//! is the file read once; [`Config::plan`] resolves it with one host's
+//! variables into a [`Plan`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +38,7 @@ use crate::args::{ArgError, Args, list};
 use crate::facilities::{self, FacilitySpec};
 use crate::facility::Facility;
 use crate::secrets::Secrets;
+use crate::vars::{self, Vars};
 
 /// The name of the steps file at the root of a config directory.
 pub const STEPS_FILE: &str = "cattle.toml";
@@ -66,6 +73,10 @@ pub struct Plan {
 /// One step of a plan.
 #[derive(Debug)]
 pub struct Step {
+    /// The step's arguments as it runs them, variables resolved (the common
+    /// keys `facility`, `attempts`, `timeout` and `sensitive` left out). They
+    /// may hold secrets: show them only through the plan's [`Secrets`].
+    pub arguments: toml::Table,
     /// 1-based position in the steps file.
     pub number: usize,
     /// Line of the step's `[[step]]` header in the steps file.
@@ -88,13 +99,20 @@ pub struct PlanError {
     pub hint: Option<String>,
 }
 
+impl PlanError {
+    /// `file:line:column: message`, without the hint.
+    pub fn headline(&self) -> String {
+        let mut text = self.file.display().to_string();
+        if let Some((line, column)) = self.position {
+            text.push_str(&format!(":{line}:{column}"));
+        }
+        format!("{text}: {}", self.message)
+    }
+}
+
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some((line, column)) = self.position {
-            write!(f, ":{line}:{column}")?;
-        }
-        write!(f, ": {}", self.message)?;
+        f.write_str(&self.headline())?;
         if let Some(hint) = &self.hint {
             write!(f, "\nhint: {hint}")?;
         }
@@ -110,12 +128,30 @@ type StepTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 #[serde(deny_unknown_fields)]
 struct RawFile {
     #[serde(default)]
+    sensitive_vars: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    vars: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    #[serde(default)]
     step: Vec<Spanned<StepTable>>,
 }
 
-impl Plan {
-    /// Read and validate `cattle.toml` in `config_dir`.
-    pub fn load(config_dir: &Path) -> Result<Plan, PlanError> {
+/// A steps file, read and checked once; [`Config::plan`] makes a [`Plan`] of
+/// it for one host's variables.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config directory.
+    pub config_dir: PathBuf,
+    file: PathBuf,
+    source: String,
+    steps: Vec<Spanned<StepTable>>,
+    defaults: Vars,
+    sensitive_vars: Vec<String>,
+    uses_vars: bool,
+}
+
+impl Config {
+    /// Read `cattle.toml` in `config_dir`.
+    pub fn load(config_dir: &Path) -> Result<Config, PlanError> {
         let file = config_dir.join(STEPS_FILE);
         let source = std::fs::read_to_string(&file).map_err(|err| PlanError {
             file: file.clone(),
@@ -127,15 +163,13 @@ impl Plan {
         Self::parse(&source, &file, config_dir)
     }
 
-    /// Validate the steps file text `source`, read from `file` in `config_dir`.
-    pub fn parse(source: &str, file: &Path, config_dir: &Path) -> Result<Plan, PlanError> {
-        let error_at =
-            |span: Option<Range<usize>>, message: String, hint: Option<String>| PlanError {
-                file: file.to_path_buf(),
-                position: span.map(|s| line_column(source, s.start)),
-                message,
-                hint,
-            };
+    /// Read the steps file text `source`, from `file` in `config_dir`: its
+    /// syntax, its steps' presence, its variables' names and defaults. Each
+    /// step is checked by [`Config::plan`].
+    pub fn parse(source: &str, file: &Path, config_dir: &Path) -> Result<Config, PlanError> {
+        let error_at = |span: Option<Range<usize>>, message: String, hint: Option<String>| {
+            plan_error(file, source, span, message, hint)
+        };
         let raw: RawFile = toml::from_str(source)
             .map_err(|err| error_at(err.span(), err.message().trim_end().to_string(), None))?;
         if raw.step.is_empty() {
@@ -145,19 +179,86 @@ impl Plan {
                 Some("add a step, e.g. `[[step]]` then `facility = \"make_dir\"` and `path = \"/tmp/x\"`".to_string()),
             ));
         }
+        let mut defaults = Vars::new();
+        for (name, value) in &raw.vars {
+            vars::check_name(name.get_ref())
+                .and_then(|()| reserved(name.get_ref()))
+                .map_err(|message| error_at(Some(name.span()), message, None))?;
+            let value = vars::from_toml(value.get_ref()).map_err(|message| {
+                error_at(
+                    Some(value.span()),
+                    format!("variable `{}`: {message}", name.get_ref()),
+                    None,
+                )
+            })?;
+            defaults.set(name.get_ref().clone(), value);
+        }
+        let mut sensitive_vars = Vec::new();
+        for name in raw.sensitive_vars.iter().flat_map(|list| list.get_ref()) {
+            vars::check_name(name.get_ref())
+                .map_err(|message| error_at(Some(name.span()), message, None))?;
+            sensitive_vars.push(name.get_ref().clone());
+        }
+        let uses_vars = !defaults.is_empty()
+            || raw.step.iter().any(|step| {
+                step.get_ref().iter().any(|(key, value)| {
+                    (key.get_ref() == "facility"
+                        && value.get_ref().as_str() == Some(crate::facilities::template::SPEC.name))
+                        || (key.get_ref() != "facility" && has_template(value.get_ref()))
+                })
+            });
+        Ok(Config {
+            config_dir: config_dir.to_path_buf(),
+            file: file.to_path_buf(),
+            source: source.to_string(),
+            steps: raw.step,
+            defaults,
+            sensitive_vars,
+            uses_vars,
+        })
+    }
 
-        let mut steps = Vec::with_capacity(raw.step.len());
+    /// The defaults the steps file gives (`[vars]`).
+    pub fn defaults(&self) -> &Vars {
+        &self.defaults
+    }
+
+    /// Whether anything in the config can differ between hosts: defaults,
+    /// a `{{ … }}` in an argument, or a `template` step. A config that uses no
+    /// variables runs the same everywhere.
+    pub fn uses_vars(&self) -> bool {
+        self.uses_vars
+    }
+
+    /// The variables the steps file marks secret (`sensitive_vars`).
+    pub fn sensitive_vars(&self) -> &[String] {
+        &self.sensitive_vars
+    }
+
+    /// The plan with `vars`, the complete variables of the host it is for
+    /// (the config's defaults included: see [`Config::defaults`]): every
+    /// string argument rendered, every step checked and built.
+    pub fn plan(&self, vars: &Vars) -> Result<Plan, PlanError> {
+        let source = self.source.as_str();
+        let file = self.file.as_path();
+        let config_dir = self.config_dir.as_path();
+        let error_at = |span: Option<Range<usize>>, message: String, hint: Option<String>| {
+            plan_error(file, source, span, message, hint)
+        };
+        let mut steps = Vec::with_capacity(self.steps.len());
         let mut secrets = Secrets::default();
-        for (i, table) in raw.step.into_iter().enumerate() {
+        for name in &self.sensitive_vars {
+            if let Some(value) = vars.get(name) {
+                secrets.add_json(value);
+            }
+        }
+        for (i, table) in self.steps.iter().enumerate() {
             let step_span = table.span();
             let number = i + 1;
             let mut values: BTreeMap<String, (Range<usize>, Spanned<toml::Value>)> = table
-                .into_inner()
-                .into_iter()
-                .map(|(key, value)| {
-                    let span = key.span();
-                    (key.into_inner(), (span, value))
-                })
+                .get_ref()
+                .iter()
+                .map(|(key, value)| (key.get_ref().clone(), (key.span(), value.clone())))
                 .collect();
 
             let Some((_, facility)) = values.remove("facility") else {
@@ -221,6 +322,25 @@ impl Plan {
 
             let sensitive = values.remove("sensitive");
 
+            // Variables first: everything after sees the values the host runs.
+            for (key, (_, value)) in values.iter_mut() {
+                let span = value.span();
+                let mut rendered = value.get_ref().clone();
+                render_strings(&mut rendered, vars).map_err(|err| {
+                    let undefined = err.message.starts_with("undefined variable");
+                    error_at(
+                        Some(span.clone()),
+                        format!("argument `{key}`: {}", secrets.redact(&err.message)),
+                        undefined.then(|| UNDEFINED_HINT.to_string()),
+                    )
+                })?;
+                *value = Spanned::new(span, rendered);
+            }
+            let arguments: toml::Table = values
+                .iter()
+                .map(|(key, (_, value))| (key.clone(), value.get_ref().clone()))
+                .collect();
+
             if let Some((key, (span, _))) = values
                 .iter()
                 .find(|(key, _)| !spec.args.contains(&key.as_str()))
@@ -237,8 +357,17 @@ impl Plan {
                 Some((_, value)) => sensitive_values(&value, &values, source)
                     .map_err(|err| error_at(Some(err.span), err.message, err.hint))?,
             };
+            let mut step_secrets = step_secrets;
+            step_secrets.extend(&secrets);
 
-            let mut args = Args::new(spec.name, spec.args, step_span.clone(), values, config_dir);
+            let mut args = Args::new(
+                spec.name,
+                spec.args,
+                step_span.clone(),
+                values,
+                config_dir,
+                vars,
+            );
             // A facility's message may quote the value it refuses.
             let facility = (spec.build)(&mut args).map_err(|err| {
                 error_at(
@@ -251,6 +380,7 @@ impl Plan {
             debug_assert!(args.all_taken(), "{} left arguments unread", spec.name);
 
             steps.push(Step {
+                arguments,
                 number,
                 line: line_column(source, step_span.start).0,
                 attempts,
@@ -265,6 +395,80 @@ impl Plan {
             secrets,
         })
     }
+}
+
+impl Plan {
+    /// Read and validate `cattle.toml` in `config_dir`, with the variables'
+    /// defaults only.
+    pub fn load(config_dir: &Path) -> Result<Plan, PlanError> {
+        let config = Config::load(config_dir)?;
+        config.plan(config.defaults())
+    }
+
+    /// Validate the steps file text `source`, read from `file` in
+    /// `config_dir`, with the variables' defaults only.
+    pub fn parse(source: &str, file: &Path, config_dir: &Path) -> Result<Plan, PlanError> {
+        let config = Config::parse(source, file, config_dir)?;
+        config.plan(config.defaults())
+    }
+}
+
+/// The hint for a variable no source gives.
+const UNDEFINED_HINT: &str = "give it a default in `[vars]` of cattle.toml, a value in the \
+     inventory (`HOST name=value` in a hosts file), or `--var name=value`";
+
+/// Names the steps file may not give a value.
+fn reserved(name: &str) -> Result<(), String> {
+    if name == vars::HOST_VAR {
+        return Err(format!(
+            "`{name}` is every host's own ID, set by Cattle; choose another name"
+        ));
+    }
+    Ok(())
+}
+
+fn plan_error(
+    file: &Path,
+    source: &str,
+    span: Option<Range<usize>>,
+    message: String,
+    hint: Option<String>,
+) -> PlanError {
+    PlanError {
+        file: file.to_path_buf(),
+        position: span.map(|s| line_column(source, s.start)),
+        message,
+        hint,
+    }
+}
+
+/// Whether any string in `value` is a template.
+fn has_template(value: &toml::Value) -> bool {
+    match value {
+        toml::Value::String(s) => vars::is_template(s),
+        toml::Value::Array(items) => items.iter().any(has_template),
+        toml::Value::Table(table) => table.values().any(has_template),
+        _ => false,
+    }
+}
+
+/// Render every string in `value` (through arrays and table values) with `vars`.
+fn render_strings(value: &mut toml::Value, vars: &Vars) -> Result<(), vars::RenderError> {
+    match value {
+        toml::Value::String(s) if vars::is_template(s) => *s = vars::render(s, vars)?,
+        toml::Value::Array(items) => {
+            for item in items {
+                render_strings(item, vars)?;
+            }
+        }
+        toml::Value::Table(table) => {
+            for (_, item) in table.iter_mut() {
+                render_strings(item, vars)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The secrets a step's `sensitive` list names among its arguments `values`:
@@ -361,7 +565,7 @@ fn valid_args(spec: &FacilitySpec) -> String {
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `source`.
-fn line_column(source: &str, offset: usize) -> (usize, usize) {
+pub fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -583,6 +787,70 @@ attempts = 5
             "argument `path` must be an absolute path, not `[sensitive]`"
         );
         assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn string_arguments_use_the_hosts_variables_and_defaults_give_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(
+            "sensitive_vars = [\"token\"]\n[vars]\nport = 80\nname = \"app\"\n\
+             [[step]]\nfacility = \"command\"\nargv = [\"serve\", \"{{ name }}:{{ port }}\"]\n\
+             env = { TOKEN = \"{{ token }}\" }\n",
+            Path::new("cfg/cattle.toml"),
+            dir.path(),
+        )
+        .unwrap();
+        assert!(config.uses_vars());
+        let mut vars = config.defaults().clone();
+        vars.set("port", 8080.into());
+        vars.set("token", "s3cr3t".into());
+        let plan = config.plan(&vars).unwrap();
+        assert_eq!(
+            plan.steps[0].arguments["argv"],
+            toml::Value::Array(vec!["serve".into(), "app:8080".into()])
+        );
+        // A sensitive variable's value is a secret of the plan wherever it ends up.
+        assert_eq!(plan.secrets.redact("TOKEN=s3cr3t"), "TOKEN=[sensitive]");
+
+        let err = config.plan(config.defaults()).unwrap_err();
+        assert_eq!(err.position, Some((8, 7)));
+        assert_eq!(err.message, "argument `env`: undefined variable `token`");
+        assert!(err.hint.unwrap().contains("--var name=value"));
+    }
+
+    #[test]
+    fn a_config_without_variables_uses_none_and_names_are_checked() {
+        assert!(
+            !Config::parse(
+                "[[step]]\nfacility = \"make_dir\"\npath = \"/x\"\n",
+                Path::new("c"),
+                Path::new("/")
+            )
+            .unwrap()
+            .uses_vars()
+        );
+        for (bad, message) in [
+            ("[vars]\nhost = \"x\"\n", "`host` is every host's own ID"),
+            (
+                "[vars]\n\"my-var\" = 1\n",
+                "`my-var` is not a variable name",
+            ),
+            (
+                "[vars]\nwhen = 1979-05-27\n",
+                "variable `when`: a date or time",
+            ),
+            (
+                "sensitive_vars = [\"a b\"]\n",
+                "`a b` is not a variable name",
+            ),
+        ] {
+            let err = parse(&format!(
+                "{bad}[[step]]\nfacility = \"make_dir\"\npath = \"/x\"\n"
+            ))
+            .unwrap_err();
+            assert!(err.message.starts_with(message), "{bad}: {}", err.message);
+            assert!(err.position.is_some(), "{bad}");
+        }
     }
 
     #[test]

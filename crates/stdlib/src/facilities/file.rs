@@ -95,12 +95,17 @@ pub(super) enum Contents {
     Inline(Vec<u8>),
     /// A file of the config directory, relative to it.
     Config(PathBuf),
+    /// A template of the config directory (relative to it), rendered with
+    /// the host's variables when the plan was made: these bytes.
+    Rendered(PathBuf, Vec<u8>),
 }
 
 impl Contents {
     fn open(&self, ctx: &Context<'_>) -> Result<(Box<dyn Read + '_>, u64), FacilityError> {
         match self {
-            Contents::Inline(bytes) => Ok((Box::new(&bytes[..]), bytes.len() as u64)),
+            Contents::Inline(bytes) | Contents::Rendered(_, bytes) => {
+                Ok((Box::new(&bytes[..]), bytes.len() as u64))
+            }
             Contents::Config(source) => {
                 let path = ctx.config_dir().join(source);
                 let file = std::fs::File::open(&path)
@@ -206,6 +211,9 @@ impl Wanted {
         let what = match &self.contents {
             Contents::Inline(_) => "the contents given".to_string(),
             Contents::Config(source) => format!("the contents of {}", source.display()),
+            Contents::Rendered(template, _) => {
+                format!("template {} rendered", template.display())
+            }
         };
         let mut text = format!(
             "file {} has {what}, mode {:04o}",
@@ -294,7 +302,7 @@ pub(super) fn apply_absent(path: &Path) -> Result<Applied, FacilityError> {
 }
 
 #[derive(Debug)]
-enum FileStep {
+pub(super) enum FileStep {
     Present(Wanted),
     Absent(PathBuf),
 }

@@ -26,6 +26,7 @@ mod symlink;
 mod sysctl;
 mod systemd_restart;
 mod systemd_unit;
+pub(crate) mod template;
 mod unlink;
 mod unpack;
 mod user;
@@ -55,6 +56,7 @@ pub static ALL: &[&FacilitySpec] = &[
     &unlink::SPEC,
     &file::SPEC,
     &line_in_file::SPEC,
+    &template::SPEC,
     &copy_tree::SPEC,
     &unpack::SPEC,
     &cron::SPEC,
