@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod args;
 pub mod backoff;
+pub mod diff;
 pub mod facilities;
 pub mod facility;
 pub mod files;
@@ -22,6 +23,7 @@ pub mod steps;
 pub mod tree;
 
 pub use backoff::Backoff;
+pub use diff::Diff;
 pub use facilities::REBOOT_EXIT_CODE;
 pub use facility::{
     Applied, Check, Context, Deadline, Environment, Facility, FacilityError, Retry,
