@@ -6,7 +6,8 @@
 //!
 //! Facilities share the contract in [`facility`], read their arguments through
 //! [`args`], and use the helpers in [`process`] (programs), [`files`] (atomic
-//! replacement) and [`accounts`] (users and groups).
+//! replacement), [`accounts`] (users and groups) and [`diff`] (what a step
+//! would change in a file, for check mode and `--diff`).
 
 pub mod accounts;
 pub mod args;
