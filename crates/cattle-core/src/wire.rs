@@ -303,18 +303,23 @@ pub enum StepResult {
     Unknown,
 }
 
-/// How many steps ended how, on one host.
+/// How many steps ended how, on one host. The check-mode counts are written
+/// only when not 0, so a real run's recap reads as it always has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recap {
     pub changed: usize,
     pub unchanged: usize,
     pub failed: usize,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub would_change: usize,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub in_state: usize,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub unknown: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Recap {
@@ -424,10 +429,12 @@ mod tests {
             serde_json::to_string(&recap).unwrap(),
             r#"{"changed":1,"unchanged":1,"failed":1,"would_change":1,"in_state":1,"unknown":1}"#
         );
-        // As `cattle status --json` of an older cattle wrote it.
-        let old: Recap = serde_json::from_str(r#"{"changed":2,"unchanged":0,"failed":1}"#).unwrap();
-        assert!(!old.has_check_results());
-        assert_eq!((old.changed, old.failed), (2, 1));
+        // A real run's, as `cattle status --json` has always written it.
+        let text = r#"{"changed":2,"unchanged":0,"failed":1}"#;
+        let real: Recap = serde_json::from_str(text).unwrap();
+        assert!(!real.has_check_results());
+        assert_eq!((real.changed, real.failed), (2, 1));
+        assert_eq!(serde_json::to_string(&real).unwrap(), text);
         assert!(serde_json::from_str::<StepResult>(r#""wouldchange""#).is_err());
     }
 
