@@ -63,10 +63,14 @@ pub fn states(status: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The recap `cattle apply` ends its output with: `changed=N unchanged=N failed=N`.
+/// The recap `cattle apply` ends its output with: `changed=N unchanged=N failed=N`, or with
+/// `--check`, `would_change=N in_state=N failed=N unknown=N`.
 pub fn recap(out: &Output) -> &str {
     let last = out.stderr.lines().last().unwrap_or_default();
-    match last.split_once("recap: ") {
+    match last
+        .split_once("recap: ")
+        .or_else(|| last.split_once("recap (check mode): "))
+    {
         Some((_, recap)) => recap,
         None => panic!("no recap at the end of the run:\n{out}"),
     }

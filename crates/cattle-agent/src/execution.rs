@@ -358,12 +358,14 @@ pub async fn handle(
             )?;
             finish_delivery(&mut courier, shutdown).await
         }
-        Outcome::Done | Outcome::Failed { .. } if !shutdown.is_requested() || finished(&dir) => {
+        Outcome::Done | Outcome::Checked { .. } | Outcome::Failed { .. }
+            if !shutdown.is_requested() || finished(&dir) =>
+        {
             finish_delivery(&mut courier, shutdown).await
         }
         // Stopped while the final state was being written (a pause): it is
         // written on the next start, from the journal.
-        Outcome::Done | Outcome::Failed { .. } => Ok(Handled::Stopped),
+        Outcome::Done | Outcome::Checked { .. } | Outcome::Failed { .. } => Ok(Handled::Stopped),
         // Cleaned from the store: nothing more to do or to report; the local
         // copy goes when the inbox no longer lists it.
         Outcome::Stopped { next_step } if gone.load(Ordering::SeqCst) => {

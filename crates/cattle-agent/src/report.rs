@@ -173,11 +173,7 @@ impl Report {
         if results.len() < step {
             results.resize(step, None);
         }
-        results[step - 1] = Some(match result {
-            StepResult::Changed => wire::StepResult::Changed,
-            StepResult::Unchanged => wire::StepResult::Unchanged,
-            StepResult::Failed => wire::StepResult::Failed,
-        });
+        results[step - 1] = Some(wire_result(result));
     }
 
     /// Keep the results of steps before `step` only: a run resumed at `step`
@@ -342,6 +338,19 @@ impl Report {
     }
 }
 
+/// How the status document spells the runner's `result`: every result has
+/// its own.
+pub fn wire_result(result: StepResult) -> wire::StepResult {
+    match result {
+        StepResult::Changed => wire::StepResult::Changed,
+        StepResult::Unchanged => wire::StepResult::Unchanged,
+        StepResult::Failed => wire::StepResult::Failed,
+        StepResult::WouldChange => wire::StepResult::WouldChange,
+        StepResult::InState => wire::StepResult::InState,
+        StepResult::Unknown => wire::StepResult::Unknown,
+    }
+}
+
 /// A run paused by a failing local write.
 struct Pause {
     since: Instant,
@@ -393,7 +402,10 @@ impl Observer for Report {
             }
             Event::Finished { outcome } => {
                 let done = match outcome {
-                    Outcome::Done => self.pausing(|r| r.finish(State::Done, None)),
+                    // A check-mode run that got through every step is done.
+                    Outcome::Done | Outcome::Checked { .. } => {
+                        self.pausing(|r| r.finish(State::Done, None))
+                    }
                     Outcome::Failed { step, error } => {
                         let error = format!("step {step} failed: {error}");
                         self.pausing(|r| r.finish(State::Error, Some(error.clone())))
@@ -417,7 +429,10 @@ impl Observer for Report {
                     self.pausing(|r| r.journal(step + 1, 0));
                 }
             }
-            Event::Started { .. } | Event::Output { .. } => {}
+            Event::Started { .. }
+            | Event::Output { .. }
+            | Event::Diff { .. }
+            | Event::Unchecked { .. } => {}
         }
     }
 
@@ -504,6 +519,35 @@ mod tests {
         );
         assert!(journal.is_dir());
         assert!(report.should_stop());
+    }
+
+    #[test]
+    fn every_step_result_is_recorded_in_the_status_under_its_own_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = HostId::new("h1").unwrap();
+        let mut report =
+            Report::start(&host, Uuid::nil(), dir.path(), 64, Shutdown::new()).unwrap();
+        use StepResult::*;
+        for (step, result) in [Changed, Unchanged, Failed, WouldChange, InState, Unknown]
+            .into_iter()
+            .enumerate()
+        {
+            report.set_result(step + 1, result);
+        }
+        assert_eq!(
+            serde_json::to_string(&report.status.results).unwrap(),
+            r#"["changed","unchanged","failed","would_change","in_state","unknown"]"#
+        );
+        let recap = report.status.recap();
+        assert_eq!(
+            (
+                recap.would_change,
+                recap.in_state,
+                recap.unknown,
+                recap.changed
+            ),
+            (1, 1, 1, 1)
+        );
     }
 
     #[test]

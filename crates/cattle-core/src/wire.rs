@@ -310,8 +310,12 @@ pub struct StepStatus {
 }
 
 /// How a step ended on a host.
+///
+/// The last three are results of a check-mode run. Readers before them parse
+/// `results` strictly: to those, a status document holding one is not a
+/// status document, and `cattle status` shows its host UNREADABLE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum StepResult {
     /// The state was not in place, and the step put it in place.
     Changed,
@@ -319,14 +323,60 @@ pub enum StepResult {
     Unchanged,
     /// The step failed.
     Failed,
+    /// Check mode: the state is not in place; a real run would change it.
+    WouldChange,
+    /// Check mode: the state is already in place.
+    InState,
+    /// Check mode: the check failed after an earlier step that would change,
+    /// which it may depend on.
+    Unknown,
 }
 
-/// How many steps ended how, on one host.
+/// How many steps ended how, on one host. The check-mode counts are written
+/// only when not 0, so a real run's recap reads as it always has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recap {
     pub changed: usize,
     pub unchanged: usize,
     pub failed: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub would_change: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub in_state: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unknown: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl Recap {
+    pub fn add(&mut self, result: StepResult) {
+        match result {
+            StepResult::Changed => self.changed += 1,
+            StepResult::Unchanged => self.unchanged += 1,
+            StepResult::Failed => self.failed += 1,
+            StepResult::WouldChange => self.would_change += 1,
+            StepResult::InState => self.in_state += 1,
+            StepResult::Unknown => self.unknown += 1,
+        }
+    }
+
+    /// `other`'s counts added to these.
+    pub fn merge(&mut self, other: &Recap) {
+        self.changed += other.changed;
+        self.unchanged += other.unchanged;
+        self.failed += other.failed;
+        self.would_change += other.would_change;
+        self.in_state += other.in_state;
+        self.unknown += other.unknown;
+    }
+
+    /// Whether any step ended with a check-mode result.
+    pub fn has_check_results(&self) -> bool {
+        self.would_change + self.in_state + self.unknown > 0
+    }
 }
 
 /// A host's report on one execution. Only that host's agent writes it; each
@@ -367,11 +417,7 @@ impl HostStatus {
     pub fn recap(&self) -> Recap {
         let mut recap = Recap::default();
         for result in self.results.iter().flatten() {
-            match result {
-                StepResult::Changed => recap.changed += 1,
-                StepResult::Unchanged => recap.unchanged += 1,
-                StepResult::Failed => recap.failed += 1,
-            }
+            recap.add(*result);
         }
         recap
     }
@@ -397,6 +443,29 @@ pub struct LogSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_results_are_written_in_snake_case_and_a_recap_without_check_counts_reads() {
+        use StepResult::*;
+        let all = [Changed, Unchanged, Failed, WouldChange, InState, Unknown];
+        assert_eq!(
+            serde_json::to_string(&all).unwrap(),
+            r#"["changed","unchanged","failed","would_change","in_state","unknown"]"#
+        );
+        let mut recap = Recap::default();
+        all.iter().for_each(|r| recap.add(*r));
+        assert_eq!(
+            serde_json::to_string(&recap).unwrap(),
+            r#"{"changed":1,"unchanged":1,"failed":1,"would_change":1,"in_state":1,"unknown":1}"#
+        );
+        // A real run's, as `cattle status --json` has always written it.
+        let text = r#"{"changed":2,"unchanged":0,"failed":1}"#;
+        let real: Recap = serde_json::from_str(text).unwrap();
+        assert!(!real.has_check_results());
+        assert_eq!((real.changed, real.failed), (2, 1));
+        assert_eq!(serde_json::to_string(&real).unwrap(), text);
+        assert!(serde_json::from_str::<StepResult>(r#""wouldchange""#).is_err());
+    }
 
     #[test]
     fn long_text_is_cut_at_a_character_boundary_with_its_length() {

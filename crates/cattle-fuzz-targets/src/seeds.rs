@@ -660,6 +660,17 @@ fn documents(seeds: &mut Vec<Seed>) {
     );
     add(seeds, T, "ok-inbox.json", json(&inbox));
     add(seeds, T, "ok-status.json", json(&status));
+    // A check-mode run, finished: every result a status can hold.
+    let mut checked = status.clone();
+    checked.state = State::Done;
+    checked.step = None;
+    checked.results = vec![
+        Some(StepResult::WouldChange),
+        Some(StepResult::InState),
+        Some(StepResult::Unknown),
+        None,
+    ];
+    add(seeds, T, "ok-status-check-mode.json", json(&checked));
     add(seeds, T, "ok-cancel.json", json(&cancel));
     add(seeds, T, "ok-lease.json", json(&lease));
     add(seeds, T, "ok-conflict.json", json(&conflict));

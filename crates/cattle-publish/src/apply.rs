@@ -3,13 +3,28 @@
 //! The same parser, runner and log lines as an agent's run; the log goes to
 //! standard error and, with `--log FILE`, to that file too. The last line is
 //! the recap: how many steps changed something, found their state in place,
-//! or failed.
+//! or failed. With `--check` only the steps' checks run and nothing is
+//! changed: each step says whether it would change, and the recap counts
+//! that (`recap (check mode): would_change=1 in_state=3 failed=0
+//! unknown=0`). With `--diff` (with `--check` or not) a step that changes a
+//! file shows how, as a unified diff, before it does.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context as _;
 use cattle_stdlib::{Backoff, Environment, Event, Observer, Outcome, Plan, Recap, Start};
+
+use crate::exit;
+
+/// How `cattle apply` runs the config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mode {
+    /// `--check`: run every step's check and nothing else; nothing changes.
+    pub check: bool,
+    /// `--diff`: show what steps change (or would change) in files.
+    pub diff: bool,
+}
 
 struct Printer {
     file: Option<std::fs::File>,
@@ -35,8 +50,9 @@ impl Observer for Printer {
     }
 }
 
-/// Run the config in `dir` here; how it ended, and the recap of its steps.
-pub fn apply(dir: &Path, log: Option<&Path>) -> anyhow::Result<(Outcome, Recap)> {
+/// Run the config in `dir` here, as `mode` says; how it ended, and the recap
+/// of its steps.
+pub fn apply(dir: &Path, log: Option<&Path>, mode: Mode) -> anyhow::Result<(Outcome, Recap)> {
     let plan = Plan::load(dir)?;
     let file = match log {
         Some(path) => Some(
@@ -50,11 +66,13 @@ pub fn apply(dir: &Path, log: Option<&Path>) -> anyhow::Result<(Outcome, Recap)>
     };
     let mut printer = Printer {
         file,
-        recap: Recap::default(),
+        recap: Recap::new(mode.check),
     };
     let mut environment = Environment::new(dir);
     environment.ca_bundle =
         std::env::var_os(cattle_core::env::CA_BUNDLE).map(std::path::PathBuf::from);
+    environment.check_mode = mode.check;
+    environment.diff = mode.diff;
     let outcome = cattle_stdlib::run(
         &plan,
         &environment,
@@ -63,6 +81,58 @@ pub fn apply(dir: &Path, log: Option<&Path>) -> anyhow::Result<(Outcome, Recap)>
         &mut printer,
     );
     let recap = printer.recap;
-    printer.print(&format!("recap: {recap}"));
+    let label = if mode.check {
+        "recap (check mode)"
+    } else {
+        "recap"
+    };
+    printer.print(&format!("{label}: {recap}"));
     Ok((outcome, recap))
+}
+
+/// `cattle apply`'s exit code for a run that ended with `outcome` (see
+/// [`exit`]): 0 when every step is done, or in check mode in state; 5 in
+/// check mode when some step would change; 1 when a step failed or the run
+/// was stopped.
+pub fn exit_code(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Done => exit::SUCCESS,
+        Outcome::Checked { would_change, .. } if would_change.is_empty() => exit::SUCCESS,
+        Outcome::Checked { .. } => exit::WOULD_CHANGE,
+        Outcome::Failed { .. } | Outcome::Stopped { .. } | Outcome::RebootRequested { .. } => {
+            exit::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_that_finds_changes_exits_apart_from_success_failure_and_usage() {
+        let checked = |would_change: Vec<usize>| Outcome::Checked {
+            would_change,
+            unknown: Vec::new(),
+        };
+        assert_eq!(exit_code(&Outcome::Done), exit::SUCCESS);
+        assert_eq!(exit_code(&checked(Vec::new())), exit::SUCCESS);
+        assert_eq!(exit_code(&checked(vec![2])), exit::WOULD_CHANGE);
+        let failed = Outcome::Failed {
+            step: 1,
+            error: "x".to_string(),
+        };
+        assert_eq!(exit_code(&failed), exit::FAILURE);
+        assert_eq!(exit_code(&Outcome::Stopped { next_step: 2 }), exit::FAILURE);
+        let codes = [
+            exit::SUCCESS,
+            exit::FAILURE,
+            exit::USAGE,
+            exit::HOSTS_FAILED,
+            exit::HOSTS_UNFINISHED,
+            exit::WOULD_CHANGE,
+        ];
+        let distinct: std::collections::BTreeSet<u8> = codes.into_iter().collect();
+        assert_eq!(distinct.len(), codes.len());
+    }
 }

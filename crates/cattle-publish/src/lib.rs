@@ -19,7 +19,8 @@ use std::future::Future;
 pub mod exit {
     /// Everything asked for was done; for `status`, every host is DONE.
     pub const SUCCESS: u8 = 0;
-    /// The command failed: bad input, store error, refused clean, failed apply.
+    /// The command failed: bad input, store error, refused clean, failed apply
+    /// (or a failed check of `apply --check`).
     pub const FAILURE: u8 = 1;
     /// Bad flags or arguments (clap's own code).
     pub const USAGE: u8 = 2;
@@ -28,6 +29,9 @@ pub mod exit {
     pub const HOSTS_FAILED: u8 = 3;
     /// `status`: some hosts have not finished (PENDING or PROGRESS), e.g. `--wait` timed out.
     pub const HOSTS_UNFINISHED: u8 = 4;
+    /// `apply --check`: some step would change (nothing was changed). Not 2,
+    /// which clap gives bad flags: a script must tell a typo from a change.
+    pub const WOULD_CHANGE: u8 = 5;
 }
 
 /// Requests a command keeps in flight at once when it touches many hosts' objects.

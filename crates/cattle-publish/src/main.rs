@@ -115,6 +115,13 @@ enum Command {
         /// Also append the log to this file.
         #[arg(long)]
         log: Option<PathBuf>,
+        /// Run only the steps' checks and change nothing: each step says whether it
+        /// would change. Exit 0 when none would, 5 when some would, 1 when a check failed.
+        #[arg(long)]
+        check: bool,
+        /// Show what steps change (with `--check`: would change) in files, as unified diffs.
+        #[arg(long)]
+        diff: bool,
     },
 }
 
@@ -388,16 +395,19 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(exit::SUCCESS)
         }
-        Command::Apply { dir, log } => {
+        Command::Apply {
+            dir,
+            log,
+            check,
+            diff,
+        } => {
+            let mode = cattle_publish::apply::Mode { check, diff };
             let (outcome, _) = tokio::task::spawn_blocking(move || {
-                cattle_publish::apply::apply(&dir, log.as_deref())
+                cattle_publish::apply::apply(&dir, log.as_deref(), mode)
             })
             .await
             .expect("apply does not panic")?;
-            Ok(match outcome {
-                cattle_stdlib::Outcome::Done => exit::SUCCESS,
-                _ => exit::FAILURE,
-            })
+            Ok(cattle_publish::apply::exit_code(&outcome))
         }
     }
 }

@@ -102,7 +102,8 @@ pub struct HostRow {
     /// (their DONE marker is enough to know the state).
     pub status: Option<HostStatus>,
     /// How many of the host's steps changed something, found their state in
-    /// place, or failed; absent when its status is.
+    /// place, or failed (in a check-mode run: would change, were in state,
+    /// failed or could not be checked); absent when its status is.
     pub results: Option<Recap>,
     /// Why the host's status cannot be read; only for UNREADABLE.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -468,11 +469,25 @@ impl Report {
             .max()
             .unwrap_or(8)
             .max(8);
+        // Check-mode results get columns of their own, shown only when some
+        // host has them.
+        let check = self
+            .hosts
+            .iter()
+            .any(|h| h.results.is_some_and(|r| r.has_check_results()));
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:width$}  {:state_width$}  {:5}  CHANGED  UNCHANGED  FAILED  {:24}  DETAIL",
-            "HOST", "STATE", "STEP", "UPDATED"
+            "{:width$}  {:state_width$}  {:5}  CHANGED  UNCHANGED  FAILED  {}{:24}  DETAIL",
+            "HOST",
+            "STATE",
+            "STEP",
+            if check {
+                "WOULD CHANGE  IN STATE  UNKNOWN  "
+            } else {
+                ""
+            },
+            "UPDATED"
         );
         let mut total = Recap::default();
         for row in &self.hosts {
@@ -507,13 +522,21 @@ impl Report {
             };
             let count = |n: Option<usize>| n.map_or("-".to_string(), |n| n.to_string());
             if let Some(r) = &row.results {
-                total.changed += r.changed;
-                total.unchanged += r.unchanged;
-                total.failed += r.failed;
+                total.merge(r);
             }
+            let check_counts = if check {
+                format!(
+                    "{:>12}  {:>8}  {:>7}  ",
+                    count(row.results.map(|r| r.would_change)),
+                    count(row.results.map(|r| r.in_state)),
+                    count(row.results.map(|r| r.unknown)),
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "{:width$}  {:state_width$}  {:5}  {:>7}  {:>9}  {:>6}  {:24}  {}",
+                "{:width$}  {:state_width$}  {:5}  {:>7}  {:>9}  {:>6}  {check_counts}{:24}  {}",
                 terminal::line(row.host.as_str()),
                 row.state.as_str(),
                 terminal::line(&step),
@@ -541,11 +564,19 @@ impl Report {
                 n => format!(", {n} UNREADABLE"),
             }
         );
-        let _ = writeln!(
+        let _ = write!(
             out,
             "steps: {} changed, {} unchanged, {} failed",
             total.changed, total.unchanged, total.failed
         );
+        if check {
+            let _ = write!(
+                out,
+                ", {} would change, {} in state, {} unknown",
+                total.would_change, total.in_state, total.unknown
+            );
+        }
+        out.push('\n');
         for row in &self.hosts {
             if let Some(conflict) = &row.conflict {
                 let _ = writeln!(
@@ -741,7 +772,8 @@ mod tests {
             Some(Recap {
                 changed: 1,
                 unchanged: 1,
-                failed: 1
+                failed: 1,
+                ..Recap::default()
             })
         );
         assert_eq!(report.hosts[1].state, HostState::Unreadable);
@@ -756,9 +788,68 @@ mod tests {
         );
         let table = report.table();
         assert!(
-            table.contains("steps: 1 changed, 1 unchanged, 1 failed"),
+            table
+                .lines()
+                .any(|l| l == "steps: 1 changed, 1 unchanged, 1 failed"),
             "{table}"
         );
+        assert!(!table.contains("WOULD CHANGE"), "{table}");
+    }
+
+    #[tokio::test]
+    async fn check_mode_results_are_counted_in_columns_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = execution(dir.path(), &["a", "b", "c"]);
+        use cattle_core::wire::StepResult::*;
+        let mut checked = status(id, "a", State::Done);
+        checked.steps = 4;
+        checked.results = vec![
+            Some(WouldChange),
+            Some(InState),
+            Some(Unknown),
+            Some(WouldChange),
+        ];
+        put(&store, &keys::status(id, &host("a")), &checked);
+        let mut failed = status(id, "b", State::Error);
+        failed.results = vec![Some(InState), Some(Failed)];
+        put(&store, &keys::status(id, &host("b")), &failed);
+
+        let report = fetch(&store, id).await.unwrap();
+        let recap = report.hosts[0].results.unwrap();
+        assert_eq!(
+            (
+                recap.would_change,
+                recap.in_state,
+                recap.unknown,
+                recap.changed
+            ),
+            (2, 1, 1, 0)
+        );
+        let table = report.table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0].starts_with(
+                "HOST  STATE     STEP   CHANGED  UNCHANGED  FAILED  WOULD CHANGE  IN STATE  UNKNOWN  UPDATED"
+            ),
+            "{table}"
+        );
+        assert!(
+            lines[1].starts_with("a     DONE      -            0          0       0             2         1        1  "),
+            "{table}"
+        );
+        assert!(
+            lines[3].starts_with("c     PENDING   -            -          -       -             -         -        -  "),
+            "{table}"
+        );
+        assert!(
+            lines.contains(
+                &"steps: 0 changed, 0 unchanged, 1 failed, 2 would change, 2 in state, 1 unknown"
+            ),
+            "{table}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+        assert_eq!(json["hosts"][0]["status"]["results"][0], "would_change");
+        assert_eq!(json["hosts"][0]["results"]["would_change"], 2);
     }
 
     #[tokio::test]

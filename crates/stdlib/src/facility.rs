@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::diff::Diff;
 use crate::process::{self, Program, Ran};
 
 /// What a facility's check found.
@@ -134,6 +135,12 @@ pub struct Environment {
     /// `wait_for`) must be signed by, as for the store (`CATTLE_CA_BUNDLE`);
     /// `None`: the system's root certificates.
     pub ca_bundle: Option<PathBuf>,
+    /// Check mode: facilities only check; nothing is changed.
+    pub check_mode: bool,
+    /// Show what steps change in files: before a step's apply (or, in check
+    /// mode, instead of it) the runner reports the step's
+    /// [`Facility::diff`] as an [`crate::Event::Diff`].
+    pub diff: bool,
 }
 
 impl Environment {
@@ -143,6 +150,8 @@ impl Environment {
             path: None,
             env: Vec::new(),
             ca_bundle: None,
+            check_mode: false,
+            diff: false,
         }
     }
 }
@@ -211,6 +220,12 @@ impl<'a> Context<'a> {
         &self.environment.config_dir
     }
 
+    /// Whether the run is in check mode: only checks run, and nothing on the
+    /// host may change.
+    pub fn check_mode(&self) -> bool {
+        self.environment.check_mode
+    }
+
     /// When the attempt must end; `None`: no limit. Facilities that wait
     /// (`wait_for`, a download) stop waiting then.
     pub fn deadline(&self) -> Option<Deadline> {
@@ -273,6 +288,15 @@ pub trait Facility: fmt::Debug + Send + Sync {
     /// Change the host so that the desired state is in place, leaving no
     /// half-done state behind when it fails.
     fn apply(&self, ctx: &mut Context<'_>) -> Result<Applied, FacilityError>;
+
+    /// What `apply` would change in a file, for people to read before it
+    /// does (check mode, `--diff`). Asked only after `check` said
+    /// [`Check::Run`], and like `check` it only reads. `None`: nothing a diff
+    /// of a file can show, which is all a facility that writes no file's
+    /// contents says (the default).
+    fn diff(&self, _ctx: &mut Context<'_>) -> Result<Option<Diff>, FacilityError> {
+        Ok(None)
+    }
 }
 
 /// Helpers for facilities' unit tests: check and apply with no deadline.
@@ -358,6 +382,17 @@ pub(crate) mod testing {
             nodes.insert(rel, node);
         }
         nodes
+    }
+
+    /// `facility.diff` in `env`, rendered as the runner shows it; asserts
+    /// that asking changed nothing under `root`.
+    pub fn diff(facility: &dyn Facility, env: &Environment, root: &Path) -> Option<String> {
+        let before = snapshot(root);
+        let diff = facility
+            .diff(&mut Context::new(env, Vec::new(), None, &mut |_| {}))
+            .unwrap();
+        assert_eq!(snapshot(root), before, "the diff changed the tree");
+        diff.map(|diff| diff.render(false))
     }
 
     /// Whether the tests run as root, which changing owners needs.

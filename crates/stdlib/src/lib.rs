@@ -6,11 +6,13 @@
 //!
 //! Facilities share the contract in [`facility`], read their arguments through
 //! [`args`], and use the helpers in [`process`] (programs), [`files`] (atomic
-//! replacement) and [`accounts`] (users and groups).
+//! replacement), [`accounts`] (users and groups) and [`diff`] (what a step
+//! would change in a file, for check mode and `--diff`).
 
 pub mod accounts;
 pub mod args;
 pub mod backoff;
+pub mod diff;
 pub mod facilities;
 pub mod facility;
 pub mod files;
@@ -23,6 +25,7 @@ pub mod tree;
 pub mod vars;
 
 pub use backoff::Backoff;
+pub use diff::Diff;
 pub use facilities::REBOOT_EXIT_CODE;
 pub use facility::{
     Applied, Check, Context, Deadline, Environment, Facility, FacilityError, Retry,

@@ -7,6 +7,22 @@
 //! [`Outcome::Failed`]. Everything that happens is reported as an [`Event`] to
 //! an [`Observer`], whose `Display` of each event is the log line.
 //!
+//! In check mode ([`Environment::check_mode`]) every step's check runs and no
+//! apply does: each step ends `would change`, `in state` or `failed`. Up to
+//! the first step that would change, the checks see the host exactly as a real
+//! run would, so a check that fails there would fail the real run too: it is
+//! tried as in a real run (retries, backoff) and stops the run. After a step
+//! that would change, a failing check may only be seeing what that step has
+//! not done yet (a file in a directory it would make): the step ends
+//! `unknown`, at once and without retries, since waiting cannot make the
+//! earlier step happen, and the run goes on. A check-mode run that gets
+//! through every step ends with [`Outcome::Checked`], listing the steps that
+//! would change.
+//!
+//! With [`Environment::diff`] (in check mode or not), a step whose check says
+//! it must run reports what it changes in files ([`crate::Facility::diff`])
+//! as an [`Event::Diff`], before its apply.
+//!
 //! Events reach the observer only through `Redacting`, which replaces the
 //! values of the plan's sensitive arguments with [`crate::secrets::MARKER`] in
 //! every string an event carries; the returned [`Outcome`] is redacted too.
@@ -17,7 +33,7 @@ use std::time::Duration;
 use crate::backoff::Backoff;
 use crate::facility::{Applied, Check, Context, Deadline, Environment, FacilityError};
 use crate::secrets::Secrets;
-use crate::steps::Plan;
+use crate::steps::{Plan, Step};
 
 /// Set for every program a step starts: the step's number, 1-based.
 pub const STEP_ENV: &str = "CATTLE_STEP";
@@ -60,15 +76,27 @@ pub enum StepResult {
     Unchanged,
     /// Its last attempt failed, or it failed with an error no retry can help.
     Failed,
+    /// Check mode: its check found the state out of place; a real run would
+    /// apply it.
+    WouldChange,
+    /// Check mode: its check found the state already in place.
+    InState,
+    /// Check mode: its check failed after an earlier step that would change,
+    /// which it may depend on: whether it would change cannot be told.
+    Unknown,
 }
 
 impl StepResult {
-    /// `changed`, `unchanged` or `failed`, as logs and reports spell it.
+    /// `changed`, `unchanged`, `failed`, `would change`, `in state` or
+    /// `unknown`, as logs and reports spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             StepResult::Changed => "changed",
             StepResult::Unchanged => "unchanged",
             StepResult::Failed => "failed",
+            StepResult::WouldChange => "would change",
+            StepResult::InState => "in state",
+            StepResult::Unknown => "unknown",
         }
     }
 }
@@ -82,29 +110,54 @@ impl fmt::Display for StepResult {
 /// How many steps ended how: the recap of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Recap {
+    /// Whether it recaps a check-mode run, which its `Display` shows.
+    pub check_mode: bool,
     pub changed: usize,
     pub unchanged: usize,
     pub failed: usize,
+    pub would_change: usize,
+    pub in_state: usize,
+    pub unknown: usize,
 }
 
 impl Recap {
+    /// No step counted yet, of a run in check mode or not.
+    pub fn new(check_mode: bool) -> Recap {
+        Recap {
+            check_mode,
+            ..Recap::default()
+        }
+    }
+
     pub fn add(&mut self, result: StepResult) {
         match result {
             StepResult::Changed => self.changed += 1,
             StepResult::Unchanged => self.unchanged += 1,
             StepResult::Failed => self.failed += 1,
+            StepResult::WouldChange => self.would_change += 1,
+            StepResult::InState => self.in_state += 1,
+            StepResult::Unknown => self.unknown += 1,
         }
     }
 }
 
 impl fmt::Display for Recap {
-    /// `changed=2 unchanged=5 failed=0`, as Ansible's recap spells it.
+    /// `changed=2 unchanged=5 failed=0`, as Ansible's recap spells it; in
+    /// check mode `would_change=2 in_state=5 failed=0 unknown=0`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "changed={} unchanged={} failed={}",
-            self.changed, self.unchanged, self.failed
-        )
+        if self.check_mode {
+            write!(
+                f,
+                "would_change={} in_state={} failed={} unknown={}",
+                self.would_change, self.in_state, self.failed, self.unknown
+            )
+        } else {
+            write!(
+                f,
+                "changed={} unchanged={} failed={}",
+                self.changed, self.unchanged, self.failed
+            )
+        }
     }
 }
 
@@ -121,6 +174,14 @@ pub enum Outcome {
     /// whoever drives the run reboots it, and counts the step `changed` once
     /// the host is back; steps after it did not run.
     RebootRequested { step: usize },
+    /// Check mode: every step was checked and nothing was changed. The steps
+    /// in `would_change` would change in a real run (none: everything is in
+    /// place); those in `unknown` could not be checked, as they may depend
+    /// on one of those.
+    Checked {
+        would_change: Vec<usize>,
+        unknown: Vec<usize>,
+    },
 }
 
 /// Something the runner did, in the order it did it.
@@ -148,7 +209,23 @@ pub enum Event<'a> {
         error: &'a FacilityError,
         retry_in: Option<Duration>,
     },
-    /// The step is over: `changed`, `unchanged` or `failed`, on attempt `attempt`.
+    /// What the step changes (check mode: would change) in a file, as
+    /// [`crate::Diff::render`] shows it: several lines. Only with
+    /// [`Environment::diff`], before the step's apply.
+    Diff {
+        step: usize,
+        text: &'a str,
+    },
+    /// Check mode: the step's check failed with `error`, but the steps in
+    /// `after` (earlier ones) would change, and the check may depend on what
+    /// they would do. The step ends `unknown`.
+    Unchecked {
+        step: usize,
+        after: &'a [usize],
+        error: &'a FacilityError,
+    },
+    /// The step is over, on attempt `attempt`: `changed`, `unchanged` or
+    /// `failed`; in check mode `would change`, `in state`, `failed` or `unknown`.
     StepFinished {
         step: usize,
         attempt: u32,
@@ -171,6 +248,12 @@ impl fmt::Display for Event<'_> {
                 ..
             } => write!(f, "Running step {step}/{total}: {facility} ({description})"),
             Event::Output { step, line } => write!(f, "step {step}: | {line}"),
+            Event::Diff { step, text } => write!(f, "step {step}: diff:\n{text}"),
+            Event::Unchecked { step, after, error } => write!(
+                f,
+                "Step {step} could not be checked: it may depend on {}, which would change: {error}",
+                steps_list(after)
+            ),
             Event::AttemptFailed {
                 step,
                 attempt,
@@ -197,6 +280,9 @@ impl fmt::Display for Event<'_> {
                     StepResult::Changed => write!(f, "Step {step} changed")?,
                     StepResult::Unchanged => write!(f, "Step {step} unchanged: already in place")?,
                     StepResult::Failed => write!(f, "Step {step} failed")?,
+                    StepResult::WouldChange => write!(f, "Step {step} would change")?,
+                    StepResult::InState => write!(f, "Step {step} in state: already in place")?,
+                    StepResult::Unknown => write!(f, "Step {step} unknown")?,
                 }
                 if attempt > 1 {
                     write!(f, " on attempt {attempt}")?;
@@ -217,7 +303,45 @@ impl fmt::Display for Event<'_> {
                         "step {step} asks for a reboot of the host; it is done when the host is back"
                     )
                 }
+                Outcome::Checked {
+                    would_change,
+                    unknown,
+                } => {
+                    if would_change.is_empty() {
+                        return write!(
+                            f,
+                            "check done: every step is in state; nothing would change"
+                        );
+                    }
+                    write!(f, "check done: {} would change", steps_list(would_change))?;
+                    if !unknown.is_empty() {
+                        write!(f, "; {} could not be checked", steps_list(unknown))?;
+                    }
+                    write!(f, "; nothing was changed")
+                }
             },
+        }
+    }
+}
+
+/// `step 3`, `steps 1 and 3`, `steps 1, 2 and 5`; past 10 steps, the first
+/// 9 and how many more (`steps 1, 2, …, 9 and 31 more`).
+fn steps_list(steps: &[usize]) -> String {
+    const SHOWN: usize = 9;
+    match steps {
+        [] => "no step".to_string(),
+        [one] => format!("step {one}"),
+        _ if steps.len() > SHOWN + 1 => {
+            let shown: Vec<String> = steps[..SHOWN].iter().map(usize::to_string).collect();
+            format!(
+                "steps {} and {} more",
+                shown.join(", "),
+                steps.len() - SHOWN
+            )
+        }
+        [first @ .., last] => {
+            let first: Vec<String> = first.iter().map(usize::to_string).collect();
+            format!("steps {} and {last}", first.join(", "))
         }
     }
 }
@@ -296,6 +420,15 @@ impl Observer for Redacting<'_> {
                 step,
                 line: &secrets.redact(line),
             }),
+            Event::Diff { step, text } => self.inner.event(&Event::Diff {
+                step,
+                text: &secrets.redact(text),
+            }),
+            Event::Unchecked { step, after, error } => self.inner.event(&Event::Unchecked {
+                step,
+                after,
+                error: &error.map_message(|m| secrets.redact(m).into_owned()),
+            }),
             Event::AttemptFailed {
                 step,
                 attempt,
@@ -344,9 +477,10 @@ fn redact_outcome(secrets: &Secrets, outcome: &Outcome) -> Outcome {
             step: *step,
             error: secrets.redact(error).into_owned(),
         },
-        Outcome::Done | Outcome::Stopped { .. } | Outcome::RebootRequested { .. } => {
-            outcome.clone()
-        }
+        Outcome::Done
+        | Outcome::Stopped { .. }
+        | Outcome::RebootRequested { .. }
+        | Outcome::Checked { .. } => outcome.clone(),
     }
 }
 
@@ -358,6 +492,11 @@ fn run_steps(
     observer: &mut dyn Observer,
 ) -> Outcome {
     let total = plan.steps.len();
+    let check_mode = environment.check_mode;
+    // Check mode: the steps that would change, and those that could not be
+    // checked after one of them.
+    let mut would_change = Vec::new();
+    let mut unknown = Vec::new();
     for step in plan.steps.iter().skip(from.step.max(1) - 1) {
         if observer.should_stop() {
             return Outcome::Stopped {
@@ -384,7 +523,8 @@ fn run_steps(
         let mut attempt = if resumed { from.attempt.max(1) } else { 1 };
         if attempt > step.attempts {
             // Every attempt was cut short: look once more whether the last
-            // one got its work done, and otherwise the step has failed.
+            // one got its work done, and otherwise the step has failed. (In
+            // check mode it was a check that was cut short every time.)
             let deadline = Some(Deadline::after(step.timeout));
             let mut output = |line: &str| {
                 observer.event(&Event::Output {
@@ -394,7 +534,7 @@ fn run_steps(
             };
             let mut ctx = Context::new(environment, Vec::new(), deadline, &mut output);
             // In place now: the attempt cut short most likely put it there.
-            if let Ok(Check::AlreadyDone) = step.facility.check(&mut ctx) {
+            if !check_mode && let Ok(Check::AlreadyDone) = step.facility.check(&mut ctx) {
                 observer.event(&Event::StepFinished {
                     step: step.number,
                     attempt: attempt - 1,
@@ -417,6 +557,8 @@ fn run_steps(
                 ),
             };
         }
+        // A step's diff is shown once, not again with each retry.
+        let mut show_diff = environment.diff;
         loop {
             observer.attempt_starting(step.number, attempt);
             if observer.should_stop() {
@@ -424,34 +566,31 @@ fn run_steps(
                     next_step: step.number,
                 };
             }
-            let env = vec![
-                (STEP_ENV.to_string(), step.number.to_string()),
-                (ATTEMPT_ENV.to_string(), attempt.to_string()),
-            ];
-            let deadline = Some(Deadline::after(step.timeout));
-            let mut output = |line: &str| {
-                observer.event(&Event::Output {
-                    step: step.number,
-                    line,
-                })
-            };
-            let mut ctx = Context::new(environment, env, deadline, &mut output);
-            let tried = try_once(step.facility.as_ref(), &mut ctx);
+            let tried = try_once(step, environment, attempt, &mut show_diff, observer);
             let finished = |result| Event::StepFinished {
                 step: step.number,
                 attempt,
                 result,
             };
             match tried {
-                Ok(None) => {
-                    observer.event(&finished(StepResult::Unchanged));
+                Ok(Tried::Ended(result)) => {
+                    if result == StepResult::WouldChange {
+                        would_change.push(step.number);
+                    }
+                    observer.event(&finished(result));
                     break;
                 }
-                Ok(Some(Applied::RebootNeeded)) => {
+                Ok(Tried::RebootNeeded) => {
                     return Outcome::RebootRequested { step: step.number };
                 }
-                Ok(Some(Applied::Changed)) => {
-                    observer.event(&finished(StepResult::Changed));
+                Err(error) if check_mode && !would_change.is_empty() => {
+                    observer.event(&Event::Unchecked {
+                        step: step.number,
+                        after: &would_change,
+                        error: &error,
+                    });
+                    unknown.push(step.number);
+                    observer.event(&finished(StepResult::Unknown));
                     break;
                 }
                 Err(error) => {
@@ -479,17 +618,82 @@ fn run_steps(
             }
         }
     }
-    Outcome::Done
+    if check_mode {
+        Outcome::Checked {
+            would_change,
+            unknown,
+        }
+    } else {
+        Outcome::Done
+    }
 }
 
-/// One try: check, then apply if needed. `None`: the state was in place.
+/// How a try that did not fail ended.
+enum Tried {
+    /// The step is over: `changed` or `unchanged`; in check mode `would
+    /// change` or `in state`.
+    Ended(StepResult),
+    /// The apply needs the host rebooted.
+    RebootNeeded,
+}
+
+/// One try of `step`: its check, then (unless in check mode) its apply if the
+/// check says so. When the check says it must run and `show_diff` is set,
+/// the step's diff is reported first, and `show_diff` cleared.
 fn try_once(
-    facility: &dyn crate::facility::Facility,
-    ctx: &mut Context<'_>,
-) -> Result<Option<Applied>, FacilityError> {
-    match facility.check(ctx)? {
-        Check::AlreadyDone => Ok(None),
-        Check::Run => facility.apply(ctx).map(Some),
+    step: &Step,
+    environment: &Environment,
+    attempt: u32,
+    show_diff: &mut bool,
+    observer: &mut dyn Observer,
+) -> Result<Tried, FacilityError> {
+    let env = vec![
+        (STEP_ENV.to_string(), step.number.to_string()),
+        (ATTEMPT_ENV.to_string(), attempt.to_string()),
+    ];
+    let deadline = Some(Deadline::after(step.timeout));
+    let (check, diff) = {
+        let mut output = |line: &str| {
+            observer.event(&Event::Output {
+                step: step.number,
+                line,
+            })
+        };
+        let mut ctx = Context::new(environment, env.clone(), deadline, &mut output);
+        let check = step.facility.check(&mut ctx)?;
+        let diff = (check == Check::Run && *show_diff).then(|| {
+            match step.facility.diff(&mut ctx) {
+                Ok(diff) => diff.map(|diff| diff.render(step.sensitive)),
+                // The step can still run; only its diff cannot be shown.
+                Err(error) => Some(format!("cannot show what would change: {error}")),
+            }
+        });
+        (check, diff.flatten())
+    };
+    if let Some(text) = diff {
+        *show_diff = false;
+        observer.event(&Event::Diff {
+            step: step.number,
+            text: &text,
+        });
+    }
+    match (check, environment.check_mode) {
+        (Check::AlreadyDone, false) => Ok(Tried::Ended(StepResult::Unchanged)),
+        (Check::AlreadyDone, true) => Ok(Tried::Ended(StepResult::InState)),
+        (Check::Run, true) => Ok(Tried::Ended(StepResult::WouldChange)),
+        (Check::Run, false) => {
+            let mut output = |line: &str| {
+                observer.event(&Event::Output {
+                    step: step.number,
+                    line,
+                })
+            };
+            let mut ctx = Context::new(environment, env, deadline, &mut output);
+            Ok(match step.facility.apply(&mut ctx)? {
+                Applied::Changed => Tried::Ended(StepResult::Changed),
+                Applied::RebootNeeded => Tried::RebootNeeded,
+            })
+        }
     }
 }
 
@@ -497,6 +701,9 @@ fn try_once(
 mod tests {
     use super::*;
     use crate::REBOOT_EXIT_CODE;
+    use crate::facility::testing::snapshot;
+    use std::fs::Permissions;
+    use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
     /// Records log lines and waits instead of sleeping.
@@ -506,12 +713,14 @@ mod tests {
         slept: Vec<Duration>,
         stop_after_steps: Option<usize>,
         finished: usize,
+        results: Vec<StepResult>,
     }
 
     impl Observer for Recorder {
         fn event(&mut self, event: &Event<'_>) {
-            if matches!(event, Event::StepFinished { .. }) {
+            if let Event::StepFinished { result, .. } = event {
                 self.finished += 1;
+                self.results.push(*result);
             }
             self.lines.push(event.to_string());
         }
@@ -1005,6 +1214,367 @@ mod tests {
             seen.1.iter().any(|l| l == "Step 2 changed on attempt 3"),
             "{:?}",
             seen.1
+        );
+    }
+
+    /// `environment` in check mode, with diffs when `diff`.
+    fn checking(dir: &Path, diff: bool) -> Environment {
+        let mut environment = Environment::new(dir);
+        environment.check_mode = true;
+        environment.diff = diff;
+        environment
+    }
+
+    /// The log lines that end steps, and the recap they make.
+    fn results(lines: &[String]) -> Vec<&str> {
+        lines
+            .iter()
+            .filter(|l| l.starts_with("Step "))
+            .map(String::as_str)
+            .collect()
+    }
+
+    #[test]
+    fn check_mode_changes_nothing_and_says_what_each_step_would_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("host");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(dir.path().join("motd"), "hello\n").unwrap();
+        std::fs::write(root.join("etc/motd"), "hello\n").unwrap();
+        std::fs::write(root.join("etc/app.conf"), "port=80\n").unwrap();
+        std::fs::set_permissions(root.join("etc/app.conf"), Permissions::from_mode(0o644)).unwrap();
+        let r = root.display();
+        let p = plan(
+            dir.path(),
+            &format!(
+                "[[step]]\nfacility = \"make_dir\"\npath = \"{r}/etc\"\n\
+                 [[step]]\nfacility = \"make_dir\"\npath = \"{r}/srv/app\"\n\
+                 [[step]]\nfacility = \"file\"\npath = \"{r}/srv/app/app.env\"\ncontent = \"A=1\\n\"\nmode = \"0600\"\n\
+                 [[step]]\nfacility = \"install_file\"\nsource = \"motd\"\ndest = \"{r}/etc/motd\"\n\
+                 [[step]]\nfacility = \"line_in_file\"\npath = \"{r}/etc/app.conf\"\nline = \"port=8080\"\nregex = \"^port=\"\n\
+                 [[step]]\nfacility = \"chmod\"\npath = \"{r}/etc/app.conf\"\nmode = \"0644\"\n\
+                 [[step]]\nfacility = \"chmod\"\npath = \"{r}/srv/app/app.env\"\nmode = \"0600\"\n"
+            ),
+        );
+        let before = snapshot(&root);
+        let mut rec = Recorder::default();
+        let outcome = run(
+            &p,
+            &checking(dir.path(), true),
+            &Backoff::STEP.without_jitter(),
+            &Start::at(1),
+            &mut rec,
+        );
+        assert_eq!(snapshot(&root), before, "check mode changed the host");
+        assert_eq!(
+            outcome,
+            Outcome::Checked {
+                would_change: vec![2, 3, 5],
+                unknown: vec![7],
+            },
+            "{:#?}",
+            rec.lines
+        );
+        assert_eq!(
+            results(&rec.lines),
+            [
+                "Step 1 in state: already in place",
+                "Step 2 would change",
+                "Step 3 would change",
+                "Step 4 in state: already in place",
+                "Step 5 would change",
+                "Step 6 in state: already in place",
+                &format!(
+                    "Step 7 could not be checked: it may depend on steps 2, 3 and 5, which would \
+                     change: `{r}/srv/app/app.env` does not exist; create it in an earlier step"
+                ),
+                "Step 7 unknown",
+            ]
+        );
+        // Not retried: waiting cannot make the earlier steps happen.
+        assert!(rec.slept.is_empty(), "{:?}", rec.slept);
+        assert_eq!(
+            rec.lines.last().unwrap(),
+            "check done: steps 2, 3 and 5 would change; step 7 could not be checked; \
+             nothing was changed"
+        );
+        assert!(
+            rec.lines.contains(&format!(
+                "step 5: diff:\n--- {r}/etc/app.conf (on the host)\n\
+                 +++ {r}/etc/app.conf (as the step leaves it)\n@@ -1 +1 @@\n-port=80\n+port=8080"
+            )),
+            "{:#?}",
+            rec.lines
+        );
+        let mut recap = Recap::new(true);
+        rec.results.iter().for_each(|r| recap.add(*r));
+        assert_eq!(
+            recap.to_string(),
+            "would_change=3 in_state=3 failed=0 unknown=1"
+        );
+
+        // Run for real, then checked again: everything is in state.
+        let done = run(
+            &p,
+            &Environment::new(dir.path()),
+            &Backoff::STEP.without_jitter(),
+            &Start::at(1),
+            &mut Recorder::default(),
+        );
+        assert_eq!(done, Outcome::Done);
+        let applied = snapshot(&root);
+        let mut again = Recorder::default();
+        let outcome = run(
+            &p,
+            &checking(dir.path(), true),
+            &Backoff::STEP.without_jitter(),
+            &Start::at(1),
+            &mut again,
+        );
+        assert_eq!(
+            outcome,
+            Outcome::Checked {
+                would_change: Vec::new(),
+                unknown: Vec::new()
+            }
+        );
+        assert_eq!(snapshot(&root), applied);
+        assert!(!again.lines.iter().any(|l| l.contains("diff:")));
+        assert_eq!(
+            again.lines.last().unwrap(),
+            "check done: every step is in state; nothing would change"
+        );
+    }
+
+    #[test]
+    fn a_failing_check_with_no_step_before_it_that_would_change_fails_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("host");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(dir.path().join("src"), "new\n").unwrap();
+        std::fs::write(root.join("dest"), "old\n").unwrap();
+        let r = root.display();
+        let p = plan(
+            dir.path(),
+            &format!(
+                "[[step]]\nfacility = \"make_dir\"\npath = \"{r}\"\n\
+                 [[step]]\nfacility = \"install_file\"\nsource = \"src\"\ndest = \"{r}/dest\"\n\
+                 [[step]]\nfacility = \"make_dir\"\npath = \"{r}/never\"\n"
+            ),
+        );
+        // The source is gone after the steps file was read: an error a retry may get past.
+        std::fs::remove_file(dir.path().join("src")).unwrap();
+        let mut rec = Recorder::default();
+        let outcome = run(
+            &p,
+            &checking(dir.path(), false),
+            &Backoff::STEP.without_jitter(),
+            &Start::at(1),
+            &mut rec,
+        );
+        let Outcome::Failed { step: 2, error } = &outcome else {
+            panic!("{outcome:?}: {:#?}", rec.lines);
+        };
+        assert!(error.starts_with("cannot read `"), "{error}");
+        // Tried as a real run would try it, since it would fail the same way.
+        assert_eq!(rec.slept, [1, 2].map(Duration::from_secs));
+        assert_eq!(
+            results(&rec.lines),
+            [
+                "Step 1 in state: already in place",
+                "Step 2 failed on attempt 3"
+            ]
+        );
+        assert!(
+            !rec.lines.iter().any(|l| l.starts_with("Running step 3/")),
+            "{:#?}",
+            rec.lines
+        );
+        assert!(!root.join("never").exists());
+
+        // After a step that would change, the same failure is `unknown`, at once.
+        std::fs::write(dir.path().join("src"), "new\n").unwrap();
+        let p = plan(
+            dir.path(),
+            &format!(
+                "[[step]]\nfacility = \"make_dir\"\npath = \"{r}/sub\"\n\
+                 [[step]]\nfacility = \"install_file\"\nsource = \"src\"\ndest = \"{r}/dest\"\n\
+                 [[step]]\nfacility = \"make_dir\"\npath = \"{r}/never\"\n"
+            ),
+        );
+        std::fs::remove_file(dir.path().join("src")).unwrap();
+        let before = snapshot(&root);
+        let mut rec = Recorder::default();
+        let outcome = run(
+            &p,
+            &checking(dir.path(), false),
+            &Backoff::STEP.without_jitter(),
+            &Start::at(1),
+            &mut rec,
+        );
+        assert_eq!(
+            outcome,
+            Outcome::Checked {
+                would_change: vec![1, 3],
+                unknown: vec![2]
+            }
+        );
+        assert!(rec.slept.is_empty(), "{:?}", rec.slept);
+        assert!(
+            rec.lines.iter().any(|l| l.starts_with(
+                "Step 2 could not be checked: it may depend on step 1, which would change: \
+                 cannot read `"
+            )),
+            "{:#?}",
+            rec.lines
+        );
+        assert_eq!(snapshot(&root), before);
+    }
+
+    #[test]
+    fn a_check_failing_for_good_fails_the_check_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let p = plan(
+            dir.path(),
+            &format!(
+                "[[step]]\nfacility = \"chmod\"\npath = \"{}\"\nmode = \"0600\"\nattempts = 5\n",
+                missing.display()
+            ),
+        );
+        let mut rec = Recorder::default();
+        let outcome = run(
+            &p,
+            &checking(dir.path(), true),
+            &Backoff::STEP.without_jitter(),
+            &Start::at(1),
+            &mut rec,
+        );
+        assert!(
+            matches!(outcome, Outcome::Failed { step: 1, .. }),
+            "{outcome:?}"
+        );
+        assert!(rec.slept.is_empty());
+        assert_eq!(results(&rec.lines), ["Step 1 failed"]);
+    }
+
+    #[test]
+    fn a_diff_is_shown_once_before_the_apply_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "a\nb\n").unwrap();
+        std::fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
+        let steps = format!(
+            "[[step]]\nfacility = \"file\"\npath = \"{}\"\ncontent = \"a\\nc\\n\"\n",
+            path.display()
+        );
+        let p = plan(dir.path(), &steps);
+        let mut rec = Recorder::default();
+        let mut environment = Environment::new(dir.path());
+        environment.diff = true;
+        let policy = Backoff::STEP.without_jitter();
+        assert_eq!(
+            run(&p, &environment, &policy, &Start::at(1), &mut rec),
+            Outcome::Done
+        );
+        let p_ = path.display();
+        let diff = format!(
+            "step 1: diff:\n--- {p_} (on the host)\n+++ {p_} (as the step leaves it)\n\
+             @@ -1,2 +1,2 @@\n a\n-b\n+c"
+        );
+        let at = |line: &str| rec.lines.iter().position(|l| l == line);
+        assert!(
+            at(&diff).unwrap() < at("Step 1 changed").unwrap(),
+            "{:#?}",
+            rec.lines
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nc\n");
+
+        // Not asked for: no diff, in check mode or not.
+        std::fs::write(&path, "a\nb\n").unwrap();
+        for environment in [Environment::new(dir.path()), checking(dir.path(), false)] {
+            let mut rec = Recorder::default();
+            run(&p, &environment, &policy, &Start::at(1), &mut rec);
+            assert!(
+                !rec.lines.iter().any(|l| l.contains("diff:")),
+                "{:#?}",
+                rec.lines
+            );
+        }
+
+        // Retried: the diff is shown once.
+        let p = plan(
+            dir.path(),
+            &format!(
+                "[[step]]\nfacility = \"file\"\npath = \"{}/missing/f\"\ncontent = \"x\\n\"\nattempts = 2\n",
+                dir.path().display()
+            ),
+        );
+        let mut rec = Recorder::default();
+        let mut environment = Environment::new(dir.path());
+        environment.diff = true;
+        let outcome = run(&p, &environment, &policy, &Start::at(1), &mut rec);
+        assert!(matches!(outcome, Outcome::Failed { .. }), "{outcome:?}");
+        assert_eq!(
+            rec.lines.iter().filter(|l| l.contains("diff:")).count(),
+            1,
+            "{:#?}",
+            rec.lines
+        );
+    }
+
+    #[test]
+    fn a_sensitive_value_in_a_diff_is_redacted_and_lines_only_the_host_has_are_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.env");
+        // The host's file holds an older password: no redaction knows it.
+        std::fs::write(&path, "USER=app\nPASSWORD=old-pa55word\n").unwrap();
+        std::fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
+        let other = dir.path().join("other.conf");
+        std::fs::write(&other, "x=1\n").unwrap();
+        std::fs::set_permissions(&other, Permissions::from_mode(0o644)).unwrap();
+        let p = plan(
+            dir.path(),
+            &format!(
+                "[[step]]\nfacility = \"file\"\npath = \"{}\"\n\
+                 content = \"USER=app\\nPASSWORD={ARG_SECRET}\\n\"\nsensitive = [\"content\"]\n\
+                 [[step]]\nfacility = \"line_in_file\"\npath = \"{}\"\nline = \"PASSWORD={ARG_SECRET}\"\n",
+                path.display(),
+                other.display()
+            ),
+        );
+        let mut everything = Everything::default();
+        let outcome = run(
+            &p,
+            &checking(dir.path(), true),
+            &Backoff::STEP.without_jitter(),
+            &Start::at(1),
+            &mut everything,
+        );
+        assert_eq!(
+            outcome,
+            Outcome::Checked {
+                would_change: vec![1, 2],
+                unknown: Vec::new()
+            }
+        );
+        everything.assert_never_shows(&[ARG_SECRET, "old-pa55word"]);
+        let (a, o) = (path.display(), other.display());
+        let lines = &everything.lines;
+        assert!(
+            lines.contains(&format!(
+                "step 1: diff:\n--- {a} (on the host)\n+++ {a} (as the step leaves it)\n\
+                 @@ -1,2 +1,2 @@\n [sensitive]\n-[sensitive]\n+[sensitive]"
+            )),
+            "{lines:#?}"
+        );
+        // Another step's diff shows a secret of the first as `[sensitive]` too.
+        assert!(
+            lines.contains(&format!(
+                "step 2: diff:\n--- {o} (on the host)\n+++ {o} (as the step leaves it)\n\
+                 @@ -1 +1,2 @@\n x=1\n+[sensitive]"
+            )),
+            "{lines:#?}"
         );
     }
 }

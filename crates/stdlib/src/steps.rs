@@ -87,6 +87,10 @@ pub struct Step {
     /// The facility's name, as the steps file gives it.
     pub name: &'static str,
     pub facility: Box<dyn Facility>,
+    /// Whether the step marks arguments `sensitive`. Its diffs never show the
+    /// lines only the host's file has: they may hold an earlier value of the
+    /// secret, which redaction cannot know.
+    pub sensitive: bool,
 }
 
 /// The steps file could not be read or is not valid.
@@ -376,6 +380,7 @@ impl Config {
                     err.hint.map(|hint| step_secrets.redact(&hint).into_owned()),
                 )
             })?;
+            let sensitive = !step_secrets.is_empty();
             secrets.extend(&step_secrets);
             debug_assert!(args.all_taken(), "{} left arguments unread", spec.name);
 
@@ -387,6 +392,7 @@ impl Config {
                 timeout,
                 name: spec.name,
                 facility,
+                sensitive,
             });
         }
         Ok(Plan {

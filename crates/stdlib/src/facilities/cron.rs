@@ -7,8 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use super::FacilitySpec;
-use super::file::{Contents, Wanted, apply_absent, check_absent};
+use super::file::{Contents, Wanted, apply_absent, check_absent, diff_absent};
 use crate::args::{ArgError, Args};
+use crate::diff::Diff;
 use crate::facility::{Applied, Check, Context, Facility, FacilityError};
 
 pub(crate) const SPEC: FacilitySpec = FacilitySpec {
@@ -308,6 +309,13 @@ impl Facility for Cron {
         match &self.file {
             Some(file) => file.apply(ctx),
             None => apply_absent(&self.path),
+        }
+    }
+
+    fn diff(&self, ctx: &mut Context<'_>) -> Result<Option<Diff>, FacilityError> {
+        match &self.file {
+            Some(file) => file.diff(ctx),
+            None => diff_absent(&self.path),
         }
     }
 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use super::FacilitySpec;
 use crate::accounts::{resolve_group, resolve_user};
 use crate::args::{ArgError, Args, ConfigKind};
+use crate::diff::{Diff, Side, link_note};
 use crate::facility::{Applied, Check, Context, Facility, FacilityError};
 use crate::files::{Attributes, copy_to_file, fix_attributes};
 use crate::tree::same_contents;
@@ -276,6 +277,89 @@ impl Wanted {
     }
 }
 
+impl Wanted {
+    /// What [`Wanted::apply`] would change: only reads, like `check`.
+    pub(super) fn diff(&self, ctx: &Context<'_>) -> Result<Option<Diff>, FacilityError> {
+        let wanted = self.attributes()?;
+        let new_contents = || -> Result<Side, FacilityError> {
+            let (mut contents, len) = self.contents.open(ctx)?;
+            Side::read(&mut contents, len, &self.path)
+        };
+        let diff =
+            match self.found()? {
+                Found::File(meta) => {
+                    let (old, new) = match self.fix(ctx, &meta, wanted)? {
+                        Fix::Nothing => return Ok(None),
+                        Fix::Attributes => (Side::Kept, Side::Kept),
+                        Fix::Rewrite => (
+                            Side::read(&mut self.open_existing()?, meta.len(), &self.path)?,
+                            new_contents()?,
+                        ),
+                    };
+                    let old_mode = meta.mode() & 0o7777;
+                    Diff::new(&self.path, (old, Some(old_mode)), (new, Some(wanted.mode)))
+                        .owner_notes(Some((meta.uid(), meta.gid())), wanted.uid, wanted.gid)
+                }
+                found @ (Found::Nothing | Found::Link) => {
+                    let diff = Diff::new(
+                        &self.path,
+                        (Side::Absent, None),
+                        (new_contents()?, Some(wanted.mode)),
+                    )
+                    .owner_notes(None, wanted.uid, wanted.gid);
+                    match found {
+                        Found::Link => diff.note(link_note(&self.path).unwrap_or_default()),
+                        _ => diff,
+                    }
+                }
+            };
+        Ok(Some(diff))
+    }
+}
+
+/// What removing the file or link at `path` would change.
+pub(super) fn diff_absent(path: &Path) -> Result<Option<Diff>, FacilityError> {
+    if let Some(note) = removed_link_note(path) {
+        return Ok(Some(
+            Diff::new(path, (Side::Absent, None), (Side::Absent, None)).note(note),
+        ));
+    }
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(FacilityError::io("read", path, err)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|err| FacilityError::io("inspect", path, err))?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let old = Side::read(&mut &file, meta.len(), path)?;
+    Ok(Some(Diff::new(
+        path,
+        (old, Some(meta.mode() & 0o7777)),
+        (Side::Absent, None),
+    )))
+}
+
+/// "the symbolic link to `target` is removed", when `path` is one.
+fn removed_link_note(path: &Path) -> Option<String> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_symlink() {
+        return None;
+    }
+    let target = std::fs::read_link(path).ok()?;
+    Some(format!(
+        "the symbolic link to `{}` is removed",
+        target.display()
+    ))
+}
+
 /// No file or symbolic link at `path` (nothing there is fine; a directory
 /// there is a permanent error).
 pub(super) fn check_absent(path: &Path) -> Result<Check, FacilityError> {
@@ -328,13 +412,20 @@ impl Facility for FileStep {
             FileStep::Absent(path) => apply_absent(path),
         }
     }
+
+    fn diff(&self, ctx: &mut Context<'_>) -> Result<Option<Diff>, FacilityError> {
+        match self {
+            FileStep::Present(wanted) => wanted.diff(ctx),
+            FileStep::Absent(path) => diff_absent(path),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::facility::Environment;
-    use crate::facility::testing::{Try, apply, check, converges, is_root, snapshot};
+    use crate::facility::testing::{Try, apply, check, converges, diff, is_root, snapshot};
     use crate::steps::Plan;
     use std::fs::Permissions;
     use std::os::unix::fs::PermissionsExt;
@@ -417,6 +508,84 @@ mod tests {
         converges(&f, &env, &host);
         assert_eq!(meta(&path).ino(), inode);
         assert_eq!(meta(&path).mode() & 0o7777, 0o640);
+    }
+
+    #[test]
+    fn the_diff_shows_contents_mode_new_and_removed_files_and_changes_nothing() {
+        let (dir, env) = setup();
+        let host = dir.path().join("host");
+        let path = host.join("motd");
+        std::fs::write(&path, "welcome\nto the host\n").unwrap();
+        std::fs::set_permissions(&path, Permissions::from_mode(0o664)).unwrap();
+        let p = path.display();
+        let headers = format!("--- {p} (on the host)\n+++ {p} (as the step leaves it)");
+        let f = inline(path.clone(), "welcome\nto cattle\n", 0o644);
+        assert_eq!(
+            diff(&f, &env, &host).unwrap(),
+            format!(
+                "{headers}\nmode 0664 → 0644\n@@ -1,2 +1,2 @@\n welcome\n-to the host\n+to cattle"
+            )
+        );
+
+        // The same bytes: only the mode.
+        std::fs::write(&path, "welcome\nto cattle\n").unwrap();
+        assert_eq!(
+            diff(&f, &env, &host).unwrap(),
+            format!("{headers}\nmode 0664 → 0644")
+        );
+
+        // In place: nothing to show.
+        std::fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(diff(&f, &env, &host), None);
+
+        // Removed: every line goes.
+        assert_eq!(
+            diff(&FileStep::Absent(path.clone()), &env, &host).unwrap(),
+            format!("{headers}\nfile removed\n@@ -1,2 +0,0 @@\n-welcome\n-to cattle")
+        );
+
+        // A new file from the config, and a new private one: its size only.
+        let new = FileStep::Present(Wanted {
+            path: host.join("new"),
+            contents: Contents::Config(PathBuf::from("files/motd")),
+            mode: 0o644,
+            owner: None,
+            group: Some("0".into()),
+        });
+        let n = host.join("new");
+        let n = n.display();
+        assert_eq!(
+            diff(&new, &env, &host).unwrap(),
+            format!(
+                "--- {n} (on the host)\n+++ {n} (as the step leaves it)\nnew file, mode 0644\n\
+                 group 0\n@@ -0,0 +1 @@\n+welcome"
+            )
+        );
+        let secret = inline(host.join("secret"), "s3cret\n", 0o600);
+        let shown = diff(&secret, &env, &host).unwrap();
+        assert!(
+            shown.ends_with(
+                "\nnew file, mode 0600\ncontents not shown: the file is not readable by \
+                 everyone (0 → 7 bytes)"
+            ),
+            "{shown}"
+        );
+
+        // A link at the path is replaced; removing one removes only the link.
+        let link = host.join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let shown = diff(&inline(link.clone(), "x\n", 0o644), &env, &host).unwrap();
+        assert!(
+            shown.contains(&format!(
+                "\nnew file, mode 0644\nthe symbolic link to `{p}` is replaced by a file\n"
+            )),
+            "{shown}"
+        );
+        let shown = diff(&FileStep::Absent(link), &env, &host).unwrap();
+        assert!(
+            shown.ends_with(&format!("\nthe symbolic link to `{p}` is removed")),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use super::FacilitySpec;
 use crate::args::{ArgError, Args};
+use crate::diff::{Diff, Side, link_note};
 use crate::facility::{Applied, Check, Context, Facility, FacilityError};
 use crate::files::{Attributes, write_file};
 
@@ -107,13 +108,33 @@ impl Facility for InstallFile {
         write_file(&self.dest, &contents, attributes)?;
         Ok(Applied::Changed)
     }
+
+    fn diff(&self, ctx: &mut Context<'_>) -> Result<Option<Diff>, FacilityError> {
+        let new = Side::of(self.read_source(ctx)?);
+        Ok(Some(match self.existing()? {
+            Some(meta) => {
+                let file = std::fs::File::open(&self.dest)
+                    .map_err(|err| FacilityError::io("read", &self.dest, err))?;
+                let old = Side::read(&mut &file, meta.len(), &self.dest)?;
+                let mode = Some(meta.mode() & 0o7777);
+                Diff::new(&self.dest, (old, mode), (new, mode))
+            }
+            None => {
+                let diff = Diff::new(&self.dest, (Side::Absent, None), (new, Some(NEW_FILE_MODE)));
+                match link_note(&self.dest) {
+                    Some(note) => diff.note(note),
+                    None => diff,
+                }
+            }
+        }))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::facility::Environment;
-    use crate::facility::testing::{apply, check};
+    use crate::facility::testing::{apply, check, diff};
     use crate::steps::Plan;
     use std::fs::Permissions;
     use std::os::unix::fs::PermissionsExt;
@@ -164,6 +185,34 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), "roses are red\n");
         assert_eq!(mode(&dest), 0o600);
         assert_eq!(check(&f, &ctx).unwrap(), Check::AlreadyDone);
+    }
+
+    #[test]
+    fn the_diff_shows_the_contents_and_mode_it_leaves_and_changes_nothing() {
+        let (dir, ctx) = setup();
+        let dest = dir.path().join("poem.txt");
+        let f = poem(dest.clone());
+        let d = dest.display();
+        let headers = format!("--- {d} (on the host)\n+++ {d} (as the step leaves it)");
+        assert_eq!(
+            diff(&f, &ctx, dir.path()).unwrap(),
+            format!("{headers}\nnew file, mode 0644\n@@ -0,0 +1 @@\n+roses are red")
+        );
+        // A replaced file keeps its mode: no line about it.
+        std::fs::write(&dest, "roses are red\nviolets are blue").unwrap();
+        std::fs::set_permissions(&dest, Permissions::from_mode(0o664)).unwrap();
+        assert_eq!(
+            diff(&f, &ctx, dir.path()).unwrap(),
+            format!(
+                "{headers}\n@@ -1,2 +1 @@\n roses are red\n-violets are blue\n\
+                 \\ No newline at end of file"
+            )
+        );
+        std::fs::write(&dest, b"\x7fELF\0\0").unwrap();
+        assert_eq!(
+            diff(&f, &ctx, dir.path()).unwrap(),
+            format!("{headers}\nbinary file differs, 6 → 14 bytes")
+        );
     }
 
     #[test]

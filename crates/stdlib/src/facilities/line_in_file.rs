@@ -14,6 +14,7 @@ use regex::bytes::{Regex, RegexBuilder};
 
 use super::FacilitySpec;
 use crate::args::{ArgError, Args};
+use crate::diff::{Diff, Side};
 use crate::facility::{Applied, Check, Context, Facility, FacilityError};
 use crate::files::{Attributes, write_file};
 
@@ -438,13 +439,34 @@ impl Facility for LineInFile {
         }
         Ok(Applied::Changed)
     }
+
+    fn diff(&self, _ctx: &mut Context<'_>) -> Result<Option<Diff>, FacilityError> {
+        let (old, mode) = match self.read()? {
+            Some((content, attributes)) => (Some(content), attributes.mode),
+            None if self.create && !self.removes() => (None, NEW_FILE_MODE),
+            None => return Ok(None),
+        };
+        let edited = self.edited(old.as_deref().unwrap_or_default())?;
+        if old.as_ref() == Some(&edited) {
+            return Ok(None);
+        }
+        let old = match old {
+            Some(content) => (Side::of(content), Some(mode)),
+            None => (Side::Absent, None),
+        };
+        Ok(Some(Diff::new(
+            &self.path,
+            old,
+            (Side::of(edited), Some(mode)),
+        )))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::facility::Environment;
-    use crate::facility::testing::{apply, check, converges, is_root};
+    use crate::facility::testing::{apply, check, converges, diff, is_root};
     use crate::steps::Plan;
     use std::fs::Permissions;
     use std::os::unix::fs::PermissionsExt;
@@ -549,6 +571,59 @@ mod tests {
         assert_eq!(
             edit("a", "block = \"b\""),
             "a\n# BEGIN MANAGED BY CATTLE\nb\n# END MANAGED BY CATTLE"
+        );
+    }
+
+    #[test]
+    fn the_diff_shows_the_lines_it_edits_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Environment::new(dir.path());
+        let path = dir.path().join("sshd_config");
+        let text: String = (1..=9).map(|i| format!("Option{i} yes\n")).collect();
+        std::fs::write(&path, text.replace("Option5 yes", "PermitRootLogin yes")).unwrap();
+        std::fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
+        let p = path.display();
+        let headers = format!("--- {p} (on the host)\n+++ {p} (as the step leaves it)");
+        let f = step(
+            &path,
+            "line = \"PermitRootLogin no\"\nregex = '^PermitRootLogin'",
+        );
+        assert_eq!(
+            diff(&*f, &env, dir.path()).unwrap(),
+            format!(
+                "{headers}\n@@ -2,7 +2,7 @@\n Option2 yes\n Option3 yes\n Option4 yes\n\
+                 -PermitRootLogin yes\n+PermitRootLogin no\n Option6 yes\n Option7 yes\n Option8 yes"
+            )
+        );
+        let block = step(&path, "block = \"a\\nb\"\nmarker = \"# {mark} app\"");
+        assert_eq!(
+            diff(&*block, &env, dir.path()).unwrap(),
+            format!(
+                "{headers}\n@@ -7,3 +7,7 @@\n Option7 yes\n Option8 yes\n Option9 yes\n\
+                 +# BEGIN app\n+a\n+b\n+# END app"
+            )
+        );
+        // Nothing to change, or no file to remove from: nothing to show.
+        assert_eq!(
+            diff(&*step(&path, "line = \"Option1 yes\""), &env, dir.path()),
+            None
+        );
+        let missing = dir.path().join("missing");
+        let absent = step(&missing, "line = \"x\"\nstate = \"absent\"");
+        assert_eq!(diff(&*absent, &env, dir.path()), None);
+        // A file it creates.
+        let m = missing.display();
+        assert_eq!(
+            diff(
+                &*step(&missing, "line = \"x\"\ncreate = true"),
+                &env,
+                dir.path()
+            )
+            .unwrap(),
+            format!(
+                "--- {m} (on the host)\n+++ {m} (as the step leaves it)\nnew file, mode 0644\n\
+                 @@ -0,0 +1 @@\n+x"
+            )
         );
     }
 
