@@ -134,6 +134,8 @@ pub struct Environment {
     /// `wait_for`) must be signed by, as for the store (`CATTLE_CA_BUNDLE`);
     /// `None`: the system's root certificates.
     pub ca_bundle: Option<PathBuf>,
+    /// Check mode: facilities only check; nothing is changed.
+    pub check_mode: bool,
 }
 
 impl Environment {
@@ -143,6 +145,7 @@ impl Environment {
             path: None,
             env: Vec::new(),
             ca_bundle: None,
+            check_mode: false,
         }
     }
 }
@@ -223,6 +226,23 @@ impl<'a> Context<'a> {
         crate::http::client(url, self.environment.ca_bundle.as_deref(), self.deadline)
     }
 
+    /// Whether the run is in check mode ([`Environment::check_mode`]).
+    pub fn check_mode(&self) -> bool {
+        self.environment.check_mode
+    }
+
+    /// The value of `name` among the variables programs get (the
+    /// environment's, then the step's: `CATTLE_STEP`, `CATTLE_ATTEMPT`, and
+    /// for an agent `CATTLE_HOST_ID` and `CATTLE_EXECUTION_ID`); the last
+    /// one set wins, as for the programs.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
     /// The CA bundle HTTPS servers must be signed by, if any (for messages).
     pub fn ca_bundle(&self) -> Option<&Path> {
         self.environment.ca_bundle.as_deref()
@@ -236,8 +256,8 @@ impl<'a> Context<'a> {
     /// Run `program` to its end: the one way a facility starts a program.
     ///
     /// It runs in the config directory, with the environment's `PATH` and
-    /// variables plus the program's own, no standard input, in a process group
-    /// of its own. Its stderr lines go to the step's output (prefixed
+    /// variables plus the program's own, no standard input unless the program
+    /// has some ([`Program::stdin`]), in a process group of its own. Its stderr lines go to the step's output (prefixed
     /// `stderr: `), and so do its stdout lines unless the program captures
     /// them ([`Program::capture`]). At the attempt's deadline it is killed
     /// with its whole process group and the run is an error.

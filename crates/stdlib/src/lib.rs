@@ -6,11 +6,14 @@
 //!
 //! Facilities share the contract in [`facility`], read their arguments through
 //! [`args`], and use the helpers in [`process`] (programs), [`files`] (atomic
-//! replacement) and [`accounts`] (users and groups).
+//! replacement) and [`accounts`] (users and groups). Besides the built-ins in
+//! [`facilities`], a config may ship its own facilities as programs in any
+//! language: [`custom`].
 
 pub mod accounts;
 pub mod args;
 pub mod backoff;
+pub mod custom;
 pub mod facilities;
 pub mod facility;
 pub mod files;

@@ -29,6 +29,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::args::{ArgError, Args, list};
+use crate::custom::{self, Definition, LookupError, Registry};
 use crate::facilities::{self, FacilitySpec};
 use crate::facility::Facility;
 use crate::secrets::Secrets;
@@ -43,7 +44,7 @@ pub const DEFAULT_ATTEMPTS: u32 = 3;
 pub const MAX_ATTEMPTS: u32 = 100;
 
 /// Keys every step accepts, whatever its facility.
-const COMMON_KEYS: &[&str] = &["facility", "attempts", "timeout", "sensitive"];
+pub(crate) const COMMON_KEYS: &[&str] = &["facility", "attempts", "timeout", "sensitive"];
 
 /// How long one attempt of a step may take when the step does not say. Generous:
 /// package installs on slow mirrors take a while; a hung program still ends.
@@ -73,8 +74,9 @@ pub struct Step {
     pub attempts: u32,
     /// How long one attempt may take; programs still running then are killed.
     pub timeout: Duration,
-    /// The facility's name, as the steps file gives it.
-    pub name: &'static str,
+    /// The facility's name, as the steps file gives it: a built-in's, or a
+    /// custom facility's (`facilities/NAME`).
+    pub name: String,
     pub facility: Box<dyn Facility>,
 }
 
@@ -105,6 +107,13 @@ impl fmt::Display for PlanError {
 impl std::error::Error for PlanError {}
 
 type StepTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+/// What a step's `facility` names.
+enum Kind {
+    BuiltIn(&'static FacilitySpec),
+    /// A program `facilities/NAME` in the config directory.
+    Custom(std::rc::Rc<Definition>),
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,6 +157,7 @@ impl Plan {
 
         let mut steps = Vec::with_capacity(raw.step.len());
         let mut secrets = Secrets::default();
+        let mut custom = Registry::new(config_dir);
         for (i, table) in raw.step.into_iter().enumerate() {
             let step_span = table.span();
             let number = i + 1;
@@ -174,12 +184,18 @@ impl Plan {
                     Some(format!("valid facilities: {}", list(&facilities::names()))),
                 ));
             };
-            let Some(spec) = facilities::lookup(name) else {
-                return Err(error_at(
-                    Some(facility.span()),
-                    format!("unknown facility `{name}`"),
-                    Some(format!("valid facilities: {}", list(&facilities::names()))),
-                ));
+            let lookup_error = |err: LookupError| match err {
+                LookupError::Step { message, hint } => {
+                    error_at(Some(facility.span()), message, hint)
+                }
+                LookupError::Schema(err) => err,
+            };
+            let kind = match facilities::lookup(name) {
+                Some(spec) => match custom.clash(name) {
+                    Some(err) => return Err(lookup_error(err)),
+                    None => Kind::BuiltIn(spec),
+                },
+                None => Kind::Custom(custom.lookup(name).map_err(lookup_error)?),
             };
 
             let attempts = match values.remove("attempts") {
@@ -221,14 +237,19 @@ impl Plan {
 
             let sensitive = values.remove("sensitive");
 
-            if let Some((key, (span, _))) = values
-                .iter()
-                .find(|(key, _)| !spec.args.contains(&key.as_str()))
+            let accepted: Option<Vec<&str>> = match &kind {
+                Kind::BuiltIn(spec) => Some(spec.args.to_vec()),
+                Kind::Custom(definition) => definition.accepted(),
+            };
+            if let Some(accepted) = &accepted
+                && let Some((key, (span, _))) = values
+                    .iter()
+                    .find(|(key, _)| !accepted.contains(&key.as_str()))
             {
                 return Err(error_at(
                     Some(span.clone()),
-                    format!("unknown argument `{key}` for facility `{}`", spec.name),
-                    Some(valid_args(spec)),
+                    format!("unknown argument `{key}` for facility `{name}`"),
+                    Some(valid_args(name, accepted)),
                 ));
             }
 
@@ -238,9 +259,22 @@ impl Plan {
                     .map_err(|err| error_at(Some(err.span), err.message, err.hint))?,
             };
 
-            let mut args = Args::new(spec.name, spec.args, step_span.clone(), values, config_dir);
+            let built = match &kind {
+                Kind::BuiltIn(spec) => {
+                    let mut args =
+                        Args::new(spec.name, spec.args, step_span.clone(), values, config_dir);
+                    let built = (spec.build)(&mut args);
+                    debug_assert!(
+                        built.is_err() || args.all_taken(),
+                        "{} left arguments unread",
+                        spec.name
+                    );
+                    built
+                }
+                Kind::Custom(definition) => custom::build(definition, &values, &step_span),
+            };
             // A facility's message may quote the value it refuses.
-            let facility = (spec.build)(&mut args).map_err(|err| {
+            let facility = built.map_err(|err| {
                 error_at(
                     Some(err.span),
                     step_secrets.redact(&err.message).into_owned(),
@@ -248,14 +282,13 @@ impl Plan {
                 )
             })?;
             secrets.extend(&step_secrets);
-            debug_assert!(args.all_taken(), "{} left arguments unread", spec.name);
 
             steps.push(Step {
                 number,
                 line: line_column(source, step_span.start).0,
                 attempts,
                 timeout,
-                name: spec.name,
+                name: name.clone(),
                 facility,
             });
         }
@@ -354,14 +387,15 @@ fn item_span(source: &str, array: Range<usize>, name: &str) -> Range<usize> {
         .unwrap_or(array)
 }
 
-fn valid_args(spec: &FacilitySpec) -> String {
-    let mut all: Vec<&str> = spec.args.to_vec();
+/// What facility `name`, which accepts `accepted`, takes: for hints.
+fn valid_args(name: &str, accepted: &[&str]) -> String {
+    let mut all: Vec<&str> = accepted.to_vec();
     all.extend(COMMON_KEYS.iter().filter(|k| **k != "facility"));
-    format!("`{}` takes {}", spec.name, list(&all))
+    format!("`{name}` takes {}", list(&all))
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `source`.
-fn line_column(source: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
