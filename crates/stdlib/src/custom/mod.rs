@@ -456,9 +456,8 @@ mod tests {
             (EXIT_WOULD_CHANGE, EXIT_PERMANENT, "apply"),
         ] {
             let (outcome, rec, _) = run_answering(check, apply, 3);
-            let expected = format!(
-                "`facilities/answers {verb}` failed and a retry cannot help (exit status 78)"
-            );
+            let expected =
+                format!("`facilities/answers {verb}` exited with status 78 (failed, do not retry)");
             let Outcome::Failed { step: 1, error } = &outcome else {
                 panic!("{outcome:?}");
             };
@@ -489,8 +488,8 @@ mod tests {
             outcome,
             Outcome::Failed {
                 step: 1,
-                error: "`facilities/refuses check` failed and a retry cannot help \
-                        (exit status 78): no such user: bob"
+                error: "`facilities/refuses check` exited with status 78 (failed, do not retry): \
+                        no such user: bob"
                     .to_string()
             }
         );

@@ -178,9 +178,8 @@ impl CustomFacility {
         match code {
             EXIT_OK => Ok((code, ran.stdout)),
             EXIT_PERMANENT => {
-                let mut message = format!(
-                    "`{what}` failed and a retry cannot help (exit status {EXIT_PERMANENT})"
-                );
+                let mut message =
+                    format!("`{what}` exited with status {EXIT_PERMANENT} (failed, do not retry)");
                 if let Some(line) = &ran.last_stderr {
                     message.push_str(&format!(": {}", line.trim()));
                 }
