@@ -253,11 +253,14 @@ impl Plan {
                 ));
             }
 
-            let step_secrets = match sensitive {
+            let mut step_secrets = match sensitive {
                 None => Secrets::default(),
                 Some((_, value)) => sensitive_values(&value, &values, source)
                     .map_err(|err| error_at(Some(err.span), err.message, err.hint))?,
             };
+            if let Kind::Custom(_) = kind {
+                step_secrets.add_json_forms();
+            }
 
             let built = match &kind {
                 Kind::BuiltIn(spec) => {

@@ -748,14 +748,17 @@ mod tests {
     #[test]
     fn a_sensitive_argument_reaches_the_program_but_the_log_shows_the_marker() {
         const SECRET: &str = "hunter2-custom-6502";
+        // Escaped in the JSON request: the escaped form is hidden too.
+        const QUOTED: &str = r#"pa"ss\word"#;
         // Prints its whole request on stdout and the secret on stderr.
         let dir = config(&[(
             "leaky",
             "request=$(cat)\n\
-             [ \"$1\" = describe ] && { echo \"$request\" | sed -n 's/.*\"token\":\"\\([^\"]*\\)\".*/token \\1/p'; exit 0; }\n\
-             echo \"$request\"\n\
-             echo \"$request\" | grep -q hunter2 && echo got-it > got\n\
-             echo \"token is $(echo \"$request\" | sed -n 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/p')\" >&2\n\
+             show() { printf '%s\\n' \"$request\"; }\n\
+             [ \"$1\" = describe ] && { show | sed -n 's/.*\"token\":\"\\([^\"]*\\)\".*/token \\1/p'; exit 0; }\n\
+             show\n\
+             show | grep -q hunter2 && echo got-it > got\n\
+             echo \"token is $(show | sed -n 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/p')\" >&2\n\
              exit 3",
         )]);
         let (outcome, rec) = run_in(
@@ -763,7 +766,7 @@ mod tests {
             &Environment::new(dir.path()),
             &format!(
                 "[[step]]\nfacility = \"leaky\"\ntoken = \"{SECRET}\"\nuser = \"ann\"\n\
-                 sensitive = [\"token\"]\nattempts = 1\n"
+                 other = '{QUOTED}'\nsensitive = [\"token\", \"other\"]\nattempts = 1\n"
             ),
         );
         assert!(
@@ -771,7 +774,9 @@ mod tests {
             "the program gets the real value"
         );
         for text in rec.lines.iter().chain(&rec.fields) {
-            assert!(!text.contains(SECRET), "shown in: {text}");
+            for shown in [SECRET, "pa\\\"ss", "ss\\\\word", "pa\"ss"] {
+                assert!(!text.contains(shown), "{shown} shown in: {text}");
+            }
         }
         assert!(
             rec.has("step 1: | describe: token [sensitive]"),
@@ -783,6 +788,7 @@ mod tests {
                 .iter()
                 .any(|l| l.starts_with("step 1: | {\"protocol\":1")
                     && l.contains("\"token\":\"[sensitive]\"")
+                    && l.contains("\"other\":\"[sensitive]\"")
                     && l.contains("\"user\":\"ann\"")),
             "{:#?}",
             rec.lines
