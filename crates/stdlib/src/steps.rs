@@ -1,9 +1,10 @@
 //! The steps file (`cattle.toml`): parsing and validation into a [`Plan`].
 //!
 //! A config is a directory with `cattle.toml` at its root. The file lists ordered
-//! `[[step]]` tables; each names a `facility` and gives that facility's
-//! arguments. Every error names the file, the line and the column, and an
-//! unknown facility or argument lists the valid ones.
+//! `[[step]]` tables; each names a `facility` (a built-in, or a program the
+//! config ships as `facilities/NAME`: [`crate::custom`]) and gives that
+//! facility's arguments. Every error names the file, the line and the column,
+//! and an unknown facility or argument lists the valid ones.
 //!
 //! ```toml
 //! [[step]]

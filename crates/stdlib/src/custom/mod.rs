@@ -1,8 +1,8 @@
 //! Custom facilities: a program shipped in the config directory as
 //! `facilities/NAME`, in any language, that steps name like a built-in.
 //!
-//! The steps parser finds the program here ([`Registry`]), reads its optional
-//! argument schema `facilities/NAME.toml` ([`schema`]) and checks each step
+//! The steps parser finds the program here (`Registry`), reads its optional
+//! argument schema `facilities/NAME.toml` (`schema`) and checks each step
 //! against it; on the host, [`protocol`] runs the program with a verb and a
 //! JSON request and reads its exit status. The whole contract, for authors of
 //! such programs, is docs/custom-facilities.md.
@@ -1029,6 +1029,204 @@ mod tests {
         }
         for bad in ["", "A", "1a", "a-b", "a.b", "é", &"a".repeat(65)] {
             assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+}
+
+/// docs/custom-facilities.md, checked against the code: its example runs, and its
+/// request, exit statuses and variables are the ones the code uses.
+#[cfg(test)]
+mod docs {
+    use super::protocol::{
+        EXIT_OK, EXIT_PERMANENT, EXIT_REBOOT_NEEDED, EXIT_WOULD_CHANGE, PROTOCOL,
+    };
+    use super::*;
+    use crate::backoff::Backoff;
+    use crate::facility::Environment;
+    use crate::runner::{self, Event, Observer, Outcome, Start};
+    use crate::steps::Plan;
+    use std::collections::BTreeSet;
+
+    const DOCS: &str = include_str!("../../../../docs/custom-facilities.md");
+
+    /// The lines of section `## title`.
+    fn section(title: &str) -> Vec<&'static str> {
+        let heading = format!("## {title}");
+        let mut lines = DOCS.lines().skip_while(|l| *l != heading);
+        assert!(lines.next().is_some(), "no section `{heading}`");
+        lines.take_while(|l| !l.starts_with("## ")).collect()
+    }
+
+    /// The code blocks of section `title`: (language, text).
+    fn blocks(title: &str) -> Vec<(&'static str, String)> {
+        let mut blocks = Vec::new();
+        let mut open: Option<(&str, String)> = None;
+        for line in section(title) {
+            match (&mut open, line.strip_prefix("```")) {
+                (None, Some(language)) => open = Some((language, String::new())),
+                (Some(_), Some("")) => blocks.push(open.take().unwrap()),
+                (Some((_, text)), _) => {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+                (None, None) => {}
+            }
+        }
+        blocks
+    }
+
+    /// The first cells, between backquotes, of the table rows of section `title`.
+    fn first_cells(title: &str) -> BTreeSet<String> {
+        section(title)
+            .iter()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .map(|row| row.split('`').next().unwrap().to_string())
+            .collect()
+    }
+
+    /// Write executable `path`, and wait until it can be started: another test
+    /// thread forking while it was open for writing makes starting it fail
+    /// with "Text file busy" for a moment.
+    fn install(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for _ in 0..100 {
+            match std::process::Command::new(path)
+                .arg("describe")
+                .stdin(std::process::Stdio::null())
+                .output()
+            {
+                Err(err) if err.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                _ => return,
+            }
+        }
+        panic!("{} stays busy", path.display());
+    }
+
+    #[derive(Default)]
+    struct Lines(Vec<String>);
+
+    impl Observer for Lines {
+        fn event(&mut self, event: &Event<'_>) {
+            self.0.push(event.to_string());
+        }
+        fn sleep(&mut self, _: std::time::Duration) {}
+    }
+
+    #[test]
+    fn the_minimal_example_in_the_docs_works() {
+        let blocks = blocks("A minimal example");
+        let [(sh, program), (toml1, schema), (toml2, steps)] = &blocks[..] else {
+            panic!("the example has a program, a schema and a steps file: {blocks:#?}");
+        };
+        assert_eq!([*sh, *toml1, *toml2], ["sh", "toml", "toml"]);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(DIR)).unwrap();
+        install(&dir.path().join("facilities/greeting"), program);
+        std::fs::write(dir.path().join("facilities/greeting.toml"), schema).unwrap();
+        let target = dir.path().join("greeting");
+        assert!(steps.contains("\"/tmp/greeting\""), "{steps}");
+        let steps = steps.replace("/tmp/greeting", target.to_str().unwrap());
+        let plan = Plan::parse(&steps, &dir.path().join("cattle.toml"), dir.path()).unwrap();
+        assert_eq!(plan.steps[0].facility.describe(), "a file holds a greeting");
+
+        let environment = Environment::new(dir.path());
+        for expected in ["Step 1 changed", "Step 1 unchanged: already in place"] {
+            let mut lines = Lines::default();
+            let outcome = runner::run(
+                &plan,
+                &environment,
+                &Backoff::STEP.without_jitter(),
+                &Start::at(1),
+                &mut lines,
+            );
+            assert_eq!(outcome, Outcome::Done, "{:#?}", lines.0);
+            assert!(lines.0.iter().any(|l| l == expected), "{:#?}", lines.0);
+            let describe = format!("step 1: | describe: {} holds \"hello\"", target.display());
+            assert!(lines.0.contains(&describe), "{:#?}", lines.0);
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "hello\n");
+    }
+
+    #[test]
+    fn the_request_exit_statuses_and_variables_in_the_docs_are_the_codes() {
+        // The example request has the fields of a real one.
+        let [(json, example)] = &blocks("The request")[..] else {
+            panic!("one example request");
+        };
+        assert_eq!(*json, "json");
+        let example: serde_json::Value = serde_json::from_str(example).unwrap();
+        assert_eq!(example["protocol"], PROTOCOL);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(DIR)).unwrap();
+        install(
+            &dir.path().join("facilities/records"),
+            "#!/bin/sh\ncat > request\n[ \"$1\" = describe ] && echo records\nexit 0\n",
+        );
+        let plan = Plan::parse(
+            "[[step]]\nfacility = \"records\"\n",
+            &dir.path().join("cattle.toml"),
+            dir.path(),
+        )
+        .unwrap();
+        let outcome = runner::run(
+            &plan,
+            &Environment::new(dir.path()),
+            &Backoff::STEP.without_jitter(),
+            &Start::at(1),
+            &mut Lines::default(),
+        );
+        assert_eq!(outcome, Outcome::Done);
+        let real: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("request")).unwrap())
+                .unwrap();
+        let keys = |value: &serde_json::Value| -> Vec<String> {
+            value.as_object().unwrap().keys().cloned().collect()
+        };
+        assert_eq!(keys(&example), keys(&real));
+        assert_eq!(keys(&example["context"]), keys(&real["context"]));
+        let fields: BTreeSet<String> = first_cells("The request");
+        for key in keys(&real) {
+            assert!(
+                fields
+                    .iter()
+                    .any(|f| f == &key || f.starts_with(&format!("{key}."))),
+                "the table does not explain `{key}`: {fields:?}"
+            );
+        }
+
+        let statuses: BTreeSet<String> = first_cells("Exit status");
+        let codes: BTreeSet<String> = [
+            EXIT_OK,
+            EXIT_WOULD_CHANGE,
+            EXIT_REBOOT_NEEDED,
+            EXIT_PERMANENT,
+        ]
+        .iter()
+        .map(i32::to_string)
+        .collect();
+        assert_eq!(statuses, codes);
+
+        let variables = first_cells("How a step runs");
+        let set: BTreeSet<String> = [
+            runner::STEP_ENV,
+            runner::ATTEMPT_ENV,
+            runner::HOST_ID_ENV,
+            runner::EXECUTION_ID_ENV,
+        ]
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+        assert_eq!(variables, set);
+
+        let schema = section("Argument schema").join("\n");
+        for kind in schema::Kind::NAMES {
+            assert!(
+                schema.contains(&format!("`{kind}`")),
+                "type `{kind}` undocumented"
+            );
         }
     }
 }
