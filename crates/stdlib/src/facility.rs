@@ -257,9 +257,9 @@ impl<'a> Context<'a> {
     ///
     /// It runs in the config directory, with the environment's `PATH` and
     /// variables plus the program's own, no standard input unless the program
-    /// has some ([`Program::stdin`]), in a process group of its own. Its stderr lines go to the step's output (prefixed
-    /// `stderr: `), and so do its stdout lines unless the program captures
-    /// them ([`Program::capture`]). At the attempt's deadline it is killed
+    /// has some ([`Program::stdin`]), in a process group of its own. Its stderr
+    /// lines go to the step's output (prefixed `stderr: `), and so do its
+    /// stdout lines unless the program captures them ([`Program::capture`]). At the attempt's deadline it is killed
     /// with its whole process group and the run is an error.
     ///
     /// An exit status other than 0 is not an error here: see [`Ran::success`]

@@ -398,6 +398,8 @@ fn run_steps(
                     line,
                 })
             };
+            // Programs this check starts are told the step, and the attempt
+            // whose work it looks for.
             let env = vec![
                 (STEP_ENV.to_string(), step.number.to_string()),
                 (ATTEMPT_ENV.to_string(), (attempt - 1).to_string()),
