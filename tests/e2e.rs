@@ -631,7 +631,9 @@ fn flaky_step_is_retried_and_the_retries_are_in_the_log() {
     fleet.cattle(&["status", &id]).assert_success();
     let log = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
     for line in [
-        "step 1: attempt 1 of 3 failed: `sh` exited with status 1",
+        "step 1: | describe: fails until attempt 3, then succeeds",
+        "step 1: attempt 1 of 3 failed: `facilities/flaky apply` exited with status 1: \
+         attempt 1: failing on purpose (succeeds on attempt 3)",
         "step 1: attempt 2 of 3 failed",
         "Step 1 changed on attempt 3",
         "config executed successfully",

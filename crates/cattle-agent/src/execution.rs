@@ -438,3 +438,20 @@ async fn finish_delivery(
 fn finished(dir: &std::path::Path) -> bool {
     local::read_state(dir).is_some_and(|s| s.is_final())
 }
+
+#[cfg(test)]
+mod tests {
+    /// Custom facilities tell their programs the host and the execution from
+    /// the variables the agent sets for every program a step starts.
+    #[test]
+    fn the_variables_set_for_programs_are_those_custom_facilities_read() {
+        assert_eq!(
+            cattle_core::env::HOST_ID,
+            cattle_stdlib::runner::HOST_ID_ENV
+        );
+        assert_eq!(
+            cattle_core::env::EXECUTION_ID,
+            cattle_stdlib::runner::EXECUTION_ID_ENV
+        );
+    }
+}

@@ -96,7 +96,8 @@ fn check_tree(dir: &Path) {
 
 /// Parse `data` as a steps file, `cattle.toml`, in a config directory that
 /// holds a few files (`poem.txt`, `flaky.sh`, `files/motd`, and a directory
-/// `files/`) for `install_file` steps to name.
+/// `files/`) for `install_file` steps to name, and the custom facility
+/// `flaky` of `examples/flaky` with its schema.
 ///
 /// Bytes that are not UTF-8 are refused as `Plan::load` refuses them. A plan
 /// must describe each of its steps; an error must name a line and column
@@ -142,6 +143,16 @@ fn config_dir() -> &'static Path {
         std::fs::write(dir.path().join("poem.txt"), "roses are red\n").unwrap();
         std::fs::write(dir.path().join("flaky.sh"), "#!/bin/sh\n").unwrap();
         std::fs::write(dir.path().join("files/motd"), "hello\n").unwrap();
+        let custom = dir.path().join("facilities");
+        std::fs::create_dir(&custom).unwrap();
+        std::fs::write(custom.join("flaky"), "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(custom.join("flaky"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::write(
+            custom.join("flaky.toml"),
+            include_str!("../../../examples/flaky/facilities/flaky.toml"),
+        )
+        .unwrap();
         dir
     })
     .path()

@@ -453,6 +453,13 @@ facility = "reboot"
         "ok-every-facility.toml",
         ok_all.as_bytes().to_vec(),
     );
+    add(
+        seeds,
+        T,
+        "ok-custom-facility.toml",
+        b"[[step]]\nfacility = \"flaky\"\ncreates = \"/var/done\"\nsensitive = [\"creates\"]\n"
+            .to_vec(),
+    );
     let bad: &[(&str, &str)] = &[
         ("empty", ""),
         ("no-steps", "# nothing\n[other]\nx = 1\n"),
@@ -536,6 +543,18 @@ facility = "reboot"
         (
             "second-step-bad",
             "[[step]]\nfacility = \"reboot\"\n\n[[step]]\nfacility = \"unlink\"\n",
+        ),
+        (
+            "custom-unknown-argument",
+            "[[step]]\nfacility = \"flaky\"\nsucceed = 2\n",
+        ),
+        (
+            "custom-wrong-type",
+            "[[step]]\nfacility = \"flaky\"\nsucceed_on = \"2\"\n",
+        ),
+        (
+            "custom-path-name",
+            "[[step]]\nfacility = \"../facilities/flaky\"\n",
         ),
     ];
     for (name, text) in bad {

@@ -117,7 +117,7 @@ impl<'a> Args<'a> {
         }
     }
 
-    fn wrong_type(value: &Spanned<toml::Value>, key: &str, expected: &str) -> ArgError {
+    pub(crate) fn wrong_type(value: &Spanned<toml::Value>, key: &str, expected: &str) -> ArgError {
         ArgError {
             span: value.span(),
             message: format!(

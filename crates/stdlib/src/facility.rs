@@ -238,6 +238,18 @@ impl<'a> Context<'a> {
         crate::http::client(url, self.environment.ca_bundle.as_deref(), self.deadline)
     }
 
+    /// The value of `name` among the variables programs get (the
+    /// environment's, then the step's: `CATTLE_STEP`, `CATTLE_ATTEMPT`, and
+    /// for an agent `CATTLE_HOST_ID` and `CATTLE_EXECUTION_ID`); the last
+    /// one set wins, as for the programs.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
     /// The CA bundle HTTPS servers must be signed by, if any (for messages).
     pub fn ca_bundle(&self) -> Option<&Path> {
         self.environment.ca_bundle.as_deref()
@@ -251,10 +263,10 @@ impl<'a> Context<'a> {
     /// Run `program` to its end: the one way a facility starts a program.
     ///
     /// It runs in the config directory, with the environment's `PATH` and
-    /// variables plus the program's own, no standard input, in a process group
-    /// of its own. Its stderr lines go to the step's output (prefixed
-    /// `stderr: `), and so do its stdout lines unless the program captures
-    /// them ([`Program::capture`]). At the attempt's deadline it is killed
+    /// variables plus the program's own, no standard input unless the program
+    /// has some ([`Program::stdin`]), in a process group of its own. Its stderr
+    /// lines go to the step's output (prefixed `stderr: `), and so do its
+    /// stdout lines unless the program captures them ([`Program::capture`]). At the attempt's deadline it is killed
     /// with its whole process group and the run is an error.
     ///
     /// An exit status other than 0 is not an error here: see [`Ran::success`]

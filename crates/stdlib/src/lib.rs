@@ -7,11 +7,14 @@
 //! Facilities share the contract in [`facility`], read their arguments through
 //! [`args`], and use the helpers in [`process`] (programs), [`files`] (atomic
 //! replacement), [`accounts`] (users and groups) and [`diff`] (what a step
-//! would change in a file, for check mode and `--diff`).
+//! would change in a file, for check mode and `--diff`). Besides the built-ins in
+//! [`facilities`], a config may ship its own facilities as programs in any
+//! language: [`custom`].
 
 pub mod accounts;
 pub mod args;
 pub mod backoff;
+pub mod custom;
 pub mod diff;
 pub mod facilities;
 pub mod facility;

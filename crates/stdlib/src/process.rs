@@ -5,7 +5,7 @@
 //! checks included, goes through it.
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -22,6 +22,7 @@ pub struct Program {
     env: Vec<(String, String)>,
     capture: bool,
     what: Option<String>,
+    stdin: Option<Vec<u8>>,
 }
 
 impl Program {
@@ -33,6 +34,7 @@ impl Program {
             env: Vec::new(),
             capture: false,
             what: None,
+            stdin: None,
         }
     }
 
@@ -71,6 +73,19 @@ impl Program {
     /// most [`MAX_CAPTURE_BYTES`] are kept; more is an error.
     pub fn capture(mut self) -> Program {
         self.capture = true;
+        self
+    }
+
+    /// Give the program `bytes` on its standard input, then end of file
+    /// (without this, its standard input is `/dev/null`): for a program that
+    /// reads a request, such as a custom facility's JSON.
+    ///
+    /// The bytes are written from a thread of their own while the program
+    /// runs, so input larger than a pipe holds cannot block the run, and a
+    /// program that exits, or is killed, without reading all of it is no
+    /// error: the rest is dropped.
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Program {
+        self.stdin = Some(bytes.into());
         self
     }
 
@@ -168,7 +183,11 @@ pub(crate) fn run(
         .envs(program.env.iter().map(|(k, v)| (k, v)))
         .args(&program.args)
         .current_dir(dir)
-        .stdin(Stdio::null())
+        .stdin(if program.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -180,6 +199,19 @@ pub(crate) fn run(
             _ => FacilityError::new(message),
         }
     })?;
+
+    // The input is written while the output is read, never before: a program
+    // that answers before it has read everything would otherwise fill its
+    // output pipe and wait for us while we wait for it. A write error means
+    // the program closed its input (exited, or will not read more): not ours
+    // to report. If a background process the program left behind holds the
+    // pipe open without reading, this thread waits with it; the run does not.
+    if let (Some(pipe), Some(bytes)) = (child.stdin.take(), program.stdin.clone()) {
+        std::thread::spawn(move || {
+            let mut pipe = pipe;
+            let _ = pipe.write_all(&bytes);
+        });
+    }
 
     // One reader thread per pipe, so that neither pipe can fill up and block the
     // program while the other is read; lines reach `output` in about the order
@@ -365,4 +397,71 @@ pub(crate) fn write_fake_program(dir: &std::path::Path, name: &str, body: &str) 
         }
     }
     panic!("fake program {} stays busy", path.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facility::{Context, Environment};
+
+    fn run_here(program: &Program, deadline: Option<Deadline>) -> Result<Ran, FacilityError> {
+        let dir = tempfile::tempdir().unwrap();
+        let environment = Environment::new(dir.path());
+        let mut output = |_: &str| {};
+        let mut ctx = Context::new(&environment, Vec::new(), deadline, &mut output);
+        ctx.run(program)
+    }
+
+    #[test]
+    fn input_larger_than_a_pipe_reaches_the_program_whole() {
+        let input: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let ran = run_here(
+            &Program::new("sh")
+                .args(["-c", "sha256sum"])
+                .stdin(input.clone())
+                .capture(),
+            Some(Deadline::after(Duration::from_secs(60))),
+        )
+        .unwrap();
+        assert!(ran.success());
+        use sha2::Digest;
+        let expected: String = sha2::Sha256::digest(&input)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            ran.stdout.split_whitespace().next(),
+            Some(expected.as_str())
+        );
+    }
+
+    #[test]
+    fn a_program_that_does_not_read_its_input_neither_fails_nor_hangs() {
+        let input = vec![b'x'; 5 * 1024 * 1024];
+        let started = Instant::now();
+        let ran = run_here(
+            &Program::new("sh")
+                .args(["-c", "echo done"])
+                .stdin(input.clone())
+                .capture(),
+            Some(Deadline::after(Duration::from_secs(60))),
+        )
+        .unwrap();
+        assert!(ran.success());
+        assert_eq!(ran.stdout, "done\n");
+        // One that waits without reading ends at the deadline, like any other.
+        let err = run_here(
+            &Program::new("sleep").arg("60").stdin(input),
+            Some(Deadline::after(Duration::from_millis(300))),
+        )
+        .unwrap_err();
+        assert!(err.message().contains("timed out after 300ms"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
+
+    #[test]
+    fn without_input_the_program_reads_end_of_file() {
+        let ran = run_here(&Program::new("sh").args(["-c", "wc -c"]).capture(), None).unwrap();
+        assert_eq!(ran.stdout.trim(), "0");
+    }
 }

@@ -39,6 +39,12 @@ use crate::steps::{Plan, Step};
 pub const STEP_ENV: &str = "CATTLE_STEP";
 /// Set for every program a step starts: the attempt's number, 1-based.
 pub const ATTEMPT_ENV: &str = "CATTLE_ATTEMPT";
+/// Set by an agent in [`Environment::env`] for every program a step starts:
+/// its host ID (`cattle_core::env::HOST_ID`).
+pub const HOST_ID_ENV: &str = "CATTLE_HOST_ID";
+/// Set by an agent in [`Environment::env`] for every program a step starts:
+/// the execution's ID (`cattle_core::env::EXECUTION_ID`).
+pub const EXECUTION_ID_ENV: &str = "CATTLE_EXECUTION_ID";
 
 /// Where a run starts: a step, and which attempt of it.
 ///
@@ -507,7 +513,7 @@ fn run_steps(
         observer.event(&Event::StepStarted {
             step: step.number,
             total,
-            facility: step.name,
+            facility: &step.name,
             description: &description,
             attempts: step.attempts,
         });
@@ -532,7 +538,13 @@ fn run_steps(
                     line,
                 })
             };
-            let mut ctx = Context::new(environment, Vec::new(), deadline, &mut output);
+            // Programs this check starts are told the step, and the attempt
+            // whose work it looks for.
+            let env = vec![
+                (STEP_ENV.to_string(), step.number.to_string()),
+                (ATTEMPT_ENV.to_string(), (attempt - 1).to_string()),
+            ];
+            let mut ctx = Context::new(environment, env, deadline, &mut output);
             // In place now: the attempt cut short most likely put it there.
             if !check_mode && let Ok(Check::AlreadyDone) = step.facility.check(&mut ctx) {
                 observer.event(&Event::StepFinished {

@@ -73,6 +73,25 @@ impl Secrets {
         }
     }
 
+    /// Also treat each secret as JSON writes it inside a string, where it
+    /// differs (quotes, backslashes and control characters escaped): a custom
+    /// facility's program gets its arguments in a JSON request and may print
+    /// that request as it got it.
+    pub(crate) fn add_json_forms(&mut self) {
+        let forms: Vec<String> = self
+            .values
+            .iter()
+            .filter_map(|value| {
+                let json = serde_json::to_string(value).ok()?;
+                let inner = &json[1..json.len() - 1];
+                (inner != value).then(|| inner.to_string())
+            })
+            .collect();
+        for form in forms {
+            self.add(&form);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
@@ -175,6 +194,16 @@ mod tests {
         let s = secrets(&["é"]);
         assert_eq!(s.redact("ééa"), "[sensitive]a");
         assert_eq!(format!("{s:?}"), "Secrets(1 values)");
+    }
+
+    #[test]
+    fn json_forms_of_secrets_are_secrets_too() {
+        let mut s = secrets(&["pa\"ss\\word", "plain"]);
+        s.add_json_forms();
+        assert_eq!(
+            s.redact(r#"{"a":"pa\"ss\\word","b":"plain"} pa"ss\word"#),
+            r#"{"a":"[sensitive]","b":"[sensitive]"} [sensitive]"#
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The steps file (`cattle.toml`): parsing and validation into a [`Plan`].
 //!
 //! A config is a directory with `cattle.toml` at its root. The file lists ordered
-//! `[[step]]` tables; each names a `facility` and gives that facility's
-//! arguments. Every error names the file, the line and the column, and an
-//! unknown facility or argument lists the valid ones.
+//! `[[step]]` tables; each names a `facility` (a built-in, or a program the
+//! config ships as `facilities/NAME`: [`crate::custom`]) and gives that
+//! facility's arguments. Every error names the file, the line and the column,
+//! and an unknown facility or argument lists the valid ones.
 //!
 //! ```toml
 //! [[step]]
@@ -35,6 +36,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::args::{ArgError, Args, list};
+use crate::custom::{self, Definition, LookupError, Registry};
 use crate::facilities::{self, FacilitySpec};
 use crate::facility::Facility;
 use crate::secrets::Secrets;
@@ -50,7 +52,7 @@ pub const DEFAULT_ATTEMPTS: u32 = 3;
 pub const MAX_ATTEMPTS: u32 = 100;
 
 /// Keys every step accepts, whatever its facility.
-const COMMON_KEYS: &[&str] = &["facility", "attempts", "timeout", "sensitive"];
+pub(crate) const COMMON_KEYS: &[&str] = &["facility", "attempts", "timeout", "sensitive"];
 
 /// How long one attempt of a step may take when the step does not say. Generous:
 /// package installs on slow mirrors take a while; a hung program still ends.
@@ -84,8 +86,9 @@ pub struct Step {
     pub attempts: u32,
     /// How long one attempt may take; programs still running then are killed.
     pub timeout: Duration,
-    /// The facility's name, as the steps file gives it.
-    pub name: &'static str,
+    /// The facility's name, as the steps file gives it: a built-in's, or a
+    /// custom facility's (`facilities/NAME`).
+    pub name: String,
     pub facility: Box<dyn Facility>,
     /// Whether the step marks arguments `sensitive`. Its diffs never show the
     /// lines only the host's file has: they may hold an earlier value of the
@@ -127,6 +130,13 @@ impl fmt::Display for PlanError {
 impl std::error::Error for PlanError {}
 
 type StepTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+/// What a step's `facility` names.
+enum Kind {
+    BuiltIn(&'static FacilitySpec),
+    /// A program `facilities/NAME` in the config directory.
+    Custom(std::rc::Rc<Definition>),
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -256,6 +266,8 @@ impl Config {
                 secrets.add_json(value);
             }
         }
+        let secret_vars = !secrets.is_empty();
+        let mut custom = Registry::new(config_dir);
         for (i, table) in self.steps.iter().enumerate() {
             let step_span = table.span();
             let number = i + 1;
@@ -279,12 +291,18 @@ impl Config {
                     Some(format!("valid facilities: {}", list(&facilities::names()))),
                 ));
             };
-            let Some(spec) = facilities::lookup(name) else {
-                return Err(error_at(
-                    Some(facility.span()),
-                    format!("unknown facility `{name}`"),
-                    Some(format!("valid facilities: {}", list(&facilities::names()))),
-                ));
+            let lookup_error = |err: LookupError| match err {
+                LookupError::Step { message, hint } => {
+                    error_at(Some(facility.span()), message, hint)
+                }
+                LookupError::Schema(err) => err,
+            };
+            let kind = match facilities::lookup(name) {
+                Some(spec) => match custom.clash(name) {
+                    Some(err) => return Err(lookup_error(err)),
+                    None => Kind::BuiltIn(spec),
+                },
+                None => Kind::Custom(custom.lookup(name).map_err(lookup_error)?),
             };
 
             let attempts = match values.remove("attempts") {
@@ -327,6 +345,8 @@ impl Config {
             let sensitive = values.remove("sensitive");
 
             // Variables first: everything after sees the values the host runs.
+            let templated = values.values().any(|(_, v)| has_template(v.get_ref()))
+                || name == facilities::template::SPEC.name;
             for (key, (_, value)) in values.iter_mut() {
                 let span = value.span();
                 let mut rendered = value.get_ref().clone();
@@ -345,44 +365,65 @@ impl Config {
                 .map(|(key, (_, value))| (key.clone(), value.get_ref().clone()))
                 .collect();
 
-            if let Some((key, (span, _))) = values
-                .iter()
-                .find(|(key, _)| !spec.args.contains(&key.as_str()))
+            let accepted: Option<Vec<&str>> = match &kind {
+                Kind::BuiltIn(spec) => Some(spec.args.to_vec()),
+                Kind::Custom(definition) => definition.accepted(),
+            };
+            if let Some(accepted) = &accepted
+                && let Some((key, (span, _))) = values
+                    .iter()
+                    .find(|(key, _)| !accepted.contains(&key.as_str()))
             {
                 return Err(error_at(
                     Some(span.clone()),
-                    format!("unknown argument `{key}` for facility `{}`", spec.name),
-                    Some(valid_args(spec)),
+                    format!("unknown argument `{key}` for facility `{name}`"),
+                    Some(valid_args(name, accepted)),
                 ));
             }
 
-            let step_secrets = match sensitive {
+            let mut step_secrets = match sensitive {
                 None => Secrets::default(),
                 Some((_, value)) => sensitive_values(&value, &values, source)
                     .map_err(|err| error_at(Some(err.span), err.message, err.hint))?,
             };
-            let mut step_secrets = step_secrets;
-            step_secrets.extend(&secrets);
+            if let Kind::Custom(_) = kind {
+                step_secrets.add_json_forms();
+            }
+            // Its own secrets, or a secret variable's value it may have rendered.
+            let sensitive = !step_secrets.is_empty() || (templated && secret_vars);
+            // What the step's errors must not show: its secrets and the plan's so far.
+            let mut hidden = step_secrets.clone();
+            hidden.extend(&secrets);
 
-            let mut args = Args::new(
-                spec.name,
-                spec.args,
-                step_span.clone(),
-                values,
-                config_dir,
-                vars,
-            );
+            let built = match &kind {
+                Kind::BuiltIn(spec) => {
+                    let mut args = Args::new(
+                        spec.name,
+                        spec.args,
+                        step_span.clone(),
+                        values,
+                        config_dir,
+                        vars,
+                    );
+                    let built = (spec.build)(&mut args);
+                    debug_assert!(
+                        built.is_err() || args.all_taken(),
+                        "{} left arguments unread",
+                        spec.name
+                    );
+                    built
+                }
+                Kind::Custom(definition) => custom::build(definition, &values, &step_span),
+            };
             // A facility's message may quote the value it refuses.
-            let facility = (spec.build)(&mut args).map_err(|err| {
+            let facility = built.map_err(|err| {
                 error_at(
                     Some(err.span),
-                    step_secrets.redact(&err.message).into_owned(),
-                    err.hint.map(|hint| step_secrets.redact(&hint).into_owned()),
+                    hidden.redact(&err.message).into_owned(),
+                    err.hint.map(|hint| hidden.redact(&hint).into_owned()),
                 )
             })?;
-            let sensitive = !step_secrets.is_empty();
             secrets.extend(&step_secrets);
-            debug_assert!(args.all_taken(), "{} left arguments unread", spec.name);
 
             steps.push(Step {
                 arguments,
@@ -390,10 +431,14 @@ impl Config {
                 line: line_column(source, step_span.start).0,
                 attempts,
                 timeout,
-                name: spec.name,
+                name: name.clone(),
                 facility,
                 sensitive,
             });
+        }
+        // A program may print its JSON request, secret variables' values included.
+        if steps.iter().any(|step| facilities::lookup(&step.name).is_none()) {
+            secrets.add_json_forms();
         }
         Ok(Plan {
             config_dir: config_dir.to_path_buf(),
@@ -564,10 +609,11 @@ fn item_span(source: &str, array: Range<usize>, name: &str) -> Range<usize> {
         .unwrap_or(array)
 }
 
-fn valid_args(spec: &FacilitySpec) -> String {
-    let mut all: Vec<&str> = spec.args.to_vec();
+/// What facility `name`, which accepts `accepted`, takes: for hints.
+fn valid_args(name: &str, accepted: &[&str]) -> String {
+    let mut all: Vec<&str> = accepted.to_vec();
     all.extend(COMMON_KEYS.iter().filter(|k| **k != "facility"));
-    format!("`{}` takes {}", spec.name, list(&all))
+    format!("`{name}` takes {}", list(&all))
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `source`.
