@@ -3029,3 +3029,132 @@ fn a_dry_run_shows_each_hosts_resolved_plan_and_uploads_nothing() {
     assert!(!out.stdout.contains("s3cr3t"), "{out}");
     assert_eq!(fleet.bucket.keys(), Vec::<String>::new());
 }
+
+#[test]
+fn publish_check_reports_what_would_change_on_each_host_and_changes_nothing() {
+    let fleet = Fleet::on_minio();
+    let dir = vars_config(&fleet);
+    let hosts = fleet
+        .ws
+        .write("hosts-vars", VARS_HOSTS)
+        .display()
+        .to_string();
+    let publish_check = || {
+        let out = fleet.cattle(&[
+            "publish",
+            &dir.display().to_string(),
+            "--hosts",
+            &hosts,
+            "--check",
+            "--diff",
+        ]);
+        out.assert_success();
+        out.stdout.trim().to_string()
+    };
+    let before = files_under(&fleet.var_dir("web-1"));
+
+    let id = publish_check();
+    assert_eq!(
+        manifest_of(
+            &fleet
+                .bucket
+                .get(&format!("executions/{id}/manifest.json"))
+                .unwrap()
+        )["check"],
+        true
+    );
+    fleet.agent_once("web-1").assert_success();
+    let status = fleet.host_status(&id, "web-1");
+    assert_eq!(status["state"], "DONE", "{status}");
+    assert_eq!(
+        status["results"],
+        serde_json::json!(["would_change", "would_change", "would_change"])
+    );
+    assert_eq!(
+        files_under(&fleet.var_dir("web-1")),
+        before,
+        "check mode changed the host"
+    );
+    let table = fleet.cattle(&["status", &id]).stdout;
+    assert!(
+        table.contains("check mode: hosts only ran their checks; nothing was changed"),
+        "{table}"
+    );
+    // The template's diff: a private file shows its size only.
+    let log = fleet.cattle(&["log", &id, "--host", "web-1"]).stdout;
+    for line in [
+        "+++ /var/app-web/app.conf (as the step leaves it)",
+        "new file, mode 0600",
+        "contents not shown: the file is not readable by everyone (0 → 46 bytes)",
+    ] {
+        assert!(log.lines().any(|l| l == line), "log lacks {line:?}:\n{log}");
+    }
+    assert!(!log.contains("s3cr3t"), "{log}");
+
+    // Once applied for real, the files are in state; the command always runs.
+    let real = fleet.publish_with_hosts_file(&dir, VARS_HOSTS);
+    fleet.agent_once("web-1").assert_success();
+    assert_eq!(fleet.host_status(&real, "web-1")["state"], "DONE");
+    let id = publish_check();
+    fleet.agent_once("web-1").assert_success();
+    assert_eq!(
+        fleet.host_status(&id, "web-1")["results"],
+        serde_json::json!(["in_state", "in_state", "would_change"])
+    );
+}
+
+#[test]
+fn apply_runs_a_config_here_with_the_variables_a_host_would_get() {
+    let ws = Workspace::new();
+    ws.write("cfg/app.conf.j2", "{{ role }} {{ port }} {{ host }}\n");
+    let dir = ws
+        .write(
+            "cfg/cattle.toml",
+            "[vars]\nroot = \"/nonexistent\"\n[[step]]\nfacility = \"template\"\n\
+             source = \"app.conf.j2\"\npath = \"{{ root }}/{{ role }}.conf\"\n",
+        )
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let hosts = ws
+        .write("hosts", "web-1 role=web port=1\nweb-2 role=api port=2\n")
+        .display()
+        .to_string();
+    let root = ws.child("root");
+    std::fs::create_dir(&root).unwrap();
+    let root_var = format!("root={}", root.display());
+    let apply = |extra: &[&str]| {
+        let mut args = vec![
+            "apply",
+            &dir,
+            "--hosts",
+            &hosts,
+            "--host-vars",
+            "web-2",
+            "--var",
+            &root_var,
+        ];
+        args.extend_from_slice(extra);
+        Cmd::new(cattle_bin()).args(args).run()
+    };
+
+    apply(&["--check"]).assert_status(5);
+    assert_eq!(files_under(&root), Vec::<String>::new());
+    apply(&[]).assert_success();
+    assert_eq!(
+        std::fs::read_to_string(root.join("api.conf")).unwrap(),
+        "api 2 web-2\n"
+    );
+    apply(&["--check"]).assert_success();
+
+    // Not a host of the inventory; no inventory at all: `role` is undefined.
+    let out = Cmd::new(cattle_bin())
+        .args(["apply", &dir, "--hosts", &hosts, "--host-vars", "db-9"])
+        .run();
+    out.assert_status(1);
+    assert!(out.stderr.contains("host `db-9` is not in"), "{out}");
+    let out = Cmd::new(cattle_bin()).args(["apply", &dir]).run();
+    out.assert_status(1);
+    assert!(out.stderr.contains("undefined variable `role`"), "{out}");
+}

@@ -260,6 +260,8 @@ mod tests {
             },
             hosts: vec![HostId::new("web-1").unwrap()],
             vars: false,
+            check: false,
+            diff: false,
         }
     }
 

@@ -303,6 +303,9 @@ pub async fn handle(
         .push((env::HOST_ID.to_string(), config.host.to_string()));
     // `download` and `wait_for` trust what the store trusts.
     ctx.ca_bundle = std::env::var_os(env::CA_BUNDLE).map(std::path::PathBuf::from);
+    // As the publisher signed it.
+    ctx.check_mode = manifest.check;
+    ctx.diff = manifest.diff;
 
     // Progress goes to the store from a separate task, so a slow or absent
     // store never holds up the steps; the latest status wins.

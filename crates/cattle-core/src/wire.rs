@@ -71,6 +71,14 @@ pub struct Manifest {
     /// refuses the execution without them.
     #[serde(default, skip_serializing_if = "is_false")]
     pub vars: bool,
+    /// Check mode (`cattle publish --check`): hosts run every step's check
+    /// and change nothing; each step reports whether it would change.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub check: bool,
+    /// Hosts log what file steps change (or would change) as unified diffs
+    /// (`cattle publish --diff`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub diff: bool,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -593,6 +593,8 @@ fn documents(seeds: &mut Vec<Seed>) {
         },
         hosts: vec![host.clone(), HostId::new("db_2").unwrap()],
         vars: false,
+        check: false,
+        diff: false,
     };
     let inbox = Inbox {
         format: FORMAT,

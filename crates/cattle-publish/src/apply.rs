@@ -10,20 +10,64 @@
 //! file shows how, as a unified diff, before it does.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use cattle_stdlib::{Backoff, Environment, Event, Observer, Outcome, Plan, Recap, Start};
+use cattle_core::hosts::HostId;
+use cattle_stdlib::{Backoff, Config, Environment, Event, Observer, Outcome, Recap, Start, Vars};
 
 use crate::exit;
+use crate::inventory::{self, Inventory};
 
-/// How `cattle apply` runs the config.
+/// How a config runs, here (`cattle apply`) or on hosts (`cattle publish`,
+/// signed in the manifest).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Mode {
     /// `--check`: run every step's check and nothing else; nothing changes.
     pub check: bool,
     /// `--diff`: show what steps change (or would change) in files.
     pub diff: bool,
+}
+
+/// Where `cattle apply` takes variables from: as a host would get them.
+#[derive(Debug, Clone, Default)]
+pub struct VarSources {
+    /// `--hosts`: a hosts file or TOML inventory.
+    pub inventory: Option<PathBuf>,
+    /// `--host-vars NAME`: the inventory's host whose values to use, and the
+    /// `host` variable; without it, this machine's host name.
+    pub host: Option<String>,
+    /// `--var NAME=VALUE`.
+    pub overrides: Vars,
+}
+
+impl VarSources {
+    /// The variables the host would get from `cattle publish` with the same
+    /// inventory and `--var`s.
+    pub fn resolve(&self, config: &Config) -> anyhow::Result<Vars> {
+        let host = match &self.host {
+            Some(name) => HostId::new(name).map_err(anyhow::Error::msg)?,
+            None => {
+                let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .context("cannot read this machine's host name")?;
+                HostId::new(name.trim()).map_err(|e| {
+                    anyhow::anyhow!("this machine's host name cannot be a host ID ({e}); pass `--host-vars NAME`")
+                })?
+            }
+        };
+        let inventory = match &self.inventory {
+            Some(path) => {
+                let inventory = Inventory::load(path)?;
+                if !inventory.hosts.contains(&host) {
+                    anyhow::bail!("host `{host}` is not in `{}`", path.display());
+                }
+                inventory
+            }
+            None => Inventory::default(),
+        };
+        inventory::resolve(config.defaults(), &inventory, &self.overrides, &host)
+            .map_err(anyhow::Error::msg)
+    }
 }
 
 struct Printer {
@@ -52,8 +96,14 @@ impl Observer for Printer {
 
 /// Run the config in `dir` here, as `mode` says; how it ended, and the recap
 /// of its steps.
-pub fn apply(dir: &Path, log: Option<&Path>, mode: Mode) -> anyhow::Result<(Outcome, Recap)> {
-    let plan = Plan::load(dir)?;
+pub fn apply(
+    dir: &Path,
+    log: Option<&Path>,
+    mode: Mode,
+    vars: &VarSources,
+) -> anyhow::Result<(Outcome, Recap)> {
+    let config = Config::load(dir)?;
+    let plan = config.plan(&vars.resolve(&config)?)?;
     let file = match log {
         Some(path) => Some(
             std::fs::OpenOptions::new()

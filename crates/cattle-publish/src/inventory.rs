@@ -37,7 +37,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 /// The hosts of an execution and what each is given.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Inventory {
     /// In the order the file gives them (a TOML inventory: by name).
     pub hosts: Vec<HostId>,

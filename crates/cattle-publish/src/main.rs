@@ -53,6 +53,14 @@ enum Command {
         /// host's plan: its steps with their arguments as the host runs them.
         #[arg(long)]
         dry_run: bool,
+        /// Check mode: hosts run every step's check and change nothing; each
+        /// step reports whether it would change (see `cattle status`).
+        #[arg(long)]
+        check: bool,
+        /// Hosts log what file steps change, or would change with `--check`,
+        /// as unified diffs (secrets shown as `[sensitive]`).
+        #[arg(long)]
+        diff: bool,
         /// With `--dry-run`: only this host's plan.
         #[arg(long, requires = "dry_run")]
         host: Option<String>,
@@ -122,6 +130,16 @@ enum Command {
         /// Show what steps change (with `--check`: would change) in files, as unified diffs.
         #[arg(long)]
         diff: bool,
+        /// Give variable NAME this value, over the config's and the inventory's (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// A hosts file or TOML inventory to take this host's variables from.
+        #[arg(long)]
+        hosts: Option<PathBuf>,
+        /// Run with the variables host NAME gets from `--hosts` (and `host` = NAME);
+        /// without it, this machine's host name.
+        #[arg(long, value_name = "NAME", requires = "hosts")]
+        host_vars: Option<String>,
     },
 }
 
@@ -236,6 +254,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             hosts,
             vars,
             dry_run,
+            check,
+            diff,
             host,
             key,
             unsigned,
@@ -269,8 +289,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 return Ok(exit::SUCCESS);
             }
             let store = open_store(&cli.store).await?;
+            let mode = cattle_publish::publish::Mode { check, diff };
             let published =
-                cattle_publish::publish::publish(&store, &dir, prepared, &signer, expires_in)
+                cattle_publish::publish::publish(&store, &dir, prepared, mode, &signer, expires_in)
                     .await?;
             if json {
                 writeln!(stdout, "{}", serde_json::to_string(&published)?)?;
@@ -400,10 +421,18 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             log,
             check,
             diff,
+            vars,
+            hosts,
+            host_vars,
         } => {
             let mode = cattle_publish::apply::Mode { check, diff };
+            let sources = cattle_publish::apply::VarSources {
+                inventory: hosts,
+                host: host_vars,
+                overrides: cattle_publish::inventory::parse_var_flags(&vars)?,
+            };
             let (outcome, _) = tokio::task::spawn_blocking(move || {
-                cattle_publish::apply::apply(&dir, log.as_deref(), mode)
+                cattle_publish::apply::apply(&dir, log.as_deref(), mode, &sources)
             })
             .await
             .expect("apply does not panic")?;

@@ -21,6 +21,7 @@ use cattle_stdlib::{Config, Plan, Vars};
 use serde::Serialize;
 use uuid::Uuid;
 
+pub use crate::apply::Mode;
 use crate::for_each_bounded;
 use crate::inventory::{self, Inventory};
 
@@ -118,6 +119,7 @@ pub async fn publish(
     store: &Store,
     dir: &Path,
     prepared: Prepared,
+    mode: Mode,
     signer: &Signer,
     expires_in: Duration,
 ) -> anyhow::Result<Published> {
@@ -172,6 +174,8 @@ pub async fn publish(
         },
         hosts,
         vars: vars.is_some(),
+        check: mode.check,
+        diff: mode.diff,
     };
     let addressed = sign_and_address(store, &manifest, vars, signer).await;
     if let Err(e) = crate::versions::release(store, id).await {

@@ -577,6 +577,9 @@ impl Report {
             );
         }
         out.push('\n');
+        if self.manifest.check {
+            out.push_str("check mode: hosts only ran their checks; nothing was changed\n");
+        }
         for row in &self.hosts {
             if let Some(conflict) = &row.conflict {
                 let _ = writeln!(
@@ -633,6 +636,8 @@ mod tests {
             },
             hosts: hosts.iter().map(|h| host(h)).collect(),
             vars: false,
+            check: false,
+            diff: false,
         };
         put(&store, &keys::manifest(id), &Envelope::unsigned(&manifest));
         (store, id)

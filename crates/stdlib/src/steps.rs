@@ -437,7 +437,10 @@ impl Config {
             });
         }
         // A program may print its JSON request, secret variables' values included.
-        if steps.iter().any(|step| facilities::lookup(&step.name).is_none()) {
+        if steps
+            .iter()
+            .any(|step| facilities::lookup(&step.name).is_none())
+        {
             secrets.add_json_forms();
         }
         Ok(Plan {

@@ -128,6 +128,51 @@ mod tests {
     }
 
     #[test]
+    fn the_diff_shows_what_the_rendered_template_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.j2"),
+            "listen {{ port }}\nname {{ host }}\n",
+        )
+        .unwrap();
+        let dest = root.path().join("app.conf");
+        std::fs::write(&dest, "listen 80\nname web-1\n").unwrap();
+        std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        let config = config(
+            dir.path(),
+            &format!(
+                "[[step]]\nfacility = \"template\"\nsource = \"t.j2\"\npath = \"{}\"\n",
+                dest.display()
+            ),
+        );
+        let vars: Vars = [
+            ("port".to_string(), serde_json::json!(8080)),
+            ("host".to_string(), serde_json::json!("web-1")),
+        ]
+        .into_iter()
+        .collect();
+        let plan = config.plan(&vars).unwrap();
+        let env = Environment::new(dir.path());
+        let mut output = |_: &str| {};
+        let mut ctx = crate::facility::Context::new(&env, Vec::new(), None, &mut output);
+        let diff = plan.steps[0].facility.diff(&mut ctx).unwrap().unwrap();
+        let p = dest.display();
+        assert_eq!(
+            diff.render(false),
+            format!(
+                "--- {p} (on the host)\n+++ {p} (as the step leaves it)\n\
+                 @@ -1,2 +1,2 @@\n-listen 80\n+listen 8080\n name web-1"
+            )
+        );
+        assert_eq!(
+            std::fs::read_to_string(&dest).unwrap(),
+            "listen 80\nname web-1\n"
+        );
+    }
+
+    #[test]
     fn an_undefined_variable_names_the_template_line_and_points_at_source() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t.j2"), "a\nb {{ role }}\n").unwrap();
