@@ -444,3 +444,75 @@ fn cattle_apply_of_the_authorized_key_example_adds_the_key_once() {
     assert!(out.stderr.contains("a retry cannot help"), "{out}");
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 }
+
+/// A sh facility whose exit statuses the step chooses: `check` exits with the
+/// argument `check`; `apply` with the first of `apply` (a list), then the next on
+/// each later attempt (counted in the file `tries`).
+const BY_CODES: &str = r#"#!/bin/sh
+request=$(cat)
+field() { printf '%s' "$request" | sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p"; }
+case $1 in
+describe) echo "exits as told" ;;
+check) exit "$(field check)" ;;
+apply)
+  tries=$(field tries | tr -d '"')
+  n=$(($(cat "$tries" 2>/dev/null || echo 0) + 1)); echo "$n" > "$tries"
+  codes=$(printf '%s' "$request" | sed -n 's/.*"apply":\[\([^]]*\)\].*/\1/p' | tr ',' ' ')
+  set -- $codes; shift $((n - 1)); echo "apply attempt $n exits ${1:-0}"; exit "${1:-0}" ;;
+esac
+"#;
+
+#[test]
+fn each_exit_status_of_the_protocol_ends_the_step_as_documented() {
+    let fleet = Fleet::on_minio();
+    let dir = fleet.ws.child("codes");
+    std::fs::create_dir_all(dir.join("facilities")).unwrap();
+    let program = dir.join("facilities/codes");
+    std::fs::write(&program, BY_CODES).unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let tries = |n: usize| fleet.ws.child(format!("tries-{n}")).display().to_string();
+    let step = |n: usize, check: u8, apply: &str, attempts: u8| {
+        format!(
+            "[[step]]\nfacility = \"codes\"\ncheck = {check}\napply = [{apply}]\ntries = \"{}\"\nattempts = {attempts}\n",
+            tries(n)
+        )
+    };
+    let steps = [
+        step(1, 0, "", 3),       // in state: unchanged, apply never runs
+        step(2, 100, "0", 3),    // would change, applied: changed
+        step(3, 100, "1, 0", 3), // apply fails once (retried), then changes
+        step(4, 100, "100", 1),  // 100 is no answer to apply: failed
+    ]
+    .concat();
+    std::fs::write(dir.join("cattle.toml"), steps).unwrap();
+
+    let id = fleet.publish(&dir);
+    fleet.agent_once().assert_success();
+    let status = fleet.status(&id);
+    let log = fleet.log(&id);
+    assert_eq!(status["state"], "ERROR", "{status}");
+    assert_eq!(
+        status["status"]["results"],
+        serde_json::json!(["unchanged", "changed", "changed", "failed"]),
+        "{log}"
+    );
+    assert!(!fleet.ws.child("tries-1").exists(), "step 1 applied: {log}");
+    for line in [
+        "Step 1 unchanged: already in place",
+        "Step 2 changed",
+        "step 3: attempt 1 of 3 failed: `facilities/codes apply` exited with status 1",
+        "Step 3 changed on attempt 2",
+        "apply attempt 2 exits 0",
+    ] {
+        assert!(log.contains(line), "log lacks {line:?}:\n{log}");
+    }
+    let error = status["status"]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("step 4 failed: `facilities/codes apply` exited with status 100"),
+        "{error}"
+    );
+}
