@@ -297,8 +297,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 writeln!(stdout, "{}", serde_json::to_string(&published)?)?;
             } else {
                 eprintln!(
-                    "published {} ({} steps, bundle {} of {} bytes{}) to {} hosts; version {}, {}, expires {}",
+                    "published {}{} ({} steps, bundle {} of {} bytes{}) to {} hosts{}; version {}, {}, expires {}",
                     dir.display(),
+                    if published.check {
+                        " in check mode (hosts change nothing)"
+                    } else {
+                        ""
+                    },
                     published.steps,
                     &published.bundle_sha256[..12],
                     published.bundle_size,
@@ -308,6 +313,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                         ", already in the store"
                     },
                     published.hosts,
+                    if published.vars {
+                        ", each with its own signed variables"
+                    } else {
+                        ""
+                    },
                     published.version,
                     match &published.key {
                         Some(key) => format!("signed by key {key}"),

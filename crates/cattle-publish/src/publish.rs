@@ -39,6 +39,10 @@ pub struct Published {
     pub expires: String,
     /// The signing key's ID; absent for `--unsigned`.
     pub key: Option<String>,
+    /// Each host got its own signed variables.
+    pub vars: bool,
+    /// Hosts only check (`--check`).
+    pub check: bool,
 }
 
 /// Who vouches for an execution.
@@ -201,6 +205,8 @@ pub async fn publish(
             Signer::Key(key) => Some(key.public().id().to_string()),
             Signer::Unsigned => None,
         },
+        vars: manifest.vars,
+        check: manifest.check,
     })
 }
 
