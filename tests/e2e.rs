@@ -2887,6 +2887,12 @@ fn per_host_variables_reach_each_host_and_secret_ones_stay_out_of_logs() {
         fleet.host_status(&again, "web-1")["results"],
         serde_json::json!(["unchanged", "unchanged", "changed"])
     );
+
+    // Cleaning an execution takes its values out of the inboxes too.
+    fleet.cattle(&["clean", &id, "--force"]).assert_success();
+    let inbox = fleet.inbox("web-2");
+    assert!(inbox["vars"].get(&id).is_none(), "{inbox}");
+    assert!(inbox["vars"].get(&again).is_some(), "{inbox}");
 }
 
 #[test]

@@ -13,7 +13,9 @@ use std::sync::OnceLock;
 
 use cattle_core::bundle::{self, BundleError};
 use cattle_core::signing::{SecretKey, TrustedKeys};
-use cattle_core::wire::{self, Cancel, Conflict, Envelope, HostLease, HostStatus, Inbox, Manifest};
+use cattle_core::wire::{
+    self, Cancel, Conflict, Envelope, HostLease, HostStatus, HostVars, Inbox, Manifest,
+};
 use cattle_stdlib::{Plan, PlanError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -167,6 +169,7 @@ pub fn manifest_parse(data: &[u8]) -> Vec<&'static str> {
     envelope(data, &mut valid);
     document::<Manifest>("manifest", data, &mut valid);
     document::<Inbox>("inbox", data, &mut valid);
+    document::<HostVars>("vars", data, &mut valid);
     document::<HostStatus>("status", data, &mut valid);
     document::<Cancel>("cancel", data, &mut valid);
     document::<HostLease>("lease", data, &mut valid);
@@ -208,6 +211,13 @@ fn envelope(data: &[u8], valid: &mut Vec<&'static str>) {
         Err(refusal) => {
             let _ = refusal.to_string();
         }
+    }
+    // The same envelope as a host's variables: never both.
+    if let Ok((vars, key)) = envelope.verify_host_vars(trusted) {
+        assert_eq!(key, fuzz_key().public());
+        assert_eq!(Ok(vars), envelope.host_vars());
+        assert!(!valid.contains(&"verified"), "a signature verified as both");
+        valid.push("verified-vars");
     }
 }
 

@@ -11,8 +11,8 @@ use std::path::Path;
 use cattle_core::bundle::{self, MAX_UNPACKED_BYTES};
 use cattle_core::hosts::HostId;
 use cattle_core::wire::{
-    BundleRef, Cancel, Conflict, FORMAT, HostLease, HostStatus, Inbox, Manifest, State, StepResult,
-    StepStatus,
+    BundleRef, Cancel, Conflict, FORMAT, HostLease, HostStatus, HostVars, Inbox, Manifest, State,
+    StepResult, StepStatus,
 };
 use tar::EntryType;
 
@@ -680,6 +680,23 @@ fn documents(seeds: &mut Vec<Seed>) {
         json(&cattle_core::wire::Envelope::unsigned(&manifest)),
     );
     add(seeds, T, "ok-inbox.json", json(&inbox));
+    // An inbox carrying a host's signed variables, and those variables alone.
+    let vars = HostVars {
+        format: FORMAT,
+        execution: id,
+        host: host.clone(),
+        vars: [
+            ("port".to_string(), serde_json::json!(8080)),
+            ("peers".to_string(), serde_json::json!(["db-1", "db-2"])),
+        ]
+        .into(),
+    };
+    let signed_vars = crate::fuzz_key().sign_host_vars(&vars);
+    let mut with_vars = inbox.clone();
+    with_vars.vars.insert(id, signed_vars.clone());
+    add(seeds, T, "ok-inbox-with-vars.json", json(&with_vars));
+    add(seeds, T, "ok-vars.json", json(&vars));
+    add(seeds, T, "signed-vars.json", json(&signed_vars));
     add(seeds, T, "ok-status.json", json(&status));
     // A check-mode run, finished: every result a status can hold.
     let mut checked = status.clone();
