@@ -2954,13 +2954,14 @@ fn an_undefined_variable_fails_publish_naming_host_and_step_and_uploads_nothing(
     let dir_arg = dir.display().to_string();
     let hosts = fleet.ws.write(
         "hosts-partial",
-        "web-1 role=web port=1 token=t\nweb-2 port=2 token=t\n",
+        "web-1 role=web port=1 token=t\nweb-2 port=2 token=t\nweb-3 port=3 token=t\n",
     );
     let out = fleet.cattle(&["publish", &dir_arg, "--hosts", &hosts.display().to_string()]);
     out.assert_status(1);
     assert!(
         out.stderr.contains(
-            "cattle.toml:6:8: for host `web-2`: argument `path`: undefined variable `role`"
+            "cattle.toml:6:8: for host `web-2` (1 other host fails too): argument `path`: \
+             undefined variable `role`"
         ),
         "{out}"
     );
@@ -2982,7 +2983,7 @@ fn an_undefined_variable_fails_publish_naming_host_and_step_and_uploads_nothing(
     out.assert_status(1);
     assert!(
         out.stderr
-            .contains("for host `web-1`: template `app.conf.j2:2`: undefined variable `tokn`"),
+            .contains("for host `web-1` (1 other host fails too): template `app.conf.j2:2`: undefined variable `tokn`"),
         "{out}"
     );
     assert_eq!(fleet.bucket.keys(), Vec::<String>::new());

@@ -74,7 +74,7 @@ enum Command {
         #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
         expires_in: Duration,
         /// Print a JSON object instead of the execution ID.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dry_run")]
         json: bool,
     },
     /// Show each host's state for an execution. Exit 0 only when all are DONE.

@@ -95,15 +95,39 @@ pub fn prepare(dir: &Path, hosts_file: &Path, overrides: &Vars) -> anyhow::Resul
     let (vars, steps) = if config.uses_vars() {
         let mut all = Vec::with_capacity(hosts.len());
         let mut steps = 0;
+        // Every host is checked, so that the error can say how many fail.
+        let mut first: Option<(&HostId, anyhow::Error)> = None;
+        let mut failing = 0;
         for host in &hosts {
-            let vars = inventory::resolve(config.defaults(), &inventory, overrides, host)
-                .map_err(|message| anyhow::anyhow!("{}: {message}", hosts_file.display()))?;
-            let plan = config.plan(&vars).map_err(|mut err| {
-                err.message = format!("for host `{host}`: {}", err.message);
-                err
-            })?;
-            steps = plan.steps.len();
-            all.push(vars);
+            let planned = inventory::resolve(config.defaults(), &inventory, overrides, host)
+                .map_err(|message| anyhow::anyhow!("{}: {message}", hosts_file.display()))
+                .and_then(|vars| Ok((config.plan(&vars)?, vars)));
+            match planned {
+                Ok((plan, vars)) => {
+                    steps = plan.steps.len();
+                    all.push(vars);
+                }
+                Err(err) => {
+                    failing += 1;
+                    first.get_or_insert((host, err));
+                }
+            }
+        }
+        if let Some((host, err)) = first {
+            let others = match failing - 1 {
+                0 => String::new(),
+                1 => " (1 other host fails too)".to_string(),
+                n => format!(" ({n} other hosts fail too)"),
+            };
+            return Err(match err.downcast::<cattle_stdlib::PlanError>() {
+                Ok(mut plan) => {
+                    plan.message = format!("for host `{host}`{others}: {}", plan.message);
+                    plan.into()
+                }
+                Err(err) => {
+                    err.context(format!("{failing} host(s) cannot be given their variables"))
+                }
+            });
         }
         (Some(all), steps)
     } else {
