@@ -3165,3 +3165,57 @@ fn apply_runs_a_config_here_with_the_variables_a_host_would_get() {
     out.assert_status(1);
     assert!(out.stderr.contains("undefined variable `role`"), "{out}");
 }
+
+#[test]
+fn the_agents_own_log_says_what_it_runs_step_by_step_and_nothing_of_the_sdk() {
+    let fleet = Fleet::on_minio();
+    let id = fleet.publish(&example("flaky"), &["h1"]);
+    let hosts = fleet.hosts_file(&["h1"]);
+    let out = fleet.cattle_without_key(&[
+        "publish",
+        &example("poem").display().to_string(),
+        "--hosts",
+        &hosts,
+        "--unsigned",
+    ]);
+    out.assert_success();
+    let forged = out.stdout.trim().to_string();
+
+    // The default level, as under systemd: no CATTLE_LOG.
+    let out = fleet.agent_once("h1");
+    out.assert_success();
+    let log = &out.stderr;
+    for (level, line) in [
+        (
+            "INFO",
+            format!("running it: execution {id}: config `flaky`"),
+        ),
+        ("INFO", "step 1/1 started: flaky".to_string()),
+        ("WARN", "step 1: attempt 1 of 3 failed".to_string()),
+        ("INFO", "step 1 changed on attempt 3".to_string()),
+        (
+            "INFO",
+            "execution ended: config executed successfully".to_string(),
+        ),
+        ("ERROR", format!("refused execution {forged}")),
+        ("ERROR", "the manifest is not signed".to_string()),
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&format!(" {level} ")) && l.contains(&line)),
+            "the agent's log lacks {level} {line:?}:\n{log}"
+        );
+    }
+    // Below warnings every line is Cattle's own: the SDK, hyper and rustls stay
+    // quiet (the SDK warns here of the harness's missing AWS config files).
+    for l in log.lines().filter(|l| l.starts_with("20")) {
+        let mut words = l.split_whitespace().skip(1);
+        let (level, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        assert!(
+            matches!(level, "WARN" | "ERROR") || target.starts_with("cattle_"),
+            "a line not from Cattle: {l}\n{log}"
+        );
+    }
+    // The steps' output only at debug.
+    assert!(!log.contains("flaky: attempt"), "{log}");
+}

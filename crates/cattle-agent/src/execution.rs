@@ -183,10 +183,12 @@ pub async fn handle(
             return refuse(store, config, report, &message, shutdown).await;
         }
     };
+    tracing::info!(execution = %id, "running it: {note}");
     report.log(&note)?;
 
     // A cancelled execution never starts (nor resumes).
     if cancel::cancelled(store, id, &config.host).await? {
+        tracing::info!(execution = %id, "cancelled by an operator before it started");
         report.log("cancelled by an operator before it started")?;
         report.finish(
             State::Cancelled,

@@ -16,6 +16,7 @@ mod fetch;
 mod lease;
 mod local;
 mod log_parts;
+pub mod logging;
 mod panics;
 mod reboot;
 mod report;

@@ -58,12 +58,23 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_max_level(env::log_level(tracing::level_filters::LevelFilter::INFO))
-        // journald adds its own timestamps and shows escape codes as text.
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .init();
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        let spec = std::env::var(env::LOG).ok();
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    // journald adds its own timestamps and shows escape codes as text.
+                    .with_ansi(false)
+                    .with_writer(std::io::stderr),
+            )
+            .with(cattle_agent::logging::filter(
+                spec.as_deref(),
+                tracing::level_filters::LevelFilter::INFO,
+            ))
+            .init();
+    }
 
     // One thread is plenty for one request per poll, and every extra thread
     // costs resident memory (a stack and a malloc arena). Steps run on tokio's

@@ -368,8 +368,48 @@ fn previous_status(dir: &Path) -> Option<HostStatus> {
         .and_then(|b| serde_json::from_slice::<HostStatus>(&b).ok())
 }
 
+/// What the agent's own log (the journal, under systemd) says of a run: each
+/// step's start and end, failed attempts and how the run ended at the
+/// default level; the steps' output and diffs at `debug`. Events arrive
+/// redacted (`runner::run` wraps the observer).
+fn journal(execution: Uuid, event: &Event<'_>) {
+    match *event {
+        Event::Started { steps } => {
+            tracing::info!(%execution, "starting a config of {steps} steps");
+        }
+        Event::StepStarted {
+            step,
+            total,
+            facility,
+            description,
+            ..
+        } => tracing::info!(%execution, "step {step}/{total} started: {facility} ({description})"),
+        Event::AttemptFailed { .. } => tracing::warn!(%execution, "{event}"),
+        Event::StepFinished {
+            step,
+            attempt,
+            result,
+        } => match result {
+            StepResult::Failed => {
+                tracing::error!(%execution, "step {step} failed on attempt {attempt}")
+            }
+            _ if attempt > 1 => {
+                tracing::info!(%execution, "step {step} {result} on attempt {attempt}")
+            }
+            _ => tracing::info!(%execution, "step {step} {result}"),
+        },
+        Event::Unchecked { .. } => tracing::info!(%execution, "{event}"),
+        Event::Finished { outcome } => match outcome {
+            Outcome::Failed { .. } => tracing::error!(%execution, "execution ended: {event}"),
+            _ => tracing::info!(%execution, "execution ended: {event}"),
+        },
+        Event::Output { .. } | Event::Diff { .. } => tracing::debug!(%execution, "{event}"),
+    }
+}
+
 impl Observer for Report {
     fn event(&mut self, event: &Event<'_>) {
+        journal(self.status.execution, event);
         // Each write pauses until it is done; a `false` means the agent is
         // stopping, and the runner learns it from `should_stop`.
         if !self.logged(&event.to_string()) {

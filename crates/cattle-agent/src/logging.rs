@@ -1,0 +1,83 @@
+//! The agent's own log (standard error; the journal under systemd): what it
+//! does at `info`, Cattle's detail at `debug`, and the libraries under it
+//! (the AWS SDK, hyper, rustls) only at `warn` unless asked for by name.
+//!
+//! `CATTLE_LOG` is a level (`info`, `debug`, …), which applies to Cattle's
+//! own crates, or a list of `target=level` directives with an optional
+//! default level first (`debug,aws_smithy_runtime=debug`), which is used as
+//! it is.
+
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+
+/// Cattle's crates, whose events the level applies to.
+const CATTLE_TARGETS: &[&str] = &["cattle_agent", "cattle_core", "cattle_stdlib"];
+
+/// The filter for `spec` (the value of `CATTLE_LOG`, if set), with `default`
+/// as Cattle's level when it is not set. An invalid `spec` is reported on
+/// standard error and the default used.
+pub fn filter(spec: Option<&str>, default: LevelFilter) -> Targets {
+    let Some(spec) = spec.map(str::trim) else {
+        return cattle_at(default);
+    };
+    if spec.contains('=') {
+        return spec.parse().unwrap_or_else(|e| {
+            eprintln!(
+                "warning: {}=`{spec}` is not a log filter ({e}); using {default}",
+                cattle_core::env::LOG
+            );
+            cattle_at(default)
+        });
+    }
+    match spec.parse::<LevelFilter>() {
+        Ok(level) => cattle_at(level),
+        Err(_) => {
+            eprintln!(
+                "warning: {}=`{spec}` is not a log level (off, error, warn, info, debug, trace) \
+                 nor `target=level` directives; using {default}",
+                cattle_core::env::LOG
+            );
+            cattle_at(default)
+        }
+    }
+}
+
+/// Cattle's crates at `level`, everything else at `warn` (or less, when
+/// `level` is less).
+fn cattle_at(level: LevelFilter) -> Targets {
+    CATTLE_TARGETS.iter().fold(
+        Targets::new().with_default(level.min(LevelFilter::WARN)),
+        |targets, crate_name| targets.with_target(*crate_name, level),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn a_level_is_for_cattle_and_the_sdk_stays_at_warn_unless_named() {
+        let info = filter(None, LevelFilter::INFO);
+        assert!(info.would_enable("cattle_agent::report", &Level::INFO));
+        assert!(!info.would_enable("cattle_agent::report", &Level::DEBUG));
+        assert!(!info.would_enable("aws_config::meta::region", &Level::INFO));
+        assert!(info.would_enable("aws_smithy_runtime", &Level::WARN));
+
+        let debug = filter(Some("debug"), LevelFilter::INFO);
+        assert!(debug.would_enable("cattle_stdlib::runner", &Level::DEBUG));
+        assert!(!debug.would_enable("hyper_util::client", &Level::DEBUG));
+
+        let error = filter(Some("error"), LevelFilter::INFO);
+        assert!(!error.would_enable("aws_smithy_runtime", &Level::WARN));
+
+        let asked = filter(Some("info,aws_smithy_runtime=debug"), LevelFilter::INFO);
+        assert!(asked.would_enable("aws_smithy_runtime::client", &Level::DEBUG));
+        assert!(asked.would_enable("cattle_agent", &Level::INFO));
+
+        let bad = filter(Some("loud"), LevelFilter::INFO);
+        assert!(bad.would_enable("cattle_agent", &Level::INFO));
+        assert!(!bad.would_enable("aws_config", &Level::INFO));
+    }
+}
