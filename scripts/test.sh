@@ -8,12 +8,16 @@ echo "==> installing MinIO (scripts/install-minio.sh)"
 scripts/install-minio.sh
 
 # libfaketime: tests/hostile.rs runs the binaries with a clock 20 minutes off.
-if ! command -v faketime >/dev/null 2>&1; then
-    echo "==> installing faketime (apt-get)"
+# strace: tests/e2e.rs records every connection `cattle` and the agent make.
+missing=()
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+command -v strace >/dev/null 2>&1 || missing+=(strace)
+if [[ ${#missing[@]} -gt 0 ]]; then
+    echo "==> installing ${missing[*]} (apt-get)"
     sudo_=""
     if [[ $(id -u) -ne 0 ]]; then sudo_="sudo"; fi
     $sudo_ apt-get update -q
-    $sudo_ apt-get install -y --no-install-recommends faketime
+    $sudo_ apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
 # systemd-nspawn and debootstrap: tests/container.rs boots throwaway Debian systems with

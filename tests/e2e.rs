@@ -3219,3 +3219,70 @@ fn the_agents_own_log_says_what_it_runs_step_by_step_and_nothing_of_the_sdk() {
     // The steps' output only at debug.
     assert!(!log.contains("flaky: attempt"), "{log}");
 }
+
+/// Every `connect` that `strace` recorded in `trace`, other than to a Unix
+/// socket: `(family, address)` as strace prints them.
+fn network_connects(trace: &Path) -> Vec<String> {
+    std::fs::read_to_string(trace)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("connect(") && !l.contains("AF_UNIX"))
+        .map(|l| l.to_string())
+        .collect()
+}
+
+#[test]
+fn publish_agent_and_status_connect_to_nothing_but_the_store() {
+    let fleet = Fleet::on_minio();
+    let dir = marker_config(&fleet).display().to_string();
+    let hosts = fleet.hosts_file(&["h1"]);
+    let port = format!("sin_port=htons({})", fleet.minio.port());
+    let to_store = |l: &str| l.contains(&port) && l.contains("inet_addr(\"127.0.0.1\")");
+    // As an operator's environment would be: no switch turning the instance
+    // metadata service off (the harness sets one for every other test).
+    let env: Vec<(String, String)> = fleet
+        .minio
+        .cattle_env()
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_EC2_METADATA_DISABLED")
+        .collect();
+    let traced = |name: &str, bin: PathBuf, args: &[&str]| {
+        let trace = fleet.ws.child(format!("{name}.strace"));
+        let out = Cmd::new("strace")
+            .args(["-f", "-qq", "-e", "trace=connect", "-o"])
+            .arg(&trace)
+            .arg(bin)
+            .args(args.iter().copied())
+            .envs(&env)
+            .env("CATTLE_STORE", &fleet.store_url)
+            .run();
+        out.assert_success();
+        let connects = network_connects(&trace);
+        assert!(
+            !connects.is_empty(),
+            "{name} made no connection at all: the trace is wrong"
+        );
+        let elsewhere: Vec<&String> = connects.iter().filter(|l| !to_store(l)).collect();
+        assert!(
+            elsewhere.is_empty(),
+            "{name} connected elsewhere than the store: {elsewhere:#?}"
+        );
+        out
+    };
+
+    let out = traced(
+        "publish",
+        cattle_bin(),
+        &["publish", &dir, "--hosts", &hosts],
+    );
+    let id = out.stdout.lines().last().unwrap().trim().to_string();
+    let state = fleet.state_dir("h1").display().to_string();
+    traced(
+        "agent",
+        agent_bin(),
+        &["--host-id", "h1", "--state-dir", &state, "--once"],
+    );
+    assert!(fleet.ws.child(format!("ran-{id}")).exists());
+    traced("status", cattle_bin(), &["status", &id]);
+    traced("log", cattle_bin(), &["log", &id]);
+}
