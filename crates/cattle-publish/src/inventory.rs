@@ -219,13 +219,6 @@ impl Inventory {
         }
         Ok(vars)
     }
-
-    /// Whether any host is given any variable.
-    pub fn has_vars(&self) -> bool {
-        !self.all.is_empty()
-            || self.groups.iter().any(|g| !g.vars.is_empty())
-            || self.own.values().any(|v| !v.is_empty())
-    }
 }
 
 /// `--var name=value` words: the values that override every other source.
