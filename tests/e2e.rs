@@ -3286,3 +3286,43 @@ fn publish_agent_and_status_connect_to_nothing_but_the_store() {
     traced("status", cattle_bin(), &["status", &id]);
     traced("log", cattle_bin(), &["log", &id]);
 }
+
+#[test]
+fn after_kill_9_a_run_with_variables_resumes_with_the_same_signed_values() {
+    let fleet = Fleet::on_minio();
+    let counter = fleet.ws.child("counter");
+    let gate = fleet.ws.child("gate");
+    // Three counting steps, the second waiting for the gate, then a template.
+    fleet
+        .ws
+        .write("gated/app.conf.j2", "port {{ port }} on {{ host }}\n");
+    let out = fleet.ws.child("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let steps = counting_steps(&counter, 3, Some((2, &gate)), "")
+        + &format!(
+            "[[step]]\nfacility = \"template\"\nsource = \"app.conf.j2\"\npath = \"{}/{{{{ host }}}}.conf\"\n",
+            out.display()
+        );
+    let config = fleet.ws.write("gated/cattle.toml", steps);
+    let id = fleet.publish_with_hosts_file(config.parent().unwrap(), "h1 port=8080\n");
+
+    let mut agent = fleet.agent("h1", &["--interval", "1"]).spawn();
+    assert!(wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || { std::fs::read_to_string(&counter).is_ok_and(|c| c.lines().count() == 2) }
+    ));
+    agent.kill();
+    std::fs::write(&gate, "").unwrap();
+
+    fleet.agent_once("h1").assert_success();
+    assert_eq!(fleet.host_status(&id, "h1")["state"], "DONE");
+    let runs = std::fs::read_to_string(&counter).unwrap();
+    assert_eq!(runs, "1\n2\n2\n3\n", "only the step in flight runs twice");
+    assert_eq!(
+        std::fs::read_to_string(out.join("h1.conf")).unwrap(),
+        "port 8080 on h1\n"
+    );
+    let log = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
+    assert!(log.contains("resuming at step 2"), "{log}");
+}
