@@ -342,6 +342,17 @@ impl Store {
         }
     }
 
+    /// Open the store at `url`, reaching an S3 store with `options` instead
+    /// of [`S3Options::from_env`]. No request is made.
+    pub async fn open_with(url: &StoreUrl, options: S3Options) -> Result<Store, StoreError> {
+        match url {
+            StoreUrl::File(root) => Ok(Store::File(FileStore::open(root.clone())?)),
+            StoreUrl::S3 { bucket, prefix } => Ok(Store::S3(
+                S3Store::new(bucket.clone(), prefix.clone(), options).await?,
+            )),
+        }
+    }
+
     /// Where an object is, for messages: `s3://bucket/prefix/key` or a path.
     pub fn location(&self, key: &str) -> String {
         match self {
