@@ -986,3 +986,584 @@ impl Settings {
 const AWS_ENDPOINT_URL_S3: &str = "AWS_ENDPOINT_URL_S3";
 const AWS_REGION: &str = "AWS_REGION";
 const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct TestArgs {
+        #[command(flatten)]
+        flags: Flags,
+    }
+
+    /// A directory with a host name file and, when given, the default config file.
+    struct Setup {
+        dir: tempfile::TempDir,
+        env: BTreeMap<String, String>,
+    }
+
+    impl Setup {
+        fn new(file: Option<&str>) -> Setup {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("hostname"), "machine-name\n").unwrap();
+            if let Some(text) = file {
+                std::fs::write(dir.path().join("agent.toml"), text).unwrap();
+            }
+            Setup {
+                dir,
+                env: BTreeMap::new(),
+            }
+        }
+
+        fn env(mut self, name: &str, value: &str) -> Setup {
+            self.env.insert(name.to_string(), value.to_string());
+            self
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        /// Write a secret file with `mode`.
+        fn secret(&self, name: &str, text: &str, mode: u32) -> PathBuf {
+            let path = self.path(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        }
+
+        fn load(&self, args: &[&str]) -> Result<Settings, SettingsError> {
+            let flags = TestArgs::try_parse_from(
+                std::iter::once("cattle-agent").chain(args.iter().copied()),
+            )
+            .unwrap()
+            .flags;
+            Settings::load(
+                &flags,
+                &Inputs {
+                    env: self.env.clone(),
+                    default_config: self.path("agent.toml"),
+                    hostname_file: self.path("hostname"),
+                },
+            )
+        }
+    }
+
+    fn file_origin(setup: &Setup, line: usize) -> Origin {
+        Origin::File {
+            path: setup.path("agent.toml"),
+            line,
+        }
+    }
+
+    type Getter = fn(&Settings) -> (String, Origin);
+
+    /// One key through the four layers: (key, file line, variable and its
+    /// value, flag and its value, the value each layer gives, how to read it).
+    struct Layers {
+        file: &'static str,
+        var: (&'static str, &'static str),
+        flag: (&'static str, &'static str),
+        /// The value at each layer: default, file, env, flag.
+        expect: [&'static str; 4],
+        get: Getter,
+    }
+
+    fn shown<T: fmt::Debug>(s: &Option<Sourced<T>>) -> (String, Origin) {
+        match s {
+            Some(s) => (format!("{:?}", s.value), s.origin.clone()),
+            None => ("None".to_string(), Origin::Default),
+        }
+    }
+
+    #[test]
+    fn each_layer_overrides_the_one_below_it_key_by_key() {
+        let table: Vec<Layers> = vec![
+            Layers {
+                file: r#"host_id = "from-file""#,
+                var: (env::HOST_ID, "from-env"),
+                flag: ("--host-id", "from-flag"),
+                expect: ["machine-name", "from-file", "from-env", "from-flag"],
+                get: |s| (s.host_id.value.to_string(), s.host_id.origin.clone()),
+            },
+            Layers {
+                file: r#"store = "s3://file-bucket/p""#,
+                var: (env::STORE, "s3://env-bucket/p"),
+                flag: ("--store", "file:///flag/store"),
+                expect: [
+                    DEFAULT_STORE,
+                    "s3://file-bucket/p/",
+                    "s3://env-bucket/p/",
+                    "file:///flag/store",
+                ],
+                get: |s| (s.store.value.to_string(), s.store.origin.clone()),
+            },
+            Layers {
+                file: r#"endpoint = "http://file:9000""#,
+                var: (env::AWS_ENDPOINT_URL, "http://env:9000"),
+                flag: ("--endpoint", "https://flag:9000"),
+                expect: [
+                    "None",
+                    r#""http://file:9000""#,
+                    r#""http://env:9000""#,
+                    r#""https://flag:9000""#,
+                ],
+                get: |s| shown(&s.endpoint),
+            },
+            Layers {
+                file: r#"region = "file-1""#,
+                var: (AWS_REGION, "env-1"),
+                flag: ("--region", "flag-1"),
+                expect: ["None", r#""file-1""#, r#""env-1""#, r#""flag-1""#],
+                get: |s| shown(&s.region),
+            },
+            Layers {
+                file: r#"ca_bundle = "/file/ca.pem""#,
+                var: (env::CA_BUNDLE, "/env/ca.pem"),
+                flag: ("--ca-bundle", "/flag/ca.pem"),
+                expect: [
+                    "None",
+                    r#""/file/ca.pem""#,
+                    r#""/env/ca.pem""#,
+                    r#""/flag/ca.pem""#,
+                ],
+                get: |s| shown(&s.ca_bundle),
+            },
+            Layers {
+                file: r#"state_dir = "/file/state""#,
+                var: (env::STATE_DIR, "/env/state"),
+                flag: ("--state-dir", "/flag/state"),
+                expect: [
+                    DEFAULT_STATE_DIR,
+                    "/file/state",
+                    "/env/state",
+                    "/flag/state",
+                ],
+                get: |s| {
+                    (
+                        s.state_dir.value.display().to_string(),
+                        s.state_dir.origin.clone(),
+                    )
+                },
+            },
+            Layers {
+                file: r#"trusted_keys = ["/file/a.pub", "/file/b.pub"]"#,
+                var: (env::TRUSTED_KEYS, "/env/a.pub:/env/b.pub"),
+                flag: ("--trusted-keys", "/flag/a.pub"),
+                expect: [
+                    "[]",
+                    r#"["/file/a.pub", "/file/b.pub"]"#,
+                    r#"["/env/a.pub", "/env/b.pub"]"#,
+                    r#"["/flag/a.pub"]"#,
+                ],
+                get: |s| {
+                    (
+                        format!("{:?}", s.trusted_keys.value),
+                        s.trusted_keys.origin.clone(),
+                    )
+                },
+            },
+            Layers {
+                file: "allow_unsigned = true",
+                var: (env::ALLOW_UNSIGNED, "0"),
+                flag: ("--allow-unsigned", ""),
+                expect: ["false", "true", "false", "true"],
+                get: |s| {
+                    (
+                        s.allow_unsigned.value.to_string(),
+                        s.allow_unsigned.origin.clone(),
+                    )
+                },
+            },
+            Layers {
+                file: r#"interval = "5m""#,
+                var: (env::INTERVAL, "90"),
+                flag: ("--interval", "2h"),
+                expect: ["30s", "5m", "1m 30s", "2h"],
+                get: |s| {
+                    (
+                        humantime::format_duration(s.interval.value).to_string(),
+                        s.interval.origin.clone(),
+                    )
+                },
+            },
+            Layers {
+                file: r#"jitter = "2s""#,
+                var: (env::JITTER, "1s"),
+                flag: ("--jitter", "500ms"),
+                expect: ["3s", "2s", "1s", "500ms"],
+                get: |s| {
+                    (
+                        humantime::format_duration(s.jitter.value).to_string(),
+                        s.jitter.origin.clone(),
+                    )
+                },
+            },
+            Layers {
+                file: "max_log_mib = 8",
+                var: (env::MAX_LOG_MIB, "16"),
+                flag: ("--max-log-mib", "32"),
+                expect: ["64", "8", "16", "32"],
+                get: |s| {
+                    (
+                        s.max_log_mib.value.to_string(),
+                        s.max_log_mib.origin.clone(),
+                    )
+                },
+            },
+            Layers {
+                file: r#"log = "debug""#,
+                var: (env::LOG, "warn"),
+                flag: ("--log", "error"),
+                expect: ["info", "debug", "warn", "error"],
+                get: |s| (s.log.value.to_string(), s.log.origin.clone()),
+            },
+        ];
+        for layers in table {
+            let Layers {
+                file,
+                var,
+                flag,
+                expect,
+                get,
+            } = layers;
+            // The jitter's default is a tenth of the interval: make that 30s.
+            let flag_args: Vec<&str> = if flag.1.is_empty() {
+                vec![flag.0]
+            } else {
+                vec![flag.0, flag.1]
+            };
+            let flag_name: &'static str = flag.0;
+            let cases: [(Option<&str>, bool, bool, Origin); 4] = [
+                (None, false, false, Origin::Default),
+                (Some(file), false, false, Origin::Default),
+                (Some(file), true, false, Origin::Env(var.0)),
+                (Some(file), true, true, Origin::Flag(flag_name)),
+            ];
+            for (layer, ((file, with_env, with_flag, origin), want)) in
+                cases.into_iter().zip(expect).enumerate()
+            {
+                // Line 2 of the file: line 1 is a comment, so the line is checked.
+                let setup = Setup::new(file.map(|f| format!("# agent\n{f}\n")).as_deref());
+                let setup = if with_env {
+                    setup.env(var.0, var.1)
+                } else {
+                    setup
+                };
+                let args = if with_flag {
+                    flag_args.clone()
+                } else {
+                    Vec::new()
+                };
+                let settings = setup
+                    .load(&args)
+                    .unwrap_or_else(|e| panic!("{file:?} {args:?}: {e}"));
+                let (value, got_origin) = get(&settings);
+                let origin = if layer == 1 {
+                    file_origin(&setup, 2)
+                } else {
+                    origin.clone()
+                };
+                assert_eq!(
+                    (value.as_str(), &got_origin),
+                    (want, &origin),
+                    "{flag_name}, layer {layer}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn credentials_come_from_the_flag_then_the_environment_then_the_file() {
+        let setup = Setup::new(Some("credentials_file = \"file-creds\"\n"));
+        setup.secret(
+            "file-creds",
+            "access_key_id = \"file-id\"\nsecret_access_key = \"file-secret\"\n",
+            0o600,
+        );
+        let flag_creds = setup.secret(
+            "flag-creds",
+            "access_key_id = \"flag-id\"\nsecret_access_key = \"flag-secret\"\n",
+            0o400,
+        );
+        let pair = |s: &Settings| {
+            let c = s.credentials.as_ref().unwrap();
+            (
+                c.value.access_key_id.clone(),
+                c.value.secret_access_key.clone(),
+                c.origin.clone(),
+            )
+        };
+        let from_file = setup.load(&[]).unwrap();
+        assert_eq!(
+            pair(&from_file),
+            (
+                "file-id".into(),
+                "file-secret".into(),
+                file_origin(&setup, 1)
+            )
+        );
+        assert_eq!(
+            from_file.s3_options().credentials,
+            Some(("file-id".into(), "file-secret".into()))
+        );
+
+        let setup = setup
+            .env(ACCESS_KEY_ID, "env-id")
+            .env(SECRET_ACCESS_KEY, "env-secret");
+        let from_env = setup.load(&[]).unwrap();
+        assert_eq!(
+            pair(&from_env),
+            (
+                "env-id".into(),
+                "env-secret".into(),
+                Origin::Env(SECRET_ACCESS_KEY)
+            )
+        );
+        // The SDK reads its own variables (and AWS_SESSION_TOKEN with them).
+        assert_eq!(from_env.s3_options().credentials, None);
+
+        let flag = flag_creds.display().to_string();
+        let from_flag = setup.load(&["--credentials-file", &flag]).unwrap();
+        assert_eq!(
+            pair(&from_flag),
+            (
+                "flag-id".into(),
+                "flag-secret".into(),
+                Origin::Flag("--credentials-file")
+            )
+        );
+
+        // Without any, the SDK's profile files are left to decide.
+        assert!(Setup::new(None).load(&[]).unwrap().credentials.is_none());
+    }
+
+    #[test]
+    fn secret_files_readable_by_others_are_refused_with_the_fix() {
+        let setup = Setup::new(Some("credentials_file = \"creds\"\n"));
+        let creds = setup.secret(
+            "creds",
+            "access_key_id = \"id\"\nsecret_access_key = \"s3cr3t\"\n",
+            0o640,
+        );
+        let err = setup.load(&[]).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("`{}` holds a secret", creds.display()))
+                && err.contains("mode 0640")
+                && err.contains(&format!("chmod 600 {}", creds.display()))
+                && err.starts_with(&format!("{}:1:20:", setup.path("agent.toml").display())),
+            "{err}"
+        );
+        assert!(!err.contains("s3cr3t"), "{err}");
+
+        let setup = Setup::new(None).env(ACCESS_KEY_ID, "id");
+        let secret = setup.secret("secret", "s3cr3t\n", 0o604);
+        let setup = setup.env(SECRET_ACCESS_KEY_FILE, &secret.display().to_string());
+        let err = setup.load(&[]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("AWS_SECRET_ACCESS_KEY_FILE: ") && err.contains("chmod 600"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn file_variables_give_the_key_and_the_secret() {
+        let setup = Setup::new(None);
+        let id = setup.secret("id", "host-7\n", 0o600);
+        let secret = setup.secret("secret", "  s3cr3t\n", 0o400);
+        let setup = setup
+            .env(ACCESS_KEY_ID_FILE, &id.display().to_string())
+            .env(SECRET_ACCESS_KEY_FILE, &secret.display().to_string());
+        let settings = setup.load(&[]).unwrap();
+        let creds = settings.credentials.as_ref().unwrap();
+        assert_eq!(creds.origin, Origin::Env(SECRET_ACCESS_KEY_FILE));
+        // Passed to the SDK explicitly: it does not know the `_FILE` variables.
+        assert_eq!(
+            settings.s3_options().credentials,
+            Some(("host-7".into(), "s3cr3t".into()))
+        );
+        let described = settings.describe();
+        assert!(
+            described.contains("secret_access_key = [redacted]") && !described.contains("s3cr3t"),
+            "{described}"
+        );
+        assert!(!format!("{settings:?}").contains("s3cr3t"));
+
+        let both = setup.env(SECRET_ACCESS_KEY, "other");
+        assert_eq!(
+            both.load(&[]).unwrap_err().to_string(),
+            "both AWS_SECRET_ACCESS_KEY and AWS_SECRET_ACCESS_KEY_FILE are set: set one of them"
+        );
+        let half = Setup::new(None).env(ACCESS_KEY_ID, "id");
+        assert!(
+            half.load(&[])
+                .unwrap_err()
+                .to_string()
+                .contains("set both halves")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named_with_line_and_column() {
+        let setup = Setup::new(Some("store = \"s3://b/p\"\n\n  intervall = \"5m\"\n"));
+        let err = setup.load(&[]).unwrap_err().to_string();
+        let file = setup.path("agent.toml").display().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{file}:3:3: unknown key `intervall`, expected one of"
+            )) && err.contains("`interval`"),
+            "{err}"
+        );
+        for (text, want) in [
+            (
+                "max_log_mib = 1\n",
+                ":1:15: invalid most MiB of log: 1 is outside 2 to 1048576",
+            ),
+            (
+                "interval = \"soon\"\n",
+                ":1:12: invalid interval: `soon` is not a duration",
+            ),
+            (
+                "interval = 0\n",
+                ":1:12: invalid interval: 0s is outside 1s to 24h",
+            ),
+            (
+                "interval = true\n",
+                ":1:12: expected seconds or a duration string",
+            ),
+            (
+                "store = \"http://x\"\n",
+                ":1:9: invalid store URL: `http://x` is not a store URL",
+            ),
+            (
+                "log = \"loud\"\n",
+                ":1:7: invalid log level: `loud` is not a log level",
+            ),
+            ("host_id = \"a b\"\n", ":1:11: invalid host ID"),
+            (
+                "jitter = \"1m\"\n",
+                ":1:10: invalid jitter: 1m is more than the interval (30s, default)",
+            ),
+        ] {
+            let setup = Setup::new(Some(text));
+            let err = setup.load(&[]).unwrap_err().to_string();
+            let file = setup.path("agent.toml").display().to_string();
+            assert!(err.starts_with(&format!("{file}{want}")), "{text}: {err}");
+        }
+        let err = Setup::new(None)
+            .env(env::INTERVAL, "5 parsecs")
+            .load(&[])
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("CATTLE_INTERVAL: invalid interval: `5 parsecs`"),
+            "{err}"
+        );
+        let err = Setup::new(None).load(&["--max-log-mib", "1"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("`--max-log-mib`: invalid most MiB"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn durations_are_seconds_or_humantime() {
+        let secs = |t| parse_duration(t).map(|d| d.as_millis());
+        assert_eq!(secs("30"), Ok(30_000));
+        assert_eq!(secs("30s"), Ok(30_000));
+        assert_eq!(secs("5m"), Ok(300_000));
+        assert_eq!(secs("1h 30m"), Ok(5_400_000));
+        assert_eq!(secs("250ms"), Ok(250));
+        assert!(secs("").is_err());
+        assert!(secs("-5").is_err());
+        assert!(
+            secs("5 minutes and a bit")
+                .unwrap_err()
+                .contains("write seconds (`30`)")
+        );
+        // `--interval` as it always was, and as a duration; the file takes integers too.
+        let setup = Setup::new(Some("interval = 120\n"));
+        assert_eq!(
+            setup.load(&[]).unwrap().interval.value,
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            setup.load(&["--interval", "45"]).unwrap().interval.value,
+            Duration::from_secs(45)
+        );
+        let settings = setup.load(&["--interval", "10m"]).unwrap();
+        assert_eq!(settings.interval.value, Duration::from_secs(600));
+        assert_eq!(
+            settings.jitter.value,
+            Duration::from_secs(60),
+            "a tenth of the interval"
+        );
+    }
+
+    #[test]
+    fn the_config_file_is_optional_only_at_its_default_path() {
+        let setup = Setup::new(None);
+        let settings = setup.load(&[]).unwrap();
+        assert!(settings.config_file.is_none());
+        assert_eq!(settings.host_id.value.as_str(), "machine-name");
+
+        let missing = setup.path("nowhere.toml").display().to_string();
+        let err = setup.load(&["--config", &missing]).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "cannot read config file `{missing}` (named by flag --config)"
+            )),
+            "{err}"
+        );
+        let err = Setup::new(None)
+            .env(env::AGENT_CONFIG, &missing)
+            .load(&[])
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("(named by env CATTLE_AGENT_CONFIG)"),
+            "{err}"
+        );
+
+        // Named explicitly, it is read instead of the default one; the flag wins over the variable.
+        let setup = Setup::new(Some("host_id = \"default-file\"\n"));
+        std::fs::write(setup.path("other.toml"), "host_id = \"other-file\"\n").unwrap();
+        let other = setup.path("other.toml").display().to_string();
+        let settings = setup.load(&["--config", &other]).unwrap();
+        assert_eq!(settings.host_id.value.as_str(), "other-file");
+        assert_eq!(
+            settings.config_file.unwrap().origin,
+            Origin::Flag("--config")
+        );
+        let setup = setup.env(env::AGENT_CONFIG, "/nonexistent/agent.toml");
+        assert_eq!(
+            setup
+                .load(&["--config", &other])
+                .unwrap()
+                .host_id
+                .value
+                .as_str(),
+            "other-file"
+        );
+    }
+
+    #[test]
+    fn paths_in_the_file_are_relative_to_its_directory() {
+        let setup = Setup::new(Some(
+            "state_dir = \"state\"\ntrusted_keys = [\"keys/a.pub\"]\nca_bundle = \"/abs/ca.pem\"\n",
+        ));
+        let settings = setup.load(&[]).unwrap();
+        assert_eq!(settings.state_dir.value, setup.path("state"));
+        assert_eq!(settings.trusted_keys.value, vec![setup.path("keys/a.pub")]);
+        assert_eq!(
+            settings.ca_bundle.unwrap().value,
+            PathBuf::from("/abs/ca.pem")
+        );
+    }
+}
