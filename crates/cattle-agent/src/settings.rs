@@ -1566,4 +1566,30 @@ mod tests {
             PathBuf::from("/abs/ca.pem")
         );
     }
+
+    #[test]
+    fn the_deploy_skeleton_documents_every_key_with_a_valid_example() {
+        let skeleton = include_str!("../../../deploy/agent.toml");
+        let uncommented: String = skeleton
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_lowercase()))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let file = parse_file(Path::new("deploy/agent.toml"), uncommented.clone())
+            .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        let keys = format!("{:?}", file.keys);
+        assert!(
+            !keys.contains(": None"),
+            "a key is not in the skeleton: {keys}"
+        );
+        // The examples are valid values, not only known keys.
+        let interval = file.keys.interval.unwrap().into_inner();
+        assert_eq!(
+            parse_duration(&file_duration(interval).unwrap()),
+            Ok(crate::DEFAULT_INTERVAL)
+        );
+        assert!(StoreUrl::parse(file.keys.store.unwrap().get_ref()).is_ok());
+        assert!(parse_level(file.keys.log.unwrap().into_inner()).is_ok());
+    }
 }
