@@ -258,11 +258,13 @@ impl StoreError {
                 "create it first, e.g. `mc mb ALIAS/{bucket}` (MinIO) or `aws s3 mb s3://{bucket}`"
             )),
             StoreError::AccessDenied { .. } => Some(
-                "check AWS_ACCESS_KEY_ID / AWS_PROFILE and the policy attached to that user"
+                "check the credentials (AWS_ACCESS_KEY_ID / AWS_PROFILE, or the agent's \
+                 `credentials_file`) and the policy attached to that user"
                     .to_string(),
             ),
             StoreError::NoCredentials { .. } => Some(
-                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a credentials file"
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a credentials file \
+                 (the agent: or `credentials_file` in its config file)"
                     .to_string(),
             ),
             StoreError::Unreachable { .. } => Some(
