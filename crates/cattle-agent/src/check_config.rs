@@ -29,6 +29,11 @@ impl Report {
         let _ = writeln!(self.text, "ok      {what}");
     }
 
+    /// Works, but should not be so in production.
+    fn warn(&mut self, what: &str) {
+        let _ = writeln!(self.text, "WARNING {what}");
+    }
+
     fn fail(&mut self, what: &str, hint: Option<String>) {
         self.ok = false;
         let _ = writeln!(self.text, "FAILED  {what}");
@@ -68,7 +73,7 @@ pub async fn check(settings: &Settings) -> Report {
                 report.pass(&format!("trusted key {} ({})", key.id(), key.comment()));
             }
             if settings.allow_unsigned.value {
-                report.pass(
+                report.warn(
                     "unsigned executions allowed (allow_unsigned): anyone who can write to the \
                      store can run anything on this host; never in production",
                 );
