@@ -304,7 +304,7 @@ pub async fn handle(
     ctx.env
         .push((env::HOST_ID.to_string(), config.host.to_string()));
     // `download` and `wait_for` trust what the store trusts.
-    ctx.ca_bundle = std::env::var_os(env::CA_BUNDLE).map(std::path::PathBuf::from);
+    ctx.ca_bundle = config.ca_bundle.clone();
     // As the publisher signed it.
     ctx.check_mode = manifest.check;
     ctx.diff = manifest.diff;

@@ -10,6 +10,7 @@
 
 mod admission;
 mod cancel;
+pub mod check_config;
 mod deliver;
 mod execution;
 mod fetch;
@@ -20,6 +21,7 @@ pub mod logging;
 mod panics;
 mod reboot;
 mod report;
+pub mod settings;
 mod shutdown;
 
 use std::collections::HashSet;
@@ -48,19 +50,20 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 /// them is marked.
 pub const DEFAULT_MAX_LOG_MIB: u64 = 64;
 
-/// Jitter on the wait between polls, so that a fleet started together spreads
-/// its polls: ±10 %. After a failed poll the wait is [`Backoff::POLL`] capped at
-/// the interval, so that a store that comes back is seen (and undelivered
-/// statuses delivered) within one interval.
-const POLL_JITTER: f64 = 0.1;
-
 /// Everything the agent needs to know, decided by the binary.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub host: HostId,
     /// Where executions are unpacked and their STATUS and log kept.
     pub state_dir: PathBuf,
+    /// The wait between polls, before jitter. After a failed poll the wait is
+    /// [`Backoff::POLL`] capped at the interval, so that a store that comes
+    /// back is seen (and undelivered statuses delivered) within one interval.
     pub interval: Duration,
+    /// Each wait between polls is moved by a random amount of at most this,
+    /// either way, so that a fleet started together spreads its polls
+    /// (default: a tenth of the interval). At most `interval`.
+    pub jitter: Duration,
     /// Handle what is pending, then return.
     pub once: bool,
     /// Waits between a step's attempts.
@@ -69,6 +72,21 @@ pub struct Config {
     pub trust: Trust,
     /// The most log kept per execution, in MiB (at least 2).
     pub max_log_mib: u64,
+    /// The CA bundle the store is trusted with, which `download` and
+    /// `wait_for` steps trust too; `None`: the system's root CAs.
+    pub ca_bundle: Option<PathBuf>,
+}
+
+impl Config {
+    /// The wait after a successful poll: the interval moved by at most the
+    /// jitter, either way.
+    pub fn poll_wait(&self) -> Duration {
+        if self.interval.is_zero() {
+            return self.interval;
+        }
+        let fraction = self.jitter.as_secs_f64() / self.interval.as_secs_f64();
+        cattle_stdlib::backoff::jittered(self.interval, fraction)
+    }
 }
 
 /// Whose executions an agent runs.
@@ -209,7 +227,7 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
     })?;
     let _lock = lock_state_dir(&config.state_dir)?;
     panics::record_in(&config.state_dir);
-    tracing::info!(host = %config.host, store = %store.location(""), interval = ?config.interval, "agent starting");
+    tracing::info!(host = %config.host, store = %store.location(""), interval = ?config.interval, jitter = ?config.jitter, "agent starting");
     for key in config.trust.keys.keys() {
         tracing::info!(key = %key.id(), comment = key.comment(), "trusting executions signed by this key");
     }
@@ -248,7 +266,7 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
                 }
                 failures = 0;
                 last_failure = None;
-                cattle_stdlib::backoff::jittered(agent.config.interval, POLL_JITTER)
+                agent.config.poll_wait()
             }
             Err(err) => {
                 failures = failures.saturating_add(1);

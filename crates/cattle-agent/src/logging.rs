@@ -13,33 +13,21 @@ use tracing_subscriber::filter::Targets;
 /// Cattle's crates, whose events the level applies to.
 const CATTLE_TARGETS: &[&str] = &["cattle_agent", "cattle_core", "cattle_stdlib"];
 
-/// The filter for `spec` (the value of `CATTLE_LOG`, if set), with `default`
-/// as Cattle's level when it is not set. An invalid `spec` is reported on
-/// standard error and the default used.
-pub fn filter(spec: Option<&str>, default: LevelFilter) -> Targets {
-    let Some(spec) = spec.map(str::trim) else {
-        return cattle_at(default);
-    };
+/// The filter `spec` (a `log` setting or `CATTLE_LOG`) says: a level for
+/// Cattle's crates, or `target=level` directives used as they are.
+pub fn parse(spec: &str) -> Result<Targets, String> {
+    let spec = spec.trim();
     if spec.contains('=') {
-        return spec.parse().unwrap_or_else(|e| {
-            eprintln!(
-                "warning: {}=`{spec}` is not a log filter ({e}); using {default}",
-                cattle_core::env::LOG
-            );
-            cattle_at(default)
-        });
+        return spec
+            .parse()
+            .map_err(|e| format!("`{spec}` is not a log filter: {e}"));
     }
-    match spec.parse::<LevelFilter>() {
-        Ok(level) => cattle_at(level),
-        Err(_) => {
-            eprintln!(
-                "warning: {}=`{spec}` is not a log level (off, error, warn, info, debug, trace) \
-                 nor `target=level` directives; using {default}",
-                cattle_core::env::LOG
-            );
-            cattle_at(default)
-        }
-    }
+    spec.parse::<LevelFilter>().map(cattle_at).map_err(|_| {
+        format!(
+            "`{spec}` is not a log level: off, error, warn, info, debug or trace \
+             (or `target=level` directives)"
+        )
+    })
 }
 
 /// Cattle's crates at `level`, everything else at `warn` (or less, when
@@ -59,6 +47,10 @@ mod tests {
 
     #[test]
     fn a_level_is_for_cattle_and_the_sdk_stays_at_warn_unless_named() {
+        let filter = |spec: Option<&str>, default: LevelFilter| match spec {
+            None => cattle_at(default),
+            Some(spec) => parse(spec).unwrap_or_else(|_| cattle_at(default)),
+        };
         let info = filter(None, LevelFilter::INFO);
         assert!(info.would_enable("cattle_agent::report", &Level::INFO));
         assert!(!info.would_enable("cattle_agent::report", &Level::DEBUG));
@@ -76,8 +68,7 @@ mod tests {
         assert!(asked.would_enable("aws_smithy_runtime::client", &Level::DEBUG));
         assert!(asked.would_enable("cattle_agent", &Level::INFO));
 
-        let bad = filter(Some("loud"), LevelFilter::INFO);
-        assert!(bad.would_enable("cattle_agent", &Level::INFO));
-        assert!(!bad.would_enable("aws_config", &Level::INFO));
+        assert!(parse("loud").unwrap_err().contains("is not a log level"));
+        assert!(parse("info,=x").is_err());
     }
 }

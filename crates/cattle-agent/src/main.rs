@@ -1,67 +1,52 @@
 //! `cattle-agent`: parse flags, set up logging and signals, run the agent.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
+use cattle_agent::settings::{Flags, Inputs, Settings};
 use cattle_agent::{AgentError, Config, Shutdown, Trust};
 use cattle_core::env;
-use cattle_core::hosts::HostId;
 use cattle_core::signing::TrustedKeys;
-use cattle_core::store::{DEFAULT_STORE, Store, StoreError, StoreUrl};
+use cattle_core::store::{Store, StoreError};
 use clap::Parser;
 
-/// Where the agent keeps its executions unless told otherwise.
-const DEFAULT_STATE_DIR: &str = "/var/lib/cattle/agent";
-
 /// Poll a Cattle store for executions addressed to this host and run them.
+///
+/// Settings come from the config file (`/etc/cattle/agent.toml`), then
+/// environment variables, then these flags, each overriding the one before.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// This host's ID, as publishers list it in their hosts files.
-    #[arg(long, env = env::HOST_ID)]
-    host_id: String,
+    #[command(subcommand)]
+    command: Option<Command>,
 
-    /// The store: `s3://bucket/prefix` or `file:///path`.
-    #[arg(long, env = env::STORE, default_value = DEFAULT_STORE)]
-    store: String,
-
-    /// Where executions are unpacked and their STATUS and log kept.
-    #[arg(long, env = env::STATE_DIR, default_value = DEFAULT_STATE_DIR)]
-    state_dir: PathBuf,
+    #[command(flatten)]
+    flags: Flags,
 
     /// Handle everything pending, then exit (0 if all of it finished and was reported).
     #[arg(long)]
     once: bool,
+}
 
-    /// File of public keys (from `cattle keygen`) whose signed executions this
-    /// host runs; repeat the flag, or separate files with `:`, to trust several.
-    #[arg(long = "trusted-keys", env = env::TRUSTED_KEYS, value_delimiter = ':')]
-    trusted_keys: Vec<PathBuf>,
-
-    /// Also run executions without a signature. Anyone who can write to the
-    /// store can then run anything on this host: for trying Cattle out only.
-    #[arg(long, env = env::ALLOW_UNSIGNED)]
-    allow_unsigned: bool,
-
-    /// Seconds between polls (±10 % jitter).
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    interval: u64,
-
-    /// The most log kept per execution, locally and in the store, in MiB: its
-    /// first half and its last half; what is dropped between them is marked.
-    #[arg(long, env = env::MAX_LOG_MIB, default_value_t = cattle_agent::DEFAULT_MAX_LOG_MIB,
-          value_parser = clap::value_parser!(u64).range(2..=1_048_576))]
-    max_log_mib: u64,
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Check the settings and the store, print the effective settings (secrets
+    /// redacted) with where each came from; exit 0 when all is well.
+    CheckConfig,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let settings = match Settings::load(&args.flags, &Inputs::system()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     {
         use tracing_subscriber::layer::SubscriberExt as _;
         use tracing_subscriber::util::SubscriberInitExt as _;
-        let spec = std::env::var(env::LOG).ok();
         tracing_subscriber::registry()
             .with(
                 tracing_subscriber::fmt::layer()
@@ -69,10 +54,10 @@ fn main() -> ExitCode {
                     .with_ansi(false)
                     .with_writer(std::io::stderr),
             )
-            .with(cattle_agent::logging::filter(
-                spec.as_deref(),
-                tracing::level_filters::LevelFilter::INFO,
-            ))
+            .with(
+                cattle_agent::logging::parse(&settings.log.value)
+                    .expect("the log setting was checked when it was read"),
+            )
             .init();
     }
 
@@ -83,7 +68,16 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime starts");
-    match runtime.block_on(run(args)) {
+    if let Some(Command::CheckConfig) = args.command {
+        let report = runtime.block_on(cattle_agent::check_config::check(&settings));
+        print!("{}", report.text);
+        return if report.ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    match runtime.block_on(run(settings, args.once)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
@@ -109,20 +103,18 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let host =
-        HostId::new(&args.host_id).map_err(|m| anyhow::anyhow!("invalid `--host-id`: {m}"))?;
-    let url =
-        StoreUrl::parse(&args.store).map_err(|m| anyhow::anyhow!("invalid `--store`: {m}"))?;
-    let keys = TrustedKeys::load(&args.trusted_keys)?;
-    if keys.is_empty() && !args.allow_unsigned {
+async fn run(settings: Settings, once: bool) -> anyhow::Result<()> {
+    let keys = TrustedKeys::load(&settings.trusted_keys.value)?;
+    if keys.is_empty() && !settings.allow_unsigned.value {
         anyhow::bail!(
-            "no trusted keys: give the publisher's public key with `--trusted-keys FILE` (or {}), \
-             made by `cattle keygen`; or `--allow-unsigned` to try Cattle out without signatures",
+            "no trusted keys: give the publisher's public key with `--trusted-keys FILE` (or {}, \
+             or `trusted_keys` in the config file), made by `cattle keygen`; or `--allow-unsigned` \
+             to try Cattle out without signatures",
             env::TRUSTED_KEYS
         );
     }
-    let store = Store::open(&url)
+    let url = &settings.store.value;
+    let store = Store::open_with(url, settings.s3_options())
         .await
         .with_context(|| format!("cannot open store `{url}`"))?;
 
@@ -141,16 +133,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
 
     let config = Config {
-        host,
-        state_dir: args.state_dir,
-        interval: Duration::from_secs(args.interval),
-        once: args.once,
+        host: settings.host_id.value,
+        state_dir: settings.state_dir.value,
+        interval: settings.interval.value,
+        jitter: settings.jitter.value,
+        once,
         retry: cattle_stdlib::Backoff::STEP,
         trust: Trust {
             keys,
-            allow_unsigned: args.allow_unsigned,
+            allow_unsigned: settings.allow_unsigned.value,
         },
-        max_log_mib: args.max_log_mib,
+        max_log_mib: settings.max_log_mib.value,
+        ca_bundle: settings.ca_bundle.map(|c| c.value),
     };
     cattle_agent::run(config, store, shutdown).await?;
     Ok(())

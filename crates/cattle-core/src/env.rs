@@ -32,6 +32,12 @@ pub const TRUSTED_KEYS: &str = "CATTLE_TRUSTED_KEYS";
 pub const MAX_LOG_MIB: &str = "CATTLE_MAX_LOG_MIB";
 /// `cattle-agent`: `1` runs unsigned executions too (`--allow-unsigned`); for trying Cattle out only.
 pub const ALLOW_UNSIGNED: &str = "CATTLE_ALLOW_UNSIGNED";
+/// `cattle-agent`: its config file (`--config`; default `/etc/cattle/agent.toml`).
+pub const AGENT_CONFIG: &str = "CATTLE_AGENT_CONFIG";
+/// `cattle-agent`: the time between polls, seconds or a duration such as `5m` (`--interval`).
+pub const INTERVAL: &str = "CATTLE_INTERVAL";
+/// `cattle-agent`: the most each wait between polls is moved at random, either way (`--jitter`).
+pub const JITTER: &str = "CATTLE_JITTER";
 /// `1` lets the AWS SDK ask the instance metadata service for credentials and region.
 pub const S3_IMDS: &str = "CATTLE_S3_IMDS";
 /// `1` forces path-style S3 requests, `0` virtual-hosted; unset: path-style iff an endpoint is set.

@@ -258,11 +258,13 @@ impl StoreError {
                 "create it first, e.g. `mc mb ALIAS/{bucket}` (MinIO) or `aws s3 mb s3://{bucket}`"
             )),
             StoreError::AccessDenied { .. } => Some(
-                "check AWS_ACCESS_KEY_ID / AWS_PROFILE and the policy attached to that user"
+                "check the credentials (AWS_ACCESS_KEY_ID / AWS_PROFILE, or the agent's \
+                 `credentials_file`) and the policy attached to that user"
                     .to_string(),
             ),
             StoreError::NoCredentials { .. } => Some(
-                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a credentials file"
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a credentials file \
+                 (the agent: or `credentials_file` in its config file)"
                     .to_string(),
             ),
             StoreError::Unreachable { .. } => Some(
@@ -338,6 +340,17 @@ impl Store {
             StoreUrl::File(root) => Ok(Store::File(FileStore::open(root.clone())?)),
             StoreUrl::S3 { bucket, prefix } => Ok(Store::S3(
                 S3Store::from_env(bucket.clone(), prefix.clone()).await?,
+            )),
+        }
+    }
+
+    /// Open the store at `url`, reaching an S3 store with `options` instead
+    /// of [`S3Options::from_env`]. No request is made.
+    pub async fn open_with(url: &StoreUrl, options: S3Options) -> Result<Store, StoreError> {
+        match url {
+            StoreUrl::File(root) => Ok(Store::File(FileStore::open(root.clone())?)),
+            StoreUrl::S3 { bucket, prefix } => Ok(Store::S3(
+                S3Store::new(bucket.clone(), prefix.clone(), options).await?,
             )),
         }
     }

@@ -1,0 +1,170 @@
+//! `cattle-agent check-config`: is this host's agent set up to work?
+//!
+//! It prints the effective settings with their origins (secrets redacted),
+//! then checks what the agent needs before its first poll: the trusted keys
+//! load, the state directory is usable, the store opens (a CA bundle that
+//! cannot be used shows here), and the host's inbox can be read, which is a
+//! signed request: it proves the bucket exists, the credentials work and this
+//! machine's clock is within the store's limit, or the store's error says
+//! which of these is wrong. Nothing is written, locally or in the store.
+
+use std::fmt::Write as _;
+
+use cattle_core::keys;
+use cattle_core::signing::TrustedKeys;
+use cattle_core::store::{Store, StoreError};
+use cattle_core::wire::{Inbox, MAX_DOCUMENT_BYTES};
+
+use crate::settings::Settings;
+
+/// What `check-config` found: the text to print and whether all is well.
+#[derive(Debug)]
+pub struct Report {
+    pub text: String,
+    pub ok: bool,
+}
+
+impl Report {
+    fn pass(&mut self, what: &str) {
+        let _ = writeln!(self.text, "ok      {what}");
+    }
+
+    /// Works, but should not be so in production.
+    fn warn(&mut self, what: &str) {
+        let _ = writeln!(self.text, "WARNING {what}");
+    }
+
+    fn fail(&mut self, what: &str, hint: Option<String>) {
+        self.ok = false;
+        let _ = writeln!(self.text, "FAILED  {what}");
+        if let Some(hint) = hint {
+            let _ = writeln!(self.text, "        hint: {hint}");
+        }
+    }
+
+    fn store_fail(&mut self, what: &str, err: &StoreError) {
+        self.fail(&format!("{what}: {err}"), err.hint());
+    }
+}
+
+/// Check `settings` and the store they point at; see the module's documentation.
+pub async fn check(settings: &Settings) -> Report {
+    let mut report = Report {
+        text: String::new(),
+        ok: true,
+    };
+    report
+        .text
+        .push_str("# cattle-agent settings (secrets redacted), each with where it came from\n");
+    report.text.push_str(&settings.describe());
+    report.text.push('\n');
+
+    match TrustedKeys::load(&settings.trusted_keys.value) {
+        Ok(keys) if keys.is_empty() && !settings.allow_unsigned.value => report.fail(
+            "no trusted keys: this agent would run nothing",
+            Some(
+                "give the publisher's public key (made by `cattle keygen`) with `trusted_keys` \
+                 in the config file, CATTLE_TRUSTED_KEYS or `--trusted-keys`"
+                    .to_string(),
+            ),
+        ),
+        Ok(keys) => {
+            for key in keys.keys() {
+                report.pass(&format!("trusted key {} ({})", key.id(), key.comment()));
+            }
+            if settings.allow_unsigned.value {
+                report.warn(
+                    "unsigned executions allowed (allow_unsigned): anyone who can write to the \
+                     store can run anything on this host; never in production",
+                );
+            }
+        }
+        Err(e) => report.fail(&format!("trusted keys: {e:#}"), None),
+    }
+
+    let state_dir = &settings.state_dir.value;
+    match std::fs::metadata(state_dir) {
+        Ok(m) if m.is_dir() => {
+            report.pass(&format!("state directory `{}` exists", state_dir.display()))
+        }
+        Ok(_) => report.fail(
+            &format!(
+                "state directory `{}` is not a directory",
+                state_dir.display()
+            ),
+            None,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => report.pass(&format!(
+            "state directory `{}` does not exist yet; the agent creates it",
+            state_dir.display()
+        )),
+        Err(e) => report.fail(
+            &format!("state directory `{}`: {e}", state_dir.display()),
+            None,
+        ),
+    }
+
+    let store = match Store::open_with(&settings.store.value, settings.s3_options()).await {
+        Ok(store) => store,
+        Err(e) => {
+            report.store_fail("cannot open the store", &e);
+            return finish(report);
+        }
+    };
+    let key = keys::inbox(&settings.host_id.value);
+    let location = store.location(&key);
+    match store.get(&key, MAX_DOCUMENT_BYTES).await {
+        Ok(None) => {
+            report.pass(&format!(
+                "store answers{}: inbox `{location}` is absent (nothing published to host `{}` yet)",
+                signed_request(&store),
+                settings.host_id.value
+            ));
+        }
+        Ok(Some(object)) => match serde_json::from_slice::<Inbox>(&object.bytes) {
+            Ok(inbox) if inbox.host == settings.host_id.value => report.pass(&format!(
+                "store answers{}: inbox `{location}` lists {} execution(s)",
+                signed_request(&store),
+                inbox.executions.len()
+            )),
+            Ok(inbox) => report.fail(
+                &format!(
+                    "inbox `{location}` is addressed to host `{}`, not `{}`",
+                    inbox.host, settings.host_id.value
+                ),
+                None,
+            ),
+            Err(e) => report.fail(
+                &format!("inbox `{location}` is not a valid inbox document: {e}"),
+                None,
+            ),
+        },
+        Err(e @ StoreError::AccessDenied { .. }) => report.fail(
+            &format!("cannot read the host's inbox: {e}"),
+            Some(format!(
+                "{}; a host's own user that may not list the bucket is also denied an inbox \
+                 that does not exist yet: publish to this host once, then check again",
+                e.hint().unwrap_or_default()
+            )),
+        ),
+        Err(e) => report.store_fail("cannot read the host's inbox", &e),
+    }
+    finish(report)
+}
+
+/// What a successful read proves, for an S3 store.
+fn signed_request(store: &Store) -> &'static str {
+    match store {
+        Store::S3(_) => " (bucket exists, credentials accepted, clock within the store's limit)",
+        Store::File(_) => "",
+    }
+}
+
+fn finish(mut report: Report) -> Report {
+    report.text.push_str(if report.ok {
+        "\nthe settings are complete and the store answers\n"
+    } else {
+        "\nsome checks failed (above)\n"
+    });
+    report
+}
