@@ -407,6 +407,25 @@ pub(crate) mod testing {
         diff.map(|diff| diff.render(false))
     }
 
+    /// Assert that the process whose ID a program wrote to `pid_file` is gone
+    /// within 5 s (or a zombie nobody waits for: its group was killed).
+    pub fn assert_gone_soon(pid_file: &Path) {
+        let pid: i32 = std::fs::read_to_string(pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let gone = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat.split_whitespace().nth(2) == Some("Z"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !gone() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(gone(), "the program's own child {pid} survived");
+    }
+
     /// Whether the tests run as root, which changing owners needs.
     pub fn is_root() -> bool {
         if nix::unistd::Uid::effective().is_root() {

@@ -706,14 +706,6 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(20));
     }
 
-    /// Whether process `pid` is gone (or a zombie nobody waits for).
-    fn gone(pid: i32) -> bool {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => true,
-            Ok(stat) => stat.split_whitespace().nth(2) == Some("Z"),
-        }
-    }
-
     #[test]
     fn the_steps_timeout_kills_the_program_and_its_process_group() {
         // The check starts a child of its own and hangs without reading its input.
@@ -740,16 +732,7 @@ mod tests {
             rec.lines
         );
         assert!(started.elapsed() < Duration::from_secs(10));
-        let child: i32 = std::fs::read_to_string(dir.path().join("child.pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !gone(child) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(gone(child), "the program's own child {child} survived");
+        crate::facility::testing::assert_gone_soon(&dir.path().join("child.pid"));
     }
 
     #[test]

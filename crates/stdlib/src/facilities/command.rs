@@ -261,14 +261,6 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
-    /// Whether process `pid` is gone (or a zombie nobody waits for: its group was killed).
-    fn gone(pid: i32) -> bool {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => true,
-            Ok(stat) => stat.split_whitespace().nth(2) == Some("Z"),
-        }
-    }
-
     #[test]
     fn a_hung_program_is_killed_with_its_process_group_at_the_deadline() {
         let dir = tempfile::tempdir().unwrap();
@@ -283,16 +275,7 @@ mod tests {
             "`sh` timed out after 300ms; killed it and its process group"
         );
         assert!(started.elapsed() < Duration::from_secs(5));
-        let child: i32 = std::fs::read_to_string(dir.path().join("child.pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !gone(child) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(gone(child), "the program's own child {child} survived");
+        crate::facility::testing::assert_gone_soon(&dir.path().join("child.pid"));
     }
 
     #[test]
