@@ -3326,3 +3326,49 @@ fn after_kill_9_a_run_with_variables_resumes_with_the_same_signed_values() {
     let log = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
     assert!(log.contains("resuming at step 2"), "{log}");
 }
+
+#[test]
+fn under_systemd_the_agents_lines_carry_their_syslog_priority_instead_of_a_time() {
+    let fleet = Fleet::on_minio();
+    let id = fleet.publish(&marker_config(&fleet), &["h1"]);
+    let hosts = fleet.hosts_file(&["h1"]);
+    let out = fleet.cattle_without_key(&[
+        "publish",
+        &marker_config(&fleet).display().to_string(),
+        "--hosts",
+        &hosts,
+        "--unsigned",
+    ]);
+    out.assert_success();
+    let forged = out.stdout.trim().to_string();
+
+    // systemd sets JOURNAL_STREAM when standard error is the journal.
+    let out = fleet
+        .agent("h1", &["--once"])
+        .env("JOURNAL_STREAM", "8:12345")
+        .run();
+    out.assert_success();
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<6> INFO ")
+                && l.contains(&format!("running it: execution {id}"))),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<3>ERROR ")
+                && l.contains(&format!("refused execution {forged}"))),
+        "{}",
+        out.stderr
+    );
+    for l in lines
+        .iter()
+        .filter(|l| l.contains(" INFO ") || l.contains(" ERROR "))
+    {
+        assert!(l.starts_with('<'), "a line without its priority: {l}");
+    }
+}

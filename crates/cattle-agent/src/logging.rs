@@ -6,9 +6,80 @@
 //! own crates, or a list of `target=level` directives with an optional
 //! default level first (`debug,aws_smithy_runtime=debug`), which is used as
 //! it is.
+//!
+//! Under systemd (its journal is standard error: `JOURNAL_STREAM` is set),
+//! each line starts with its syslog priority (`<3>` for errors, `<4>`
+//! warnings, `<6>` information, `<7>` detail) instead of a timestamp, which
+//! the journal adds itself: `journalctl -p warning -u cattle-agent` then shows
+//! warnings and errors only.
+
+use std::fmt;
 
 use tracing::level_filters::LevelFilter;
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Set by systemd when a service's standard output or error is the journal.
+const JOURNAL_STREAM: &str = "JOURNAL_STREAM";
+
+/// Log to standard error through `filter`: with syslog priorities and no
+/// timestamps under systemd, with timestamps otherwise; never with colours
+/// (the journal shows escape codes as text).
+pub fn init(filter: Targets) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let journal = std::env::var_os(JOURNAL_STREAM).is_some();
+    let plain = tracing_subscriber::fmt::format().with_ansi(false);
+    let journald = (journal).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .event_format(Priority(plain.clone().without_time()))
+    });
+    let terminal = (!journal).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .event_format(plain)
+    });
+    tracing_subscriber::registry()
+        .with(journald)
+        .with(terminal)
+        .with(filter)
+        .init();
+}
+
+/// A line format with the event's syslog priority in front, as journald
+/// reads it (`SyslogLevelPrefix=`, on by default).
+struct Priority<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for Priority<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(writer, "<{}>", priority(*event.metadata().level()))?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
+/// The syslog priority of `level`.
+fn priority(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
 
 /// Cattle's crates, whose events the level applies to.
 const CATTLE_TARGETS: &[&str] = &["cattle_agent", "cattle_core", "cattle_stdlib"];

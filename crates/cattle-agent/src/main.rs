@@ -44,22 +44,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    {
-        use tracing_subscriber::layer::SubscriberExt as _;
-        use tracing_subscriber::util::SubscriberInitExt as _;
-        tracing_subscriber::registry()
-            .with(
-                tracing_subscriber::fmt::layer()
-                    // journald adds its own timestamps and shows escape codes as text.
-                    .with_ansi(false)
-                    .with_writer(std::io::stderr),
-            )
-            .with(
-                cattle_agent::logging::parse(&settings.log.value)
-                    .expect("the log setting was checked when it was read"),
-            )
-            .init();
-    }
+    cattle_agent::logging::init(
+        cattle_agent::logging::parse(&settings.log.value)
+            .expect("the log setting was checked when it was read"),
+    );
 
     // One thread is plenty for one request per poll, and every extra thread
     // costs resident memory (a stack and a malloc arena). Steps run on tokio's
