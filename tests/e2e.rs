@@ -3372,3 +3372,47 @@ fn under_systemd_the_agents_lines_carry_their_syslog_priority_instead_of_a_time(
         assert!(l.starts_with('<'), "a line without its priority: {l}");
     }
 }
+
+#[test]
+fn a_custom_facility_exiting_194_has_the_host_rebooted_once_and_the_run_goes_on() {
+    let fleet = Fleet::on_minio();
+    let ws = fleet.ws.path().display().to_string();
+    // In place once its marker exists; apply makes it and asks for a reboot.
+    let program = fleet.ws.write(
+        "kernel/facilities/kernel_param",
+        format!(
+            "#!/bin/sh\ncat >/dev/null\ncase $1 in\ndescribe) echo 'kernel parameter set' ;;\n\
+             check) [ -e {ws}/param ] || exit 100 ;;\n\
+             apply) touch {ws}/param; exit 194 ;;\nesac\n"
+        ),
+    );
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let config = fleet.ws.write(
+        "kernel/cattle.toml",
+        format!(
+            "[[step]]\nfacility = \"kernel_param\"\n{}",
+            shell_step(&format!("echo 2 >> {ws}/steps"))
+        ),
+    );
+    let id = fleet.publish(config.parent().unwrap(), &["h1"]);
+    let boot = fleet.ws.write("boot_id", "boot-one\n");
+    let run = fleet.ws.child("run");
+    let agent = || fleet.rebooting_agent(&boot, &run).run();
+
+    agent().assert_success();
+    assert_eq!(steps_and_reboots(&fleet), ("".into(), "reboot\n".into()));
+    assert_eq!(fleet.status_json(&id)["hosts"][0]["state"], "PROGRESS");
+    agent().assert_success();
+    assert_eq!(steps_and_reboots(&fleet), ("".into(), "reboot\n".into()));
+
+    std::fs::write(&boot, "boot-two\n").unwrap();
+    agent().assert_success();
+    assert_eq!(steps_and_reboots(&fleet), ("2\n".into(), "reboot\n".into()));
+    let status = fleet.host_status(&id, "h1");
+    assert_eq!(status["state"], "DONE", "{status}");
+    assert_eq!(status["results"], serde_json::json!(["changed", "changed"]));
+}
