@@ -1959,10 +1959,14 @@ fn two_agents_for_one_host_id_never_split_the_work() {
             .spawn()
     };
     let mut first = daemon(&first_state);
+    // The first holds the lease before the twin starts (two agents starting at
+    // once race for it, and either may win).
     assert!(wait_until(
         Duration::from_secs(20),
         Duration::from_millis(50),
-        || first.stderr().contains("agent starting")
+        || first
+            .stderr()
+            .contains("this agent is the one active for the host")
     ));
     let mut twin = daemon(&twin_state);
     // Five quick publishes while both poll every second.
