@@ -99,6 +99,12 @@ impl Lease {
         }
     }
 
+    /// The poll interval changed (the settings were reloaded): renew at the
+    /// new pace from the next renewal on.
+    pub fn set_interval(&mut self, interval: Duration) {
+        self.renew_every = interval * RENEW_POLLS;
+    }
+
     /// Once per poll: renew the lease when it is due, or as a standby look
     /// whether its holder is still renewing it (one conditional GET).
     pub async fn poll(&mut self, store: &Store) -> Result<&Standing, AgentError> {

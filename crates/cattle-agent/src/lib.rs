@@ -23,6 +23,7 @@ mod reboot;
 mod report;
 pub mod settings;
 mod shutdown;
+pub mod systemd;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -216,9 +217,20 @@ struct Agent {
 
 /// Run the agent until `shutdown` fires (or once, with `config.once`).
 ///
+/// A new [`Config`] sent through `reload` (the settings reloaded on
+/// `SIGHUP`) takes effect before the next poll, and ends the wait for it: a
+/// shorter interval applies at once. An execution under way finishes with
+/// the settings it started with. Of a reloaded config, only the interval,
+/// jitter, trust and log bound are used; the rest needs a restart.
+///
 /// With `once`, returns an error if the store could not be read or some
 /// execution could not be finished or reported.
-pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(), AgentError> {
+pub async fn run(
+    config: Config,
+    store: Store,
+    shutdown: Shutdown,
+    mut reload: tokio::sync::watch::Receiver<Config>,
+) -> Result<(), AgentError> {
     std::fs::create_dir_all(local::executions_dir(&config.state_dir)).map_err(|source| {
         AgentError::StateDir {
             path: config.state_dir.clone(),
@@ -251,10 +263,18 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
         inbox_vars: Default::default(),
         settled: HashSet::new(),
     };
+    if let Some(every) = systemd::watchdog_interval() {
+        tokio::spawn(systemd::keep_watchdog(every));
+    }
+    systemd::ready();
     let mut failures: u32 = 0;
     // The failure last logged: the same one again is logged at debug level only.
     let mut last_failure: Option<String> = None;
     loop {
+        if reload.has_changed().unwrap_or(false) {
+            let new = reload.borrow_and_update().clone();
+            agent.reconfigure(new).await;
+        }
         let result = agent.poll(&shutdown).await;
         if agent.config.once {
             return result;
@@ -266,6 +286,10 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
                 }
                 failures = 0;
                 last_failure = None;
+                systemd::status(&format!(
+                    "waiting for work; polling every {}",
+                    humantime::format_duration(agent.config.interval)
+                ));
                 agent.config.poll_wait()
             }
             Err(err) => {
@@ -277,18 +301,65 @@ pub async fn run(config: Config, store: Store, shutdown: Shutdown) -> Result<(),
                 } else {
                     tracing::debug!(error = %err, retry_in = ?wait, "poll failed again");
                 }
+                systemd::status(&format!(
+                    "poll failed ({failures} in a row), retrying in {}: {text}",
+                    humantime::format_duration(wait)
+                ));
                 last_failure = Some(text);
                 wait
             }
         };
-        if shutdown.is_requested() || shutdown.wait_timeout(wait).await {
+        if shutdown.is_requested() {
             tracing::info!("stopping as asked");
             return Ok(());
+        }
+        let reloaded = tokio::select! {
+            stop = shutdown.wait_timeout(wait) => if stop {
+                tracing::info!("stopping as asked");
+                return Ok(());
+            } else {
+                false
+            },
+            // New settings: take them and poll now. (No more can come once
+            // the sender is gone: then only the wait counts.)
+            _ = async {
+                if reload.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            } => true,
+        };
+        if reloaded {
+            let new = reload.borrow_and_update().clone();
+            agent.reconfigure(new).await;
         }
     }
 }
 
 impl Agent {
+    /// Take the settings a reload may change from `new`: the interval and
+    /// jitter, whose executions to trust and the log bound.
+    async fn reconfigure(&mut self, new: Config) {
+        let old = &self.config;
+        if new.interval != old.interval {
+            self.lease.lock().await.set_interval(new.interval);
+        }
+        tracing::info!(
+            interval = ?new.interval,
+            jitter = ?new.jitter,
+            keys = new.trust.keys.keys().len(),
+            allow_unsigned = new.trust.allow_unsigned,
+            max_log_mib = new.max_log_mib,
+            "settings reloaded"
+        );
+        self.config = Config {
+            interval: new.interval,
+            jitter: new.jitter,
+            trust: new.trust,
+            max_log_mib: new.max_log_mib,
+            ..self.config.clone()
+        };
+    }
+
     /// One poll: read the inbox if it changed, then work through whatever is unsettled.
     async fn poll(&mut self, shutdown: &Shutdown) -> Result<(), AgentError> {
         let key = keys::inbox(&self.config.host);
@@ -370,6 +441,7 @@ impl Agent {
                 self.config.interval,
                 lost.clone(),
             ));
+            systemd::status(&format!("running execution {id}"));
             let handled =
                 execution::handle(&self.config, &self.store, candidate, shutdown, &lost).await;
             keeper.abort();

@@ -25,12 +25,25 @@ use tracing_subscriber::registry::LookupSpan;
 /// Set by systemd when a service's standard output or error is the journal.
 const JOURNAL_STREAM: &str = "JOURNAL_STREAM";
 
+/// Changes the filter [`init`] set up, e.g. when the settings are reloaded.
+#[derive(Debug, Clone)]
+pub struct FilterHandle(tracing_subscriber::reload::Handle<Targets, tracing_subscriber::Registry>);
+
+impl FilterHandle {
+    /// Log through `filter` from now on.
+    pub fn set(&self, filter: Targets) {
+        // Fails only if the subscriber is gone, when there is nothing to filter.
+        let _ = self.0.reload(filter);
+    }
+}
+
 /// Log to standard error through `filter`: with syslog priorities and no
 /// timestamps under systemd, with timestamps otherwise; never with colours
 /// (the journal shows escape codes as text).
-pub fn init(filter: Targets) {
+pub fn init(filter: Targets) -> FilterHandle {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let journal = std::env::var_os(JOURNAL_STREAM).is_some();
     let plain = tracing_subscriber::fmt::format().with_ansi(false);
     let journald = (journal).then(|| {
@@ -44,11 +57,29 @@ pub fn init(filter: Targets) {
             .event_format(plain)
     });
     tracing_subscriber::registry()
+        .with(filter)
         .with(journald)
         .with(terminal)
-        .with(filter)
         .init();
+    FilterHandle(handle)
 }
+
+/// What to put in front of a line the agent writes to standard error itself
+/// (its last words, before the log is set up or after it ends) for it to
+/// have `priority` in the journal: `<3>` for an error; nothing when standard
+/// error is not the journal.
+pub fn journal_prefix(priority: u8) -> String {
+    if std::env::var_os(JOURNAL_STREAM).is_some() {
+        format!("<{priority}>")
+    } else {
+        String::new()
+    }
+}
+
+/// Syslog's priority of errors, for [`journal_prefix`].
+pub const ERR: u8 = 3;
+/// Syslog's priority of warnings, for [`journal_prefix`].
+pub const WARNING: u8 = 4;
 
 /// A line format with the event's syslog priority in front, as journald
 /// reads it (`SyslogLevelPrefix=`, on by default).
@@ -101,11 +132,19 @@ pub fn parse(spec: &str) -> Result<Targets, String> {
     })
 }
 
+/// The SDK's HTTPS client warns at every start when the system has no root
+/// CA certificates (no `ca-certificates` package): noise for a store reached
+/// over plain HTTP or with a CA bundle of its own, and a store it cannot
+/// trust fails its requests with an error that says so anyway.
+const ROOT_CA_WARNING: &str = "aws_smithy_http_client::client::tls::rustls_provider";
+
 /// Cattle's crates at `level`, everything else at `warn` (or less, when
 /// `level` is less).
 fn cattle_at(level: LevelFilter) -> Targets {
     CATTLE_TARGETS.iter().fold(
-        Targets::new().with_default(level.min(LevelFilter::WARN)),
+        Targets::new()
+            .with_default(level.min(LevelFilter::WARN))
+            .with_target(ROOT_CA_WARNING, level.min(LevelFilter::ERROR)),
         |targets, crate_name| targets.with_target(*crate_name, level),
     )
 }
@@ -131,6 +170,9 @@ mod tests {
         let debug = filter(Some("debug"), LevelFilter::INFO);
         assert!(debug.would_enable("cattle_stdlib::runner", &Level::DEBUG));
         assert!(!debug.would_enable("hyper_util::client", &Level::DEBUG));
+
+        assert!(!info.would_enable(ROOT_CA_WARNING, &Level::WARN));
+        assert!(info.would_enable("aws_smithy_http_client::client", &Level::WARN));
 
         let error = filter(Some("error"), LevelFilter::INFO);
         assert!(!error.would_enable("aws_smithy_runtime", &Level::WARN));

@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use cattle_agent::settings::{Flags, Inputs, Settings};
-use cattle_agent::{AgentError, Config, Shutdown, Trust};
+use cattle_agent::logging::{ERR, FilterHandle, WARNING, journal_prefix};
+use cattle_agent::settings::{self, Flags, Inputs, Origin, Settings};
+use cattle_agent::{AgentError, Config, Shutdown, Trust, systemd};
 use cattle_core::env;
 use cattle_core::signing::TrustedKeys;
 use cattle_core::store::{Store, StoreError};
@@ -26,25 +27,60 @@ struct Args {
     /// Handle everything pending, then exit (0 if all of it finished and was reported).
     #[arg(long)]
     once: bool,
+
+    /// Refuse to start, with exit status 78, unless the config file, the
+    /// environment or a flag names the store (the packaged unit passes it, so
+    /// that a fresh install waits for its config instead of polling a default).
+    #[arg(long, global = true)]
+    require_store: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Check the settings and the store, print the effective settings (secrets
     /// redacted) with where each came from; exit 0 when all is well.
-    CheckConfig,
+    CheckConfig {
+        /// Check the settings only; do not contact the store.
+        #[arg(long)]
+        offline: bool,
+    },
 }
+
+/// The exit status when `--require-store` finds no store named: `EX_CONFIG`
+/// of sysexits.h, which the packaged unit lists in `RestartPreventExitStatus=`.
+const NOT_CONFIGURED: u8 = 78;
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let settings = match Settings::load(&args.flags, &Inputs::system()) {
         Ok(settings) => settings,
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("{}error: {err}", journal_prefix(ERR));
             return ExitCode::FAILURE;
         }
     };
-    cattle_agent::logging::init(
+    if args.require_store && settings.store.origin == Origin::Default {
+        let message = format!(
+            "no store named: set `store` in {} (or CATTLE_STORE, or `--store`), then \
+             start the agent again (`systemctl start cattle-agent`)",
+            settings
+                .config_file
+                .as_ref()
+                .map_or(settings::DEFAULT_CONFIG_FILE.into(), |f| f
+                    .value
+                    .display()
+                    .to_string()),
+        );
+        eprintln!("{}error: {message}", journal_prefix(WARNING));
+        if args.command.is_none() {
+            // Under a Type=notify unit, an exit before READY=1 is a failed start; this is a
+            // clean "not configured yet" (the unit's SuccessExitStatus=).
+            systemd::status(&message);
+            systemd::ready();
+        }
+        return ExitCode::from(NOT_CONFIGURED);
+    }
+    let log = cattle_agent::logging::init(
         cattle_agent::logging::parse(&settings.log.value)
             .expect("the log setting was checked when it was read"),
     );
@@ -56,8 +92,8 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime starts");
-    if let Some(Command::CheckConfig) = args.command {
-        let report = runtime.block_on(cattle_agent::check_config::check(&settings));
+    if let Some(Command::CheckConfig { offline }) = args.command {
+        let report = runtime.block_on(cattle_agent::check_config::check(&settings, offline));
         print!("{}", report.text);
         return if report.ok {
             ExitCode::SUCCESS
@@ -65,12 +101,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         };
     }
-    match runtime.block_on(run(settings, args.once)) {
+    match runtime.block_on(run(args.flags, settings, log, args.once)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            let error = journal_prefix(ERR);
+            eprintln!("{error}error: {err}");
             for cause in err.chain().skip(1) {
-                eprintln!("  Caused by: {cause}");
+                eprintln!("{error}  Caused by: {cause}");
             }
             if let Some(hint) = err
                 .chain()
@@ -84,23 +121,20 @@ fn main() -> ExitCode {
                 })
                 .and_then(StoreError::hint)
             {
-                eprintln!("hint: {hint}");
+                eprintln!("{error}hint: {hint}");
             }
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(settings: Settings, once: bool) -> anyhow::Result<()> {
-    let keys = TrustedKeys::load(&settings.trusted_keys.value)?;
-    if keys.is_empty() && !settings.allow_unsigned.value {
-        anyhow::bail!(
-            "no trusted keys: give the publisher's public key with `--trusted-keys FILE` (or {}, \
-             or `trusted_keys` in the config file), made by `cattle keygen`; or `--allow-unsigned` \
-             to try Cattle out without signatures",
-            env::TRUSTED_KEYS
-        );
-    }
+async fn run(
+    flags: Flags,
+    settings: Settings,
+    log: FilterHandle,
+    once: bool,
+) -> anyhow::Result<()> {
+    let config = agent_config(&settings, once)?;
     let url = &settings.store.value;
     let store = Store::open_with(url, settings.s3_options())
         .await
@@ -117,12 +151,33 @@ async fn run(settings: Settings, once: bool) -> anyhow::Result<()> {
             _ = int.recv() => {}
         }
         tracing::info!("shutdown requested; finishing the step under way");
+        systemd::stopping();
         on_signal.request();
     });
 
-    let config = Config {
-        host: settings.host_id.value,
-        state_dir: settings.state_dir.value,
+    let (reloaded, reload) = tokio::sync::watch::channel(config.clone());
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
+    tokio::spawn(reload_on_hangup(hangup, flags, settings, log, reloaded));
+    cattle_agent::run(config, store, shutdown, reload).await?;
+    Ok(())
+}
+
+/// The agent's [`Config`] from `settings`: loads the trusted keys, and refuses
+/// to run nothing but unsigned executions by accident.
+fn agent_config(settings: &Settings, once: bool) -> anyhow::Result<Config> {
+    let keys = TrustedKeys::load(&settings.trusted_keys.value)?;
+    if keys.is_empty() && !settings.allow_unsigned.value {
+        anyhow::bail!(
+            "no trusted keys: give the publisher's public key with `--trusted-keys FILE` (or {}, \
+             or `trusted_keys` in the config file), made by `cattle keygen`; or `--allow-unsigned` \
+             to try Cattle out without signatures",
+            env::TRUSTED_KEYS
+        );
+    }
+    Ok(Config {
+        host: settings.host_id.value.clone(),
+        state_dir: settings.state_dir.value.clone(),
         interval: settings.interval.value,
         jitter: settings.jitter.value,
         once,
@@ -132,8 +187,52 @@ async fn run(settings: Settings, once: bool) -> anyhow::Result<()> {
             allow_unsigned: settings.allow_unsigned.value,
         },
         max_log_mib: settings.max_log_mib.value,
-        ca_bundle: settings.ca_bundle.map(|c| c.value),
-    };
-    cattle_agent::run(config, store, shutdown).await?;
-    Ok(())
+        ca_bundle: settings.ca_bundle.as_ref().map(|c| c.value.clone()),
+    })
+}
+
+/// On each `SIGHUP` (`systemctl reload cattle-agent`), reads the settings
+/// again, from the same flags: the interval, jitter, trusted keys, log bound
+/// and log filter take effect; a change to what only a restart can apply (the
+/// host ID, the store and how to reach it, the state directory) is named in a
+/// warning. Settings that do not load are refused with the reason, and the
+/// ones in effect stay.
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    flags: Flags,
+    mut current: Settings,
+    log: FilterHandle,
+    reloaded: tokio::sync::watch::Sender<Config>,
+) {
+    while hangup.recv().await.is_some() {
+        systemd::reloading();
+        let loaded = Settings::load(&flags, &Inputs::system())
+            .map_err(anyhow::Error::from)
+            .and_then(|settings| {
+                let config = agent_config(&settings, false)?;
+                Ok((settings, config))
+            });
+        match loaded {
+            Ok((settings, config)) => {
+                let restart = current.restart_only_changes(&settings);
+                if !restart.is_empty() {
+                    tracing::warn!(
+                        "changed settings that take effect only after a restart \
+                         (`systemctl restart cattle-agent`): {}",
+                        restart.join(", ")
+                    );
+                }
+                log.set(
+                    cattle_agent::logging::parse(&settings.log.value)
+                        .expect("the log setting was checked when it was read"),
+                );
+                reloaded.send_replace(config);
+                current = settings;
+            }
+            Err(err) => {
+                tracing::error!("cannot reload the settings, keeping those in effect: {err:#}")
+            }
+        }
+        systemd::reloaded();
+    }
 }

@@ -842,6 +842,33 @@ impl Settings {
 
     /// How to reach the store: these settings over what the environment says
     /// of path-style requests and the instance metadata service.
+    /// The settings in which `new` differs from `self` (those in effect) and
+    /// that only a restart applies: the agent's identity, its store and how it
+    /// reaches it, and its state directory.
+    pub fn restart_only_changes(&self, new: &Settings) -> Vec<&'static str> {
+        fn value<T>(setting: &Option<Sourced<T>>) -> Option<&T> {
+            setting.as_ref().map(|s| &s.value)
+        }
+        [
+            ("host_id", self.host_id.value != new.host_id.value),
+            (
+                "store",
+                self.store.value.to_string() != new.store.value.to_string(),
+            ),
+            ("endpoint", value(&self.endpoint) != value(&new.endpoint)),
+            ("region", value(&self.region) != value(&new.region)),
+            (
+                "credentials",
+                value(&self.credentials) != value(&new.credentials),
+            ),
+            ("ca_bundle", value(&self.ca_bundle) != value(&new.ca_bundle)),
+            ("state_dir", self.state_dir.value != new.state_dir.value),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+    }
+
     pub fn s3_options(&self) -> S3Options {
         let mut options = S3Options::from_env();
         options.endpoint = self.endpoint.as_ref().map(|e| e.value.clone());

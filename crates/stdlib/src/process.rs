@@ -179,6 +179,12 @@ pub(crate) fn run(
     if let Some(path) = path {
         cmd.env("PATH", path);
     }
+    // systemd's notification socket and watchdog are the agent's: a program a
+    // step starts (`systemd-notify`, a daemon run in the foreground) must not
+    // speak for it.
+    for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        cmd.env_remove(name);
+    }
     cmd.envs(env.iter().map(|(k, v)| (k, v)))
         .envs(program.env.iter().map(|(k, v)| (k, v)))
         .args(&program.args)
