@@ -25,8 +25,8 @@ fi
 echo "==> installing container tools (scripts/install-container-tools.sh)"
 scripts/install-container-tools.sh
 
-echo "==> installing cargo-deny (scripts/install-cargo-deny.sh)"
-scripts/install-cargo-deny.sh
+echo "==> installing cargo-deny (scripts/install-cargo-tool.sh)"
+scripts/install-cargo-tool.sh cargo-deny
 
 # Dependency policy (deny.toml): e.g. no tar older than 0.4.45. Offline.
 echo "==> cargo deny check bans"
@@ -35,6 +35,11 @@ cargo deny --locked --manifest-path fuzz/Cargo.toml check bans
 
 echo "==> cargo build --workspace --bins"
 cargo build --workspace --bins --locked
+
+# The Debian packages (a release build): tests/packaged_agent.rs installs the
+# agent's in a container. Installs the pinned cargo-deb first if missing.
+echo "==> building the Debian packages (scripts/build-deb.sh)"
+scripts/build-deb.sh
 
 echo "==> cargo test --workspace $*"
 cargo test --workspace --locked "$@"

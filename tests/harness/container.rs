@@ -72,6 +72,8 @@ pub struct Container {
     dir: PathBuf,
     nspawn: Option<Child>,
     pid1: Option<Pid>,
+    /// What [`ContainerBuilder::bind_ro`] bound, bound again at each boot.
+    binds: Vec<(PathBuf, PathBuf)>,
 }
 
 impl fmt::Debug for Container {
@@ -122,6 +124,7 @@ impl ContainerBuilder {
             name,
             nspawn: None,
             pid1: None,
+            binds: self.binds,
         };
         container.mount_root(&setup.tree);
         // Each container is a machine of its own, e.g. to a lease naming its holder by it.
@@ -129,7 +132,7 @@ impl ContainerBuilder {
         let machine_id_file = container.path("/etc/machine-id");
         fs::write(&machine_id_file, format!("{machine_id}\n"))
             .unwrap_or_else(|e| panic!("write {}: {e}", machine_id_file.display()));
-        container.start(setup, &self.binds);
+        container.start(setup);
         container.wait_running(started + BOOT_TIMEOUT);
         container
     }
@@ -200,6 +203,57 @@ impl Container {
             .env("HOME", "/root")
     }
 
+    /// Waits up to `timeout` for the container to reboot itself (`systemctl reboot`, a
+    /// `reboot` step), then boots it again, as `systemd-nspawn@.service` does on a systemd
+    /// host: systemd-nspawn exits with status 133 when its container reboots. The file system
+    /// and the machine ID are kept; `/run` and `/tmp` start empty, as after a real reboot.
+    ///
+    /// Panics if systemd-nspawn does not exit within `timeout`, exits otherwise (a container
+    /// that powered off, or crashed), or the container does not boot again.
+    pub fn await_reboot(&mut self, timeout: Duration) {
+        let mut nspawn = self
+            .nspawn
+            .take()
+            .expect("a booted container has systemd-nspawn");
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = nspawn.try_wait().expect("try_wait on systemd-nspawn") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                self.nspawn = Some(nspawn);
+                panic!(
+                    "container {} did not reboot within {timeout:?}; its console:\n{}",
+                    self.name,
+                    self.console_log()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        self.pid1 = None;
+        assert_eq!(
+            status.code(),
+            Some(133),
+            "container {}: systemd-nspawn exited with {status}, not for a reboot; its console:\n{}",
+            self.name,
+            self.console_log()
+        );
+        // The container's cgroups stay, with what systemd-nspawn left in them.
+        let [v1, v2] = self.cgroups();
+        for cgroup in [&v2, &v1] {
+            for entry in fs::read_dir(cgroup).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_cgroup(&entry.path()).unwrap_or_else(|e| {
+                        panic!("remove cgroup {}: {e}", entry.path().display())
+                    });
+                }
+            }
+        }
+        let started = Instant::now();
+        self.start(setup());
+        self.wait_running(started + BOOT_TIMEOUT);
+    }
+
     /// Runs `argv` inside the container (see [`command`](Self::command)) to completion.
     /// Panics if it cannot be started, is killed by a signal, or runs over 120 s.
     #[track_caller]
@@ -250,13 +304,19 @@ impl Container {
 
     /// Starts systemd-nspawn in new cgroups of the container's own and waits for the
     /// container's PID 1 to be systemd.
-    fn start(&mut self, setup: &Setup, binds: &[(PathBuf, PathBuf)]) {
+    /// Made at the first boot, kept for the next ones ([`await_reboot`](Self::await_reboot)).
+    fn start(&mut self, setup: &Setup) {
         let [v1, v2] = self.cgroups();
         for cgroup in [&v1, &v2] {
-            fs::create_dir(cgroup)
+            fs::create_dir_all(cgroup)
                 .unwrap_or_else(|e| panic!("create cgroup {}: {e}", cgroup.display()));
         }
-        let log = fs::File::create(self.dir.join("console.log")).expect("create console.log");
+        // Appended to: a reboot's console follows the first boot's.
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("console.log"))
+            .expect("open console.log");
         let mut cmd = Command::new("/bin/sh");
         // The shell moves itself into the new cgroups, then becomes systemd-nspawn: no process
         // of the container ever runs in the test process's cgroups, and two containers never
@@ -277,7 +337,7 @@ impl Container {
             // its input.
             .arg("--console=read-only")
             .arg("--link-journal=no");
-        for (host, inside) in binds {
+        for (host, inside) in &self.binds {
             assert!(
                 host.exists(),
                 "Container bind: {} does not exist",
@@ -640,4 +700,43 @@ fn remove_leftovers() {
         eprintln!("removing container {name}, left behind by a killed test process");
         remove(&name, None, None);
     }
+}
+
+/// How long building the Debian packages may take: a release build from scratch is a few
+/// minutes on two cores.
+const PACKAGE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The Debian package `name` (`cattle` or `cattle-agent`) as `scripts/build-deb.sh` builds it
+/// from this tree, to install in a container. The script runs once per test process: it is a
+/// release build, a few minutes when nothing is built yet and seconds when cargo finds it up
+/// to date (`scripts/test.sh` builds the packages before the tests run). Panics with the
+/// script's output if it fails.
+pub fn debian_package(name: &str) -> PathBuf {
+    static PACKAGES: OnceLock<Result<Vec<PathBuf>, String>> = OnceLock::new();
+    let packages = PACKAGES.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-deb.sh");
+        let out = Cmd::new(&script).timeout(PACKAGE_TIMEOUT).run();
+        if !out.success() {
+            return Err(format!("`{}` failed:\n{out}", script.display()));
+        }
+        // The last two lines are the packages' paths, relative to the repository.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        Ok(out
+            .stdout
+            .lines()
+            .rev()
+            .take(2)
+            .map(|line| root.join(line.trim()))
+            .collect())
+    });
+    let packages = packages.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    packages
+        .iter()
+        .find(|path| {
+            path.file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(|f| f.starts_with(&format!("{name}_")))
+        })
+        .unwrap_or_else(|| panic!("no package {name} among {packages:?}"))
+        .clone()
 }

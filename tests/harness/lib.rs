@@ -30,7 +30,7 @@ use nix::unistd::Pid;
 use tempfile::TempDir;
 
 pub mod container;
-pub use container::Container;
+pub use container::{Container, debian_package};
 
 /// How long [`Minio::start`] waits for the server to become ready.
 const MINIO_START_TIMEOUT: Duration = Duration::from_secs(30);
