@@ -235,7 +235,10 @@ impl<K: DeserializeOwned> ConfigFile<K> {
                 let (line, column) = line_column(&source, span.start);
                 format!("{}:{line}:{column}", path.display())
             });
-            let message = e.message().replace("unknown field", "unknown key");
+            let message = e
+                .message()
+                .replace("unknown field", "unknown key")
+                .replace("missing field", "missing key");
             SettingsError(format!(
                 "{at}: {message} (every key is described in {documented_in})"
             ))
