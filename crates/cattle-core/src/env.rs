@@ -5,7 +5,8 @@
 //! the AWS SDK as usual. Programs that steps start also get `CATTLE_STEP` and
 //! `CATTLE_ATTEMPT` from the stdlib runner.
 
-/// The store URL when `--store` is not given (`cattle` and `cattle-agent`).
+/// The store URL when `--store` is not given (`cattle` and `cattle-agent`); for `cattle`,
+/// also the name of a store its config file defines.
 pub const STORE: &str = "CATTLE_STORE";
 /// Log level: `off`, `error`, `warn`, `info`, `debug` or `trace` (`cattle` and `cattle-agent`).
 pub const LOG: &str = "CATTLE_LOG";
@@ -24,7 +25,8 @@ pub const BOOT_ID_FILE: &str = "CATTLE_BOOT_ID_FILE";
 /// must be a tmpfs, which every boot starts empty, so that a reboot shows even
 /// where the kernel's boot ID does not change (a container).
 pub const RUN_DIR: &str = "CATTLE_RUN_DIR";
-/// `cattle publish`: the secret key file that signs manifests (`--key`).
+/// `cattle publish`: the secret key file that signs manifests (`--key`), over the config
+/// file's `signing_key`.
 pub const SIGNING_KEY: &str = "CATTLE_SIGNING_KEY";
 /// `cattle-agent`: files of public keys whose signatures it accepts, separated by `:` (`--trusted-keys`).
 pub const TRUSTED_KEYS: &str = "CATTLE_TRUSTED_KEYS";
