@@ -950,7 +950,9 @@ pub fn spawn(bin: &Path, args: &[&str], env: &[(String, String)]) -> Background 
 ///
 /// The child's environment is the test process's environment without any `AWS_*` or `CATTLE_*`
 /// variable and without `RUST_LOG` (or nothing, after [`env_clear`](Self::env_clear)), plus the
-/// variables given with [`env`](Self::env)/[`envs`](Self::envs).
+/// variables given with [`env`](Self::env)/[`envs`](Self::envs). Unless those set `HOME` or
+/// `XDG_CONFIG_HOME`, `XDG_CONFIG_HOME` names a directory that does not exist, so that the
+/// developer's `~/.config/cattle/config.toml` never stands in for what a test gives `cattle`.
 /// Stdin is empty unless [`stdin`](Self::stdin) is given.
 #[derive(Debug, Clone)]
 pub struct Cmd {
@@ -1044,6 +1046,13 @@ impl Cmd {
                 let k = k.to_string_lossy();
                 !k.starts_with("AWS_") && !k.starts_with("CATTLE_") && k != "RUST_LOG"
             }));
+            if !self
+                .env
+                .iter()
+                .any(|(k, _)| k == "HOME" || k == "XDG_CONFIG_HOME")
+            {
+                cmd.env("XDG_CONFIG_HOME", "/nonexistent/cattle-e2e/config");
+            }
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(dir) = &self.cwd {

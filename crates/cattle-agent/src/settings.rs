@@ -23,12 +23,15 @@
 //! refused when their group or other users can read them.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cattle_core::env;
+use cattle_core::env::{self, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_S3, AWS_REGION};
 use cattle_core::hosts::HostId;
+use cattle_core::settings::{
+    self as shared, Candidate, ConfigFile, Row, checked, from_flag, pick, read_credentials_file,
+};
+pub use cattle_core::settings::{Credentials, Origin, SettingsError, Sourced};
 use cattle_core::store::{DEFAULT_STORE, S3Options, StoreUrl};
 use serde::Deserialize;
 use toml::Spanned;
@@ -118,65 +121,6 @@ pub struct Flags {
     pub log: Option<String>,
 }
 
-/// Where a value came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    Default,
-    /// The config file, and the line of the value in it.
-    File {
-        path: PathBuf,
-        line: usize,
-    },
-    /// An environment variable.
-    Env(&'static str),
-    /// A command-line flag, e.g. `--store`.
-    Flag(&'static str),
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::Default => write!(f, "default"),
-            Origin::File { path, line } => write!(f, "file {}:{line}", path.display()),
-            Origin::Env(name) => write!(f, "env {name}"),
-            Origin::Flag(name) => write!(f, "flag {name}"),
-        }
-    }
-}
-
-/// A value and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sourced<T> {
-    pub value: T,
-    pub origin: Origin,
-}
-
-impl<T> Sourced<T> {
-    fn new(value: T, origin: Origin) -> Sourced<T> {
-        Sourced { value, origin }
-    }
-}
-
-/// An S3 access key and its secret. The secret is never shown: `Debug` and
-/// [`Settings::describe`] print `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    /// They are the SDK's own `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`:
-    /// the SDK reads them itself, with `AWS_SESSION_TOKEN` if there is one.
-    from_plain_env: bool,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"[redacted]")
-            .finish()
-    }
-}
-
 /// Every setting of the agent, validated, each with its origin.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -199,12 +143,6 @@ pub struct Settings {
     /// (see [`crate::logging`]), checked.
     pub log: Sourced<String>,
 }
-
-/// A setting that cannot be used: the message names the file and
-/// line:column, the variable or the flag, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SettingsError(pub String);
 
 /// What [`Settings::load`] reads besides the flags; [`Inputs::system`] for the
 /// real ones, others in tests.
@@ -230,10 +168,7 @@ impl Inputs {
 
     /// A variable's value; empty counts as unset.
     fn var(&self, name: &str) -> Option<&str> {
-        self.env
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        shared::var(&self.env, name)
     }
 }
 
@@ -256,112 +191,29 @@ struct FileSettings {
     log: Option<Spanned<String>>,
 }
 
+/// Where every key of the agent's config file is described.
+const DOCUMENTED_IN: &str = "deploy/agent.toml";
+
 /// The config file, read: its keys, and how to point at them.
-struct File {
-    path: PathBuf,
-    source: String,
-    keys: FileSettings,
-}
-
-impl File {
-    fn origin(&self, span: std::ops::Range<usize>) -> Origin {
-        Origin::File {
-            path: self.path.clone(),
-            line: cattle_stdlib::steps::line_column(&self.source, span.start).0,
-        }
-    }
-
-    /// `PATH:LINE:COLUMN` of a span, for errors.
-    fn at(&self, span: std::ops::Range<usize>) -> String {
-        let (line, column) = cattle_stdlib::steps::line_column(&self.source, span.start);
-        format!("{}:{line}:{column}", self.path.display())
-    }
-
-    /// A path from the file, relative to the file's directory.
-    fn path_value(&self, value: &Spanned<PathBuf>) -> Sourced<PathBuf> {
-        let dir = self.path.parent().unwrap_or(Path::new("/"));
-        Sourced::new(dir.join(value.get_ref()), self.origin(value.span()))
-    }
-}
-
-/// One setting's candidate from one layer: its raw value, where it came from,
-/// and how to name that place in an error.
-struct Candidate<T> {
-    value: T,
-    origin: Origin,
-    /// `PATH:LINE:COLUMN`, `CATTLE_STORE` or `--store`.
-    place: String,
-}
-
-/// The topmost layer that gives a value: flag, else environment, else file.
-fn pick<T>(
-    flag: Option<Candidate<T>>,
-    env: Option<Candidate<T>>,
-    file: Option<Candidate<T>>,
-) -> Option<Candidate<T>> {
-    flag.or(env).or(file)
-}
-
-fn from_flag<T>(value: Option<T>, name: &'static str) -> Option<Candidate<T>> {
-    value.map(|value| Candidate {
-        value,
-        origin: Origin::Flag(name),
-        place: format!("`{name}`"),
-    })
-}
+type File = ConfigFile<FileSettings>;
 
 fn from_env(inputs: &Inputs, name: &'static str) -> Option<Candidate<String>> {
-    inputs.var(name).map(|value| Candidate {
-        value: value.to_string(),
-        origin: Origin::Env(name),
-        place: name.to_string(),
-    })
+    shared::from_env(&inputs.env, name)
 }
 
 fn from_file<T: Clone>(file: Option<&File>, value: &Option<Spanned<T>>) -> Option<Candidate<T>> {
-    let (file, value) = (file?, value.as_ref()?);
-    Some(Candidate {
-        value: value.get_ref().clone(),
-        origin: file.origin(value.span()),
-        place: file.at(value.span()),
-    })
+    file?.candidate(value.as_ref())
 }
 
 fn from_file_path(
     file: Option<&File>,
     value: &Option<Spanned<PathBuf>>,
 ) -> Option<Candidate<PathBuf>> {
-    let (file, value) = (file?, value.as_ref()?);
-    let sourced = file.path_value(value);
-    Some(Candidate {
-        value: sourced.value,
-        origin: sourced.origin,
-        place: file.at(value.span()),
-    })
+    file?.path_candidate(value.as_ref())
 }
 
 fn env_path(inputs: &Inputs, name: &'static str) -> Option<Candidate<PathBuf>> {
-    from_env(inputs, name).map(|c| Candidate {
-        value: PathBuf::from(c.value),
-        origin: c.origin,
-        place: c.place,
-    })
-}
-
-/// Check a candidate's value with `check`, naming its place on failure.
-fn checked<T, U>(
-    candidate: Candidate<T>,
-    what: &str,
-    check: impl FnOnce(T) -> Result<U, String>,
-) -> Result<Sourced<U>, SettingsError> {
-    let Candidate {
-        value,
-        origin,
-        place,
-    } = candidate;
-    check(value)
-        .map(|value| Sourced::new(value, origin))
-        .map_err(|message| SettingsError(format!("{place}: invalid {what}: {message}")))
+    shared::env_path(&inputs.env, name)
 }
 
 /// A duration as settings take it: plain seconds (`30`, as `--interval` always
@@ -404,114 +256,9 @@ fn parse_level(text: String) -> Result<String, String> {
     Ok(text.trim().to_string())
 }
 
-/// Read a file holding a secret, refusing it when others can read it.
-fn read_secret_file(path: &Path, named_by: &str) -> Result<String, SettingsError> {
-    use std::os::unix::fs::PermissionsExt;
-    let metadata = std::fs::metadata(path)
-        .map_err(|e| SettingsError(format!("{named_by}: cannot read `{}`: {e}", path.display())))?;
-    let mode = metadata.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(SettingsError(format!(
-            "{named_by}: `{}` holds a secret but its group or other users can read it (mode {:04o}); \
-             run `chmod 600 {}`",
-            path.display(),
-            mode & 0o7777,
-            path.display()
-        )));
-    }
-    std::fs::read_to_string(path)
-        .map_err(|e| SettingsError(format!("{named_by}: cannot read `{}`: {e}", path.display())))
-}
-
-/// The credentials file's keys.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CredentialsFile {
-    access_key_id: String,
-    secret_access_key: String,
-}
-
-/// Read a credentials file: TOML with `access_key_id` and `secret_access_key`.
-fn read_credentials_file(path: &Path, named_by: &str) -> Result<Credentials, SettingsError> {
-    let source = read_secret_file(path, named_by)?;
-    let keys: CredentialsFile = toml::from_str(&source).map_err(|e| {
-        // The message only: toml's own rendering quotes the line, which may hold the secret.
-        let position = e.span().map_or(String::new(), |span| {
-            let (line, column) = cattle_stdlib::steps::line_column(&source, span.start);
-            format!(":{line}:{column}")
-        });
-        SettingsError(format!(
-            "{}{position}: {} (a credentials file holds `access_key_id = \"…\"` and \
-             `secret_access_key = \"…\"`)",
-            path.display(),
-            e.message()
-        ))
-    })?;
-    Ok(Credentials {
-        access_key_id: keys.access_key_id,
-        secret_access_key: keys.secret_access_key,
-        from_plain_env: false,
-    })
-}
-
-/// One of the pair from the environment: `NAME` or `NAME_FILE` (not both).
-fn env_secret(
-    inputs: &Inputs,
-    name: &'static str,
-    file_name: &'static str,
-) -> Result<Option<(String, bool)>, SettingsError> {
-    match (inputs.var(name), inputs.var(file_name)) {
-        (Some(_), Some(_)) => Err(SettingsError(format!(
-            "both {name} and {file_name} are set: set one of them"
-        ))),
-        (Some(value), None) => Ok(Some((value.to_string(), true))),
-        (None, Some(path)) => {
-            let text = read_secret_file(Path::new(path), file_name)?;
-            let value = text.trim().to_string();
-            if value.is_empty() {
-                return Err(SettingsError(format!("{file_name}: `{path}` is empty")));
-            }
-            Ok(Some((value, false)))
-        }
-        (None, None) => Ok(None),
-    }
-}
-
-const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
-const ACCESS_KEY_ID_FILE: &str = "AWS_ACCESS_KEY_ID_FILE";
-const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
-const SECRET_ACCESS_KEY_FILE: &str = "AWS_SECRET_ACCESS_KEY_FILE";
-
 /// The credentials the environment gives, if it gives both halves.
 fn env_credentials(inputs: &Inputs) -> Result<Option<Sourced<Credentials>>, SettingsError> {
-    let id = env_secret(inputs, ACCESS_KEY_ID, ACCESS_KEY_ID_FILE)?;
-    let secret = env_secret(inputs, SECRET_ACCESS_KEY, SECRET_ACCESS_KEY_FILE)?;
-    match (id, secret) {
-        (None, None) => Ok(None),
-        (Some((access_key_id, id_plain)), Some((secret_access_key, secret_plain))) => {
-            let origin = Origin::Env(if secret_plain {
-                SECRET_ACCESS_KEY
-            } else {
-                SECRET_ACCESS_KEY_FILE
-            });
-            Ok(Some(Sourced::new(
-                Credentials {
-                    access_key_id,
-                    secret_access_key,
-                    from_plain_env: id_plain && secret_plain,
-                },
-                origin,
-            )))
-        }
-        (Some(_), None) => Err(SettingsError(format!(
-            "{ACCESS_KEY_ID} (or {ACCESS_KEY_ID_FILE}) is set but neither {SECRET_ACCESS_KEY} nor \
-             {SECRET_ACCESS_KEY_FILE}: set both halves of the key"
-        ))),
-        (None, Some(_)) => Err(SettingsError(format!(
-            "{SECRET_ACCESS_KEY} (or {SECRET_ACCESS_KEY_FILE}) is set but neither {ACCESS_KEY_ID} nor \
-             {ACCESS_KEY_ID_FILE}: set both halves of the key"
-        ))),
-    }
+    shared::env_credentials(&inputs.env)
 }
 
 /// Which config file to read, and whether it must exist.
@@ -531,45 +278,22 @@ fn config_path(flags: &Flags, inputs: &Inputs) -> (Sourced<PathBuf>, bool) {
     }
 }
 
+/// Parse the text of a config file (the skeleton in `deploy/`, in tests).
+#[cfg(test)]
 fn parse_file(path: &Path, source: String) -> Result<File, SettingsError> {
-    let keys: FileSettings = toml::from_str(&source).map_err(|e| {
-        let at = e.span().map_or(path.display().to_string(), |span| {
-            let (line, column) = cattle_stdlib::steps::line_column(&source, span.start);
-            format!("{}:{line}:{column}", path.display())
-        });
-        let message = e.message().replace("unknown field", "unknown key");
-        SettingsError(format!(
-            "{at}: {message} (every key is described in deploy/agent.toml)"
-        ))
-    })?;
-    Ok(File {
-        path: path.to_path_buf(),
-        source,
-        keys,
-    })
+    File::parse(path, source, DOCUMENTED_IN)
 }
 
 impl Settings {
     /// Decide every setting from the flags, the environment, the config file
     /// and the defaults (see the module's documentation for the order).
     pub fn load(flags: &Flags, inputs: &Inputs) -> Result<Settings, SettingsError> {
-        let (mut config_path, required) = config_path(flags, inputs);
-        // Absolute, so that the paths in it are relative to its directory.
-        if let Ok(path) = std::path::absolute(&config_path.value) {
-            config_path.value = path;
-        }
-        let file = match std::fs::read_to_string(&config_path.value) {
-            Ok(source) => Some(parse_file(&config_path.value, source)?),
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(SettingsError(format!(
-                    "cannot read config file `{}` (named by {}): {e}",
-                    config_path.value.display(),
-                    config_path.origin
-                )));
-            }
-        };
-        let config_file = file.as_ref().map(|_| config_path.clone());
+        let (config_path, required) = config_path(flags, inputs);
+        let file = File::read(&config_path, required, DOCUMENTED_IN)?;
+        // Absolute, as read: the paths in it are relative to its directory.
+        let config_file = file
+            .as_ref()
+            .map(|f| Sourced::new(f.path.clone(), config_path.origin.clone()));
         let f = file.as_ref();
         let keys = f.map(|f| &f.keys);
         let k = |get: fn(&FileSettings) -> &Option<Spanned<String>>| {
@@ -622,15 +346,7 @@ impl Settings {
                 .or_else(|| from_env(inputs, AWS_ENDPOINT_URL_S3)),
             k(|k| &k.endpoint),
         )
-        .map(|c| {
-            checked(c, "endpoint", |v| {
-                if v.starts_with("http://") || v.starts_with("https://") {
-                    Ok(v)
-                } else {
-                    Err(format!("`{v}` is not an http:// or https:// URL"))
-                }
-            })
-        })
+        .map(|c| checked(c, "endpoint", shared::endpoint_url))
         .transpose()?;
 
         let region = pick(
@@ -873,16 +589,7 @@ impl Settings {
         let mut options = S3Options::from_env();
         options.endpoint = self.endpoint.as_ref().map(|e| e.value.clone());
         options.region = self.region.as_ref().map(|r| r.value.clone());
-        options.credentials = self
-            .credentials
-            .as_ref()
-            .filter(|c| !c.value.from_plain_env)
-            .map(|c| {
-                (
-                    c.value.access_key_id.clone(),
-                    c.value.secret_access_key.clone(),
-                )
-            });
+        options.credentials = self.credentials.as_ref().and_then(|c| c.value.for_sdk());
         options.ca_bundle = self.ca_bundle.as_ref().map(|c| c.value.clone());
         options
     }
@@ -890,9 +597,10 @@ impl Settings {
     /// The effective settings as `key = value  # origin` lines, secrets
     /// shown as `[redacted]`: what `check-config` prints.
     pub fn describe(&self) -> String {
-        let mut rows: Vec<(&str, String, String)> = Vec::new();
-        let mut row =
-            |key: &'static str, value: String, origin: String| rows.push((key, value, origin));
+        let mut rows: Vec<Row> = Vec::new();
+        let mut row = |key: &'static str, value: String, origin: String| {
+            rows.push((key.to_string(), value, origin))
+        };
         let quoted = |s: &str| format!("{s:?}");
         let path = |p: &Path| quoted(&p.display().to_string());
         let duration = |d: Duration| quoted(&humantime::format_duration(d).to_string());
@@ -925,16 +633,9 @@ impl Settings {
         }
         match &self.credentials {
             Some(c) => {
-                row(
-                    "access_key_id",
-                    quoted(&c.value.access_key_id),
-                    c.origin.to_string(),
-                );
-                row(
-                    "secret_access_key",
-                    "[redacted]".to_string(),
-                    c.origin.to_string(),
-                );
+                for (key, value, origin) in shared::credential_rows(c) {
+                    row(key, value, origin);
+                }
             }
             None => row(
                 "credentials",
@@ -989,35 +690,20 @@ impl Settings {
             self.max_log_mib.origin.to_string(),
         );
         row("log", quoted(&self.log.value), self.log.origin.to_string());
-        let width = rows.iter().map(|(k, _, _)| k.len()).max().unwrap_or(0);
-        let value_width = rows
-            .iter()
-            .map(|(_, v, _)| v.chars().count())
-            .max()
-            .unwrap_or(0)
-            .min(48);
-        let mut out = String::new();
-        for (key, value, origin) in rows {
-            let line = if origin.is_empty() {
-                format!("{key:<width$} = {value}")
-            } else {
-                format!("{key:<width$} = {value:<value_width$}  # {origin}")
-            };
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-        out
+        shared::describe(&rows)
     }
 }
 
-const AWS_ENDPOINT_URL_S3: &str = "AWS_ENDPOINT_URL_S3";
-const AWS_REGION: &str = "AWS_REGION";
-const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
-
 #[cfg(test)]
 mod tests {
+    use std::fmt;
     use std::os::unix::fs::PermissionsExt;
 
+    use cattle_core::env::{
+        AWS_ACCESS_KEY_ID as ACCESS_KEY_ID, AWS_ACCESS_KEY_ID_FILE as ACCESS_KEY_ID_FILE,
+        AWS_SECRET_ACCESS_KEY as SECRET_ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY_FILE as SECRET_ACCESS_KEY_FILE,
+    };
     use clap::Parser;
 
     use super::*;

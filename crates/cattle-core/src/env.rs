@@ -5,7 +5,8 @@
 //! the AWS SDK as usual. Programs that steps start also get `CATTLE_STEP` and
 //! `CATTLE_ATTEMPT` from the stdlib runner.
 
-/// The store URL when `--store` is not given (`cattle` and `cattle-agent`).
+/// The store URL when `--store` is not given (`cattle` and `cattle-agent`); for `cattle`,
+/// also the name of a store its config file defines.
 pub const STORE: &str = "CATTLE_STORE";
 /// Log level: `off`, `error`, `warn`, `info`, `debug` or `trace` (`cattle` and `cattle-agent`).
 pub const LOG: &str = "CATTLE_LOG";
@@ -24,7 +25,8 @@ pub const BOOT_ID_FILE: &str = "CATTLE_BOOT_ID_FILE";
 /// must be a tmpfs, which every boot starts empty, so that a reboot shows even
 /// where the kernel's boot ID does not change (a container).
 pub const RUN_DIR: &str = "CATTLE_RUN_DIR";
-/// `cattle publish`: the secret key file that signs manifests (`--key`).
+/// `cattle publish`: the secret key file that signs manifests (`--key`), over the config
+/// file's `signing_key`.
 pub const SIGNING_KEY: &str = "CATTLE_SIGNING_KEY";
 /// `cattle-agent`: files of public keys whose signatures it accepts, separated by `:` (`--trusted-keys`).
 pub const TRUSTED_KEYS: &str = "CATTLE_TRUSTED_KEYS";
@@ -45,8 +47,32 @@ pub const S3_PATH_STYLE: &str = "CATTLE_S3_PATH_STYLE";
 /// Path to a PEM file of one or more CA certificates: when set, the S3 client trusts exactly
 /// these roots for HTTPS to the store (a private CA), and not the system's; unset: the system's.
 pub const CA_BUNDLE: &str = "CATTLE_CA_BUNDLE";
+/// `cattle`: its config file (`--config`; default `$XDG_CONFIG_HOME/cattle/config.toml`,
+/// else `~/.config/cattle/config.toml`).
+pub const CONFIG: &str = "CATTLE_CONFIG";
+/// The base directory of a user's config files (XDG); `cattle` reads
+/// `cattle/config.toml` there, else under `$HOME/.config`.
+pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+/// The user's home directory: `~` in `cattle`'s config file, and its default place.
+pub const HOME: &str = "HOME";
 /// The S3 endpoint, a standard AWS SDK variable (`AWS_ENDPOINT_URL_S3` also works).
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+/// The S3 endpoint, the S3-only spelling of [`AWS_ENDPOINT_URL`].
+pub const AWS_ENDPOINT_URL_S3: &str = "AWS_ENDPOINT_URL_S3";
+/// The S3 region, a standard AWS SDK variable.
+pub const AWS_REGION: &str = "AWS_REGION";
+/// The S3 region, older spelling of [`AWS_REGION`].
+pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+/// The store's access key ID, a standard AWS SDK variable.
+pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+/// The store's secret key, a standard AWS SDK variable.
+pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+/// A file holding the access key ID (e.g. systemd's `LoadCredential=`), instead of
+/// [`AWS_ACCESS_KEY_ID`]; refused if its group or other users can read it.
+pub const AWS_ACCESS_KEY_ID_FILE: &str = "AWS_ACCESS_KEY_ID_FILE";
+/// A file holding the secret key, instead of [`AWS_SECRET_ACCESS_KEY`]; refused
+/// if its group or other users can read it.
+pub const AWS_SECRET_ACCESS_KEY_FILE: &str = "AWS_SECRET_ACCESS_KEY_FILE";
 
 /// The log level [`LOG`] asks for, or `default` when it is unset. A value that is
 /// not a level is reported on standard error and `default` is used.

@@ -9,6 +9,7 @@ pub mod inbox;
 pub mod inventory;
 pub mod log;
 pub mod publish;
+pub mod settings;
 pub mod status;
 pub mod terminal;
 pub mod versions;

@@ -9,8 +9,9 @@ use anyhow::Context as _;
 use cattle_core::env;
 use cattle_core::hosts::HostId;
 use cattle_core::signing::SecretKey;
-use cattle_core::store::{DEFAULT_STORE, Store, StoreError, StoreUrl};
+use cattle_core::store::{Store, StoreError};
 use cattle_publish::publish::Signer;
+use cattle_publish::settings::{Flags, Inputs, Origin, Settings};
 use cattle_publish::{exit, terminal};
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
@@ -19,9 +20,10 @@ use uuid::Uuid;
 #[derive(Debug, Parser)]
 #[command(version, propagate_version = true)]
 struct Cli {
-    /// The store: `s3://bucket/prefix` or `file:///path`.
-    #[arg(long, global = true, env = env::STORE, default_value = DEFAULT_STORE)]
-    store: String,
+    /// Settings every command takes; they override the config file and the
+    /// environment (see `cattle config`).
+    #[command(flatten)]
+    flags: Flags,
 
     #[command(subcommand)]
     command: Command,
@@ -64,8 +66,9 @@ enum Command {
         /// With `--dry-run`: only this host's plan.
         #[arg(long, requires = "dry_run")]
         host: Option<String>,
-        /// Secret key file that signs the execution (from `cattle keygen`).
-        #[arg(long, env = env::SIGNING_KEY, required_unless_present_any = ["unsigned", "dry_run"])]
+        /// Secret key file that signs the execution (from `cattle keygen`); default:
+        /// CATTLE_SIGNING_KEY, else `signing_key` in the config file.
+        #[arg(long)]
         key: Option<PathBuf>,
         /// Publish without a signature; only agents started with `--allow-unsigned` run it.
         #[arg(long, conflicts_with = "key")]
@@ -141,6 +144,18 @@ enum Command {
         #[arg(long, value_name = "NAME", requires = "hosts")]
         host_vars: Option<String>,
     },
+    /// Print the settings in effect, each with where it came from (default,
+    /// config file and line, variable or flag), secrets redacted.
+    Config {
+        #[command(subcommand)]
+        action: Option<ConfigAction>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Print the settings in effect (what `cattle config` alone does).
+    Show,
 }
 
 /// How often `status --wait` reads the store.
@@ -222,15 +237,23 @@ fn report(err: &anyhow::Error) {
     }
 }
 
-async fn open_store(url: &str) -> anyhow::Result<Store> {
-    let url = StoreUrl::parse(url).map_err(|m| anyhow::anyhow!("invalid `--store`: {m}"))?;
-    Store::open(&url)
+/// The settings, from the flags, the environment and the config file. Only
+/// commands that use the store or the signing key read them: `keygen`,
+/// `apply` and `publish --dry-run` work whatever the config file says.
+fn settings(flags: &Flags) -> anyhow::Result<Settings> {
+    Ok(Settings::load(flags, &Inputs::system())?)
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let url = &settings.store.value;
+    Store::open_with(url, settings.s3_options())
         .await
         .with_context(|| format!("cannot open store `{url}`"))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let mut stdout = std::io::stdout().lock();
+    let flags = &cli.flags;
     match cli.command {
         Command::Keygen { name, comment } => {
             let key = SecretKey::generate(&comment).context("cannot generate a key")?;
@@ -265,11 +288,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             // Everything that can be wrong with the input is found before the
             // first upload: flags, key, config, hosts, every host's plan.
             let overrides = cattle_publish::inventory::parse_var_flags(&vars)?;
-            let signer = match key {
-                _ if dry_run => Signer::Unsigned,
-                Some(path) => Signer::Key(Box::new(SecretKey::load(&path)?)),
-                None => {
-                    debug_assert!(unsigned);
+            let settings = if dry_run {
+                None
+            } else {
+                Some(settings(flags)?)
+            };
+            let signer = match &settings {
+                None => Signer::Unsigned,
+                // `--unsigned` overrides a key from the environment or the config file.
+                Some(_) if unsigned => {
                     eprintln!(
                         "warning: publishing WITHOUT a signature: only agents started with \
                          --allow-unsigned will run it, and so would they anything anyone \
@@ -277,6 +304,27 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     );
                     Signer::Unsigned
                 }
+                Some(settings) => match settings.signing_key(key) {
+                    Some(key) => {
+                        let loaded = SecretKey::load(&key.value);
+                        let loaded = match &key.origin {
+                            Origin::File { .. } => loaded.with_context(|| {
+                                format!("cannot use `signing_key` ({})", key.origin)
+                            })?,
+                            _ => loaded?,
+                        };
+                        Signer::Key(Box::new(loaded))
+                    }
+                    None => {
+                        eprintln!(
+                            "error: publishing needs a signing key: give `--key FILE` (made by \
+                             `cattle keygen`), set {} or `signing_key` in the config file, or \
+                             publish with `--unsigned`",
+                            env::SIGNING_KEY
+                        );
+                        return Ok(exit::USAGE);
+                    }
+                },
             };
             let prepared = cattle_publish::publish::prepare(&dir, &hosts, &overrides)?;
             if dry_run {
@@ -288,7 +336,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 cattle_publish::publish::show_plans(&prepared, only.as_ref(), &mut stdout)?;
                 return Ok(exit::SUCCESS);
             }
-            let store = open_store(&cli.store).await?;
+            let settings = settings.expect("a publish that is not a dry run has its settings");
+            let store = open_store(&settings).await?;
             let mode = cattle_publish::publish::Mode { check, diff };
             let published =
                 cattle_publish::publish::publish(&store, &dir, prepared, mode, &signer, expires_in)
@@ -335,7 +384,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             timeout,
             json,
         } => {
-            let store = open_store(&cli.store).await?;
+            let store = open_store(&settings(flags)?).await?;
             let report = if wait {
                 cattle_publish::status::wait(
                     &store,
@@ -356,7 +405,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(report.exit_code())
         }
         Command::Log { id, host, raw } => {
-            let store = open_store(&cli.store).await?;
+            let store = open_store(&settings(flags)?).await?;
             let host = host
                 .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
                 .transpose()?;
@@ -382,7 +431,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::SUCCESS)
         }
         Command::Clean { id, force } => {
-            let store = open_store(&cli.store).await?;
+            let store = open_store(&settings(flags)?).await?;
             let cleaned = cattle_publish::clean::clean(&store, id, force).await?;
             for problem in &cleaned.bad_inboxes {
                 eprintln!(
@@ -415,7 +464,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::SUCCESS)
         }
         Command::Cancel { id, host } => {
-            let store = open_store(&cli.store).await?;
+            let store = open_store(&settings(flags)?).await?;
             let host = host
                 .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
                 .transpose()?;
@@ -447,6 +496,17 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             .await
             .expect("apply does not panic")?;
             Ok(cattle_publish::apply::exit_code(&outcome))
+        }
+        Command::Config {
+            action: None | Some(ConfigAction::Show),
+        } => {
+            let settings = settings(flags)?;
+            writeln!(
+                stdout,
+                "# cattle settings (secrets redacted), each with where it came from"
+            )?;
+            write!(stdout, "{}", settings.describe())?;
+            Ok(exit::SUCCESS)
         }
     }
 }

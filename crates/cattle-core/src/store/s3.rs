@@ -82,7 +82,7 @@ impl S3Options {
     pub fn from_env() -> S3Options {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         S3Options {
-            endpoint: var(env::AWS_ENDPOINT_URL).or_else(|| var("AWS_ENDPOINT_URL_S3")),
+            endpoint: var(env::AWS_ENDPOINT_URL).or_else(|| var(env::AWS_ENDPOINT_URL_S3)),
             region: None,
             credentials: None,
             path_style: match var(env::S3_PATH_STYLE).as_deref() {
