@@ -72,8 +72,9 @@ pub struct Container {
     dir: PathBuf,
     nspawn: Option<Child>,
     pid1: Option<Pid>,
-    /// What [`ContainerBuilder::bind_ro`] bound, bound again at each boot.
-    binds: Vec<(PathBuf, PathBuf)>,
+    /// What [`ContainerBuilder::bind_ro`] and [`ContainerBuilder::bind`] bound, bound
+    /// again at each boot.
+    binds: Vec<Bind>,
 }
 
 impl fmt::Debug for Container {
@@ -90,7 +91,15 @@ impl fmt::Debug for Container {
 /// Options for [`Container::builder`]: what to bind into the container.
 #[derive(Debug, Clone, Default)]
 pub struct ContainerBuilder {
-    binds: Vec<(PathBuf, PathBuf)>,
+    binds: Vec<Bind>,
+}
+
+/// A host file or directory bound into a container.
+#[derive(Debug, Clone)]
+struct Bind {
+    host: PathBuf,
+    inside: PathBuf,
+    writable: bool,
 }
 
 impl ContainerBuilder {
@@ -98,8 +107,22 @@ impl ContainerBuilder {
     /// e.g. the built binaries ([`crate::cattle_bin`], [`crate::agent_bin`]): built on the
     /// Debian bookworm host, they run in the container. A missing mount point is created.
     pub fn bind_ro(mut self, host: impl AsRef<Path>, inside: impl AsRef<Path>) -> Self {
-        self.binds
-            .push((host.as_ref().to_owned(), inside.as_ref().to_owned()));
+        self.binds.push(Bind {
+            host: host.as_ref().to_owned(),
+            inside: inside.as_ref().to_owned(),
+            writable: false,
+        });
+        self
+    }
+
+    /// Bind-mounts the host directory `host` read-write at the absolute path `inside`, e.g.
+    /// one that several containers share to hand files to each other.
+    pub fn bind(mut self, host: impl AsRef<Path>, inside: impl AsRef<Path>) -> Self {
+        self.binds.push(Bind {
+            host: host.as_ref().to_owned(),
+            inside: inside.as_ref().to_owned(),
+            writable: true,
+        });
         self
     }
 
@@ -337,7 +360,12 @@ impl Container {
             // its input.
             .arg("--console=read-only")
             .arg("--link-journal=no");
-        for (host, inside) in &self.binds {
+        for Bind {
+            host,
+            inside,
+            writable,
+        } in &self.binds
+        {
             assert!(
                 host.exists(),
                 "Container bind: {} does not exist",
@@ -353,7 +381,8 @@ impl Container {
                 !host.contains(':') && !inside.contains(':'),
                 "Container bind: paths with ':' are not supported ({host}, {inside})"
             );
-            cmd.arg(format!("--bind-ro={host}:{inside}"));
+            let option = if *writable { "--bind" } else { "--bind-ro" };
+            cmd.arg(format!("{option}={host}:{inside}"));
         }
         let child = cmd
             .env_clear()
