@@ -2290,6 +2290,17 @@ fn a_sensitive_argument_never_reaches_the_store_the_log_or_apply_output() {
 }
 
 #[test]
+fn each_binary_gives_its_command_name_with_its_version() {
+    // Not the package's name (`cattle-publish`): what the operator types.
+    let version = env!("CARGO_PKG_VERSION");
+    for (bin, name) in [(cattle_bin(), "cattle"), (agent_bin(), "cattle-agent")] {
+        let out = Cmd::new(&bin).arg("--version").run();
+        out.assert_success();
+        assert_eq!(out.stdout, format!("{name} {version}\n"), "{out}");
+    }
+}
+
+#[test]
 fn apply_runs_the_poem_example_locally_without_a_store() {
     let ws = Workspace::new();
     let var = ws.child("var");

@@ -11,6 +11,7 @@
 mod admission;
 mod cancel;
 pub mod check_config;
+pub mod cli;
 mod deliver;
 mod execution;
 mod fetch;

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use cattle_agent::cli::{Args, Command};
 use cattle_agent::logging::{ERR, FilterHandle, WARNING, journal_prefix};
 use cattle_agent::settings::{self, Flags, Inputs, Origin, Settings};
 use cattle_agent::{AgentError, Config, Shutdown, Trust, systemd};
@@ -10,41 +11,6 @@ use cattle_core::env;
 use cattle_core::signing::TrustedKeys;
 use cattle_core::store::{Store, StoreError};
 use clap::Parser;
-
-/// Poll a Cattle store for executions addressed to this host and run them.
-///
-/// Settings come from the config file (`/etc/cattle/agent.toml`), then
-/// environment variables, then these flags, each overriding the one before.
-#[derive(Debug, Parser)]
-#[command(version)]
-struct Args {
-    #[command(subcommand)]
-    command: Option<Command>,
-
-    #[command(flatten)]
-    flags: Flags,
-
-    /// Handle everything pending, then exit (0 if all of it finished and was reported).
-    #[arg(long)]
-    once: bool,
-
-    /// Refuse to start, with exit status 78, unless the config file, the
-    /// environment or a flag names the store (the packaged unit passes it, so
-    /// that a fresh install waits for its config instead of polling a default).
-    #[arg(long, global = true)]
-    require_store: bool,
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum Command {
-    /// Check the settings and the store, print the effective settings (secrets
-    /// redacted) with where each came from; exit 0 when all is well.
-    CheckConfig {
-        /// Check the settings only; do not contact the store.
-        #[arg(long)]
-        offline: bool,
-    },
-}
 
 /// The exit status when `--require-store` finds no store named: `EX_CONFIG`
 /// of sysexits.h, which the packaged unit lists in `RestartPreventExitStatus=`.

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod cancel;
 pub mod cas;
 pub mod clean;
+pub mod cli;
 pub mod inbox;
 pub mod inventory;
 pub mod log;

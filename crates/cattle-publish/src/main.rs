@@ -1,7 +1,6 @@
 //! `cattle`: parse flags, set up logging, call the library, print, exit.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,153 +9,11 @@ use cattle_core::env;
 use cattle_core::hosts::HostId;
 use cattle_core::signing::SecretKey;
 use cattle_core::store::{Store, StoreError};
+use cattle_publish::cli::{Cli, Command, ConfigAction};
 use cattle_publish::publish::Signer;
 use cattle_publish::settings::{Flags, Inputs, Origin, Settings};
 use cattle_publish::{exit, terminal};
-use clap::{Parser, Subcommand};
-use uuid::Uuid;
-
-/// Publish configurations for hosts to pull, and read back what they report.
-#[derive(Debug, Parser)]
-#[command(version, propagate_version = true)]
-struct Cli {
-    /// Settings every command takes; they override the config file and the
-    /// environment (see `cattle config`).
-    #[command(flatten)]
-    flags: Flags,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Make a key pair for signing executions: NAME.key (secret) and NAME.pub.
-    Keygen {
-        /// Path and name of the key files, without extension.
-        name: PathBuf,
-        /// A note stored with the key, e.g. who holds it.
-        #[arg(long, default_value = "")]
-        comment: String,
-    },
-    /// Validate and bundle a config directory, upload it and address it to hosts.
-    Publish {
-        /// The config directory (with `cattle.toml` at its root).
-        dir: PathBuf,
-        /// The hosts: a hosts file (one host ID per line, optionally followed by
-        /// `name=value` variables; `#` comments) or a TOML inventory (`*.toml`).
-        #[arg(long)]
-        hosts: PathBuf,
-        /// Give every host variable NAME this value, over the config's and the
-        /// inventory's (repeatable).
-        #[arg(long = "var", value_name = "NAME=VALUE")]
-        vars: Vec<String>,
-        /// Resolve, check and pack locally, upload nothing, and print each
-        /// host's plan: its steps with their arguments as the host runs them.
-        #[arg(long)]
-        dry_run: bool,
-        /// Check mode: hosts run every step's check and change nothing; each
-        /// step reports whether it would change (see `cattle status`).
-        #[arg(long)]
-        check: bool,
-        /// Hosts log what file steps change, or would change with `--check`,
-        /// as unified diffs (secrets shown as `[sensitive]`).
-        #[arg(long)]
-        diff: bool,
-        /// With `--dry-run`: only this host's plan.
-        #[arg(long, requires = "dry_run")]
-        host: Option<String>,
-        /// Secret key file that signs the execution (from `cattle keygen`); default:
-        /// CATTLE_SIGNING_KEY, else `signing_key` in the config file.
-        #[arg(long)]
-        key: Option<PathBuf>,
-        /// Publish without a signature; only agents started with `--allow-unsigned` run it.
-        #[arg(long, conflicts_with = "key")]
-        unsigned: bool,
-        /// Agents do not start the execution once this long has passed (e.g. `12h`, `30d`).
-        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
-        expires_in: Duration,
-        /// Print a JSON object instead of the execution ID.
-        #[arg(long, conflicts_with = "dry_run")]
-        json: bool,
-    },
-    /// Show each host's state for an execution. Exit 0 only when all are DONE.
-    Status {
-        id: Uuid,
-        /// Wait until every host is DONE, ERROR or CANCELLED (UNREADABLE hosts:
-        /// at most a minute once they are the only ones left).
-        #[arg(long)]
-        wait: bool,
-        /// With `--wait`: give up after this many seconds (exit 4, or 3 if a host needs attention).
-        #[arg(long, requires = "wait")]
-        timeout: Option<u64>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Print the log hosts uploaded for an execution.
-    Log {
-        id: Uuid,
-        /// Only this host's log.
-        #[arg(long)]
-        host: Option<String>,
-        /// The exact bytes hosts uploaded, terminal control sequences included:
-        /// only for redirecting into a file or another program.
-        #[arg(long)]
-        raw: bool,
-    },
-    /// Remove an execution's objects from the store; agents then delete their copy.
-    /// Without a manifest, removes what is left under `executions/ID/`.
-    Clean {
-        id: Uuid,
-        /// Clean even though some hosts are still running it (or their status is unreadable).
-        #[arg(long)]
-        force: bool,
-    },
-    /// Stop an execution: hosts finish the step under way, run no other, and report CANCELLED.
-    Cancel {
-        id: Uuid,
-        /// Only on this host.
-        #[arg(long)]
-        host: Option<String>,
-    },
-    /// Run a config on this machine, without any store.
-    Apply {
-        dir: PathBuf,
-        /// Also append the log to this file.
-        #[arg(long)]
-        log: Option<PathBuf>,
-        /// Run only the steps' checks and change nothing: each step says whether it
-        /// would change. Exit 0 when none would, 5 when some would, 1 when a check failed.
-        #[arg(long)]
-        check: bool,
-        /// Show what steps change (with `--check`: would change) in files, as unified diffs.
-        #[arg(long)]
-        diff: bool,
-        /// Give variable NAME this value, over the config's and the inventory's (repeatable).
-        #[arg(long = "var", value_name = "NAME=VALUE")]
-        vars: Vec<String>,
-        /// A hosts file or TOML inventory to take this host's variables from.
-        #[arg(long)]
-        hosts: Option<PathBuf>,
-        /// Run with the variables host NAME gets from `--hosts` (and `host` = NAME);
-        /// without it, this machine's host name.
-        #[arg(long, value_name = "NAME", requires = "hosts")]
-        host_vars: Option<String>,
-    },
-    /// Print the settings in effect, each with where it came from (default,
-    /// config file and line, variable or flag), secrets redacted.
-    Config {
-        #[command(subcommand)]
-        action: Option<ConfigAction>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum ConfigAction {
-    /// Print the settings in effect (what `cattle config` alone does).
-    Show,
-}
+use clap::Parser;
 
 /// How often `status --wait` reads the store.
 const WAIT_POLL: Duration = Duration::from_secs(1);
