@@ -82,12 +82,28 @@ pub fn ready() {
 
 /// What the agent is doing, for `systemctl status`. One line; newlines and
 /// other control characters (from the store's error messages) become spaces.
+/// Sent only when it differs from the last one: the idle loop says the same
+/// thing after every poll.
 pub fn status(text: &str) {
-    let line: String = text
-        .chars()
+    static LAST: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+    if socket().is_none() {
+        return;
+    }
+    let line = status_line(text);
+    let mut last = LAST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if *last != line {
+        notify(&format!("STATUS={line}"));
+        *last = line;
+    }
+}
+
+/// `text` as one line of `STATUS=`.
+fn status_line(text: &str) -> String {
+    text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    notify(&format!("STATUS={line}"));
+        .collect()
 }
 
 /// The agent is reloading its settings; [`reloaded`] when done.
@@ -154,6 +170,14 @@ mod tests {
         );
         assert!(address(b"relative/path").is_err());
         assert!(address(b"").is_err());
+    }
+
+    #[test]
+    fn a_status_is_one_line_whatever_the_store_said() {
+        assert_eq!(
+            status_line("poll failed: bad\nline\r\u{1b}[2J"),
+            "poll failed: bad line  [2J"
+        );
     }
 
     #[test]
