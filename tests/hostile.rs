@@ -282,7 +282,7 @@ fn one_hosts_unreadable_objects_never_blind_status_log_or_clean() {
     assert!(
         refused
             .stderr
-            .contains("is still running on 2 host(s): host-2 (UNREADABLE: "),
+            .contains("is still running on 2 hosts: host-2 (UNREADABLE: "),
         "{refused}"
     );
     assert!(refused.stderr.contains("--force"), "{refused}");

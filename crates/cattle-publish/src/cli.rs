@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::settings::Flags;
+use crate::style::ColorWhen;
 
 /// Publish configurations for hosts to pull, and read back what they report.
 #[derive(Debug, Parser)]
@@ -23,6 +24,19 @@ pub struct Cli {
     #[command(flatten)]
     pub flags: Flags,
 
+    /// Print only results and errors: no notes, no progress.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Say more about what cattle does (`-vv` for debugging); `CATTLE_LOG`
+    /// (e.g. `debug`) takes precedence.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Colour: `auto` on a terminal unless NO_COLOR is set, `always`, `never`.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorWhen,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -31,6 +45,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Make a key pair for signing executions: NAME.key (secret) and NAME.pub.
+    #[command(
+        after_help = "Examples:\n  cattle keygen ~/.config/cattle/ops --comment 'ops team'\n  cattle keygen /etc/cattle/publisher"
+    )]
     Keygen {
         /// Path and name of the key files, without extension.
         name: PathBuf,
@@ -39,6 +56,9 @@ pub enum Command {
         comment: String,
     },
     /// Validate and bundle a config directory, upload it and address it to hosts.
+    #[command(
+        after_help = "Examples:\n  cattle publish ./web --hosts web.hosts\n  cattle publish ./web --hosts inventory.toml --var release=42\n  cattle publish ./web --hosts web.hosts --check --diff\n  cattle publish ./web --hosts web.hosts --dry-run --host web-01"
+    )]
     Publish {
         /// The config directory (with `cattle.toml` at its root).
         dir: PathBuf,
@@ -80,7 +100,11 @@ pub enum Command {
         json: bool,
     },
     /// Show each host's state for an execution. Exit 0 only when all are DONE.
+    #[command(
+        after_help = "Examples:\n  cattle status 0193a1b2-7c4d-7e5f-8a9b-0c1d2e3f4a5b\n  cattle status 0193a1b2 --wait --timeout 600\n  cattle status 0193a1b2 --json | jq '.hosts[] | select(.state == \"ERROR\")'"
+    )]
     Status {
+        /// The execution's ID, as `cattle publish` printed it.
         id: Uuid,
         /// Wait until every host is DONE, ERROR or CANCELLED (UNREADABLE hosts:
         /// at most a minute once they are the only ones left).
@@ -94,7 +118,11 @@ pub enum Command {
         json: bool,
     },
     /// Print the log hosts uploaded for an execution.
+    #[command(
+        after_help = "Examples:\n  cattle log 0193a1b2\n  cattle log 0193a1b2 --host web-01\n  cattle log 0193a1b2 --host web-01 --raw > web-01.log"
+    )]
     Log {
+        /// The execution's ID, as `cattle publish` printed it.
         id: Uuid,
         /// Only this host's log.
         #[arg(long)]
@@ -106,21 +134,31 @@ pub enum Command {
     },
     /// Remove an execution's objects from the store; agents then delete their copy.
     /// Without a manifest, removes what is left under `executions/ID/`.
+    #[command(after_help = "Examples:\n  cattle clean 0193a1b2\n  cattle clean 0193a1b2 --force")]
     Clean {
+        /// The execution's ID, as `cattle publish` printed it.
         id: Uuid,
         /// Clean even though some hosts are still running it (or their status is unreadable).
         #[arg(long)]
         force: bool,
     },
     /// Stop an execution: hosts finish the step under way, run no other, and report CANCELLED.
+    #[command(
+        after_help = "Examples:\n  cattle cancel 0193a1b2\n  cattle cancel 0193a1b2 --host web-01"
+    )]
     Cancel {
+        /// The execution's ID, as `cattle publish` printed it.
         id: Uuid,
         /// Only on this host.
         #[arg(long)]
         host: Option<String>,
     },
     /// Run a config on this machine, without any store.
+    #[command(
+        after_help = "Examples:\n  sudo cattle apply ./web\n  cattle apply ./web --check --diff\n  sudo cattle apply ./web --hosts inventory.toml --host-vars web-01"
+    )]
     Apply {
+        /// The config directory (with `cattle.toml` at its root).
         dir: PathBuf,
         /// Also append the log to this file.
         #[arg(long)]
@@ -145,6 +183,7 @@ pub enum Command {
     },
     /// Print the settings in effect, each with where it came from (default,
     /// config file and line, variable or flag), secrets redacted.
+    #[command(after_help = "Examples:\n  cattle config\n  cattle --store prod config show")]
     Config {
         #[command(subcommand)]
         action: Option<ConfigAction>,
@@ -155,5 +194,43 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ConfigAction {
     /// Print the settings in effect (what `cattle config` alone does).
+    #[command(
+        after_help = "Examples:\n  cattle config show\n  CATTLE_STORE=prod cattle config show"
+    )]
     Show,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// What `--help` and the man pages show: every argument says what it is,
+    /// every subcommand shows how it is used.
+    #[test]
+    fn every_argument_has_help_and_every_subcommand_an_example() {
+        let cli = Cli::command();
+        let mut missing = Vec::new();
+        let mut stack: Vec<(String, &clap::Command)> = vec![("cattle".to_string(), &cli)];
+        while let Some((path, command)) = stack.pop() {
+            for arg in command.get_arguments() {
+                if arg.get_help().is_none() && !matches!(arg.get_id().as_str(), "help" | "version")
+                {
+                    missing.push(format!("{path} {}: no help", arg.get_id()));
+                }
+            }
+            let leaf = !command.has_subcommands();
+            let example = command
+                .get_after_help()
+                .is_some_and(|h| h.to_string().starts_with("Examples:\n  "));
+            if leaf && path != "cattle" && !example && !path.ends_with(" help") {
+                missing.push(format!("{path}: no `Examples:`"));
+            }
+            for sub in command.get_subcommands() {
+                stack.push((format!("{path} {}", sub.get_name()), sub));
+            }
+        }
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
 }

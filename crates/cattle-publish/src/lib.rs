@@ -12,6 +12,7 @@ pub mod log;
 pub mod publish;
 pub mod settings;
 pub mod status;
+pub mod style;
 pub mod terminal;
 pub mod versions;
 

@@ -2,26 +2,51 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cattle_core::env;
 use cattle_core::hosts::HostId;
 use cattle_core::signing::SecretKey;
 use cattle_core::store::{Store, StoreError};
+use cattle_core::{count, env};
 use cattle_publish::cli::{Cli, Command, ConfigAction};
 use cattle_publish::publish::Signer;
 use cattle_publish::settings::{Flags, Inputs, Origin, Settings};
+use cattle_publish::style::{Style, Tone};
 use cattle_publish::{exit, terminal};
 use clap::Parser;
+use tracing::level_filters::LevelFilter;
+
+/// Set by `-q`: informational lines are not printed (results, warnings and
+/// errors still are).
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// An informational line on standard error: what was done, what to do next.
+/// `-q` drops it.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        if !QUIET.load(Ordering::Relaxed) {
+            eprintln!($($arg)*);
+        }
+    };
+}
 
 /// How often `status --wait` reads the store.
 const WAIT_POLL: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let level = match cli.verbose {
+        _ if cli.quiet => LevelFilter::ERROR,
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        _ => LevelFilter::DEBUG,
+    };
+    let stderr_style = Style::for_stderr(cli.color);
+    QUIET.store(cli.quiet, Ordering::Relaxed);
     tracing_subscriber::fmt()
-        .with_max_level(env::log_level(tracing::level_filters::LevelFilter::WARN))
+        .with_max_level(env::log_level(level))
         .with_ansi(false)
         .with_writer(std::io::stderr)
         .init();
@@ -40,7 +65,7 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            report(&err);
+            report(&err, stderr_style);
             ExitCode::from(exit::FAILURE)
         }
     }
@@ -49,12 +74,17 @@ fn main() -> ExitCode {
 /// Print an error in the one format: `error:`, `Caused by:` lines, `hint:`.
 /// Errors may quote what hosts wrote, so each line goes through [`terminal::line`]:
 /// nothing a host wrote acts on the terminal or starts a line of its own.
-fn report(err: &anyhow::Error) {
+fn report(err: &anyhow::Error, style: Style) {
     let mut stderr = std::io::stderr().lock();
     // A steps file error carries its own hint, printed on its own line below.
     let plan = err.downcast_ref::<cattle_stdlib::PlanError>();
     let headline = plan.map_or_else(|| err.to_string(), |e| e.headline());
-    let _ = writeln!(stderr, "error: {}", terminal::line(&headline));
+    let _ = writeln!(
+        stderr,
+        "{} {}",
+        style.paint(Tone::Bad, "error:"),
+        terminal::line(&headline)
+    );
     for cause in err.chain().skip(1) {
         let _ = writeln!(
             stderr,
@@ -115,7 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Keygen { name, comment } => {
             let key = SecretKey::generate(&comment).context("cannot generate a key")?;
             let (secret, public) = key.save(&name)?;
-            eprintln!(
+            note!(
                 "wrote secret key {} (keep it with the publisher) and public key {} (key {})\n\
                  publish with `cattle publish --key {} ...`; give agents the public key with \
                  `--trusted-keys {}` or {}",
@@ -202,23 +232,23 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             if json {
                 writeln!(stdout, "{}", serde_json::to_string(&published)?)?;
             } else {
-                eprintln!(
-                    "published {}{} ({} steps, bundle {} of {} bytes{}) to {} hosts{}; version {}, {}, expires {}",
+                note!(
+                    "published {}{} ({}, bundle {} of {}{}) to {}{}; version {}, {}, expires {}",
                     dir.display(),
                     if published.check {
                         " in check mode (hosts change nothing)"
                     } else {
                         ""
                     },
-                    published.steps,
+                    count(published.steps as u64, "step"),
                     &published.bundle_sha256[..12],
-                    published.bundle_size,
+                    count(published.bundle_size, "byte"),
                     if published.bundle_uploaded {
                         ""
                     } else {
                         ", already in the store"
                     },
-                    published.hosts,
+                    count(published.hosts as u64, "host"),
                     if published.vars {
                         ", each with its own signed variables"
                     } else {
@@ -275,14 +305,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             // One host's log never hides the others': an error only when none could be shown.
             if unreadable > 0 && shown == 0 {
                 anyhow::bail!(
-                    "no log of execution {id} could be shown: the logs of {unreadable} host(s) \
-                     cannot be read (each is marked `(log unreadable: …)` above)"
+                    "no log of execution {id} could be shown: the logs of {} \
+                     cannot be read (each is marked `(log unreadable: …)` above)",
+                    count(unreadable as u64, "host")
                 );
             }
             if unreadable > 0 {
                 eprintln!(
-                    "warning: the logs of {unreadable} host(s) cannot be read; each is marked \
-                     `(log unreadable: …)` in its place"
+                    "warning: the logs of {} cannot be read; each is marked \
+                     `(log unreadable: …)` in its place",
+                    count(unreadable as u64, "host")
                 );
             }
             Ok(exit::SUCCESS)
@@ -298,19 +330,19 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             match &cleaned.leftovers {
                 Some(keys) => {
-                    eprintln!(
-                        "execution {id} has no manifest (already cleaned); removed {} object(s) \
+                    note!(
+                        "execution {id} has no manifest (already cleaned); removed {} \
                          left of it in `{}`:",
-                        cleaned.objects_deleted,
+                        count(cleaned.objects_deleted as u64, "object"),
                         store.location("")
                     );
                     for key in keys {
-                        eprintln!("  {}", terminal::line(key));
+                        note!("  {}", terminal::line(key));
                     }
                 }
-                None => eprintln!(
-                    "cleaned execution {id}: {} objects deleted{}",
-                    cleaned.objects_deleted,
+                None => note!(
+                    "cleaned execution {id}: {} deleted{}",
+                    count(cleaned.objects_deleted as u64, "object"),
                     if cleaned.bundle_deleted {
                         ", bundle included"
                     } else {
@@ -326,9 +358,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
                 .transpose()?;
             let hosts = cattle_publish::cancel::cancel(&store, id, host).await?;
-            eprintln!(
-                "cancel of execution {id} requested for {hosts} host(s); each stops before its next step \
-                 and reports CANCELLED (`cattle status {id} --wait`)"
+            note!(
+                "cancel of execution {id} requested for {}; each stops before its next step \
+                 and reports CANCELLED (`cattle status {id} --wait`)",
+                count(hosts as u64, "host")
             );
             Ok(exit::SUCCESS)
         }

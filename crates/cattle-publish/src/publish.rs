@@ -124,9 +124,10 @@ pub fn prepare(dir: &Path, hosts_file: &Path, overrides: &Vars) -> anyhow::Resul
                     plan.message = format!("for host `{host}`{others}: {}", plan.message);
                     plan.into()
                 }
-                Err(err) => {
-                    err.context(format!("{failing} host(s) cannot be given their variables"))
-                }
+                Err(err) => err.context(format!(
+                    "{} cannot be given their variables",
+                    cattle_core::count(failing as u64, "host")
+                )),
             });
         }
         (Some(all), steps)
