@@ -375,3 +375,189 @@ fn publish_message_is_signed_bounded_and_hosts_can_come_from_stdin() {
     assert!(publisher.starts_with(&format!("{user}@")), "{publisher}");
     assert!(!publisher.starts_with("unknown@"), "{publisher}");
 }
+
+/// A config whose one step records the execution on its host and fails on a
+/// host while `<dir>/broken-<host>` exists; it uses the variable `host`, so
+/// every host gets its own signed variables.
+fn retry_config(fleet: &Fleet) -> PathBuf {
+    let dir = fleet.ws.path().display().to_string();
+    let path = fleet.ws.write(
+        "flaky/cattle.toml",
+        format!(
+            "[[step]]\nfacility = \"command\"\nattempts = 1\nargv = [\"sh\", \"-c\", \
+             \"echo $CATTLE_EXECUTION_ID >> {dir}/ran-{{{{ host }}}}; \
+             test ! -e {dir}/broken-{{{{ host }}}}\"]\n"
+        ),
+    );
+    path.parent().unwrap().to_path_buf()
+}
+
+impl Fleet {
+    fn agent_once(&self, host: &str) -> Output {
+        Cmd::new(cattle_e2e::agent_bin())
+            .envs(&self.minio.cattle_env())
+            .env("CATTLE_STORE", &self.store_url)
+            .args([
+                "--host-id",
+                host,
+                "--state-dir",
+                self.ws.child(format!("agents/{host}")).to_str().unwrap(),
+                "--once",
+            ])
+            .run()
+    }
+
+    fn ran(&self, host: &str) -> Vec<String> {
+        std::fs::read_to_string(self.ws.child(format!("ran-{host}")))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn manifest(&self, id: &str) -> (Envelope, Manifest) {
+        let bytes = self
+            .bucket
+            .get(&format!("executions/{id}/manifest.json"))
+            .unwrap();
+        let envelope: Envelope = serde_json::from_slice(&bytes).unwrap();
+        let manifest = envelope.manifest().unwrap();
+        (envelope, manifest)
+    }
+}
+
+#[test]
+fn retry_publishes_again_to_the_failed_hosts_only_and_signs_only_what_it_verified() {
+    let fleet = Fleet::on_minio();
+    let config = retry_config(&fleet);
+    fleet.ws.write("broken-h2", "");
+    let hosts = fleet.ws.write("hosts", "h1\nh2\nh3\n");
+    let first = fleet.cattle(&[
+        "publish",
+        config.to_str().unwrap(),
+        "--hosts",
+        hosts.to_str().unwrap(),
+    ]);
+    first.assert_success();
+    let first = first.stdout.trim().to_string();
+    for host in ["h1", "h2", "h3"] {
+        fleet.agent_once(host);
+    }
+    fleet.cattle(&["status", &first]).assert_status(3);
+    let (_, old) = fleet.manifest(&first);
+    assert!(old.vars, "the config has per-host variables");
+
+    // The config directory is not needed: retry works from the store.
+    std::fs::remove_dir_all(&config).unwrap();
+    std::fs::remove_file(fleet.ws.child("broken-h2")).unwrap();
+    let retried = fleet.cattle(&["retry", &first[..13]]);
+    retried.assert_success();
+    let second = retried.stdout.trim().to_string();
+    assert_ne!(second, first);
+    assert!(
+        retried.stderr.contains(&format!(
+            "retried execution {first} on 1 host (h2) as execution {second}"
+        )),
+        "{retried}"
+    );
+    let (envelope, new) = fleet.manifest(&second);
+    assert!(!envelope.signatures.is_empty());
+    assert_eq!(new.hosts, [HostId::new("h2").unwrap()]);
+    assert_eq!(new.bundle, old.bundle);
+    assert_eq!(
+        new.message.as_deref(),
+        Some(format!("retry of {first}").as_str())
+    );
+    assert!(new.version > old.version);
+    assert!(
+        fleet
+            .bucket
+            .get(&format!("bundles/{}.refs/{second}", new.bundle.sha256))
+            .is_some()
+    );
+
+    for host in ["h1", "h2", "h3"] {
+        fleet.agent_once(host).assert_success();
+    }
+    assert_eq!(fleet.ran("h1"), [first.as_str()]);
+    assert_eq!(fleet.ran("h3"), [first.as_str()]);
+    assert_eq!(fleet.ran("h2"), [first.as_str(), second.as_str()]);
+    fleet.cattle(&["status", &second]).assert_status(0);
+
+    // Nothing left to retry: its own exit code, and nothing published.
+    let nothing = fleet.cattle(&["retry", &second]);
+    nothing.assert_status(6);
+    assert!(
+        nothing.stderr.contains(&format!(
+            "execution {second} has no host in ERROR or CANCELLED"
+        )),
+        "{nothing}"
+    );
+    let before = fleet.bucket.list("executions/").len();
+    let pending = fleet.cattle(&["retry", &first, "--state", "done", "-m", "again"]);
+    pending.assert_success();
+    let third = pending.stdout.trim().to_string();
+    assert_eq!(
+        fleet.manifest(&third).1.hosts,
+        [HostId::new("h1").unwrap(), HostId::new("h3").unwrap()]
+    );
+    assert_eq!(fleet.manifest(&third).1.message.as_deref(), Some("again"));
+    assert!(fleet.bucket.list("executions/").len() > before);
+
+    // A bucket writer without the key changes the old manifest: refused,
+    // nothing signed.
+    let key = format!("executions/{first}/manifest.json");
+    let original = fleet.bucket.get(&key).unwrap();
+    let mut tampered: Envelope = serde_json::from_slice(&original).unwrap();
+    tampered.payload = tampered.payload.replace("\"h2\"", "\"h9\"");
+    fleet
+        .bucket
+        .put(&key, serde_json::to_vec(&tampered).unwrap());
+    let executions = fleet.bucket.list("executions/").len();
+    let refused = fleet.cattle(&["retry", &first, "--state", "pending"]);
+    refused.assert_status(1);
+    assert!(
+        refused
+            .stderr
+            .contains("its manifest in the store does not verify with key")
+            && refused
+                .stderr
+                .contains("it was changed after it was signed")
+            && refused
+                .stderr
+                .contains("hint: publish the config again instead: `cattle publish DIR --hosts …`"),
+        "{refused}"
+    );
+    // The same, unsigned.
+    let mut unsigned = tampered.clone();
+    unsigned.signatures.clear();
+    fleet
+        .bucket
+        .put(&key, serde_json::to_vec(&unsigned).unwrap());
+    let refused = fleet.cattle(&["retry", &first]);
+    refused.assert_status(1);
+    assert!(refused.stderr.contains("(it is not signed)"), "{refused}");
+    assert_eq!(fleet.bucket.list("executions/").len(), executions);
+
+    // The manifest as it was, but h2's signed variables changed in its inbox.
+    fleet.bucket.put(&key, original);
+    fleet.ws.write("broken-h1", "");
+    let inbox_key = "hosts/h1/inbox.json";
+    let mut inbox: serde_json::Value =
+        serde_json::from_slice(&fleet.bucket.get(inbox_key).unwrap()).unwrap();
+    let vars = &mut inbox["vars"][&first]["payload"];
+    *vars = vars.as_str().unwrap().replace("\"h1\"", "\"h2\"").into();
+    fleet
+        .bucket
+        .put(inbox_key, serde_json::to_vec(&inbox).unwrap());
+    let refused = fleet.cattle(&["retry", &first, "--state", "done"]);
+    refused.assert_status(1);
+    assert!(
+        refused.stderr.contains("the variables of host `h1`")
+            && refused
+                .stderr
+                .contains("it was changed after it was signed"),
+        "{refused}"
+    );
+    assert_eq!(fleet.bucket.list("executions/").len(), executions);
+}

@@ -466,3 +466,36 @@ fn publisher() -> String {
         .unwrap_or_else(|| "unknown".to_string());
     format!("{user}@{machine}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_one_line_of_at_most_1_kib() {
+        assert_eq!(check_message(None).unwrap(), None);
+        assert_eq!(check_message(Some(String::new())).unwrap(), None);
+        let longest = "é".repeat(MAX_MESSAGE_BYTES / 2);
+        assert_eq!(
+            check_message(Some(longest.clone())).unwrap(),
+            Some(longest.clone())
+        );
+        let err = check_message(Some(format!("{longest}x"))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`--message` is 1025 bytes long; at most 1024 are allowed (nothing was uploaded)"
+        );
+        for hostile in ["two\nlines", "\x1b[2J", "over\rwrite", "\u{9b}31m"] {
+            let err = check_message(Some(hostile.to_string())).unwrap_err();
+            assert!(err.to_string().contains("control character"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_publisher_is_named_without_the_environment() {
+        let publisher = publisher();
+        let (user, machine) = publisher.split_once('@').unwrap();
+        assert!(!user.is_empty() && user != "unknown", "{publisher}");
+        assert!(!machine.is_empty(), "{publisher}");
+    }
+}
