@@ -212,6 +212,10 @@ fn list_reads_only_the_manifests_it_shows_however_many_executions_there_are() {
             .contains("1 done, 1 pending")
     );
     let requests = proxy.requests();
+    eprintln!(
+        "`cattle list --limit 20` of 300 executions: {} requests",
+        requests.len()
+    );
     let manifests = requests
         .iter()
         .filter(|r| r.contains("manifest.json"))

@@ -450,7 +450,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             let retried = match cattle_publish::retry::retry(&store, id, &signer, options).await {
                 Err(err) if err.is::<cattle_publish::retry::NothingToRetry>() => {
-                    eprintln!("{}", terminal::line(&err.to_string()));
+                    eprintln!(
+                        "error: {}\nhint: `cattle status {id}` shows its hosts; `--state` \
+                         retries hosts in other states (e.g. `--state unreadable`)",
+                        terminal::line(&err.to_string())
+                    );
                     return Ok(exit::NOTHING_TO_RETRY);
                 }
                 result => result?,
