@@ -14,7 +14,7 @@ use cattle_publish::cli::{Cli, Command, ConfigAction};
 use cattle_publish::publish::Signer;
 use cattle_publish::settings::{Flags, Inputs, Origin, Settings};
 use cattle_publish::style::{Style, Tone};
-use cattle_publish::{exit, terminal};
+use cattle_publish::{exit, ids, terminal};
 use clap::Parser;
 use tracing::level_filters::LevelFilter;
 
@@ -85,6 +85,11 @@ fn report(err: &anyhow::Error, style: Style) {
         style.paint(Tone::Bad, "error:"),
         terminal::line(&headline)
     );
+    if let Some(ambiguous) = err.downcast_ref::<ids::Ambiguous>() {
+        for line in ambiguous.lines() {
+            let _ = writeln!(stderr, "  {line}");
+        }
+    }
     for cause in err.chain().skip(1) {
         let _ = writeln!(
             stderr,
@@ -97,6 +102,23 @@ fn report(err: &anyhow::Error, style: Style) {
         .find_map(|e| e.downcast_ref::<StoreError>())
         .and_then(StoreError::hint)
         .or_else(|| plan.and_then(|e| e.hint.clone()))
+        .or_else(|| {
+            err.downcast_ref::<cattle_publish::retry::Unverified>()
+                .map(|_| {
+                    "publish the config again instead: `cattle publish DIR --hosts …` (with \
+                     `--hosts -` the hosts can come from standard input)"
+                        .to_string()
+                })
+        })
+        .or_else(|| {
+            err.downcast_ref::<ids::NoMatch>().map(|_| {
+                format!(
+                    "`cattle list` shows the executions in this store (check `--store` or {} \
+                     if it is not the one you meant)",
+                    env::STORE
+                )
+            })
+        })
         .or_else(|| {
             err.downcast_ref::<cattle_publish::clean::StillRunning>()
                 .map(|e| {
@@ -162,6 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Publish {
             dir,
             hosts,
+            message,
             vars,
             dry_run,
             check,
@@ -175,6 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             // Everything that can be wrong with the input is found before the
             // first upload: flags, key, config, hosts, every host's plan.
             let overrides = cattle_publish::inventory::parse_var_flags(&vars)?;
+            let message = cattle_publish::publish::check_message(message)?;
             let settings = if dry_run {
                 None
             } else {
@@ -226,9 +250,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let settings = settings.expect("a publish that is not a dry run has its settings");
             let store = open_store(&settings).await?;
             let mode = cattle_publish::publish::Mode { check, diff };
-            let published =
-                cattle_publish::publish::publish(&store, &dir, prepared, mode, &signer, expires_in)
-                    .await?;
+            let published = cattle_publish::publish::publish(
+                &store, &dir, prepared, mode, &signer, expires_in, message,
+            )
+            .await?;
             if json {
                 writeln!(stdout, "{}", serde_json::to_string(&published)?)?;
             } else {
@@ -272,6 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             json,
         } => {
             let store = open_store(&settings(flags)?).await?;
+            let id = ids::resolve(&store, &id).await?;
             let report = if wait {
                 cattle_publish::status::wait(
                     &store,
@@ -291,8 +317,55 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(report.exit_code())
         }
+        Command::List {
+            limit,
+            since,
+            host,
+            publisher,
+            config_name,
+            state,
+            json,
+        } => {
+            let store = open_store(&settings(flags)?).await?;
+            let host = host
+                .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
+                .transpose()?;
+            let filters = cattle_publish::list::Filters {
+                limit: limit as usize,
+                since,
+                host,
+                publisher,
+                config: config_name,
+                state,
+            };
+            let listing = cattle_publish::list::list(&store, &filters).await?;
+            if json {
+                writeln!(stdout, "{}", listing.json())?;
+            } else {
+                write!(stdout, "{}", listing.table())?;
+                stdout.flush()?;
+                if listing.executions.is_empty() {
+                    eprintln!(
+                        "no executions in `{}`{}",
+                        terminal::line(&listing.store),
+                        if filters.is_empty() {
+                            ""
+                        } else {
+                            " match the filters"
+                        }
+                    );
+                } else if listing.truncated {
+                    eprintln!(
+                        "showing the newest {}; there may be more (`--limit N`, `--since`)",
+                        listing.executions.len()
+                    );
+                }
+            }
+            Ok(exit::SUCCESS)
+        }
         Command::Log { id, host, raw } => {
             let store = open_store(&settings(flags)?).await?;
+            let id = ids::resolve(&store, &id).await?;
             let host = host
                 .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
                 .transpose()?;
@@ -321,6 +394,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Clean { id, force } => {
             let store = open_store(&settings(flags)?).await?;
+            let id = ids::resolve(&store, &id).await?;
             let cleaned = cattle_publish::clean::clean(&store, id, force).await?;
             for problem in &cleaned.bad_inboxes {
                 eprintln!(
@@ -354,6 +428,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Cancel { id, host } => {
             let store = open_store(&settings(flags)?).await?;
+            let id = ids::resolve(&store, &id).await?;
             let host = host
                 .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
                 .transpose()?;
@@ -363,6 +438,77 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                  and reports CANCELLED (`cattle status {id} --wait`)",
                 count(hosts as u64, "host")
             );
+            Ok(exit::SUCCESS)
+        }
+        Command::Retry {
+            id,
+            states,
+            key,
+            unsigned,
+            expires_in,
+            message,
+        } => {
+            let message = cattle_publish::publish::check_message(message)?;
+            let settings = settings(flags)?;
+            let signer = if unsigned {
+                eprintln!(
+                    "warning: retrying WITHOUT a signature: the old manifest is used unverified, \
+                     and only agents started with --allow-unsigned will run the new one"
+                );
+                Signer::Unsigned
+            } else {
+                match cattle_publish::retry::signer(&settings, key)? {
+                    Some(signer) => signer,
+                    None => {
+                        eprintln!(
+                            "error: retrying needs the signing key that signed the execution: \
+                             give `--key FILE`, set {} or `signing_key` in the config file, or \
+                             retry an unsigned execution with `--unsigned`",
+                            env::SIGNING_KEY
+                        );
+                        return Ok(exit::USAGE);
+                    }
+                }
+            };
+            let store = open_store(&settings).await?;
+            let id = ids::resolve(&store, &id).await?;
+            let options = cattle_publish::retry::Options {
+                states: if states.is_empty() {
+                    cattle_publish::retry::DEFAULT_STATES.to_vec()
+                } else {
+                    states
+                },
+                expires_in,
+                message,
+            };
+            let retried = match cattle_publish::retry::retry(&store, id, &signer, options).await {
+                Err(err) if err.is::<cattle_publish::retry::NothingToRetry>() => {
+                    eprintln!(
+                        "error: {}\nhint: `cattle status {id}` shows its hosts; `--state` \
+                         retries hosts in other states (e.g. `--state unreadable`)",
+                        terminal::line(&err.to_string())
+                    );
+                    return Ok(exit::NOTHING_TO_RETRY);
+                }
+                result => result?,
+            };
+            let published = &retried.published;
+            let hosts: Vec<&str> = retried.hosts.iter().map(|h| h.as_str()).collect();
+            eprintln!(
+                "retried execution {} on {} {} ({}) as execution {}; version {}, {}, expires {}",
+                retried.of,
+                hosts.len(),
+                if hosts.len() == 1 { "host" } else { "hosts" },
+                terminal::line(&hosts.join(", ")),
+                published.id,
+                published.version,
+                match &published.key {
+                    Some(key) => format!("signed by key {key}"),
+                    None => "UNSIGNED".to_string(),
+                },
+                published.expires
+            );
+            writeln!(stdout, "{}", published.id)?;
             Ok(exit::SUCCESS)
         }
         Command::Apply {
