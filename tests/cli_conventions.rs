@@ -85,6 +85,37 @@ fn version_names_the_command() {
 }
 
 #[test]
+fn help_puts_each_commands_own_options_first_and_usage_ignores_the_environment() {
+    let help = Cmd::new(cattle_bin()).args(["publish", "--help"]).run();
+    help.assert_success();
+    let at = |heading: &str| {
+        help.stdout
+            .find(heading)
+            .unwrap_or_else(|| panic!("no `{heading}`: {help}"))
+    };
+    assert!(
+        at("Options:") < at("Store options (every command):"),
+        "{help}"
+    );
+    assert!(at("--hosts <HOSTS>") < at("Store options (every command):"));
+    assert!(at("Store options (every command):") < at("--store <NAME|URL>"));
+    assert!(at("Output options (every command):") < at("--color <WHEN>"));
+    assert!(at("Examples:\n  cattle publish ") > at("--color <WHEN>"));
+
+    // Settings from the environment stay out of the usage line.
+    let usage = Cmd::new(cattle_bin())
+        .env("CATTLE_STORE", "s3://bucket/prefix")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .arg("status")
+        .run();
+    usage.assert_status(2);
+    assert!(
+        usage.stderr.contains("\nUsage: cattle status <ID>\n"),
+        "{usage}"
+    );
+}
+
+#[test]
 fn quiet_prints_only_results_and_counts_are_in_good_grammar() {
     let setup = Setup::new();
     let loud = setup.publish(&[]);

@@ -335,7 +335,7 @@ fn clean_removes_what_an_agent_uploads_after_a_forced_clean() {
     leftovers.assert_success();
     assert!(
         leftovers.stderr.contains(&format!(
-            "execution {id} has no manifest (already cleaned); removed 2 object(s) left of it \
+            "execution {id} has no manifest (already cleaned); removed 2 objects left of it \
              in `s3://{BUCKET}/`:\n  executions/{id}/hosts/host-1/log/00000000\n  \
              executions/{id}/hosts/host-1/status.json\n"
         )),

@@ -23,16 +23,28 @@ pub struct Cli {
     pub flags: Flags,
 
     /// Print only results and errors: no notes, no progress.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Output options (every command)"
+    )]
     pub quiet: bool,
 
     /// Say more about what cattle does (`-vv` for debugging); `CATTLE_LOG`
     /// (e.g. `debug`) takes precedence.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Output options (every command)")]
     pub verbose: u8,
 
     /// Colour: `auto` on a terminal unless NO_COLOR is set, `always`, `never`.
-    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "WHEN",
+        default_value = "auto",
+        help_heading = "Output options (every command)"
+    )]
     pub color: ColorWhen,
 
     #[command(subcommand)]
