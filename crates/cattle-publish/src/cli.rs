@@ -79,9 +79,25 @@ pub enum Command {
         #[arg(long, conflicts_with = "dry_run")]
         json: bool,
     },
-    /// Show each host's state for an execution. Exit 0 only when all are DONE.
+    /// Show each host's state for an execution, hosts that need attention
+    /// first. Exit 0 only when all are DONE.
     Status {
         id: Uuid,
+        /// Show only hosts in this state (repeatable, or comma-separated):
+        /// error, cancelled, unreadable, pending, progress, done. The summary
+        /// and the exit code still count every host.
+        #[arg(
+            long = "state",
+            value_name = "STATE",
+            value_delimiter = ',',
+            ignore_case = true
+        )]
+        states: Vec<crate::status::HostState>,
+        /// Also read the status documents of DONE hosts, for every host's step
+        /// results (CHANGED, UNCHANGED, FAILED columns): one request per host.
+        /// Always so with `--json` and for a check-mode execution.
+        #[arg(long)]
+        steps: bool,
         /// Wait until every host is DONE, ERROR or CANCELLED (UNREADABLE hosts:
         /// at most a minute once they are the only ones left).
         #[arg(long)]

@@ -55,12 +55,9 @@ fn report(err: &anyhow::Error) {
     let plan = err.downcast_ref::<cattle_stdlib::PlanError>();
     let headline = plan.map_or_else(|| err.to_string(), |e| e.headline());
     let _ = writeln!(stderr, "error: {}", terminal::line(&headline));
-    for cause in err.chain().skip(1) {
-        let _ = writeln!(
-            stderr,
-            "  Caused by: {}",
-            terminal::line(&cause.to_string())
-        );
+    // One line per cause, none repeating what the line before it says.
+    for cause in cattle_core::distinct_causes(&err.to_string(), err.chain().skip(1)) {
+        let _ = writeln!(stderr, "  Caused by: {}", terminal::line(&cause));
     }
     let hint = err
         .chain()
@@ -200,17 +197,17 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 cattle_publish::publish::publish(&store, &dir, prepared, mode, &signer, expires_in)
                     .await?;
             if json {
-                writeln!(stdout, "{}", serde_json::to_string(&published)?)?;
+                writeln!(stdout, "{}", published.json())?;
             } else {
                 eprintln!(
-                    "published {}{} ({} steps, bundle {} of {} bytes{}) to {} hosts{}; version {}, {}, expires {}",
+                    "published {}{} ({}, bundle {} of {} bytes{}) to {}{}; version {}, {}, expires {}",
                     dir.display(),
                     if published.check {
                         " in check mode (hosts change nothing)"
                     } else {
                         ""
                     },
-                    published.steps,
+                    cattle_publish::plural(published.steps, "step", "steps"),
                     &published.bundle_sha256[..12],
                     published.bundle_size,
                     if published.bundle_uploaded {
@@ -218,7 +215,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     } else {
                         ", already in the store"
                     },
-                    published.hosts,
+                    cattle_publish::plural(published.hosts, "host", "hosts"),
                     if published.vars {
                         ", each with its own signed variables"
                     } else {
@@ -237,11 +234,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Status {
             id,
+            states,
+            steps,
             wait,
             timeout,
             json,
         } => {
             let store = open_store(&settings(flags)?).await?;
+            // A JSON document is complete: every DONE host's results too.
+            let steps = steps || json;
             let report = if wait {
                 cattle_publish::status::wait(
                     &store,
@@ -249,15 +250,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     timeout.map(Duration::from_secs),
                     WAIT_POLL,
                     cattle_publish::status::UNREADABLE_PATIENCE,
+                    steps,
                 )
                 .await?
             } else {
-                cattle_publish::status::fetch(&store, id).await?
+                cattle_publish::status::fetch_view(&store, id, steps).await?
             };
             if json {
-                writeln!(stdout, "{}", report.json())?;
+                writeln!(stdout, "{}", report.json_of(&states))?;
             } else {
-                write!(stdout, "{}", report.table())?;
+                write!(stdout, "{}", report.table_of(&states))?;
             }
             Ok(report.exit_code())
         }
