@@ -779,7 +779,7 @@ fn cancel_stops_hosts_before_their_next_step_and_hosts_not_started_never_start()
     out.assert_status(3);
     assert!(
         out.stdout
-            .contains("1 DONE, 0 ERROR, 0 PROGRESS, 0 PENDING, 2 CANCELLED"),
+            .contains("3 hosts: 1 DONE, 2 CANCELLED (h1, h2)\n"),
         "{out}"
     );
     let unknown = fleet.cattle(&["cancel", &id, "--host", "h9"]);
