@@ -68,7 +68,7 @@ impl Fleet {
             .run()
     }
 
-    /// `h1`'s status document, as `cattle status --json` shows it.
+    /// `h1`'s entry in `cattle status --json`.
     fn status(&self, id: &str) -> serde_json::Value {
         let out = self.cattle(&["status", id, "--json"]);
         let json: serde_json::Value =
@@ -158,11 +158,12 @@ fn sh_and_python_facilities_change_the_host_once_and_then_find_it_in_place() {
     assert_eq!(status["state"], "DONE", "{status}\n{log}");
     assert_eq!(
         status["results"],
-        serde_json::json!({"changed": 3, "unchanged": 0, "failed": 0}),
+        serde_json::json!({"changed": 3, "unchanged": 0, "failed": 0,
+                           "would_change": 0, "in_state": 0, "unknown": 0}),
         "{log}"
     );
     assert_eq!(
-        status["status"]["results"],
+        status["step_results"],
         serde_json::json!(["changed", "changed", "changed"])
     );
     for line in [
@@ -223,11 +224,12 @@ fn sh_and_python_facilities_change_the_host_once_and_then_find_it_in_place() {
     let log = fleet.log(&second);
     assert_eq!(
         status["results"],
-        serde_json::json!({"changed": 0, "unchanged": 3, "failed": 0}),
+        serde_json::json!({"changed": 0, "unchanged": 3, "failed": 0,
+                           "would_change": 0, "in_state": 0, "unknown": 0}),
         "{log}"
     );
     assert_eq!(
-        status["status"]["results"],
+        status["step_results"],
         serde_json::json!(["unchanged", "unchanged", "unchanged"])
     );
     for step in 1..=3 {
@@ -355,12 +357,12 @@ fn exit_status_78_ends_the_host_in_error_after_one_attempt() {
     status_out.assert_status(3);
     assert_eq!(status["state"], "ERROR", "{status}");
     assert_eq!(
-        status["status"]["error"],
+        status["error"],
         "step 1 failed: `facilities/refuses check` exited with status 78 \
          (failed, do not retry): no user `ann` here",
         "{status}"
     );
-    assert_eq!(status["status"]["results"], serde_json::json!(["failed"]));
+    assert_eq!(status["step_results"], serde_json::json!(["failed"]));
     assert!(
         log.contains(
             "step 1: attempt 1 of 5 failed: `facilities/refuses check` exited with status 78 \
@@ -496,7 +498,7 @@ fn each_exit_status_of_the_protocol_ends_the_step_as_documented() {
     let log = fleet.log(&id);
     assert_eq!(status["state"], "ERROR", "{status}");
     assert_eq!(
-        status["status"]["results"],
+        status["step_results"],
         serde_json::json!(["unchanged", "changed", "changed", "failed"]),
         "{log}"
     );
@@ -510,7 +512,7 @@ fn each_exit_status_of_the_protocol_ends_the_step_as_documented() {
     ] {
         assert!(log.contains(line), "log lacks {line:?}:\n{log}");
     }
-    let error = status["status"]["error"].as_str().unwrap();
+    let error = status["error"].as_str().unwrap();
     assert!(
         error.starts_with("step 4 failed: `facilities/codes apply` exited with status 100"),
         "{error}"

@@ -228,7 +228,7 @@ fn one_hosts_unreadable_objects_never_blind_status_log_or_clean() {
     assert!(
         status
             .stdout
-            .contains("3 hosts: 1 DONE, 0 ERROR, 0 PROGRESS, 0 PENDING, 2 UNREADABLE"),
+            .contains("3 hosts: 1 DONE, 2 UNREADABLE (host-2, host-3)\n"),
         "{status}"
     );
 
@@ -422,8 +422,8 @@ fn no_terminal_control_sequence_from_a_host_reaches_the_operators_terminal() {
     assert!(!has_terminal_controls(&json.stdout), "{:?}", json.stdout);
     assert!(!json.stdout.contains('\u{9b}') && !json.stdout.contains('\u{7f}'));
     let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(json["hosts"][1]["status"]["error"], error);
-    assert_eq!(json["hosts"][1]["status"]["agent_version"], "\x1b[31m");
+    assert_eq!(json["hosts"][1]["error"], error);
+    assert_eq!(json["hosts"][1]["agent_version"], "\x1b[31m");
 
     // Errors quoting the store's content: a host ID in an edited manifest.
     let key = format!("executions/{id}/manifest.json");

@@ -255,7 +255,7 @@ fn commands_take_a_unique_prefix_of_an_execution_id() {
         let status = fleet.cattle(&["status", id, "--json"]);
         let doc: serde_json::Value =
             serde_json::from_str(&status.stdout).unwrap_or_else(|e| panic!("{e}: {status}"));
-        assert_eq!(doc["manifest"]["id"], second.as_str());
+        assert_eq!(doc["execution"]["id"], second.as_str());
     }
     fleet
         .cattle(&["cancel", unique, "--host", "web-2"])

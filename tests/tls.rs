@@ -114,12 +114,7 @@ fn publish_agent_and_status_work_over_https_with_the_private_ca() {
 
     let status = cattle(&env, &["status", &id]);
     status.assert_success();
-    assert!(
-        status
-            .stdout
-            .contains("1 hosts: 1 DONE, 0 ERROR, 0 PROGRESS, 0 PENDING"),
-        "{status}"
-    );
+    assert!(status.stdout.contains("1 host: 1 DONE\n"), "{status}");
     assert_eq!(
         std::fs::read(ws.child("agents/h1/var/poems/poem.txt")).unwrap(),
         std::fs::read(example("poem/poem.txt")).unwrap()

@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         Err(err) => {
             let error = journal_prefix(ERR);
             eprintln!("{error}error: {err}");
-            for cause in err.chain().skip(1) {
+            for cause in cattle_core::distinct_causes(&err.to_string(), err.chain().skip(1)) {
                 eprintln!("{error}  Caused by: {cause}");
             }
             if let Some(hint) = err
@@ -200,5 +200,45 @@ async fn reload_on_hangup(
             }
         }
         systemd::reloaded();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NOT_CONFIGURED;
+
+    #[test]
+    fn the_documented_exit_codes_are_exactly_those_main_returns() {
+        let doc = include_str!("../../../docs/exit-codes.md");
+        let table: Vec<(u8, String)> = doc[doc.find("## `cattle-agent`\n").unwrap()..]
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                (
+                    cells[1].parse().unwrap(),
+                    cells[2].trim_matches('`').to_string(),
+                )
+            })
+            .collect();
+        // 0 and 1 are `ExitCode::SUCCESS` and `FAILURE`, 2 is clap's; every
+        // other code main returns is an `ExitCode::from` of a constant.
+        let source = include_str!("main.rs");
+        let mut returned: Vec<(u8, String)> = vec![
+            (0, "SUCCESS".into()),
+            (1, "FAILURE".into()),
+            (2, "USAGE".into()),
+        ];
+        let froms: Vec<&str> = source
+            .split("ExitCode::from(")
+            .skip(1)
+            .map(|s| &s[..s.find(')').unwrap()])
+            .filter(|s| !s.contains('"')) // this test's own text
+            .collect();
+        assert_eq!(froms, ["NOT_CONFIGURED"]);
+        returned.push((NOT_CONFIGURED, "NOT_CONFIGURED".into()));
+        assert_eq!(table, returned);
     }
 }

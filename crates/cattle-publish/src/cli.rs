@@ -145,7 +145,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show each host's state for an execution. Exit 0 only when all are DONE.
+    /// Show each host's state for an execution, hosts that need attention
+    /// first. Exit 0 only when all are DONE.
     #[command(
         after_help = "Examples:\n  cattle status 0193a1b2-7c4d-7e5f-8a9b-0c1d2e3f4a5b\n  cattle status 0193a1b2 --wait --timeout 600\n  cattle status 0193a1b2 --json | jq '.hosts[] | select(.state == \"ERROR\")'"
     )]
@@ -153,6 +154,21 @@ pub enum Command {
         /// The execution: its ID or a unique prefix of it (at least 4 hex digits).
         #[arg(value_name = "ID")]
         id: String,
+        /// Show only hosts in this state (repeatable, or comma-separated):
+        /// error, cancelled, unreadable, pending, progress, done. The summary
+        /// and the exit code still count every host.
+        #[arg(
+            long = "state",
+            value_name = "STATE",
+            value_delimiter = ',',
+            ignore_case = true
+        )]
+        states: Vec<crate::status::HostState>,
+        /// Also read the status documents of DONE hosts, for every host's step
+        /// results (CHANGED, UNCHANGED, FAILED columns): one request per host.
+        /// Always so with `--json` and for a check-mode execution.
+        #[arg(long)]
+        steps: bool,
         /// Wait until every host is DONE, ERROR or CANCELLED (UNREADABLE hosts:
         /// at most a minute once they are the only ones left).
         #[arg(long)]

@@ -21,7 +21,8 @@ pub mod versions;
 
 use std::future::Future;
 
-/// Exit codes of `cattle`, fixed and documented in the README.
+/// Exit codes of `cattle`, fixed and documented in `docs/exit-codes.md` (a
+/// test checks that its table lists exactly these).
 pub mod exit {
     /// Everything asked for was done; for `status`, every host is DONE.
     pub const SUCCESS: u8 = 0;
@@ -90,4 +91,59 @@ where
         .into_iter()
         .map(|r| r.expect("every item ran"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// `(code, name)` of each row of the first table after the line `heading`
+    /// in a markdown document whose rows start `| code | `NAME` |`.
+    fn table_after(doc: &str, heading: &str) -> Vec<(u8, String)> {
+        let rest = &doc[doc.find(heading).expect("the heading is there")..];
+        rest.lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2) // the header and its separator
+            .map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                let code = cells[1].parse().unwrap_or_else(|e| panic!("{row}: {e}"));
+                (code, cells[2].trim_matches('`').to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_exit_codes_are_exactly_the_constants() {
+        // The constants, as written in this file's `exit` module.
+        let source = include_str!("lib.rs");
+        let module = &source[source.find("pub mod exit {").unwrap()..];
+        let module = &module[..module.find("\n}").unwrap()];
+        let constants: Vec<(u8, String)> = module
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("pub const "))
+            .map(|l| {
+                let (name, value) = l.split_once(": u8 = ").unwrap();
+                (
+                    value.trim_end_matches(';').parse().unwrap(),
+                    name.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(constants.len(), 7, "{module}");
+        let doc = include_str!("../../../docs/exit-codes.md");
+        assert_eq!(table_after(doc, "## `cattle`\n"), constants);
+        // The values the program uses are the ones written.
+        use super::exit::*;
+        assert_eq!(
+            constants.iter().map(|c| c.0).collect::<Vec<_>>(),
+            [
+                SUCCESS,
+                FAILURE,
+                USAGE,
+                HOSTS_FAILED,
+                HOSTS_UNFINISHED,
+                WOULD_CHANGE,
+                NOTHING_TO_RETRY
+            ]
+        );
+    }
 }

@@ -90,12 +90,9 @@ fn report(err: &anyhow::Error, style: Style) {
             let _ = writeln!(stderr, "  {line}");
         }
     }
-    for cause in err.chain().skip(1) {
-        let _ = writeln!(
-            stderr,
-            "  Caused by: {}",
-            terminal::line(&cause.to_string())
-        );
+    // One line per cause, none repeating what the line before it says.
+    for cause in cattle_core::distinct_causes(&err.to_string(), err.chain().skip(1)) {
+        let _ = writeln!(stderr, "  Caused by: {}", terminal::line(&cause));
     }
     let hint = err
         .chain()
@@ -255,7 +252,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             )
             .await?;
             if json {
-                writeln!(stdout, "{}", serde_json::to_string(&published)?)?;
+                writeln!(stdout, "{}", published.json())?;
             } else {
                 note!(
                     "published {}{} ({}, bundle {} of {}{}) to {}{}; version {}, {}, expires {}",
@@ -292,12 +289,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Status {
             id,
+            states,
+            steps,
             wait,
             timeout,
             json,
         } => {
             let store = open_store(&settings(flags)?).await?;
             let id = ids::resolve(&store, &id).await?;
+            // A JSON document is complete: every DONE host's results too.
+            let steps = steps || json;
             let report = if wait {
                 cattle_publish::status::wait(
                     &store,
@@ -305,15 +306,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     timeout.map(Duration::from_secs),
                     WAIT_POLL,
                     cattle_publish::status::UNREADABLE_PATIENCE,
+                    steps,
                 )
                 .await?
             } else {
-                cattle_publish::status::fetch(&store, id).await?
+                cattle_publish::status::fetch_view(&store, id, steps).await?
             };
             if json {
-                writeln!(stdout, "{}", report.json())?;
+                writeln!(stdout, "{}", report.json_of(&states))?;
             } else {
-                write!(stdout, "{}", report.table())?;
+                write!(stdout, "{}", report.table_of(&states))?;
             }
             Ok(report.exit_code())
         }

@@ -29,7 +29,10 @@ pub use crate::apply::Mode;
 use crate::for_each_bounded;
 use crate::inventory::{self, Inventory};
 
-/// What a publish did, for `--json`.
+/// The schema of `cattle publish --json`; see `docs/json.md`.
+pub const PUBLISH_SCHEMA: &str = "cattle.publish.v1";
+
+/// What a publish did, for `--json` ([`Published::json`]).
 #[derive(Debug, Serialize)]
 pub struct Published {
     pub id: Uuid,
@@ -47,6 +50,28 @@ pub struct Published {
     pub vars: bool,
     /// Hosts only check (`--check`).
     pub check: bool,
+    /// Hosts log file diffs (`--diff`).
+    pub diff: bool,
+}
+
+impl Published {
+    /// The `cattle.publish.v1` document: `"schema"` first, then every field
+    /// of [`Published`], on one line.
+    pub fn json(&self) -> String {
+        #[derive(Serialize)]
+        struct Document<'a> {
+            schema: &'static str,
+            #[serde(flatten)]
+            published: &'a Published,
+        }
+        crate::terminal::json(
+            &serde_json::to_string(&Document {
+                schema: PUBLISH_SCHEMA,
+                published: self,
+            })
+            .expect("a publish serializes"),
+        )
+    }
 }
 
 /// Who vouches for an execution.
@@ -292,6 +317,7 @@ pub async fn sign_and_release(
         },
         vars: manifest.vars,
         check: manifest.check,
+        diff: manifest.diff,
     })
 }
 

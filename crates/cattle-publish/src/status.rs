@@ -17,7 +17,7 @@ use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::store::{Store, StoreError};
 use cattle_core::wire::{
-    Conflict, Envelope, FORMAT, HostStatus, MAX_DOCUMENT_BYTES, Manifest, Recap, State,
+    Conflict, Envelope, FORMAT, HostStatus, MAX_DOCUMENT_BYTES, Manifest, Recap, State, StepResult,
 };
 use serde::Serialize;
 use tokio::time::Instant;
@@ -32,26 +32,33 @@ use crate::{exit, for_each_bounded, terminal};
 pub const UNREADABLE_PATIENCE: Duration = Duration::from_secs(60);
 
 /// An execution as the store shows it now.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Report {
     pub manifest: Manifest,
+    /// Every host of the manifest, in its order.
     pub hosts: Vec<HostRow>,
+    /// Whether DONE hosts' status documents were read ([`Detail::All`]):
+    /// only then are every host's step results known.
+    pub steps: bool,
 }
 
 /// Where a host is with an execution, as the reader sees it: the states hosts
 /// report ([`State`]), and UNREADABLE for a host whose objects cannot be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+///
+/// `cattle status --state` names them in lower case, in any case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[value(rename_all = "lower")]
 pub enum HostState {
-    Pending,
-    Progress,
-    Done,
     Error,
     Cancelled,
     /// The host's status document cannot be read or is not a valid status of
     /// this host for this execution; [`HostRow::reason`] says why. It is not
     /// final: the host may still be running, and may write a valid one.
     Unreadable,
+    Pending,
+    Progress,
+    Done,
 }
 
 impl From<State> for HostState {
@@ -91,7 +98,7 @@ impl HostState {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct HostRow {
     pub host: HostId,
     pub state: HostState,
@@ -106,11 +113,9 @@ pub struct HostRow {
     /// failed or could not be checked); absent when its status is.
     pub results: Option<Recap>,
     /// Why the host's status cannot be read; only for UNREADABLE.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// A second agent with this host ID found another one active and ran
     /// nothing of the execution: two machines use one host ID.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub conflict: Option<String>,
 }
 
@@ -190,18 +195,44 @@ pub async fn find_manifest(store: &Store, id: Uuid) -> anyhow::Result<Option<Man
 /// Every host's state and what it reported, for showing: one listing of the
 /// DONE markers, and each host's status document (one request per host).
 pub async fn fetch(store: &Store, id: Uuid) -> anyhow::Result<Report> {
-    let manifest = manifest(store, id).await?;
-    let hosts = hosts(store, id, &manifest, Detail::All).await?;
-    Ok(Report { manifest, hosts })
+    fetch_detail(store, id, |_| Detail::All).await
 }
 
 /// Every host's state, as cheaply as it can be known: hosts that finished
 /// DONE from one listing of their DONE markers (a page per 1,000 hosts), and
 /// only the others' status documents, one request each.
 pub async fn fetch_states(store: &Store, id: Uuid) -> anyhow::Result<Report> {
+    fetch_detail(store, id, |_| Detail::Unfinished).await
+}
+
+/// What `cattle status` shows: every host's state as [`fetch_states`] knows
+/// it, and DONE hosts' step results too ([`fetch`]) when `steps` asks for
+/// them or the execution is a check-mode one, whose point is its results.
+pub async fn fetch_view(store: &Store, id: Uuid, steps: bool) -> anyhow::Result<Report> {
+    fetch_detail(store, id, |manifest| view_detail(manifest, steps)).await
+}
+
+fn view_detail(manifest: &Manifest, steps: bool) -> Detail {
+    if steps || manifest.check {
+        Detail::All
+    } else {
+        Detail::Unfinished
+    }
+}
+
+async fn fetch_detail(
+    store: &Store,
+    id: Uuid,
+    detail: impl FnOnce(&Manifest) -> Detail,
+) -> anyhow::Result<Report> {
     let manifest = manifest(store, id).await?;
-    let hosts = hosts(store, id, &manifest, Detail::Unfinished).await?;
-    Ok(Report { manifest, hosts })
+    let detail = detail(&manifest);
+    let hosts = hosts(store, id, &manifest, detail).await?;
+    Ok(Report {
+        manifest,
+        hosts,
+        steps: detail == Detail::All,
+    })
 }
 
 /// Whose status documents [`hosts`] reads.
@@ -400,13 +431,16 @@ pub(crate) fn unreadable(store: &Store, key: &str, err: StoreError) -> Result<St
 /// Poll every `every` until every host is DONE, ERROR or CANCELLED, or
 /// `timeout` passes. Hosts whose status is UNREADABLE are waited for too, but
 /// once they are the only unfinished ones, for `patience` at most (see
-/// [`UNREADABLE_PATIENCE`]).
+/// [`UNREADABLE_PATIENCE`]). Each poll reads only what tells the states
+/// ([`fetch_states`]); the report returned has DONE hosts' step results when
+/// [`fetch_view`] would (`steps`, or a check-mode execution).
 pub async fn wait(
     store: &Store,
     id: Uuid,
     timeout: Option<Duration>,
     every: Duration,
     patience: Duration,
+    steps: bool,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let mut only_unreadable_since: Option<Instant> = None;
@@ -422,8 +456,11 @@ pub async fn wait(
             since.elapsed() + every > patience
         };
         if settled || timeout.is_some_and(|t| started.elapsed() + every > t) {
-            // Once more, with what DONE hosts reported, to show.
-            return fetch(store, id).await;
+            return match view_detail(&report.manifest, steps) {
+                // Once more, with what DONE hosts reported, to show.
+                Detail::All => fetch(store, id).await,
+                Detail::Unfinished => Ok(report),
+            };
         }
         tokio::time::sleep(every).await;
     }
@@ -433,13 +470,7 @@ impl Report {
     /// See [`exit`]: 0 all DONE; 3 some ERROR, CANCELLED or UNREADABLE, or a
     /// host ID used by two agents (needs attention); 4 some not finished.
     pub fn exit_code(&self) -> u8 {
-        if self.hosts.iter().any(|h| {
-            h.conflict.is_some()
-                || matches!(
-                    h.state,
-                    HostState::Error | HostState::Cancelled | HostState::Unreadable
-                )
-        }) {
+        if self.hosts.iter().any(HostRow::needs_attention) {
             exit::HOSTS_FAILED
         } else if self.hosts.iter().all(|h| h.state == HostState::Done) {
             exit::SUCCESS
@@ -452,135 +483,106 @@ impl Report {
         self.hosts.iter().filter(|h| h.state == state).count()
     }
 
-    /// One row per host, then a summary line. Every cell that comes from the
-    /// store is shown through [`terminal::line`].
+    /// The hosts in one of the states `only` names (every host when it is
+    /// empty), in the manifest's order.
+    fn shown<'a>(&'a self, only: &'a [HostState]) -> impl Iterator<Item = &'a HostRow> + 'a {
+        self.hosts
+            .iter()
+            .filter(move |h| only.is_empty() || only.contains(&h.state))
+    }
+
+    /// [`Report::table_of`] every host.
     pub fn table(&self) -> String {
-        let width = self
-            .hosts
-            .iter()
-            .map(|h| h.host.as_str().len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        let state_width = self
-            .hosts
-            .iter()
-            .map(|h| h.state.as_str().len())
-            .max()
-            .unwrap_or(8)
-            .max(8);
+        self.table_of(&[])
+    }
+
+    /// One row per host in one of the states `only` names (every host when it
+    /// is empty), those that need attention first (ERROR, UNREADABLE, CANCELLED,
+    /// other hosts two agents use), then PROGRESS, PENDING and DONE,
+    /// then the summary of every host. Step-result columns only when DONE
+    /// hosts' results were read ([`Report::steps`]). Every cell that comes
+    /// from the store is shown through [`terminal::line`].
+    pub fn table_of(&self, only: &[HostState]) -> String {
+        let mut rows: Vec<&HostRow> = self.shown(only).collect();
+        rows.sort_by_key(|r| r.triage());
         // Check-mode results get columns of their own, shown only when some
         // host has them.
-        let check = self
-            .hosts
-            .iter()
-            .any(|h| h.results.is_some_and(|r| r.has_check_results()));
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{:width$}  {:state_width$}  {:5}  CHANGED  UNCHANGED  FAILED  {}{:24}  DETAIL",
-            "HOST",
-            "STATE",
-            "STEP",
+        let check = self.steps
+            && self
+                .hosts
+                .iter()
+                .any(|h| h.results.is_some_and(|r| r.has_check_results()));
+        use Align::{Left, Right};
+        let mut columns = vec![("HOST", Left), ("STATE", Left), ("STEP", Left)];
+        if self.steps {
+            columns.extend([("CHANGED", Right), ("UNCHANGED", Right), ("FAILED", Right)]);
             if check {
-                "WOULD CHANGE  IN STATE  UNKNOWN  "
-            } else {
-                ""
-            },
-            "UPDATED"
-        );
-        let mut total = Recap::default();
-        for row in &self.hosts {
-            let updated = row.updated.clone().unwrap_or_else(|| "-".to_string());
-            let (step, detail) = match &row.status {
-                None if row.state == HostState::Done => {
-                    (format!("{0}/{0}", self.manifest.steps), String::new())
-                }
-                None => ("-".to_string(), row.reason.clone().unwrap_or_default()),
-                Some(s) => {
-                    let step = s
-                        .step
-                        .as_ref()
-                        .map_or("-".to_string(), |st| format!("{}/{}", st.number, s.steps));
-                    let detail = match (&s.error, &s.step) {
-                        (Some(e), _) => e.clone(),
-                        (None, _) if s.paused.is_some() => {
-                            format!("PAUSED: {}", s.paused.as_deref().unwrap_or_default())
-                        }
-                        (None, Some(st)) if s.state == State::Progress => {
-                            let attempt = if st.attempt > 1 {
-                                format!(", attempt {}/{}", st.attempt, st.attempts)
-                            } else {
-                                String::new()
-                            };
-                            format!("{} ({}){attempt}", st.facility, st.description)
-                        }
-                        _ => String::new(),
-                    };
-                    (step, detail)
-                }
-            };
-            let count = |n: Option<usize>| n.map_or("-".to_string(), |n| n.to_string());
-            if let Some(r) = &row.results {
-                total.merge(r);
+                columns.extend([
+                    ("WOULD CHANGE", Right),
+                    ("IN STATE", Right),
+                    ("UNKNOWN", Right),
+                ]);
             }
-            let check_counts = if check {
-                format!(
-                    "{:>12}  {:>8}  {:>7}  ",
-                    count(row.results.map(|r| r.would_change)),
-                    count(row.results.map(|r| r.in_state)),
-                    count(row.results.map(|r| r.unknown)),
-                )
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                out,
-                "{:width$}  {:state_width$}  {:5}  {:>7}  {:>9}  {:>6}  {check_counts}{:24}  {}",
-                terminal::line(row.host.as_str()),
-                row.state.as_str(),
-                terminal::line(&step),
-                count(row.results.map(|r| r.changed)),
-                count(row.results.map(|r| r.unchanged)),
-                count(row.results.map(|r| r.failed)),
-                terminal::line(&updated),
-                terminal::line(first_line(&detail))
-            );
         }
-        let _ = writeln!(
-            out,
-            "{} hosts: {} DONE, {} ERROR, {} PROGRESS, {} PENDING{}{}",
-            self.hosts.len(),
-            self.count(HostState::Done),
-            self.count(HostState::Error),
-            self.count(HostState::Progress),
-            self.count(HostState::Pending),
-            match self.count(HostState::Cancelled) {
-                0 => String::new(),
-                n => format!(", {n} CANCELLED"),
-            },
-            match self.count(HostState::Unreadable) {
-                0 => String::new(),
-                n => format!(", {n} UNREADABLE"),
+        columns.extend([("UPDATED", Left), ("DETAIL", Left)]);
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| {
+                let (step, detail) = self.step_and_detail(row);
+                let mut cells = vec![
+                    terminal::line(row.host.as_str()),
+                    row.state.as_str().to_string(),
+                    terminal::line(&step),
+                ];
+                if self.steps {
+                    let count = |n: fn(&Recap) -> usize| {
+                        row.results
+                            .as_ref()
+                            .map_or("-".to_string(), |r| n(r).to_string())
+                    };
+                    cells.extend([
+                        count(|r| r.changed),
+                        count(|r| r.unchanged),
+                        count(|r| r.failed),
+                    ]);
+                    if check {
+                        cells.extend([
+                            count(|r| r.would_change),
+                            count(|r| r.in_state),
+                            count(|r| r.unknown),
+                        ]);
+                    }
+                }
+                cells.push(terminal::line(row.updated.as_deref().unwrap_or("-")));
+                cells.push(terminal::line(first_line(&detail)));
+                cells
+            })
+            .collect();
+        let mut out = render(&columns, &cells);
+        let _ = writeln!(out, "{}", self.summary_line(rows.len(), only));
+        if self.steps {
+            let mut total = Recap::default();
+            for results in self.hosts.iter().filter_map(|h| h.results.as_ref()) {
+                total.merge(results);
             }
-        );
-        let _ = write!(
-            out,
-            "steps: {} changed, {} unchanged, {} failed",
-            total.changed, total.unchanged, total.failed
-        );
-        if check {
             let _ = write!(
                 out,
-                ", {} would change, {} in state, {} unknown",
-                total.would_change, total.in_state, total.unknown
+                "steps: {} changed, {} unchanged, {} failed",
+                total.changed, total.unchanged, total.failed
             );
+            if check {
+                let _ = write!(
+                    out,
+                    ", {} would change, {} in state, {} unknown",
+                    total.would_change, total.in_state, total.unknown
+                );
+            }
+            out.push('\n');
         }
-        out.push('\n');
         if self.manifest.check {
             out.push_str("check mode: hosts only ran their checks; nothing was changed\n");
         }
-        for row in &self.hosts {
+        for row in &rows {
             if let Some(conflict) = &row.conflict {
                 let _ = writeln!(
                     out,
@@ -593,10 +595,390 @@ impl Report {
         out
     }
 
-    /// The report as JSON, with nothing in it a terminal would act on (see
+    /// The STEP and DETAIL cells of `row`, unescaped.
+    fn step_and_detail(&self, row: &HostRow) -> (String, String) {
+        match &row.status {
+            None if row.state == HostState::Done => {
+                (format!("{0}/{0}", self.manifest.steps), String::new())
+            }
+            None => ("-".to_string(), row.reason.clone().unwrap_or_default()),
+            Some(s) => {
+                let step = s
+                    .step
+                    .as_ref()
+                    .map_or("-".to_string(), |st| format!("{}/{}", st.number, s.steps));
+                let detail = match (&s.error, &s.step) {
+                    (Some(e), _) => e.clone(),
+                    (None, _) if s.paused.is_some() => {
+                        format!("PAUSED: {}", s.paused.as_deref().unwrap_or_default())
+                    }
+                    (None, Some(st)) if s.state == State::Progress => {
+                        let attempt = if st.attempt > 1 {
+                            format!(", attempt {}/{}", st.attempt, st.attempts)
+                        } else {
+                            String::new()
+                        };
+                        format!("{} ({}){attempt}", st.facility, st.description)
+                    }
+                    _ => String::new(),
+                };
+                (step, detail)
+            }
+        }
+    }
+
+    /// `2000 hosts: 1999 DONE, 1 ERROR (web-1234)`: how many hosts are in
+    /// each state (states no host is in are left out), the first hosts of
+    /// each state that needs attention by name, the hosts two agents use,
+    /// and with `--state`, how many of the hosts are shown.
+    pub fn summary_line(&self, shown: usize, only: &[HostState]) -> String {
+        use HostState::*;
+        let mut parts = Vec::new();
+        for state in [Done, Error, Unreadable, Cancelled, Progress, Pending] {
+            let hosts: Vec<&HostRow> = self.hosts.iter().filter(|h| h.state == state).collect();
+            if hosts.is_empty() {
+                continue;
+            }
+            let mut part = format!("{} {}", hosts.len(), state.as_str());
+            if state.needs_attention() {
+                let _ = write!(part, " ({})", first_names(&hosts));
+            }
+            parts.push(part);
+        }
+        let mut line = format!(
+            "{}: {}",
+            cattle_core::count(self.hosts.len() as u64, "host"),
+            parts.join(", ")
+        );
+        let conflicts: Vec<&HostRow> = self.hosts.iter().filter(|h| h.conflict.is_some()).collect();
+        if !conflicts.is_empty() {
+            let _ = write!(
+                line,
+                "; {} CONFLICT ({})",
+                conflicts.len(),
+                first_names(&conflicts)
+            );
+        }
+        if !only.is_empty() {
+            let names: Vec<String> = only
+                .iter()
+                .map(|s| s.as_str().to_ascii_lowercase())
+                .collect();
+            let _ = write!(line, "; {shown} shown (--state {})", names.join(","));
+        }
+        line
+    }
+
+    /// The report as a `cattle.status.v1` JSON document (see `docs/json.md`)
+    /// listing every host, with nothing in it a terminal would act on (see
     /// [`terminal::json`]).
     pub fn json(&self) -> String {
-        terminal::json(&serde_json::to_string_pretty(self).expect("reports serialize"))
+        self.json_of(&[])
+    }
+
+    /// [`Report::json`] listing only the hosts in one of the states `only`
+    /// names (every host when it is empty); the summary counts every host.
+    pub fn json_of(&self, only: &[HostState]) -> String {
+        let hosts: Vec<HostJson<'_>> = self.shown(only).map(HostJson::of).collect();
+        let mut states = StateCounts::default();
+        let mut results = ResultCounts::default();
+        let mut results_known = 0;
+        for row in &self.hosts {
+            states.add(row.state);
+            if let Some(r) = &row.results {
+                results.add(r);
+                results_known += 1;
+            }
+        }
+        let m = &self.manifest;
+        let document = StatusJson {
+            schema: STATUS_SCHEMA,
+            execution: ExecutionJson {
+                id: m.id,
+                version: m.version,
+                created: &m.created,
+                expires: &m.expires,
+                publisher: &m.publisher,
+                message: m.message.as_deref(),
+                config: &m.config,
+                steps: m.steps,
+                bundle: BundleJson {
+                    sha256: &m.bundle.sha256,
+                    size: m.bundle.size,
+                },
+                vars: m.vars,
+                check: m.check,
+                diff: m.diff,
+                hosts: m.hosts.len(),
+            },
+            summary: SummaryJson {
+                hosts: self.hosts.len(),
+                shown: hosts.len(),
+                states,
+                conflicts: self.hosts.iter().filter(|h| h.conflict.is_some()).count(),
+                results,
+                results_known,
+                exit_code: self.exit_code(),
+                needs_attention: self
+                    .hosts
+                    .iter()
+                    .filter(|h| h.needs_attention())
+                    .map(|h| h.host.as_str())
+                    .collect(),
+            },
+            hosts,
+        };
+        terminal::json(&serde_json::to_string_pretty(&document).expect("reports serialize"))
+    }
+}
+
+impl HostState {
+    /// ERROR, CANCELLED, UNREADABLE: an operator must look at the host.
+    pub fn needs_attention(self) -> bool {
+        matches!(
+            self,
+            HostState::Error | HostState::Cancelled | HostState::Unreadable
+        )
+    }
+}
+
+impl HostRow {
+    /// The host needs attention: its state does, or two agents use its host ID.
+    pub fn needs_attention(&self) -> bool {
+        self.conflict.is_some() || self.state.needs_attention()
+    }
+
+    /// Where the host's row goes in the table: ERROR, UNREADABLE, CANCELLED,
+    /// other hosts two agents use, PROGRESS, PENDING, DONE.
+    fn triage(&self) -> u8 {
+        match self.state {
+            HostState::Error => 0,
+            HostState::Unreadable => 1,
+            HostState::Cancelled => 2,
+            _ if self.conflict.is_some() => 3,
+            HostState::Progress => 4,
+            HostState::Pending => 5,
+            HostState::Done => 6,
+        }
+    }
+}
+
+/// `web-3, web-9, web-12 and 4 more`: the first three hosts by name.
+fn first_names(hosts: &[&HostRow]) -> String {
+    const NAMED: usize = 3;
+    let names: Vec<String> = hosts
+        .iter()
+        .take(NAMED)
+        .map(|h| terminal::line(h.host.as_str()))
+        .collect();
+    match hosts.len().saturating_sub(NAMED) {
+        0 => names.join(", "),
+        more => format!("{} and {more} more", names.join(", ")),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// A table: a header line and a line per row, each column as wide as its
+/// widest cell (header included) and two spaces apart; the last column is not
+/// padded and no line ends in spaces. Cells are already escaped.
+fn render(columns: &[(&str, Align)], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (header, _))| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let header: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
+    for cells in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            match columns[i].1 {
+                Align::Left if i + 1 == columns.len() => line.push_str(cell),
+                Align::Left => {
+                    line.push_str(cell);
+                    line.extend(std::iter::repeat_n(' ', pad));
+                }
+                Align::Right => {
+                    line.extend(std::iter::repeat_n(' ', pad));
+                    line.push_str(cell);
+                }
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The schema of `cattle status --json`; see `docs/json.md`.
+pub const STATUS_SCHEMA: &str = "cattle.status.v1";
+
+/// `cattle status --json`: the fields, in this order, are part of
+/// [`STATUS_SCHEMA`]; docs/json.md describes each.
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    schema: &'static str,
+    execution: ExecutionJson<'a>,
+    summary: SummaryJson<'a>,
+    hosts: Vec<HostJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct ExecutionJson<'a> {
+    id: Uuid,
+    version: u64,
+    created: &'a str,
+    expires: &'a str,
+    publisher: &'a str,
+    message: Option<&'a str>,
+    config: &'a str,
+    steps: usize,
+    bundle: BundleJson<'a>,
+    vars: bool,
+    check: bool,
+    diff: bool,
+    hosts: usize,
+}
+
+#[derive(Serialize)]
+struct BundleJson<'a> {
+    sha256: &'a str,
+    size: u64,
+}
+
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    hosts: usize,
+    shown: usize,
+    states: StateCounts,
+    conflicts: usize,
+    results: ResultCounts,
+    results_known: usize,
+    exit_code: u8,
+    needs_attention: Vec<&'a str>,
+}
+
+#[derive(Default, Serialize)]
+struct StateCounts {
+    error: usize,
+    cancelled: usize,
+    unreadable: usize,
+    pending: usize,
+    progress: usize,
+    done: usize,
+}
+
+impl StateCounts {
+    fn add(&mut self, state: HostState) {
+        *match state {
+            HostState::Error => &mut self.error,
+            HostState::Cancelled => &mut self.cancelled,
+            HostState::Unreadable => &mut self.unreadable,
+            HostState::Pending => &mut self.pending,
+            HostState::Progress => &mut self.progress,
+            HostState::Done => &mut self.done,
+        } += 1;
+    }
+}
+
+/// Every count of a [`Recap`], the check-mode ones included even when 0.
+#[derive(Default, Serialize)]
+struct ResultCounts {
+    changed: usize,
+    unchanged: usize,
+    failed: usize,
+    would_change: usize,
+    in_state: usize,
+    unknown: usize,
+}
+
+impl ResultCounts {
+    fn add(&mut self, r: &Recap) {
+        self.changed += r.changed;
+        self.unchanged += r.unchanged;
+        self.failed += r.failed;
+        self.would_change += r.would_change;
+        self.in_state += r.in_state;
+        self.unknown += r.unknown;
+    }
+}
+
+#[derive(Serialize)]
+struct HostJson<'a> {
+    host: &'a str,
+    state: HostState,
+    step: Option<StepJson<'a>>,
+    updated: Option<&'a str>,
+    started: Option<&'a str>,
+    finished: Option<&'a str>,
+    error: Option<&'a str>,
+    paused: Option<&'a str>,
+    results: Option<ResultCounts>,
+    step_results: Option<&'a [Option<StepResult>]>,
+    agent_version: Option<&'a str>,
+    reason: Option<&'a str>,
+    conflict: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct StepJson<'a> {
+    number: usize,
+    of: usize,
+    facility: &'a str,
+    description: &'a str,
+    attempt: u32,
+    attempts: u32,
+}
+
+impl<'a> HostJson<'a> {
+    /// Everything known of the host, whether or not its status document was
+    /// read: a DONE host known from its marker alone has its state and
+    /// `updated` (the marker's time), and `null` for what only the document says.
+    fn of(row: &'a HostRow) -> HostJson<'a> {
+        let status = row.status.as_ref();
+        HostJson {
+            host: row.host.as_str(),
+            state: row.state,
+            step: status.and_then(|s| {
+                s.step.as_ref().map(|st| StepJson {
+                    number: st.number,
+                    of: s.steps,
+                    facility: &st.facility,
+                    description: &st.description,
+                    attempt: st.attempt,
+                    attempts: st.attempts,
+                })
+            }),
+            updated: row.updated.as_deref(),
+            started: status.map(|s| s.started.as_str()),
+            finished: status.and_then(|s| s.finished.as_deref()),
+            error: status.and_then(|s| s.error.as_deref()),
+            paused: status.and_then(|s| s.paused.as_deref()),
+            results: row.results.as_ref().map(|r| {
+                let mut counts = ResultCounts::default();
+                counts.add(r);
+                counts
+            }),
+            step_results: status.map(|s| s.results.as_slice()),
+            agent_version: status.map(|s| s.agent_version.as_str()),
+            reason: row.reason.as_deref(),
+            conflict: row.conflict.as_deref(),
+        }
     }
 }
 
@@ -742,7 +1124,7 @@ mod tests {
         assert_eq!(report.exit_code(), exit::HOSTS_FAILED);
         let table = report.table();
         assert!(
-            table.contains("6 hosts: 1 DONE, 0 ERROR, 0 PROGRESS, 1 PENDING, 4 UNREADABLE"),
+            table.contains("6 hosts: 1 DONE, 4 UNREADABLE (b, c, d and 1 more), 1 PENDING\n"),
             "{table}"
         );
         let row = table.lines().find(|l| l.starts_with("b ")).unwrap();
@@ -754,7 +1136,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
         assert_eq!(json["hosts"][1]["state"], "UNREADABLE");
         assert_eq!(json["hosts"][1]["reason"], reason(1));
-        assert!(json["hosts"][0].get("reason").is_none());
+        assert!(json["hosts"][0]["reason"].is_null());
     }
 
     #[tokio::test]
@@ -835,16 +1217,26 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert!(
             lines[0].starts_with(
-                "HOST  STATE     STEP   CHANGED  UNCHANGED  FAILED  WOULD CHANGE  IN STATE  UNKNOWN  UPDATED"
+                "HOST  STATE    STEP  CHANGED  UNCHANGED  FAILED  WOULD CHANGE  IN STATE  UNKNOWN  UPDATED"
             ),
             "{table}"
         );
+        // The host that needs attention first, DONE last.
         assert!(
-            lines[1].starts_with("a     DONE      -            0          0       0             2         1        1  "),
+            lines[1].starts_with(
+                "b     ERROR    -           0          0       1             0         1        0  "
+            ),
+            "{table}"
+        );
+        assert_eq!(
+            lines[2],
+            "c     PENDING  -           -          -       -             -         -        -  -",
             "{table}"
         );
         assert!(
-            lines[3].starts_with("c     PENDING   -            -          -       -             -         -        -  "),
+            lines[3].starts_with(
+                "a     DONE     -           0          0       0             2         1        1  "
+            ),
             "{table}"
         );
         assert!(
@@ -854,8 +1246,212 @@ mod tests {
             "{table}"
         );
         let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
-        assert_eq!(json["hosts"][0]["status"]["results"][0], "would_change");
+        assert_eq!(json["hosts"][0]["step_results"][0], "would_change");
         assert_eq!(json["hosts"][0]["results"]["would_change"], 2);
+    }
+
+    /// A host that finished DONE as its agent leaves it: the status document
+    /// (one step changed, one unchanged), then the marker.
+    fn done(store: &Store, id: Uuid, of: &str) {
+        use cattle_core::wire::StepResult::*;
+        let mut done = status(id, of, State::Done);
+        done.results = vec![Some(Changed), Some(Unchanged)];
+        put(store, &keys::status(id, &host(of)), &done);
+        put_bytes(store, &keys::done(id, &host(of)), Vec::new());
+    }
+
+    fn failed(store: &Store, id: Uuid, of: &str, state: State, error: &str) {
+        let mut failed = status(id, of, state);
+        failed.error = Some(error.to_string());
+        put(store, &keys::status(id, &host(of)), &failed);
+    }
+
+    #[tokio::test]
+    async fn hosts_that_need_attention_come_first_and_the_summary_names_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (1..=12).map(|i| format!("web-{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (store, id) = execution(dir.path(), &names);
+        // Manifest order: DONE, PENDING (web-2), UNREADABLE, CANCELLED, then
+        // the ERROR hosts and more DONE ones.
+        done(&store, id, "web-1");
+        put_bytes(&store, &keys::status(id, &host("web-3")), b"{".to_vec());
+        failed(&store, id, "web-4", State::Cancelled, "cancelled");
+        for i in 5..=11 {
+            failed(
+                &store,
+                id,
+                &format!("web-{i}"),
+                State::Error,
+                "step 2 failed",
+            );
+        }
+        done(&store, id, "web-12");
+        let mut running = status(id, "web-2", State::Progress);
+        running.step = Some(cattle_core::wire::StepStatus {
+            number: 2,
+            facility: "command".into(),
+            description: "run".into(),
+            attempt: 1,
+            attempts: 3,
+        });
+        put(&store, &keys::status(id, &host("web-2")), &running);
+
+        let report = fetch_view(&store, id, false).await.unwrap();
+        assert!(!report.steps);
+        let table = report.table();
+        let order: Vec<&str> = table
+            .lines()
+            .skip(1)
+            .map_while(|l| l.split_once(' ').map(|(h, _)| h))
+            .take(12)
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "web-5", "web-6", "web-7", "web-8", "web-9", "web-10", "web-11", "web-3", "web-4",
+                "web-2", "web-1", "web-12"
+            ],
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "\n12 hosts: 2 DONE, 7 ERROR (web-5, web-6, web-7 and 4 more), \
+                 1 UNREADABLE (web-3), 1 CANCELLED (web-4), 1 PROGRESS\n"
+            ),
+            "{table}"
+        );
+        // Without `--steps`, no step-result columns and no step counts.
+        assert!(
+            !table.contains("CHANGED") && !table.contains("steps:"),
+            "{table}"
+        );
+        // Every column starts at the same place on every line, whatever the
+        // states' widths (CANCELLED and UNREADABLE are wider than STATE).
+        let lines: Vec<&str> = table.lines().take(13).collect();
+        for column in ["STATE", "STEP", "UPDATED", "DETAIL"] {
+            let at = lines[0].find(column).unwrap();
+            for line in lines[1..].iter().filter(|l| l.len() > at) {
+                assert_eq!(&line[at - 2..at], "  ", "{column} in {line:?}:\n{table}");
+                assert_ne!(&line[at..at + 1], " ", "{column} in {line:?}:\n{table}");
+            }
+        }
+
+        let only = report.table_of(&[HostState::Cancelled, HostState::Unreadable]);
+        let rows: Vec<&str> = only.lines().collect();
+        assert_eq!(rows.len(), 4, "{only}");
+        assert!(rows[1].starts_with("web-3  UNREADABLE  "), "{only}");
+        assert!(rows[2].starts_with("web-4  CANCELLED   "), "{only}");
+        assert!(
+            rows[3].ends_with("; 2 shown (--state cancelled,unreadable)"),
+            "{only}"
+        );
+        assert_eq!(report.exit_code(), exit::HOSTS_FAILED);
+
+        // One host: `1 host`, never `1 hosts`.
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = execution(dir.path(), &["solo"]);
+        failed(&store, id, "solo", State::Error, "no");
+        let table = fetch_view(&store, id, false).await.unwrap().table();
+        assert!(table.contains("\n1 host: 1 ERROR (solo)\n"), "{table}");
+    }
+
+    #[tokio::test]
+    async fn done_hosts_status_documents_are_read_only_for_their_step_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = execution(dir.path(), &["a", "b"]);
+        done(&store, id, "a");
+        failed(&store, id, "b", State::Error, "boom");
+
+        let quick = fetch_view(&store, id, false).await.unwrap();
+        assert_eq!(quick.hosts[0].state, HostState::Done);
+        assert!(quick.hosts[0].status.is_none() && quick.hosts[0].results.is_none());
+        assert!(quick.hosts[0].updated.is_some(), "the marker's time");
+        assert!(quick.hosts[1].results.is_some(), "read: it is not DONE");
+        // Its JSON entry says what is known without the document.
+        let json: serde_json::Value = serde_json::from_str(&quick.json()).unwrap();
+        let a = &json["hosts"][0];
+        assert_eq!(a["state"], "DONE");
+        assert!(a["updated"].is_string(), "{a}");
+        assert!(a["step"].is_null() && a["results"].is_null(), "{a}");
+        assert_eq!(json["summary"]["results_known"], 1);
+
+        let full = fetch_view(&store, id, true).await.unwrap();
+        assert!(full.steps);
+        assert_eq!(full.hosts[0].results.unwrap().changed, 1);
+        let table = full.table();
+        assert!(
+            table
+                .lines()
+                .next()
+                .unwrap()
+                .contains("CHANGED  UNCHANGED  FAILED"),
+            "{table}"
+        );
+        assert!(
+            table.contains("\nsteps: 1 changed, 1 unchanged, 0 failed\n"),
+            "{table}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_json_document_is_versioned_and_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = execution(dir.path(), &["a", "b", "c"]);
+        done(&store, id, "a");
+        failed(&store, id, "c", State::Error, "boom");
+        let report = fetch(&store, id).await.unwrap();
+        let text = report.json_of(&[HostState::Error]);
+        assert!(
+            text.starts_with("{\n  \"schema\": \"cattle.status.v1\",\n"),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        assert_eq!(json["execution"]["id"], id.to_string());
+        assert_eq!(json["execution"]["hosts"], 3);
+        let summary = &json["summary"];
+        assert_eq!(summary["hosts"], 3);
+        assert_eq!(summary["shown"], 1);
+        assert_eq!(
+            summary["states"],
+            serde_json::json!({"error": 1, "cancelled": 0, "unreadable": 0, "pending": 1,
+                               "progress": 0, "done": 1})
+        );
+        assert_eq!(summary["results"]["changed"], 1);
+        assert_eq!(summary["results"]["would_change"], 0);
+        assert_eq!(summary["exit_code"], exit::HOSTS_FAILED);
+        assert_eq!(summary["needs_attention"], serde_json::json!(["c"]));
+        let hosts = json["hosts"].as_array().unwrap();
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts[0]["host"], "c");
+        assert_eq!(hosts[0]["error"], "boom");
+        // Every field is there, null when not known.
+        let all = report.json();
+        let json: serde_json::Value = serde_json::from_str(&all).unwrap();
+        for host in json["hosts"].as_array().unwrap() {
+            assert_eq!(
+                keys(host),
+                [
+                    "agent_version",
+                    "conflict",
+                    "error",
+                    "finished",
+                    "host",
+                    "paused",
+                    "reason",
+                    "results",
+                    "started",
+                    "state",
+                    "step",
+                    "step_results",
+                    "updated"
+                ]
+            );
+        }
+        assert_eq!(json["hosts"][1]["state"], "PENDING");
     }
 
     #[tokio::test]
@@ -917,7 +1513,9 @@ mod tests {
         let patience = Duration::from_secs(60);
 
         let started = Instant::now();
-        let report = wait(&store, id, None, every, patience).await.unwrap();
+        let report = wait(&store, id, None, every, patience, false)
+            .await
+            .unwrap();
         let waited = started.elapsed();
         assert!(
             (Duration::from_secs(59)..=Duration::from_secs(61)).contains(&waited),
@@ -927,17 +1525,31 @@ mod tests {
 
         // A timeout shorter than the patience still ends the wait.
         let started = Instant::now();
-        wait(&store, id, Some(Duration::from_secs(5)), every, patience)
-            .await
-            .unwrap();
+        wait(
+            &store,
+            id,
+            Some(Duration::from_secs(5)),
+            every,
+            patience,
+            false,
+        )
+        .await
+        .unwrap();
         assert!(started.elapsed() <= Duration::from_secs(5));
 
         // While another host is unfinished, the patience does not start.
         std::fs::remove_file(store.location(&keys::status(id, &host("a")))).unwrap();
         let started = Instant::now();
-        let report = wait(&store, id, Some(Duration::from_secs(300)), every, patience)
-            .await
-            .unwrap();
+        let report = wait(
+            &store,
+            id,
+            Some(Duration::from_secs(300)),
+            every,
+            patience,
+            false,
+        )
+        .await
+        .unwrap();
         assert!(started.elapsed() >= Duration::from_secs(299));
         assert_eq!(report.exit_code(), exit::HOSTS_FAILED);
     }
@@ -959,6 +1571,6 @@ mod tests {
         );
         assert!(table.contains("\\x1b]0;owned\\x07"), "{table}");
         let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
-        assert_eq!(json["hosts"][0]["status"]["error"], hostile.error.unwrap());
+        assert_eq!(json["hosts"][0]["error"], hostile.error.unwrap());
     }
 }
