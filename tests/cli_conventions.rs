@@ -60,6 +60,17 @@ impl Setup {
         cmd.run()
     }
 
+    /// Run `host`'s agent until what is addressed to it is done.
+    fn agent_once(&self, host: &str) {
+        Cmd::new(agent_bin())
+            .envs(&self.minio.cattle_env())
+            .env("CATTLE_STORE", format!("s3://{BUCKET}"))
+            .args(["--host-id", host, "--once", "--state-dir"])
+            .arg(self.ws.child(format!("agent-{host}")))
+            .run()
+            .assert_success();
+    }
+
     fn publish(&self, extra: &[&str]) -> Output {
         let dir = self.ws.child("config").display().to_string();
         let hosts = self.ws.child("hosts").display().to_string();
@@ -133,14 +144,7 @@ fn quiet_prints_only_results_and_counts_are_in_good_grammar() {
     assert_eq!(quiet.stdout.lines().count(), 1, "{quiet}");
     assert_eq!(id.len(), 36, "{quiet}");
 
-    let agent_state = setup.ws.child("agent");
-    Cmd::new(agent_bin())
-        .envs(&setup.minio.cattle_env())
-        .env("CATTLE_STORE", format!("s3://{BUCKET}"))
-        .args(["--host-id", "web-1", "--once", "--state-dir"])
-        .arg(&agent_state)
-        .run()
-        .assert_success();
+    setup.agent_once("web-1");
 
     let cleaned = setup.cattle(&["clean", id, "--quiet"]).run();
     cleaned.assert_success();
@@ -205,4 +209,26 @@ fn colour_only_on_a_terminal_without_no_color_unless_forced() {
     assert!(!no_color.stdout.contains("\x1b["), "{no_color}");
     let never = setup.cattle_on_terminal(&["--color", "never", "status", missing], &[]);
     assert!(!never.stdout.contains("\x1b["), "{never}");
+
+    // A table: the state words are painted, the columns stay aligned.
+    let published = setup.publish(&["-q"]);
+    let id = published.stdout.trim();
+    setup.agent_once("web-1");
+    let plain = setup.cattle(&["status", id]).run();
+    plain.assert_success();
+    assert!(!plain.stdout.contains('\x1b'), "{plain}");
+    let painted = setup.cattle(&["status", id, "--color=always"]).run();
+    painted.assert_success();
+    assert_eq!(
+        painted
+            .stdout
+            .replace("\x1b[32m", "")
+            .replace("\x1b[0m", ""),
+        plain.stdout,
+        "only the colour differs"
+    );
+    let row = painted.stdout.lines().nth(1).unwrap();
+    assert!(row.starts_with("web-1  \x1b[32mDONE\x1b[0m  "), "{row:?}");
+    let tty = setup.cattle_on_terminal(&["status", id], &[]);
+    assert!(tty.stdout.contains("\x1b[32mDONE\x1b[0m"), "{tty}");
 }

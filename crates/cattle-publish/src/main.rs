@@ -315,7 +315,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             if json {
                 writeln!(stdout, "{}", report.json_of(&states))?;
             } else {
-                write!(stdout, "{}", report.table_of(&states))?;
+                let style = Style::for_stdout(cli.color);
+                write!(stdout, "{}", report.table_styled(&states, style))?;
             }
             Ok(report.exit_code())
         }

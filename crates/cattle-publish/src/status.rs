@@ -23,6 +23,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::style::Style;
 use crate::{exit, for_each_bounded, terminal};
 
 /// How long `cattle status --wait` keeps waiting for hosts whose status is
@@ -503,6 +504,11 @@ impl Report {
     /// hosts' results were read ([`Report::steps`]). Every cell that comes
     /// from the store is shown through [`terminal::line`].
     pub fn table_of(&self, only: &[HostState]) -> String {
+        self.table_styled(only, Style::default())
+    }
+
+    /// [`Report::table_of`], with the state of each host painted in `style`.
+    pub fn table_styled(&self, only: &[HostState], style: Style) -> String {
         let mut rows: Vec<&HostRow> = self.shown(only).collect();
         rows.sort_by_key(|r| r.triage());
         // Check-mode results get columns of their own, shown only when some
@@ -558,7 +564,10 @@ impl Report {
                 cells
             })
             .collect();
-        let mut out = render(&columns, &cells);
+        // Column 1 is STATE: Cattle's own words, painted once padded.
+        let mut out = render(&columns, &cells, |column, padded| {
+            (column == 1).then(|| style.state(padded.trim_end(), padded.len()))
+        });
         let _ = writeln!(out, "{}", self.summary_line(rows.len(), only));
         if self.steps {
             let mut total = Recap::default();
@@ -785,8 +794,14 @@ enum Align {
 
 /// A table: a header line and a line per row, each column as wide as its
 /// widest cell (header included) and two spaces apart; the last column is not
-/// padded and no line ends in spaces. Cells are already escaped.
-fn render(columns: &[(&str, Align)], rows: &[Vec<String>]) -> String {
+/// padded and no line ends in spaces. Cells are already escaped. `paint`
+/// may replace a row's padded cell (column index, padded text) with a
+/// painted one of the same width on screen; the header is never painted.
+fn render(
+    columns: &[(&str, Align)],
+    rows: &[Vec<String>],
+    paint: impl Fn(usize, &str) -> Option<String>,
+) -> String {
     let widths: Vec<usize> = columns
         .iter()
         .enumerate()
@@ -800,23 +815,28 @@ fn render(columns: &[(&str, Align)], rows: &[Vec<String>]) -> String {
         .collect();
     let mut out = String::new();
     let header: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
-    for cells in std::iter::once(&header).chain(rows) {
+    for (n, cells) in std::iter::once(&header).chain(rows).enumerate() {
         let mut line = String::new();
         for (i, cell) in cells.iter().enumerate() {
             if i > 0 {
                 line.push_str("  ");
             }
             let pad = widths[i].saturating_sub(cell.chars().count());
+            let mut padded = String::new();
             match columns[i].1 {
-                Align::Left if i + 1 == columns.len() => line.push_str(cell),
+                Align::Left if i + 1 == columns.len() => padded.push_str(cell),
                 Align::Left => {
-                    line.push_str(cell);
-                    line.extend(std::iter::repeat_n(' ', pad));
+                    padded.push_str(cell);
+                    padded.extend(std::iter::repeat_n(' ', pad));
                 }
                 Align::Right => {
-                    line.extend(std::iter::repeat_n(' ', pad));
-                    line.push_str(cell);
+                    padded.extend(std::iter::repeat_n(' ', pad));
+                    padded.push_str(cell);
                 }
+            }
+            match (n > 0).then(|| paint(i, &padded)).flatten() {
+                Some(painted) => line.push_str(&painted),
+                None => line.push_str(&padded),
             }
         }
         out.push_str(line.trim_end());
