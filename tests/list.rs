@@ -498,9 +498,14 @@ fn retry_publishes_again_to_the_failed_hosts_only_and_signs_only_what_it_verifie
         "{nothing}"
     );
     let before = fleet.bucket.list("executions/").len();
-    let pending = fleet.cattle(&["retry", &first, "--state", "done", "-m", "again"]);
+    let pending = fleet.cattle(&["retry", &first, "--state", "done", "-m", "again", "--json"]);
     pending.assert_success();
-    let third = pending.stdout.trim().to_string();
+    let doc: serde_json::Value = serde_json::from_str(&pending.stdout).expect("one JSON object");
+    assert_eq!(doc["schema"], "cattle.retry.v1");
+    assert_eq!(doc["retry_of"], first.as_str());
+    assert_eq!(doc["retried_hosts"], serde_json::json!(["h1", "h3"]));
+    assert_eq!(doc["hosts"], 2);
+    let third = doc["id"].as_str().unwrap().to_string();
     assert_eq!(
         fleet.manifest(&third).1.hosts,
         [HostId::new("h1").unwrap(), HostId::new("h3").unwrap()]

@@ -247,6 +247,9 @@ pub enum Command {
         /// The new execution's message (default `retry of ID`).
         #[arg(short = 'm', long, value_name = "TEXT")]
         message: Option<String>,
+        /// Print a JSON object (schema `cattle.retry.v1`) instead of the new ID.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a config on this machine, without any store.
     #[command(

@@ -450,6 +450,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             unsigned,
             expires_in,
             message,
+            json,
         } => {
             let message = cattle_publish::publish::check_message(message)?;
             let settings = settings(flags)?;
@@ -495,13 +496,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
                 result => result?,
             };
+            if json {
+                writeln!(stdout, "{}", retried.json())?;
+                return Ok(exit::SUCCESS);
+            }
             let published = &retried.published;
             let hosts: Vec<&str> = retried.hosts.iter().map(|h| h.as_str()).collect();
-            eprintln!(
-                "retried execution {} on {} {} ({}) as execution {}; version {}, {}, expires {}",
+            note!(
+                "retried execution {} on {} ({}) as execution {}; version {}, {}, expires {}",
                 retried.of,
-                hosts.len(),
-                if hosts.len() == 1 { "host" } else { "hosts" },
+                count(hosts.len() as u64, "host"),
                 terminal::line(&hosts.join(", ")),
                 published.id,
                 published.version,

@@ -79,6 +79,33 @@ pub struct Retried {
     pub published: Published,
 }
 
+/// The schema of `cattle retry --json`; see `docs/json.md`.
+pub const RETRY_SCHEMA: &str = "cattle.retry.v1";
+
+impl Retried {
+    /// `cattle retry --json`: the execution retried, the hosts, and the new
+    /// execution as `cattle publish --json` describes it.
+    pub fn json(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Document<'a> {
+            schema: &'static str,
+            retry_of: Uuid,
+            retried_hosts: &'a [HostId],
+            #[serde(flatten)]
+            published: &'a Published,
+        }
+        crate::terminal::json(
+            &serde_json::to_string(&Document {
+                schema: RETRY_SCHEMA,
+                retry_of: self.of,
+                retried_hosts: &self.hosts,
+                published: &self.published,
+            })
+            .expect("a retry serializes"),
+        )
+    }
+}
+
 /// The key `cattle retry` signs with, as `cattle publish` finds it (`--key`,
 /// CATTLE_SIGNING_KEY, the config file); `None` when none is given.
 pub fn signer(settings: &Settings, key: Option<PathBuf>) -> anyhow::Result<Option<Signer>> {
