@@ -93,16 +93,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the log hosts uploaded for an execution.
+    /// Print the log hosts uploaded for an execution. With several hosts, every
+    /// line starts with `[HOST] `; one host's log (`--host`) is printed bare.
     Log {
         id: Uuid,
         /// Only this host's log.
         #[arg(long)]
         host: Option<String>,
         /// The exact bytes hosts uploaded, terminal control sequences included:
-        /// only for redirecting into a file or another program.
+        /// only for redirecting into a file or another program (with several
+        /// hosts, each line still starts with `[HOST] `).
         #[arg(long)]
         raw: bool,
+        /// Print one JSON object (schema `cattle.log.v1`): each host's state and log.
+        #[arg(long, conflicts_with = "raw")]
+        json: bool,
     },
     /// Remove an execution's objects from the store; agents then delete their copy.
     /// Without a manifest, removes what is left under `executions/ID/`.

@@ -261,12 +261,21 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(report.exit_code())
         }
-        Command::Log { id, host, raw } => {
+        Command::Log {
+            id,
+            host,
+            raw,
+            json,
+        } => {
             let store = open_store(&settings(flags)?).await?;
             let host = host
                 .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
                 .transpose()?;
-            let printed = cattle_publish::log::print(&store, id, host, raw, &mut stdout).await?;
+            let printed = if json {
+                cattle_publish::log::print_json(&store, id, host, &mut stdout).await?
+            } else {
+                cattle_publish::log::print(&store, id, host, raw, &mut stdout).await?
+            };
             stdout.flush()?;
             for warning in &printed.warnings {
                 eprintln!("warning: {}", terminal::line(warning));
