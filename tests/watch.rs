@@ -1,9 +1,18 @@
-//! The operator's views of an execution, end to end: `cattle log` of several
-//! hosts, with the real `cattle` and `cattle-agent` binaries against a real
-//! MinIO.
+//! The operator's views of an execution, end to end: `cattle status --watch`
+//! and `cattle log` of several hosts, with the real `cattle` and
+//! `cattle-agent` binaries against a real MinIO, agents running in the
+//! background while the views read the store.
+//!
+//! Steps wait for gate files the test creates, so what a view sees between
+//! two gates does not depend on timing; within one stretch, hosts may change
+//! in either order, so those lines are compared sorted.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use cattle_e2e::{
-    Bucket, Cmd, Minio, Output, Workspace, agent_bin, cattle_bin, shell_step, snapshots,
+    Background, Bucket, Cmd, Minio, Output, Workspace, agent_bin, cattle_bin, shell_step,
+    snapshots, wait_until,
 };
 
 const BUCKET: &str = "cattle";
@@ -13,7 +22,7 @@ const PREFIX: &str = "watch";
 struct Site {
     minio: Minio,
     ws: Workspace,
-    _bucket: Bucket,
+    bucket: Bucket,
     store_url: String,
 }
 
@@ -26,7 +35,7 @@ impl Site {
             store_url: format!("s3://{BUCKET}/{PREFIX}"),
             minio,
             ws: Workspace::new(),
-            _bucket: bucket,
+            bucket,
         }
     }
 
@@ -65,6 +74,16 @@ impl Site {
         ]
     }
 
+    /// `host`'s agent, polling every second in the background.
+    fn agent(&self, host: &str) -> Background {
+        Cmd::new(agent_bin())
+            .envs(&self.minio.cattle_env())
+            .env("CATTLE_STORE", &self.store_url)
+            .args(self.agent_args(host))
+            .args(["--interval", "1"])
+            .spawn()
+    }
+
     /// One poll of `host`'s agent.
     fn agent_once(&self, host: &str) -> Output {
         Cmd::new(agent_bin())
@@ -73,6 +92,15 @@ impl Site {
             .args(self.agent_args(host))
             .arg("--once")
             .run()
+    }
+
+    fn gate(&self, name: &str) -> PathBuf {
+        self.ws.child(format!("gates/{name}"))
+    }
+
+    fn open(&self, gate: &Path) {
+        std::fs::create_dir_all(gate.parent().unwrap()).unwrap();
+        std::fs::write(gate, "").unwrap();
     }
 }
 
@@ -88,6 +116,24 @@ fn settings() -> insta::Settings {
         settings.add_filter(pattern, replacement);
     }
     settings
+}
+
+/// A shell snippet waiting until `gate` exists.
+fn wait_for(gate: &Path) -> String {
+    format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display())
+}
+
+/// Wait until `process`'s stdout satisfies `done`; panics with what it printed if it does not.
+#[track_caller]
+fn wait_stdout(process: &Background, what: &str, done: impl Fn(&str) -> bool) {
+    assert!(
+        wait_until(Duration::from_secs(60), Duration::from_millis(50), || done(
+            &process.stdout()
+        )),
+        "{what}: not seen in 60 s\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        process.stdout(),
+        process.stderr()
+    );
 }
 
 #[test]
@@ -177,4 +223,210 @@ fn log_of_several_hosts_starts_every_line_with_its_host() {
     assert_eq!(hosts[2]["dropped"], 0);
     assert!(hosts[2]["unreadable"].is_null());
     assert_eq!(hosts[1]["log"], "");
+}
+
+/// Whether a line is one of those that end a stretch.
+type LineTest = dyn Fn(&str) -> bool;
+
+/// The lines of `text` with each stretch sorted: a stretch ends at the line
+/// where the `n`th line matching its predicate is seen. Hosts changing in the
+/// same stretch may be seen in either order.
+fn sorted_stretches(text: &str, ends: &[(&LineTest, usize)]) -> String {
+    let mut out = Vec::new();
+    let mut stretch: Vec<&str> = Vec::new();
+    let mut ends = ends.iter();
+    let mut end = ends.next();
+    let mut seen = 0;
+    for line in text.lines() {
+        stretch.push(line);
+        if let Some((matches, n)) = end
+            && matches(line)
+        {
+            seen += 1;
+            if seen == *n {
+                stretch.sort();
+                out.append(&mut stretch);
+                end = ends.next();
+                seen = 0;
+            }
+        }
+    }
+    stretch.sort();
+    out.append(&mut stretch);
+    out.join("\n") + "\n"
+}
+
+#[test]
+fn status_watch_writes_a_line_per_change_and_ends_with_status_exit_code() {
+    let site = Site::new();
+    let (first, second) = (site.gate("first"), site.gate("second"));
+    let steps = shell_step(&wait_for(&first))
+        + &shell_step(&format!(
+            "{}; if [ $CATTLE_HOST_ID = web-3 ]; then printf 'disk \\\\033[2J on fire\\\\rStep 2 completed\\\\n' >&2; exit 3; fi",
+            wait_for(&second)
+        ))
+        .replace("\n\n", "\nattempts = 1\n\n");
+    let hosts = ["web-1", "web-2", "web-3"];
+    let id = site.publish(&steps, &["web-1", "web-2", "web-3", "evil"]);
+    let _agents: Vec<Background> = hosts.iter().map(|h| site.agent(h)).collect();
+    // A host that writes its status itself, not through an agent.
+    let status = serde_json::json!({
+        "format": cattle_core::wire::FORMAT,
+        "execution": id,
+        "host": "evil",
+        "state": "ERROR",
+        "steps": 2,
+        "step": {"number": 2, "facility": "file", "description": "/etc/motd", "attempt": 1, "attempts": 1},
+        "started": "2030-01-01T00:00:00Z",
+        "updated": "2030-01-01T00:00:00Z",
+        "finished": "2030-01-01T00:00:00Z",
+        "error": "\x1b]0;owned\x07\u{202e}\rStep 2 completed\nhint: all fine",
+        "seq": 1,
+        "agent_version": "evil",
+    });
+    site.bucket.put(
+        &format!("executions/{id}/hosts/evil/status.json"),
+        serde_json::to_vec(&status).unwrap(),
+    );
+
+    let mut watch = site.cattle_cmd(&["status", &id, "--watch"]).spawn();
+    let count = |text: &str, what: &str| text.lines().filter(|l| l.contains(what)).count();
+    wait_stdout(&watch, "every host at step 1", |out| {
+        count(out, "step 1/2") == 3
+    });
+    site.open(&first);
+    wait_stdout(&watch, "every host at step 2", |out| {
+        count(out, "PROGRESS    step 2/2") == 3
+    });
+    site.open(&second);
+    let out = watch
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("--watch did not end:\n{}", watch.stdout()));
+
+    // Like `cattle status`: one host in ERROR.
+    assert_eq!(out.status, 3, "{out}");
+    assert!(
+        !out.stdout.contains('\x1b') && !out.stdout.contains('\r'),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("web-3  ERROR       step 2/2: step 2 failed: `sh` exited with status 3: disk \\x1b[2J on fire\\rStep 2 completed"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(
+            "evil   ERROR       step 2/2: \\x1b]0;owned\\x07\\u{202e}\\rStep 2 completed\n"
+        ),
+        "{out}"
+    );
+    // A host starting up (before its first step) may be seen or not.
+    let stdout: String = out
+        .stdout
+        .lines()
+        .filter(|l| !l.ends_with("PROGRESS    starting"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let step_1 = |l: &str| l.contains("step 1/2");
+    let step_2 = |l: &str| l.contains("step 2/2") && l.contains("PROGRESS");
+    let last = |l: &str| l.contains("DONE") || l.contains("ERROR");
+    let lines = sorted_stretches(&stdout, &[(&step_1, 3), (&step_2, 3), (&last, 3)]);
+    let snapshot = Output {
+        stdout: lines,
+        ..out
+    };
+    settings().bind(|| insta::assert_snapshot!("watch_status_plain", snapshot.snapshot()));
+}
+
+#[test]
+fn status_watch_on_a_terminal_draws_the_bar_and_the_failing_host_then_the_table() {
+    let site = Site::new();
+    let steps = shell_step(
+        "if [ $CATTLE_HOST_ID = web-2 ]; then printf 'no \\\\033[2J space\\\\n' >&2; exit 3; fi",
+    )
+    .replace("\n\n", "\nattempts = 1\n\n");
+    let id = site.publish(&steps, &["web-1", "web-2"]);
+    for host in ["web-1", "web-2"] {
+        site.agent_once(host);
+    }
+    // `script` gives the command a terminal of its own.
+    let command = format!(
+        "stty cols 200 rows 40; {} status {id} --watch",
+        cattle_bin().display()
+    );
+    let out = Cmd::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .envs(&site.minio.cattle_env())
+        .env("CATTLE_STORE", &site.store_url)
+        .run();
+    assert_eq!(out.status, 3, "{out}");
+    let screen = &out.stdout;
+    // The frame: hidden cursor, no wrapping, the bar and the failing host.
+    assert!(screen.contains("\x1b[?25l\x1b[?7l["), "{screen:?}");
+    assert!(
+        screen.contains("[###############xxxxxxxxxxxxxxx]  2/2 hosts finished"),
+        "{screen:?}"
+    );
+    assert!(screen.contains("needs attention:"), "{screen:?}");
+    assert!(
+        screen.contains("  web-2  ERROR       step 1/1 command: step 1 failed: `sh` exited with status 3: no \\x1b[2J space"),
+        "{screen:?}"
+    );
+    // Then erased, the terminal given back, and the table.
+    let table = screen
+        .split("\x1b[J\x1b[?7h\x1b[?25h")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the frame is not erased: {screen:?}"));
+    assert!(table.starts_with("HOST "), "{table:?}");
+    assert!(table.contains("2 hosts: 1 DONE, 1 ERROR"), "{table:?}");
+    assert!(!table.contains('\x1b'), "{table:?}");
+}
+
+/// The processes started by `pid`, and theirs.
+fn descendants(pid: u32) -> Vec<u32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .flat_map(|c| std::iter::once(c).chain(descendants(c)))
+        .collect()
+}
+
+#[test]
+fn ctrl_c_leaves_the_watch_on_the_screen_with_the_cursor_shown() {
+    let site = Site::new();
+    // No agent runs: the host stays PENDING and the watch would go on.
+    let id = site.publish(&shell_step("true"), &["web-1"]);
+    let command = format!(
+        "stty cols 120 rows 30; exec {} status {id} --watch",
+        cattle_bin().display()
+    );
+    let mut script = Cmd::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .envs(&site.minio.cattle_env())
+        .env("CATTLE_STORE", &site.store_url)
+        .spawn();
+    wait_stdout(&script, "the view", |out| out.contains("PENDING 1"));
+    let cattle = descendants(script.id())
+        .into_iter()
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "cattle")
+        })
+        .expect("cattle runs under script");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(cattle as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = script
+        .wait_timeout(Duration::from_secs(20))
+        .expect("Ctrl-C ends the watch");
+    assert_eq!(out.status, 130, "{out}");
+    assert!(
+        out.stdout.ends_with("\x1b[?7h\x1b[?25h"),
+        "the cursor is shown again: {:?}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("PENDING 1"), "{:?}", out.stdout);
 }

@@ -80,14 +80,21 @@ pub enum Command {
         json: bool,
     },
     /// Show each host's state for an execution. Exit 0 only when all are DONE.
+    #[command(group(clap::ArgGroup::new("waiting").args(["wait", "watch"]).multiple(true)))]
     Status {
         id: Uuid,
         /// Wait until every host is DONE, ERROR or CANCELLED (UNREADABLE hosts:
         /// at most a minute once they are the only ones left).
         #[arg(long)]
         wait: bool,
-        /// With `--wait`: give up after this many seconds (exit 4, or 3 if a host needs attention).
-        #[arg(long, requires = "wait")]
+        /// Wait as `--wait` does, showing the hosts as they go: redrawn in
+        /// place on a terminal, otherwise a line per host that changes; the
+        /// table (or, not on a terminal, its summary) at the end.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
+        /// With `--wait` or `--watch`: give up after this many seconds (exit 4,
+        /// or 3 if a host needs attention).
+        #[arg(long, requires = "waiting")]
         timeout: Option<u64>,
         /// Print JSON instead of a table.
         #[arg(long)]

@@ -14,6 +14,7 @@ pub mod settings;
 pub mod status;
 pub mod terminal;
 pub mod versions;
+pub mod watch;
 
 use std::future::Future;
 
@@ -34,6 +35,8 @@ pub mod exit {
     /// `apply --check`: some step would change (nothing was changed). Not 2,
     /// which clap gives bad flags: a script must tell a typo from a change.
     pub const WOULD_CHANGE: u8 = 5;
+    /// `status --watch`, `log --follow`: stopped by Ctrl-C (SIGINT) before the end.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// Requests a command keeps in flight at once when it touches many hosts' objects.

@@ -238,10 +238,25 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Status {
             id,
             wait,
+            watch,
             timeout,
             json,
         } => {
             let store = open_store(&settings(flags)?).await?;
+            if watch {
+                use std::io::IsTerminal as _;
+                let terminal = std::io::stdout().is_terminal();
+                return cattle_publish::watch::run(
+                    &store,
+                    id,
+                    timeout.map(Duration::from_secs),
+                    WAIT_POLL,
+                    &mut stdout,
+                    terminal,
+                    tokio::signal::ctrl_c(),
+                )
+                .await;
+            }
             let report = if wait {
                 cattle_publish::status::wait(
                     &store,

@@ -32,7 +32,7 @@ use crate::{exit, for_each_bounded, terminal};
 pub const UNREADABLE_PATIENCE: Duration = Duration::from_secs(60);
 
 /// An execution as the store shows it now.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub manifest: Manifest,
     pub hosts: Vec<HostRow>,
@@ -91,7 +91,7 @@ impl HostState {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct HostRow {
     pub host: HostId,
     pub state: HostState,
@@ -408,10 +408,24 @@ pub async fn wait(
     every: Duration,
     patience: Duration,
 ) -> anyhow::Result<Report> {
+    wait_with(store, id, timeout, every, patience, &mut |_| Ok(())).await
+}
+
+/// [`wait`], showing each report read on the way to `seen` (`cattle status
+/// --watch`); the last one, with what DONE hosts reported, is returned only.
+pub async fn wait_with(
+    store: &Store,
+    id: Uuid,
+    timeout: Option<Duration>,
+    every: Duration,
+    patience: Duration,
+    seen: &mut dyn FnMut(&Report) -> std::io::Result<()>,
+) -> anyhow::Result<Report> {
     let started = Instant::now();
     let mut only_unreadable_since: Option<Instant> = None;
     loop {
         let report = fetch_states(store, id).await?;
+        seen(&report)?;
         let settled = if report.hosts.iter().any(|h| h.state.is_unfinished()) {
             only_unreadable_since = None;
             false
