@@ -1,5 +1,5 @@
-//! The operator's views of an execution, end to end: `cattle status --watch`
-//! and `cattle log` of several hosts, with the real `cattle` and
+//! The operator's live views, end to end: `cattle status --watch`, `cattle log
+//! --follow` and `cattle log` of several hosts, with the real `cattle` and
 //! `cattle-agent` binaries against a real MinIO, agents running in the
 //! background while the views read the store.
 //!
@@ -336,6 +336,98 @@ fn status_watch_writes_a_line_per_change_and_ends_with_status_exit_code() {
         ..out
     };
     settings().bind(|| insta::assert_snapshot!("watch_status_plain", snapshot.snapshot()));
+}
+
+#[test]
+fn log_follow_prints_what_arrives_after_it_started_once_and_ends() {
+    let site = Site::new();
+    let gate = site.gate("go");
+    // The agent uploads its log when a step ends (and when a part fills), so
+    // step 1's output is in the store while step 2 waits for the gate.
+    let steps = shell_step("echo before; printf 'esc \\\\033]0;title\\\\007 cr \\\\r forged\\\\n'")
+        + &shell_step(&format!("{}; echo after", wait_for(&gate)));
+    let id = site.publish(&steps, &["h1", "h2", "evil"]);
+    let _agents: Vec<Background> = ["h1", "h2"].iter().map(|h| site.agent(h)).collect();
+    // A host that writes its log itself, not through an agent (which escapes
+    // what programs print): raw control bytes, a line split between parts.
+    let mut part = vec![b'x'; 1024 * 1024 - 6];
+    part.extend_from_slice(b"\nsplit");
+    site.bucket
+        .put(&format!("executions/{id}/hosts/evil/log/00000000"), part);
+    site.bucket.put(
+        &format!("executions/{id}/hosts/evil/log/00000001"),
+        b" line\n\x1b[2J\x1b]52;c;aGk=\x07\rall fine\n".to_vec(),
+    );
+    site.bucket
+        .put(&format!("executions/{id}/done/evil"), Vec::new());
+
+    let mut follow = site.cattle_cmd(&["log", &id, "--follow"]).spawn();
+    wait_stdout(&follow, "step 1's output of both hosts", |out| {
+        out.lines().filter(|l| l.ends_with("| before")).count() == 2
+    });
+    assert!(!follow.stdout().lines().any(|l| l.ends_with("| after")));
+    assert_eq!(follow.try_status(), None, "--follow ended early");
+    site.open(&gate);
+    let out = follow
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("--follow did not end:\n{}", follow.stdout()));
+    out.assert_success();
+
+    for host in ["h1", "h2"] {
+        let mine: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with(&format!("[{host}] ")))
+            .collect();
+        for once in [
+            "| before",
+            "| after",
+            "forged",
+            "config executed successfully",
+        ] {
+            assert_eq!(
+                mine.iter().filter(|l| l.ends_with(once)).count(),
+                1,
+                "{host}: {once:?} once\n{out}"
+            );
+        }
+    }
+    assert!(
+        out.stdout.lines().all(|l| ["[h1] ", "[h2] ", "[evil] "]
+            .iter()
+            .any(|p| l.starts_with(p))),
+        "{out}"
+    );
+    // The hostile bytes escaped, and the log otherwise as `cattle log` shows it.
+    assert!(
+        !out.stdout.contains('\x1b') && !out.stdout.contains('\r'),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("esc \\x1b]0;title\\x07 cr \\r forged"),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("[evil] split line\n[evil] \\x1b[2J\\x1b]52;c;aGk=\\x07\\rall fine\n"),
+        "{}",
+        &out.stdout[out.stdout.find("split").unwrap_or(0)..]
+    );
+    let log = site.cattle(&["log", &id]);
+    let sorted = |text: &str| {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&out.stdout), sorted(&log.stdout));
+
+    // One host: bare lines; a finished host's log is printed and --follow ends.
+    let one = site.cattle(&["log", &id, "--follow", "--host", "h2"]);
+    one.assert_success();
+    assert_eq!(
+        one.stdout,
+        site.cattle(&["log", &id, "--host", "h2"]).stdout
+    );
 }
 
 #[test]

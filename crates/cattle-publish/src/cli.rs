@@ -115,6 +115,10 @@ pub enum Command {
         /// Print one JSON object (schema `cattle.log.v1`): each host's state and log.
         #[arg(long, conflicts_with = "raw")]
         json: bool,
+        /// Go on printing what hosts upload until every host shown has
+        /// finished and its whole log is printed (or Ctrl-C).
+        #[arg(short, long, conflicts_with = "json")]
+        follow: bool,
     },
     /// Remove an execution's objects from the store; agents then delete their copy.
     /// Without a manifest, removes what is left under `executions/ID/`.

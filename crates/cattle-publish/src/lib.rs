@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod cas;
 pub mod clean;
 pub mod cli;
+pub mod follow;
 pub mod inbox;
 pub mod inventory;
 pub mod log;

@@ -281,11 +281,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             host,
             raw,
             json,
+            follow,
         } => {
             let store = open_store(&settings(flags)?).await?;
             let host = host
                 .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
                 .transpose()?;
+            if follow {
+                return cattle_publish::follow::run(
+                    &store,
+                    id,
+                    host,
+                    raw,
+                    WAIT_POLL,
+                    &mut stdout,
+                    tokio::signal::ctrl_c(),
+                )
+                .await;
+            }
             let printed = if json {
                 cattle_publish::log::print_json(&store, id, host, &mut stdout).await?
             } else {
