@@ -522,3 +522,43 @@ fn ctrl_c_leaves_the_watch_on_the_screen_with_the_cursor_shown() {
     );
     assert!(out.stdout.contains("PENDING 1"), "{:?}", out.stdout);
 }
+
+#[test]
+fn publish_shows_its_progress_on_a_terminal_only() {
+    let site = Site::new();
+    let config = site.ws.write("config/cattle.toml", shell_step("true"));
+    let config = config.parent().unwrap().display().to_string();
+    let hosts: Vec<String> = (1..=40).map(|i| format!("web-{i}")).collect();
+    let hosts = site.ws.write("hosts", hosts.join("\n") + "\n");
+    let hosts = hosts.display().to_string();
+
+    let command = format!(
+        "stty cols 120 rows 30; exec {} publish {config} --hosts {hosts}",
+        cattle_bin().display()
+    );
+    let out = Cmd::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .envs(&site.minio.cattle_env())
+        .env("CATTLE_STORE", &site.store_url)
+        .run();
+    out.assert_success();
+    let screen = &out.stdout;
+    assert!(
+        screen.contains("\r\x1b[Kuploading the bundle: 0 bytes of "),
+        "{screen:?}"
+    );
+    assert!(
+        screen.contains("\r\x1b[K40/40 hosts addressed"),
+        "{screen:?}"
+    );
+    // Erased before the publish says what it did.
+    let after = screen.rsplit("\r\x1b[K").next().unwrap();
+    assert!(after.starts_with("published "), "{screen:?}");
+    assert!(after.contains("to 40 hosts"), "{screen:?}");
+
+    // Not on a terminal: nothing but the usual lines.
+    let plain = site.cattle(&["publish", &config, "--hosts", &hosts]);
+    plain.assert_success();
+    assert!(!plain.stderr.contains('\x1b'), "{plain}");
+    assert!(!plain.stderr.contains("addressed"), "{plain}");
+}

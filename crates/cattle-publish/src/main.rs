@@ -1,5 +1,7 @@
 //! `cattle`: parse flags, set up logging, call the library, print, exit.
 
+mod publish_progress;
+
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -196,9 +198,28 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let settings = settings.expect("a publish that is not a dry run has its settings");
             let store = open_store(&settings).await?;
             let mode = cattle_publish::publish::Mode { check, diff };
-            let published =
-                cattle_publish::publish::publish(&store, &dir, prepared, mode, &signer, expires_in)
-                    .await?;
+            // Progress only for someone watching: a script sees today's output.
+            let progress: std::sync::Arc<dyn cattle_publish::publish::Progress> = {
+                use std::io::IsTerminal as _;
+                if std::io::stderr().is_terminal() {
+                    std::sync::Arc::new(publish_progress::TerminalProgress::new())
+                } else {
+                    std::sync::Arc::new(cattle_publish::publish::Quiet)
+                }
+            };
+            let published = cattle_publish::publish::publish(
+                &store,
+                &dir,
+                prepared,
+                mode,
+                &signer,
+                expires_in,
+                progress.clone(),
+            )
+            .await;
+            // The last reference: the progress line is erased before anything is printed.
+            drop(progress);
+            let published = published?;
             if json {
                 writeln!(stdout, "{}", serde_json::to_string(&published)?)?;
             } else {

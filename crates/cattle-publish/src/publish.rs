@@ -8,6 +8,8 @@
 //! later but finished sooner runs first and neither is refused.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -24,6 +26,28 @@ use uuid::Uuid;
 pub use crate::apply::Mode;
 use crate::for_each_bounded;
 use crate::inventory::{self, Inventory};
+
+/// What a publish has done so far, for a progress display. The library shows
+/// nothing itself: the `cattle` binary draws it when standard error is a
+/// terminal. Calls may come from several tasks at once.
+pub trait Progress: Send + Sync {
+    /// `sent` of the bundle's `total` bytes are in the store: 0 when its
+    /// upload starts, `total` once the store has it (uploaded, or there already).
+    fn bundle(&self, sent: u64, total: u64) {
+        let _ = (sent, total);
+    }
+
+    /// `done` of `total` hosts have the execution in their inbox.
+    fn addressed(&self, done: usize, total: usize) {
+        let _ = (done, total);
+    }
+}
+
+/// No progress display (standard error is not a terminal, or `--json`).
+#[derive(Debug)]
+pub struct Quiet;
+
+impl Progress for Quiet {}
 
 /// What a publish did, for `--json`.
 #[derive(Debug, Serialize)]
@@ -150,6 +174,7 @@ pub async fn publish(
     mode: Mode,
     signer: &Signer,
     expires_in: Duration,
+    progress: Arc<dyn Progress>,
 ) -> anyhow::Result<Published> {
     let Prepared {
         hosts,
@@ -174,9 +199,12 @@ pub async fn publish(
     let bundle_uploaded = if store.size(&bundle_key).await? == Some(size) {
         false
     } else {
+        // One request: the store reports no bytes until it has them all.
+        progress.bundle(0, size);
         store.put(&bundle_key, bytes, Condition::Always).await?;
         true
     };
+    progress.bundle(size, size);
 
     // From here until every host is addressed, this publish is in flight: the
     // floors of executions signed meanwhile stay below its version.
@@ -205,7 +233,7 @@ pub async fn publish(
         check: mode.check,
         diff: mode.diff,
     };
-    let addressed = sign_and_address(store, &manifest, vars, signer).await;
+    let addressed = sign_and_address(store, &manifest, vars, signer, progress).await;
     if let Err(e) = crate::versions::release(store, id).await {
         tracing::warn!(
             execution = %id,
@@ -242,6 +270,7 @@ async fn sign_and_address(
     manifest: &Manifest,
     vars: Option<Vec<Vars>>,
     signer: &Signer,
+    progress: Arc<dyn Progress>,
 ) -> anyhow::Result<()> {
     let id = manifest.id;
     let envelope = match signer {
@@ -278,10 +307,16 @@ async fn sign_and_address(
             })
             .collect(),
     };
+    progress.addressed(0, host_count);
+    let done = Arc::new(AtomicUsize::new(0));
     let results = for_each_bounded(addressed, |(host, vars): (HostId, Option<Envelope>)| {
         let store = store.clone();
+        let (progress, done) = (progress.clone(), done.clone());
         async move {
             let result = crate::inbox::add(&store, &host, id, vars).await;
+            if result.is_ok() {
+                progress.addressed(done.fetch_add(1, Ordering::Relaxed) + 1, host_count);
+            }
             (host, result)
         }
     })
