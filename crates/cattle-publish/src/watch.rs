@@ -74,7 +74,9 @@ fn detail(row: &HostRow, facility_in_errors: bool) -> String {
             out.push_str(first_line(row.reason.as_deref().unwrap_or_default()));
         }
         HostState::Progress => {
-            let status = status.expect("a PROGRESS host has a status");
+            let Some(status) = status else {
+                return String::new();
+            };
             if let Some(st) = &status.step {
                 let _ = write!(
                     out,
