@@ -752,7 +752,7 @@ fn cancel_stops_hosts_before_their_next_step_and_hosts_not_started_never_start()
     for host in ["h1", "h2"] {
         let out = fleet.cattle(&["cancel", &id, "--host", host]);
         out.assert_success();
-        assert!(out.stderr.contains("requested for 1 host(s)"), "{out}");
+        assert!(out.stderr.contains("requested for 1 host;"), "{out}");
     }
     std::thread::sleep(Duration::from_millis(2500)); // more than an interval: h1 has seen it
     std::fs::write(&gate, "").unwrap();
@@ -1174,7 +1174,7 @@ fn clean_is_refused_while_running_then_removes_everything_and_agents_tidy_up() {
     let refused = fleet.cattle(&["clean", &id]);
     refused.assert_status(1);
     assert!(
-        refused.stderr.contains("still running on 1 host(s): h1"),
+        refused.stderr.contains("still running on 1 host: h1"),
         "{refused}"
     );
     assert!(

@@ -282,7 +282,7 @@ fn one_hosts_unreadable_objects_never_blind_status_log_or_clean() {
     assert!(
         refused
             .stderr
-            .contains("is still running on 2 host(s): host-2 (UNREADABLE: "),
+            .contains("is still running on 2 hosts: host-2 (UNREADABLE: "),
         "{refused}"
     );
     assert!(refused.stderr.contains("--force"), "{refused}");
@@ -335,7 +335,7 @@ fn clean_removes_what_an_agent_uploads_after_a_forced_clean() {
     leftovers.assert_success();
     assert!(
         leftovers.stderr.contains(&format!(
-            "execution {id} has no manifest (already cleaned); removed 2 object(s) left of it \
+            "execution {id} has no manifest (already cleaned); removed 2 objects left of it \
              in `s3://{BUCKET}/`:\n  executions/{id}/hosts/host-1/log/00000000\n  \
              executions/{id}/hosts/host-1/status.json\n"
         )),

@@ -105,13 +105,15 @@ impl Site {
 }
 
 /// Snapshot settings for this file: also the temporary directories of the
-/// harness, the version (a time in ms) and the signing key's ID.
+/// harness, the version (a time in ms), the signing key's ID and the
+/// publisher (user and machine).
 fn settings() -> insta::Settings {
     let mut settings = snapshots();
     for (pattern, replacement) in [
         (r"/tmp/cattle-(e2e|minio)-[A-Za-z0-9]+", "[TMP]"),
         (r"version \d+", "version [VERSION]"),
         (r"trusted key [0-9a-f]+", "trusted key [KEY]"),
+        (r"published by \S+ at", "published by [PUBLISHER] at"),
     ] {
         settings.add_filter(pattern, replacement);
     }

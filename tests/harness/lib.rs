@@ -1806,6 +1806,57 @@ impl Drop for Tmpfs {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Snapshots
+// ---------------------------------------------------------------------------------------------
+
+/// Snapshot tests of what the binaries print (insta): run the assertions inside
+/// `harness::snapshots().bind(|| insta::assert_snapshot!(...))`.
+///
+/// The filters replace what differs from run to run, and only that, so a
+/// snapshot still shows every word and column an operator sees: execution IDs
+/// become `[ID]`, times `[TIME]`, ages like `12s ago` `[AGE] ago`, sha256
+/// digests `[SHA256]`, temporary directories `[TMP]`, loopback ports `[PORT]`.
+/// A test adds its own (a short ID prefix, a host's address) with
+/// `add_filter` on the settings returned. Write a new or changed snapshot with
+/// `INSTA_UPDATE=always cargo test …` and read the `.snap` file before
+/// committing it.
+pub fn snapshots() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    for (pattern, replacement) in [
+        // Temporary directories first: they may contain digits that look like other things.
+        (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
+        (r"/tmp/[A-Za-z0-9._-]*\.tmp[A-Za-z0-9]+", "[TMP]"),
+        (
+            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            "[ID]",
+        ),
+        (r"\b[0-9a-f]{64}\b", "[SHA256]"),
+        (
+            r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?",
+            "[TIME]",
+        ),
+        (r"\b\d+(\.\d+)?(ms|s|m|h|d) ago\b", "[AGE] ago"),
+        (r"(127\.0\.0\.1|localhost):\d+", "$1:[PORT]"),
+    ] {
+        settings.add_filter(pattern, replacement);
+    }
+    settings
+}
+
+impl Output {
+    /// The exit code, stdout and stderr in one text, for a snapshot.
+    pub fn snapshot(&self) -> String {
+        format!(
+            "exit code: {}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1977,56 +2028,5 @@ mod tests {
         drop(bg);
         // Reaped: the pid no longer exists (ESRCH).
         assert!(signal::kill(pid, None).is_err());
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Snapshots
-// ---------------------------------------------------------------------------------------------
-
-/// Snapshot tests of what the binaries print (insta): run the assertions inside
-/// `harness::snapshots().bind(|| insta::assert_snapshot!(...))`.
-///
-/// The filters replace what differs from run to run, and only that, so a
-/// snapshot still shows every word and column an operator sees: execution IDs
-/// become `[ID]`, times `[TIME]`, ages like `12s ago` `[AGE] ago`, sha256
-/// digests `[SHA256]`, temporary directories `[TMP]`, loopback ports `[PORT]`.
-/// A test adds its own (a short ID prefix, a host's address) with
-/// `add_filter` on the settings returned. Write a new or changed snapshot with
-/// `INSTA_UPDATE=always cargo test …` and read the `.snap` file before
-/// committing it.
-pub fn snapshots() -> insta::Settings {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"));
-    settings.set_prepend_module_to_snapshot(false);
-    settings.set_omit_expression(true);
-    for (pattern, replacement) in [
-        // Temporary directories first: they may contain digits that look like other things.
-        (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
-        (r"/tmp/[A-Za-z0-9._-]*\.tmp[A-Za-z0-9]+", "[TMP]"),
-        (
-            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-            "[ID]",
-        ),
-        (r"\b[0-9a-f]{64}\b", "[SHA256]"),
-        (
-            r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?",
-            "[TIME]",
-        ),
-        (r"\b\d+(\.\d+)?(ms|s|m|h|d) ago\b", "[AGE] ago"),
-        (r"(127\.0\.0\.1|localhost):\d+", "$1:[PORT]"),
-    ] {
-        settings.add_filter(pattern, replacement);
-    }
-    settings
-}
-
-impl Output {
-    /// The exit code, stdout and stderr in one text, for a snapshot.
-    pub fn snapshot(&self) -> String {
-        format!(
-            "exit code: {}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
     }
 }

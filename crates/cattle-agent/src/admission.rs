@@ -262,6 +262,7 @@ mod tests {
             vars: false,
             check: false,
             diff: false,
+            message: None,
         }
     }
 

@@ -132,9 +132,9 @@ pub async fn check(settings: &Settings, offline: bool) -> Report {
         }
         Ok(Some(object)) => match serde_json::from_slice::<Inbox>(&object.bytes) {
             Ok(inbox) if inbox.host == settings.host_id.value => report.pass(&format!(
-                "store answers{}: inbox `{location}` lists {} execution(s)",
+                "store answers{}: inbox `{location}` lists {}",
                 signed_request(&store),
-                inbox.executions.len()
+                cattle_core::count(inbox.executions.len() as u64, "execution")
             )),
             Ok(inbox) => report.fail(
                 &format!(

@@ -134,7 +134,8 @@ pub enum AgentError {
     /// Another agent holds this host's lease; this one ran nothing.
     #[error(
         "another agent is active for host ID `{host}` (machine {machine}, state directory {state_dir}, \
-         since {since}): this one ran nothing; {pending} execution(s) wait for it"
+         since {since}): this one ran nothing; {} waiting for it",
+        cattle_core::count(*.pending as u64, "execution")
     )]
     Standby {
         host: HostId,

@@ -28,6 +28,9 @@ pub const RUN_DIR: &str = "CATTLE_RUN_DIR";
 /// `cattle publish`: the secret key file that signs manifests (`--key`), over the config
 /// file's `signing_key`.
 pub const SIGNING_KEY: &str = "CATTLE_SIGNING_KEY";
+/// `cattle publish`: who publishes, as manifests record it (default: the user
+/// name of the real user ID, `@`, the machine's host name).
+pub const PUBLISHER: &str = "CATTLE_PUBLISHER";
 /// `cattle-agent`: files of public keys whose signatures it accepts, separated by `:` (`--trusted-keys`).
 pub const TRUSTED_KEYS: &str = "CATTLE_TRUSTED_KEYS";
 /// `cattle-agent`: the most MiB of log kept per execution, locally and in the store (`--max-log-mib`).

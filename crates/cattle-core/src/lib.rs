@@ -29,3 +29,22 @@ pub fn hex(bytes: &[u8]) -> String {
             s
         })
 }
+
+/// `n` and the noun, in the singular for one: `1 host`, `2 hosts`, `0 hosts`.
+/// For nouns whose plural is the noun and an `s`, which are all Cattle prints.
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    match n.into() {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
+#[cfg(test)]
+mod count_tests {
+    #[test]
+    fn one_is_singular_and_every_other_count_plural() {
+        assert_eq!(super::count(1u32, "host"), "1 host");
+        assert_eq!(super::count(0u32, "host"), "0 hosts");
+        assert_eq!(super::count(2000u32, "step"), "2000 steps");
+    }
+}

@@ -503,6 +503,7 @@ mod tests {
             vars: false,
             check: false,
             diff: false,
+            message: None,
         }
     }
 
@@ -511,6 +512,38 @@ mod tests {
         let mut trusted = TrustedKeys::default();
         trusted.add(&text, Path::new("trusted")).unwrap();
         trusted
+    }
+
+    #[test]
+    fn a_message_is_signed_with_the_manifest_and_its_absence_reads_as_none() {
+        let key = SecretKey::from_seed([7; 32], "ops");
+        let trusted = trusting(&[&key]);
+        let with = Manifest {
+            message: Some("rotate the \"poem\" ✓".to_string()),
+            ..manifest()
+        };
+        let envelope = key.sign(&with);
+        assert_eq!(envelope.verify(&trusted).unwrap().0, with);
+        let tampered = Envelope {
+            payload: envelope.payload.replace("rotate", "delete"),
+            ..envelope.clone()
+        };
+        assert!(matches!(
+            tampered.verify(&trusted),
+            Err(Refusal::BadSignature { .. })
+        ));
+        // A manifest without a message (as older publishers write them) has
+        // no `message` key at all, and verifies and reads as before.
+        let without = key.sign(&manifest());
+        assert!(!without.payload.contains("message"), "{}", without.payload);
+        assert_eq!(without.verify(&trusted).unwrap().0.message, None);
+        // Readers ignore fields they do not know: a reader of this version
+        // reads a manifest from a newer publisher that adds one, as an older
+        // reader reads `message`.
+        let mut newer: serde_json::Value = serde_json::from_str(&envelope.payload).unwrap();
+        newer["added_later"] = serde_json::json!({"x": 1});
+        let newer = key.sign_payload(MANIFEST_CONTEXT, newer.to_string());
+        assert_eq!(newer.verify(&trusted).unwrap().0, with);
     }
 
     #[test]

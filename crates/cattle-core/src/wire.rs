@@ -15,6 +15,9 @@ pub const FORMAT: u32 = 2;
 /// Largest manifest, inbox or status document a reader accepts.
 pub const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Longest [`Manifest::message`] `cattle publish` writes.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
 /// Size of each part of a host's log but the last: part `n` holds bytes `n`
 /// MiB to `n + 1` MiB of the log (see [`LogSummary`]). Readers read no part
 /// larger than this.
@@ -79,6 +82,12 @@ pub struct Manifest {
     /// (`cattle publish --diff`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub diff: bool,
+    /// What the publisher said the execution is for (`cattle publish -m`),
+    /// for people: at most [`MAX_MESSAGE_BYTES`] when `cattle` writes it, one
+    /// line. Absent when none was given, and in manifests of older publishers;
+    /// older readers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {

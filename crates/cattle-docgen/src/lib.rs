@@ -260,11 +260,19 @@ mod tests {
         out
     }
 
-    /// The OPTIONS section of a page.
-    fn options_section(page: &str) -> &str {
-        let start = page.find(".SH OPTIONS\n").expect("an OPTIONS section");
-        let rest = &page[start + 1..];
-        &rest[..rest.find("\n.SH ").unwrap_or(rest.len())]
+    /// The option sections of a page: OPTIONS, and those of the option
+    /// groups (`STORE OPTIONS (EVERY COMMAND)`, …), one after the other.
+    fn options_section(page: &str) -> String {
+        assert!(page.contains(".SH OPTIONS\n"), "an OPTIONS section");
+        page.split("\n.SH ")
+            .filter(|section| {
+                section
+                    .lines()
+                    .next()
+                    .is_some_and(|h| h.contains("OPTIONS"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     #[test]

@@ -595,6 +595,7 @@ fn documents(seeds: &mut Vec<Seed>) {
         vars: false,
         check: false,
         diff: false,
+        message: None,
     };
     let inbox = Inbox {
         format: FORMAT,

@@ -59,7 +59,10 @@ impl VarSources {
             Some(path) => {
                 let inventory = Inventory::load(path)?;
                 if !inventory.hosts.contains(&host) {
-                    anyhow::bail!("host `{host}` is not in `{}`", path.display());
+                    anyhow::bail!(
+                        "host `{host}` is not in `{}`",
+                        inventory::display_name(path)
+                    );
                 }
                 inventory
             }

@@ -37,7 +37,7 @@ pub struct Cleaned {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("execution {id} is still running on {} host(s): {}", hosts.len(), hosts.join(", "))]
+#[error("execution {id} is still running on {}: {}", cattle_core::count(hosts.len() as u64, "host"), hosts.join(", "))]
 pub struct StillRunning {
     pub id: Uuid,
     /// Each host, followed by why its state is unknown when it is UNREADABLE.

@@ -7,10 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use uuid::Uuid;
-
 use crate::settings::Flags;
+use crate::style::ColorWhen;
+use clap::{Parser, Subcommand};
 
 /// Publish configurations for hosts to pull, and read back what they report.
 #[derive(Debug, Parser)]
@@ -23,6 +22,31 @@ pub struct Cli {
     #[command(flatten)]
     pub flags: Flags,
 
+    /// Print only results and errors: no notes, no progress.
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Output options (every command)"
+    )]
+    pub quiet: bool,
+
+    /// Say more about what cattle does (`-vv` for debugging); `CATTLE_LOG`
+    /// (e.g. `debug`) takes precedence.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Output options (every command)")]
+    pub verbose: u8,
+
+    /// Colour: `auto` on a terminal unless NO_COLOR is set, `always`, `never`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "WHEN",
+        default_value = "auto",
+        help_heading = "Output options (every command)"
+    )]
+    pub color: ColorWhen,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -31,6 +55,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Make a key pair for signing executions: NAME.key (secret) and NAME.pub.
+    #[command(
+        after_help = "Examples:\n  cattle keygen ~/.config/cattle/ops --comment 'ops team'\n  cattle keygen /etc/cattle/publisher"
+    )]
     Keygen {
         /// Path and name of the key files, without extension.
         name: PathBuf,
@@ -39,13 +66,21 @@ pub enum Command {
         comment: String,
     },
     /// Validate and bundle a config directory, upload it and address it to hosts.
+    #[command(
+        after_help = "Examples:\n  cattle publish ./web --hosts web.hosts\n  cattle publish ./web --hosts inventory.toml --var release=42\n  cattle publish ./web --hosts web.hosts --check --diff\n  cattle publish ./web --hosts web.hosts --dry-run --host web-01"
+    )]
     Publish {
         /// The config directory (with `cattle.toml` at its root).
         dir: PathBuf,
         /// The hosts: a hosts file (one host ID per line, optionally followed by
-        /// `name=value` variables; `#` comments) or a TOML inventory (`*.toml`).
+        /// `name=value` variables; `#` comments) or a TOML inventory (`*.toml`);
+        /// `-` reads a hosts file from standard input.
         #[arg(long)]
         hosts: PathBuf,
+        /// A note on what the execution is for, stored in its signed manifest
+        /// and shown by `cattle list` (one line, at most 1 KiB).
+        #[arg(short = 'm', long, value_name = "TEXT")]
+        message: Option<String>,
         /// Give every host variable NAME this value, over the config's and the
         /// inventory's (repeatable).
         #[arg(long = "var", value_name = "NAME=VALUE")]
@@ -79,10 +114,46 @@ pub enum Command {
         #[arg(long, conflicts_with = "dry_run")]
         json: bool,
     },
+    /// List the executions in the store, newest first, with how many of their
+    /// hosts are in each state.
+    #[command(
+        after_help = "Examples:\n  cattle list\n  cattle list --since 2d --state error\n  cattle list --host web-01 --limit 5\n  cattle list --json | jq -r '.executions[0].id'"
+    )]
+    List {
+        /// Show at most this many executions (the newest).
+        #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        /// Only executions published since then: a duration before now (`2h`,
+        /// `7d`) or a time (`2026-01-31T12:00:00Z`, UTC), by the time in their ID.
+        #[arg(long, value_name = "DURATION_OR_TIME", value_parser = crate::list::parse_since)]
+        since: Option<std::time::SystemTime>,
+        /// Only executions addressed to this host.
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// Only executions whose publisher contains this text (any case).
+        #[arg(long, value_name = "TEXT")]
+        publisher: Option<String>,
+        /// Only executions whose config directory's name contains this text
+        /// (any case). Not `--config`, which names `cattle`'s config file.
+        #[arg(long = "config-name", value_name = "TEXT")]
+        config_name: Option<String>,
+        /// Only executions with at least one host in this state (done, error,
+        /// progress, pending, cancelled, unreadable).
+        #[arg(long, value_name = "STATE", value_parser = crate::list::parse_state)]
+        state: Option<crate::status::HostState>,
+        /// Print a JSON object (schema `cattle.list.v1`) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show each host's state for an execution. Exit 0 only when all are DONE.
     #[command(group(clap::ArgGroup::new("waiting").args(["wait", "watch"]).multiple(true)))]
+    #[command(
+        after_help = "Examples:\n  cattle status 0193a1b2-7c4d-7e5f-8a9b-0c1d2e3f4a5b\n  cattle status 0193a1b2 --wait --timeout 600\n  cattle status 0193a1b2 --watch\n  cattle status 0193a1b2 --json | jq '.hosts[] | select(.state == \"ERROR\")'"
+    )]
     Status {
-        id: Uuid,
+        /// The execution: its ID or a unique prefix of it (at least 4 hex digits).
+        #[arg(value_name = "ID")]
+        id: String,
         /// Wait until every host is DONE, ERROR or CANCELLED (UNREADABLE hosts:
         /// at most a minute once they are the only ones left).
         #[arg(long)]
@@ -102,8 +173,13 @@ pub enum Command {
     },
     /// Print the log hosts uploaded for an execution. With several hosts, every
     /// line starts with `[HOST] `; one host's log (`--host`) is printed bare.
+    #[command(
+        after_help = "Examples:\n  cattle log 0193a1b2\n  cattle log 0193a1b2 --host web-01\n  cattle log 0193a1b2 --follow\n  cattle log 0193a1b2 | grep 'failed at'\n  cattle log 0193a1b2 --host web-01 --raw > web-01.log"
+    )]
     Log {
-        id: Uuid,
+        /// The execution: its ID or a unique prefix of it (at least 4 hex digits).
+        #[arg(value_name = "ID")]
+        id: String,
         /// Only this host's log.
         #[arg(long)]
         host: Option<String>,
@@ -122,21 +198,62 @@ pub enum Command {
     },
     /// Remove an execution's objects from the store; agents then delete their copy.
     /// Without a manifest, removes what is left under `executions/ID/`.
+    #[command(after_help = "Examples:\n  cattle clean 0193a1b2\n  cattle clean 0193a1b2 --force")]
     Clean {
-        id: Uuid,
+        /// The execution: its ID or a unique prefix of it (at least 4 hex digits).
+        #[arg(value_name = "ID")]
+        id: String,
         /// Clean even though some hosts are still running it (or their status is unreadable).
         #[arg(long)]
         force: bool,
     },
     /// Stop an execution: hosts finish the step under way, run no other, and report CANCELLED.
+    #[command(
+        after_help = "Examples:\n  cattle cancel 0193a1b2\n  cattle cancel 0193a1b2 --host web-01"
+    )]
     Cancel {
-        id: Uuid,
+        /// The execution: its ID or a unique prefix of it (at least 4 hex digits).
+        #[arg(value_name = "ID")]
+        id: String,
         /// Only on this host.
         #[arg(long)]
         host: Option<String>,
     },
+    /// Publish an execution again, as a new one, to its hosts that ended in
+    /// ERROR or CANCELLED, from the bundle already in the store. Exit 6 when
+    /// no host is in those states.
+    #[command(
+        after_help = "Examples:\n  cattle retry 0193a1b2\n  cattle retry 0193a1b2 --state error --state unreadable -m 'disk cleaned up'"
+    )]
+    Retry {
+        /// The execution: its ID or a unique prefix of it (at least 4 hex digits).
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Retry the hosts in this state instead (repeatable: done, error,
+        /// progress, pending, cancelled, unreadable); default error and cancelled.
+        #[arg(long = "state", value_name = "STATE", value_parser = crate::list::parse_state)]
+        states: Vec<crate::status::HostState>,
+        /// Secret key file that signs the new execution; the old one must be
+        /// signed by the same key. Default: CATTLE_SIGNING_KEY, else
+        /// `signing_key` in the config file.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Retry an unsigned execution, without a signature.
+        #[arg(long, conflicts_with = "key")]
+        unsigned: bool,
+        /// Agents do not start the new execution once this long has passed.
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        expires_in: Duration,
+        /// The new execution's message (default `retry of ID`).
+        #[arg(short = 'm', long, value_name = "TEXT")]
+        message: Option<String>,
+    },
     /// Run a config on this machine, without any store.
+    #[command(
+        after_help = "Examples:\n  sudo cattle apply ./web\n  cattle apply ./web --check --diff\n  sudo cattle apply ./web --hosts inventory.toml --host-vars web-01"
+    )]
     Apply {
+        /// The config directory (with `cattle.toml` at its root).
         dir: PathBuf,
         /// Also append the log to this file.
         #[arg(long)]
@@ -151,7 +268,8 @@ pub enum Command {
         /// Give variable NAME this value, over the config's and the inventory's (repeatable).
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
-        /// A hosts file or TOML inventory to take this host's variables from.
+        /// A hosts file or TOML inventory to take this host's variables from
+        /// (`-`: a hosts file from standard input).
         #[arg(long)]
         hosts: Option<PathBuf>,
         /// Run with the variables host NAME gets from `--hosts` (and `host` = NAME);
@@ -161,6 +279,7 @@ pub enum Command {
     },
     /// Print the settings in effect, each with where it came from (default,
     /// config file and line, variable or flag), secrets redacted.
+    #[command(after_help = "Examples:\n  cattle config\n  cattle --store prod config show")]
     Config {
         #[command(subcommand)]
         action: Option<ConfigAction>,
@@ -171,5 +290,43 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ConfigAction {
     /// Print the settings in effect (what `cattle config` alone does).
+    #[command(
+        after_help = "Examples:\n  cattle config show\n  CATTLE_STORE=prod cattle config show"
+    )]
     Show,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// What `--help` and the man pages show: every argument says what it is,
+    /// every subcommand shows how it is used.
+    #[test]
+    fn every_argument_has_help_and_every_subcommand_an_example() {
+        let cli = Cli::command();
+        let mut missing = Vec::new();
+        let mut stack: Vec<(String, &clap::Command)> = vec![("cattle".to_string(), &cli)];
+        while let Some((path, command)) = stack.pop() {
+            for arg in command.get_arguments() {
+                if arg.get_help().is_none() && !matches!(arg.get_id().as_str(), "help" | "version")
+                {
+                    missing.push(format!("{path} {}: no help", arg.get_id()));
+                }
+            }
+            let leaf = !command.has_subcommands();
+            let example = command
+                .get_after_help()
+                .is_some_and(|h| h.to_string().starts_with("Examples:\n  "));
+            if leaf && path != "cattle" && !example && !path.ends_with(" help") {
+                missing.push(format!("{path}: no `Examples:`"));
+            }
+            for sub in command.get_subcommands() {
+                stack.push((format!("{path} {}", sub.get_name()), sub));
+            }
+        }
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
 }

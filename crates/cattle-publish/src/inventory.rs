@@ -73,9 +73,31 @@ struct RawGroup {
     vars: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
 }
 
+/// The `--hosts` that reads the hosts file from standard input.
+pub const STDIN: &str = "-";
+
+/// What messages call the hosts file read from standard input.
+pub const STDIN_NAME: &str = "<stdin>";
+
+/// `path` as messages name a hosts file: `<stdin>` for `-`.
+pub fn display_name(path: &Path) -> String {
+    if path == Path::new(STDIN) {
+        STDIN_NAME.to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
 impl Inventory {
-    /// Read the hosts file or TOML inventory at `path`.
+    /// Read the hosts file or TOML inventory at `path`; `-` reads a hosts
+    /// file from standard input, which errors call `<stdin>`.
     pub fn load(path: &Path) -> anyhow::Result<Inventory> {
+        if path == Path::new(STDIN) {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+                .context("cannot read the hosts file from standard input (`--hosts -`)")?;
+            return Self::parse_hosts(&text, Path::new(STDIN_NAME));
+        }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read hosts file `{}`", path.display()))?;
         if path.extension().is_some_and(|e| e == "toml") {

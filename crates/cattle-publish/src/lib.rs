@@ -7,12 +7,16 @@ pub mod cas;
 pub mod clean;
 pub mod cli;
 pub mod follow;
+pub mod ids;
 pub mod inbox;
 pub mod inventory;
+pub mod list;
 pub mod log;
 pub mod publish;
+pub mod retry;
 pub mod settings;
 pub mod status;
+pub mod style;
 pub mod terminal;
 pub mod versions;
 pub mod watch;
@@ -36,6 +40,9 @@ pub mod exit {
     /// `apply --check`: some step would change (nothing was changed). Not 2,
     /// which clap gives bad flags: a script must tell a typo from a change.
     pub const WOULD_CHANGE: u8 = 5;
+    /// `retry`: no host of the execution is in the states to retry (by
+    /// default ERROR or CANCELLED); nothing was published.
+    pub const NOTHING_TO_RETRY: u8 = 6;
     /// `status --watch`, `log --follow`: stopped by Ctrl-C (SIGINT) before the end.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -54,11 +61,23 @@ where
     F: Fn(T) -> Fut,
     Fut: Future<Output = R> + Send + 'static,
 {
+    for_each_limited(items, CONCURRENCY, f).await
+}
+
+/// [`for_each_bounded`] with at most `limit` at once: for work items that
+/// themselves keep up to [`CONCURRENCY`] requests in flight.
+pub async fn for_each_limited<T, R, F, Fut>(items: Vec<T>, limit: usize, f: F) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = R> + Send + 'static,
+{
     let mut results: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
     let mut pending = items.into_iter().enumerate();
     let mut running = tokio::task::JoinSet::new();
     loop {
-        while running.len() < CONCURRENCY {
+        while running.len() < limit.max(1) {
             let Some((i, item)) = pending.next() else {
                 break;
             };

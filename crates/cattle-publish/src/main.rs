@@ -4,26 +4,51 @@ mod publish_progress;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cattle_core::env;
 use cattle_core::hosts::HostId;
 use cattle_core::signing::SecretKey;
 use cattle_core::store::{Store, StoreError};
+use cattle_core::{count, env};
 use cattle_publish::cli::{Cli, Command, ConfigAction};
 use cattle_publish::publish::Signer;
 use cattle_publish::settings::{Flags, Inputs, Origin, Settings};
-use cattle_publish::{exit, terminal};
+use cattle_publish::style::{Style, Tone};
+use cattle_publish::{exit, ids, terminal};
 use clap::Parser;
+use tracing::level_filters::LevelFilter;
+
+/// Set by `-q`: informational lines are not printed (results, warnings and
+/// errors still are).
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// An informational line on standard error: what was done, what to do next.
+/// `-q` drops it.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        if !QUIET.load(Ordering::Relaxed) {
+            eprintln!($($arg)*);
+        }
+    };
+}
 
 /// How often `status --wait` reads the store.
 const WAIT_POLL: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let level = match cli.verbose {
+        _ if cli.quiet => LevelFilter::ERROR,
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        _ => LevelFilter::DEBUG,
+    };
+    let stderr_style = Style::for_stderr(cli.color);
+    QUIET.store(cli.quiet, Ordering::Relaxed);
     tracing_subscriber::fmt()
-        .with_max_level(env::log_level(tracing::level_filters::LevelFilter::WARN))
+        .with_max_level(env::log_level(level))
         .with_ansi(false)
         .with_writer(std::io::stderr)
         .init();
@@ -42,7 +67,7 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            report(&err);
+            report(&err, stderr_style);
             ExitCode::from(exit::FAILURE)
         }
     }
@@ -51,12 +76,22 @@ fn main() -> ExitCode {
 /// Print an error in the one format: `error:`, `Caused by:` lines, `hint:`.
 /// Errors may quote what hosts wrote, so each line goes through [`terminal::line`]:
 /// nothing a host wrote acts on the terminal or starts a line of its own.
-fn report(err: &anyhow::Error) {
+fn report(err: &anyhow::Error, style: Style) {
     let mut stderr = std::io::stderr().lock();
     // A steps file error carries its own hint, printed on its own line below.
     let plan = err.downcast_ref::<cattle_stdlib::PlanError>();
     let headline = plan.map_or_else(|| err.to_string(), |e| e.headline());
-    let _ = writeln!(stderr, "error: {}", terminal::line(&headline));
+    let _ = writeln!(
+        stderr,
+        "{} {}",
+        style.paint(Tone::Bad, "error:"),
+        terminal::line(&headline)
+    );
+    if let Some(ambiguous) = err.downcast_ref::<ids::Ambiguous>() {
+        for line in ambiguous.lines() {
+            let _ = writeln!(stderr, "  {line}");
+        }
+    }
     for cause in err.chain().skip(1) {
         let _ = writeln!(
             stderr,
@@ -69,6 +104,23 @@ fn report(err: &anyhow::Error) {
         .find_map(|e| e.downcast_ref::<StoreError>())
         .and_then(StoreError::hint)
         .or_else(|| plan.and_then(|e| e.hint.clone()))
+        .or_else(|| {
+            err.downcast_ref::<cattle_publish::retry::Unverified>()
+                .map(|_| {
+                    "publish the config again instead: `cattle publish DIR --hosts …` (with \
+                     `--hosts -` the hosts can come from standard input)"
+                        .to_string()
+                })
+        })
+        .or_else(|| {
+            err.downcast_ref::<ids::NoMatch>().map(|_| {
+                format!(
+                    "`cattle list` shows the executions in this store (check `--store` or {} \
+                     if it is not the one you meant)",
+                    env::STORE
+                )
+            })
+        })
         .or_else(|| {
             err.downcast_ref::<cattle_publish::clean::StillRunning>()
                 .map(|e| {
@@ -117,7 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Keygen { name, comment } => {
             let key = SecretKey::generate(&comment).context("cannot generate a key")?;
             let (secret, public) = key.save(&name)?;
-            eprintln!(
+            note!(
                 "wrote secret key {} (keep it with the publisher) and public key {} (key {})\n\
                  publish with `cattle publish --key {} ...`; give agents the public key with \
                  `--trusted-keys {}` or {}",
@@ -134,6 +186,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Publish {
             dir,
             hosts,
+            message,
             vars,
             dry_run,
             check,
@@ -147,6 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             // Everything that can be wrong with the input is found before the
             // first upload: flags, key, config, hosts, every host's plan.
             let overrides = cattle_publish::inventory::parse_var_flags(&vars)?;
+            let message = cattle_publish::publish::check_message(message)?;
             let settings = if dry_run {
                 None
             } else {
@@ -214,6 +268,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 mode,
                 &signer,
                 expires_in,
+                message,
                 progress.clone(),
             )
             .await;
@@ -223,23 +278,23 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             if json {
                 writeln!(stdout, "{}", serde_json::to_string(&published)?)?;
             } else {
-                eprintln!(
-                    "published {}{} ({} steps, bundle {} of {} bytes{}) to {} hosts{}; version {}, {}, expires {}",
+                note!(
+                    "published {}{} ({}, bundle {} of {}{}) to {}{}; version {}, {}, expires {}",
                     dir.display(),
                     if published.check {
                         " in check mode (hosts change nothing)"
                     } else {
                         ""
                     },
-                    published.steps,
+                    count(published.steps as u64, "step"),
                     &published.bundle_sha256[..12],
-                    published.bundle_size,
+                    count(published.bundle_size, "byte"),
                     if published.bundle_uploaded {
                         ""
                     } else {
                         ", already in the store"
                     },
-                    published.hosts,
+                    count(published.hosts as u64, "host"),
                     if published.vars {
                         ", each with its own signed variables"
                     } else {
@@ -264,6 +319,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             json,
         } => {
             let store = open_store(&settings(flags)?).await?;
+            let id = ids::resolve(&store, &id).await?;
             if watch {
                 use std::io::IsTerminal as _;
                 let terminal = std::io::stdout().is_terminal();
@@ -297,6 +353,52 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(report.exit_code())
         }
+        Command::List {
+            limit,
+            since,
+            host,
+            publisher,
+            config_name,
+            state,
+            json,
+        } => {
+            let store = open_store(&settings(flags)?).await?;
+            let host = host
+                .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
+                .transpose()?;
+            let filters = cattle_publish::list::Filters {
+                limit: limit as usize,
+                since,
+                host,
+                publisher,
+                config: config_name,
+                state,
+            };
+            let listing = cattle_publish::list::list(&store, &filters).await?;
+            if json {
+                writeln!(stdout, "{}", listing.json())?;
+            } else {
+                write!(stdout, "{}", listing.table())?;
+                stdout.flush()?;
+                if listing.executions.is_empty() {
+                    eprintln!(
+                        "no executions in `{}`{}",
+                        terminal::line(&listing.store),
+                        if filters.is_empty() {
+                            ""
+                        } else {
+                            " match the filters"
+                        }
+                    );
+                } else if listing.truncated {
+                    eprintln!(
+                        "showing the newest {}; there may be more (`--limit N`, `--since`)",
+                        listing.executions.len()
+                    );
+                }
+            }
+            Ok(exit::SUCCESS)
+        }
         Command::Log {
             id,
             host,
@@ -305,6 +407,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             follow,
         } => {
             let store = open_store(&settings(flags)?).await?;
+            let id = ids::resolve(&store, &id).await?;
             let host = host
                 .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
                 .transpose()?;
@@ -333,20 +436,23 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             // One host's log never hides the others': an error only when none could be shown.
             if unreadable > 0 && shown == 0 {
                 anyhow::bail!(
-                    "no log of execution {id} could be shown: the logs of {unreadable} host(s) \
-                     cannot be read (each is marked `(log unreadable: …)` above)"
+                    "no log of execution {id} could be shown: the logs of {} \
+                     cannot be read (each is marked `(log unreadable: …)` above)",
+                    count(unreadable as u64, "host")
                 );
             }
             if unreadable > 0 {
                 eprintln!(
-                    "warning: the logs of {unreadable} host(s) cannot be read; each is marked \
-                     `(log unreadable: …)` in its place"
+                    "warning: the logs of {} cannot be read; each is marked \
+                     `(log unreadable: …)` in its place",
+                    count(unreadable as u64, "host")
                 );
             }
             Ok(exit::SUCCESS)
         }
         Command::Clean { id, force } => {
             let store = open_store(&settings(flags)?).await?;
+            let id = ids::resolve(&store, &id).await?;
             let cleaned = cattle_publish::clean::clean(&store, id, force).await?;
             for problem in &cleaned.bad_inboxes {
                 eprintln!(
@@ -356,19 +462,19 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             match &cleaned.leftovers {
                 Some(keys) => {
-                    eprintln!(
-                        "execution {id} has no manifest (already cleaned); removed {} object(s) \
+                    note!(
+                        "execution {id} has no manifest (already cleaned); removed {} \
                          left of it in `{}`:",
-                        cleaned.objects_deleted,
+                        count(cleaned.objects_deleted as u64, "object"),
                         store.location("")
                     );
                     for key in keys {
-                        eprintln!("  {}", terminal::line(key));
+                        note!("  {}", terminal::line(key));
                     }
                 }
-                None => eprintln!(
-                    "cleaned execution {id}: {} objects deleted{}",
-                    cleaned.objects_deleted,
+                None => note!(
+                    "cleaned execution {id}: {} deleted{}",
+                    count(cleaned.objects_deleted as u64, "object"),
                     if cleaned.bundle_deleted {
                         ", bundle included"
                     } else {
@@ -380,14 +486,87 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Cancel { id, host } => {
             let store = open_store(&settings(flags)?).await?;
+            let id = ids::resolve(&store, &id).await?;
             let host = host
                 .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
                 .transpose()?;
             let hosts = cattle_publish::cancel::cancel(&store, id, host).await?;
-            eprintln!(
-                "cancel of execution {id} requested for {hosts} host(s); each stops before its next step \
-                 and reports CANCELLED (`cattle status {id} --wait`)"
+            note!(
+                "cancel of execution {id} requested for {}; each stops before its next step \
+                 and reports CANCELLED (`cattle status {id} --wait`)",
+                count(hosts as u64, "host")
             );
+            Ok(exit::SUCCESS)
+        }
+        Command::Retry {
+            id,
+            states,
+            key,
+            unsigned,
+            expires_in,
+            message,
+        } => {
+            let message = cattle_publish::publish::check_message(message)?;
+            let settings = settings(flags)?;
+            let signer = if unsigned {
+                eprintln!(
+                    "warning: retrying WITHOUT a signature: the old manifest is used unverified, \
+                     and only agents started with --allow-unsigned will run the new one"
+                );
+                Signer::Unsigned
+            } else {
+                match cattle_publish::retry::signer(&settings, key)? {
+                    Some(signer) => signer,
+                    None => {
+                        eprintln!(
+                            "error: retrying needs the signing key that signed the execution: \
+                             give `--key FILE`, set {} or `signing_key` in the config file, or \
+                             retry an unsigned execution with `--unsigned`",
+                            env::SIGNING_KEY
+                        );
+                        return Ok(exit::USAGE);
+                    }
+                }
+            };
+            let store = open_store(&settings).await?;
+            let id = ids::resolve(&store, &id).await?;
+            let options = cattle_publish::retry::Options {
+                states: if states.is_empty() {
+                    cattle_publish::retry::DEFAULT_STATES.to_vec()
+                } else {
+                    states
+                },
+                expires_in,
+                message,
+            };
+            let retried = match cattle_publish::retry::retry(&store, id, &signer, options).await {
+                Err(err) if err.is::<cattle_publish::retry::NothingToRetry>() => {
+                    eprintln!(
+                        "error: {}\nhint: `cattle status {id}` shows its hosts; `--state` \
+                         retries hosts in other states (e.g. `--state unreadable`)",
+                        terminal::line(&err.to_string())
+                    );
+                    return Ok(exit::NOTHING_TO_RETRY);
+                }
+                result => result?,
+            };
+            let published = &retried.published;
+            let hosts: Vec<&str> = retried.hosts.iter().map(|h| h.as_str()).collect();
+            eprintln!(
+                "retried execution {} on {} {} ({}) as execution {}; version {}, {}, expires {}",
+                retried.of,
+                hosts.len(),
+                if hosts.len() == 1 { "host" } else { "hosts" },
+                terminal::line(&hosts.join(", ")),
+                published.id,
+                published.version,
+                match &published.key {
+                    Some(key) => format!("signed by key {key}"),
+                    None => "UNSIGNED".to_string(),
+                },
+                published.expires
+            );
+            writeln!(stdout, "{}", published.id)?;
             Ok(exit::SUCCESS)
         }
         Command::Apply {

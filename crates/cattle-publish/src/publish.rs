@@ -7,6 +7,7 @@
 //! taken after the upload, however long that takes, so that a publish started
 //! later but finished sooner runs first and neither is refused.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,11 +15,14 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use cattle_core::bundle;
+use cattle_core::env;
 use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::signing::SecretKey;
 use cattle_core::store::{Condition, Store};
-use cattle_core::wire::{BundleRef, Envelope, FORMAT, HostVars, Manifest};
+use cattle_core::wire::{
+    BundleRef, Envelope, FORMAT, HostVars, MAX_MESSAGE_BYTES, Manifest, cut_text,
+};
 use cattle_stdlib::{Config, Plan, Vars};
 use serde::Serialize;
 use uuid::Uuid;
@@ -43,7 +47,7 @@ pub trait Progress: Send + Sync {
     }
 }
 
-/// No progress display (standard error is not a terminal, or `--json`).
+/// No progress display (standard error is not a terminal).
 #[derive(Debug)]
 pub struct Quiet;
 
@@ -124,7 +128,9 @@ pub fn prepare(dir: &Path, hosts_file: &Path, overrides: &Vars) -> anyhow::Resul
         let mut failing = 0;
         for host in &hosts {
             let planned = inventory::resolve(config.defaults(), &inventory, overrides, host)
-                .map_err(|message| anyhow::anyhow!("{}: {message}", hosts_file.display()))
+                .map_err(|message| {
+                    anyhow::anyhow!("{}: {message}", inventory::display_name(hosts_file))
+                })
                 .and_then(|vars| Ok((config.plan(&vars)?, vars)));
             match planned {
                 Ok((plan, vars)) => {
@@ -148,9 +154,10 @@ pub fn prepare(dir: &Path, hosts_file: &Path, overrides: &Vars) -> anyhow::Resul
                     plan.message = format!("for host `{host}`{others}: {}", plan.message);
                     plan.into()
                 }
-                Err(err) => {
-                    err.context(format!("{failing} host(s) cannot be given their variables"))
-                }
+                Err(err) => err.context(format!(
+                    "{} cannot be given their variables",
+                    cattle_core::count(failing as u64, "host")
+                )),
             });
         }
         (Some(all), steps)
@@ -167,6 +174,9 @@ pub fn prepare(dir: &Path, hosts_file: &Path, overrides: &Vars) -> anyhow::Resul
     })
 }
 
+// The flags of `cattle publish`, one by one: a struct of them would be used
+// once, here.
+#[allow(clippy::too_many_arguments)]
 pub async fn publish(
     store: &Store,
     dir: &Path,
@@ -174,6 +184,7 @@ pub async fn publish(
     mode: Mode,
     signer: &Signer,
     expires_in: Duration,
+    message: Option<String>,
     progress: Arc<dyn Progress>,
 ) -> anyhow::Result<Published> {
     let Prepared {
@@ -205,7 +216,68 @@ pub async fn publish(
         true
     };
     progress.bundle(size, size);
+    let release = Release {
+        id,
+        config: dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string()),
+        steps,
+        bundle: BundleRef { sha256, size },
+        hosts,
+        vars: vars.map(|all| all.iter().map(vars_map).collect()),
+        mode,
+        message,
+    };
+    let mut published = sign_and_release(store, release, signer, expires_in, progress).await?;
+    published.bundle_uploaded = bundle_uploaded;
+    Ok(published)
+}
 
+/// A host's variables as [`HostVars`] holds them.
+fn vars_map(vars: &Vars) -> BTreeMap<String, serde_json::Value> {
+    vars.iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// An execution whose bundle and bundle reference are in the store, ready
+/// to be given a version, signed and addressed.
+#[derive(Debug)]
+pub struct Release {
+    /// Its ID, as in the bundle reference already written.
+    pub id: Uuid,
+    pub config: String,
+    pub steps: usize,
+    pub bundle: BundleRef,
+    pub hosts: Vec<HostId>,
+    /// Each host's variables, in the order of `hosts`; `None`: the config uses none.
+    pub vars: Option<Vec<BTreeMap<String, serde_json::Value>>>,
+    pub mode: Mode,
+    pub message: Option<String>,
+}
+
+/// Take a version for `release`, sign its manifest and address its hosts
+/// (`cattle publish` and `cattle retry` both end so), telling `progress`
+/// how many hosts are addressed.
+pub async fn sign_and_release(
+    store: &Store,
+    release: Release,
+    signer: &Signer,
+    expires_in: Duration,
+    progress: Arc<dyn Progress>,
+) -> anyhow::Result<Published> {
+    let Release {
+        id,
+        config,
+        steps,
+        bundle,
+        hosts,
+        vars,
+        mode,
+        message,
+    } = release;
     // From here until every host is addressed, this publish is in flight: the
     // floors of executions signed meanwhile stay below its version.
     let ticket = crate::versions::take(store, id).await?;
@@ -218,20 +290,14 @@ pub async fn publish(
         created: humantime::format_rfc3339_millis(now).to_string(),
         expires: humantime::format_rfc3339_millis(now + expires_in).to_string(),
         publisher: publisher(),
-        config: dir
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| dir.display().to_string()),
+        config,
         steps,
-        bundle: BundleRef {
-            sha256: sha256.clone(),
-            size,
-        },
+        bundle,
         hosts,
         vars: vars.is_some(),
         check: mode.check,
         diff: mode.diff,
+        message,
     };
     let addressed = sign_and_address(store, &manifest, vars, signer, progress).await;
     if let Err(e) = crate::versions::release(store, id).await {
@@ -246,9 +312,9 @@ pub async fn publish(
     addressed?;
     Ok(Published {
         id,
-        bundle_sha256: sha256,
-        bundle_size: size,
-        bundle_uploaded,
+        bundle_sha256: manifest.bundle.sha256,
+        bundle_size: manifest.bundle.size,
+        bundle_uploaded: false,
         hosts: manifest.hosts.len(),
         steps: manifest.steps,
         version: manifest.version,
@@ -262,13 +328,36 @@ pub async fn publish(
     })
 }
 
+/// `--message`, checked before anything is uploaded: one line of at most
+/// [`MAX_MESSAGE_BYTES`] bytes without control characters. An empty one is none.
+pub fn check_message(message: Option<String>) -> anyhow::Result<Option<String>> {
+    let Some(message) = message.filter(|m| !m.is_empty()) else {
+        return Ok(None);
+    };
+    if message.len() > MAX_MESSAGE_BYTES {
+        anyhow::bail!(
+            "`--message` is {} bytes long; at most {MAX_MESSAGE_BYTES} are allowed (nothing was \
+             uploaded)",
+            message.len()
+        );
+    }
+    if let Some(c) = message.chars().find(|c| c.is_control()) {
+        anyhow::bail!(
+            "`--message` must be one line of text: it contains the control character {:?} \
+             (nothing was uploaded)",
+            c
+        );
+    }
+    Ok(Some(message))
+}
+
 /// Sign and store `manifest`, then add its execution to every host's inbox,
 /// with the host's own variables (`vars`, in the order of the manifest's
 /// hosts) signed for it.
 async fn sign_and_address(
     store: &Store,
     manifest: &Manifest,
-    vars: Option<Vec<Vars>>,
+    vars: Option<Vec<BTreeMap<String, serde_json::Value>>>,
     signer: &Signer,
     progress: Arc<dyn Progress>,
 ) -> anyhow::Result<()> {
@@ -294,10 +383,7 @@ async fn sign_and_address(
                     format: FORMAT,
                     execution: id,
                     host: host.clone(),
-                    vars: vars
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.clone()))
-                        .collect(),
+                    vars,
                 };
                 let envelope = match signer {
                     Signer::Key(key) => key.sign_host_vars(&vars),
@@ -399,13 +485,58 @@ pub fn show_plans(
     Ok(())
 }
 
-/// `user@machine`, for the manifest.
+/// Who publishes, for the manifest: [`env::PUBLISHER`] when set, else
+/// `user@machine`, the user being the real user ID's name in the password
+/// database (`uid 1000` when it has none): `$USER` may be unset (cron,
+/// systemd) or say anything.
 fn publisher() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_string());
-    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".to_string());
+    if let Ok(publisher) = std::env::var(env::PUBLISHER)
+        && !publisher.trim().is_empty()
+    {
+        return cut_text(publisher.trim(), MAX_MESSAGE_BYTES);
+    }
+    let uid = nix::unistd::getuid();
+    let user = match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => user.name,
+        _ => format!("uid {uid}"),
+    };
+    let machine = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_string());
     format!("{user}@{machine}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_one_line_of_at_most_1_kib() {
+        assert_eq!(check_message(None).unwrap(), None);
+        assert_eq!(check_message(Some(String::new())).unwrap(), None);
+        let longest = "é".repeat(MAX_MESSAGE_BYTES / 2);
+        assert_eq!(
+            check_message(Some(longest.clone())).unwrap(),
+            Some(longest.clone())
+        );
+        let err = check_message(Some(format!("{longest}x"))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`--message` is 1025 bytes long; at most 1024 are allowed (nothing was uploaded)"
+        );
+        for hostile in ["two\nlines", "\x1b[2J", "over\rwrite", "\u{9b}31m"] {
+            let err = check_message(Some(hostile.to_string())).unwrap_err();
+            assert!(err.to_string().contains("control character"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_publisher_is_named_without_the_environment() {
+        let publisher = publisher();
+        let (user, machine) = publisher.split_once('@').unwrap();
+        assert!(!user.is_empty() && user != "unknown", "{publisher}");
+        assert!(!machine.is_empty(), "{publisher}");
+    }
 }

@@ -50,6 +50,7 @@ const CONFIG_FILE: &str = "cattle/config.toml";
 /// The flags every `cattle` command takes; `None` when not given, so that the
 /// layers below show through.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Store options (every command)")]
 pub struct Flags {
     /// The config file (default `~/.config/cattle/config.toml`, or under
     /// `$XDG_CONFIG_HOME`; a missing default file is fine). Env CATTLE_CONFIG.

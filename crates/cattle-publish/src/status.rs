@@ -652,6 +652,7 @@ mod tests {
             vars: false,
             check: false,
             diff: false,
+            message: None,
         };
         put(&store, &keys::manifest(id), &Envelope::unsigned(&manifest));
         (store, id)

@@ -466,6 +466,7 @@ mod tests {
                 vars: false,
                 check: false,
                 diff: false,
+                message: None,
             },
             hosts: hosts
                 .iter()

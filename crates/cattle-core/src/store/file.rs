@@ -179,6 +179,46 @@ impl FileStore {
         Ok(keys)
     }
 
+    /// See [`Store::list_dirs`](super::Store::list_dirs). A directory with
+    /// nothing in it but hidden files (a lock, a temporary file) holds no
+    /// object, and a bucket would not show it.
+    pub fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        check_prefix(prefix).map_err(|reason| StoreError::InvalidKey {
+            op: "list",
+            key: prefix.to_string(),
+            reason,
+        })?;
+        let (base, start) = match prefix.rfind('/') {
+            Some(i) => prefix.split_at(i + 1),
+            None => ("", prefix),
+        };
+        let entries = match std::fs::read_dir(self.root.join(base)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.err("list", prefix, e)),
+        };
+        let mut dirs = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.err("list", prefix, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !name.starts_with(start) {
+                continue;
+            }
+            if !entry
+                .file_type()
+                .map_err(|e| self.err("list", prefix, e))?
+                .is_dir()
+            {
+                continue;
+            }
+            if holds_an_object(&entry.path()).map_err(|e| self.err("list", prefix, e))? {
+                dirs.push(format!("{base}{name}/"));
+            }
+        }
+        dirs.sort();
+        Ok(dirs)
+    }
+
     fn lock(&self) -> Result<std::fs::File, StoreError> {
         let path = self.root.join(".lock");
         let file = std::fs::OpenOptions::new()
@@ -217,6 +257,25 @@ fn walk(root: &Path, dir: &Path, keys: &mut Vec<Entry>) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether some file that is not hidden is under `dir`; stops at the first.
+fn holds_an_object(dir: &Path) -> std::io::Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if !entry.file_type()?.is_dir() || holds_an_object(&entry.path())? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn etag_of(bytes: &[u8]) -> String {
@@ -332,5 +391,24 @@ mod tests {
         assert!(!dir.path().join("x/1").exists());
         assert_eq!(store.size("x/2/a").unwrap(), Some(0));
         assert_eq!(store.size("x/1/a").unwrap(), None);
+    }
+
+    #[test]
+    fn list_dirs_names_each_subdirectory_once_without_its_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path().to_path_buf()).unwrap();
+        for key in ["e/b1/x", "e/b1/y/z", "e/a2/x", "e/c3", "f/a/x"] {
+            store.put(key, b"", Condition::Always).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("e/empty")).unwrap();
+        assert_eq!(store.list_dirs("e/").unwrap(), ["e/a2/", "e/b1/"]);
+        assert_eq!(store.list_dirs("e/b").unwrap(), ["e/b1/"]);
+        assert_eq!(store.list_dirs("e/b1/").unwrap(), ["e/b1/y/"]);
+        assert_eq!(store.list_dirs("").unwrap(), ["e/", "f/"]);
+        assert!(store.list_dirs("nothing/").unwrap().is_empty());
+        assert!(matches!(
+            store.list_dirs("../"),
+            Err(StoreError::InvalidKey { .. })
+        ));
     }
 }

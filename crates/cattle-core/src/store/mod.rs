@@ -441,6 +441,22 @@ impl Store {
             .collect())
     }
 
+    /// The "subdirectories" of a listing: each distinct `prefix` + name + `/`
+    /// that some key starts with, name being free of `/`, in lexical order.
+    /// `list_dirs("executions/")` gives one key per execution without
+    /// listing the objects inside them (S3: ListObjectsV2 with delimiter `/`,
+    /// one request per 1,000 names). `prefix` need not end in `/`:
+    /// `list_dirs("executions/0190")` gives the executions whose ID starts so.
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::File(s) => {
+                let (s, prefix) = (s.clone(), prefix.to_string());
+                blocking(move || s.list_dirs(&prefix)).await
+            }
+            Store::S3(s) => s.list_dirs(prefix).await,
+        }
+    }
+
     /// Every object whose key starts with `prefix`, in lexical order of keys.
     pub async fn list_entries(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
         match self {

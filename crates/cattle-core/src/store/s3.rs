@@ -441,6 +441,35 @@ impl S3Store {
         Ok(keys)
     }
 
+    /// See [`Store::list_dirs`](super::Store::list_dirs): the common
+    /// prefixes of a listing delimited by `/`.
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        check_prefix(prefix).map_err(|reason| StoreError::InvalidKey {
+            op: "list",
+            key: prefix.to_string(),
+            reason,
+        })?;
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.key(prefix))
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut dirs = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| self.error("list", prefix, err))?;
+            dirs.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| Some(p.prefix()?.strip_prefix(&self.prefix)?.to_string())),
+            );
+        }
+        dirs.sort();
+        Ok(dirs)
+    }
+
     /// Create the bucket (for tests and first-time setup).
     pub async fn create_bucket(&self) -> Result<(), StoreError> {
         match self
