@@ -270,11 +270,11 @@ fn poem_to_three_hosts_runs_on_each_and_reports_done() {
     assert_eq!(status["summary"]["results_known"], 2, "{status}");
     assert_eq!(status["hosts"][2]["results"]["changed"], 3);
 
-    // All logs at once, each under its host's name.
+    // All logs at once, each line starting with its host's name.
     let all = fleet.cattle(&["log", &id]);
     all.assert_success();
     for host in hosts {
-        assert!(all.stdout.contains(&format!("==> {host} <==")), "{all}");
+        assert!(all.stdout.contains(&format!("[{host}] ")), "{all}");
     }
 
     // A second poll finds nothing new: a finished execution never runs again.

@@ -258,10 +258,10 @@ fn one_hosts_unreadable_objects_never_blind_status_log_or_clean() {
     let log = site.cattle(&["log", &id]);
     log.assert_success();
     assert!(log.stdout.contains("hello from host-1"), "{log}");
-    assert!(log.stdout.contains("==> host-2 <==\n(no log yet)"), "{log}");
+    assert!(log.stdout.contains("[host-2] (no log yet)\n"), "{log}");
     assert!(
         log.stdout.contains(&format!(
-            "==> host-3 <==\n(log unreadable: `{}` is larger than 1048576 bytes)",
+            "[host-3] (log unreadable: `{}` is larger than 1048576 bytes)\n",
             location("host-3", "log/00000000")
         )),
         "{log}"

@@ -147,8 +147,9 @@ pub enum Command {
     },
     /// Show each host's state for an execution, hosts that need attention
     /// first. Exit 0 only when all are DONE.
+    #[command(group(clap::ArgGroup::new("waiting").args(["wait", "watch"]).multiple(true)))]
     #[command(
-        after_help = "Examples:\n  cattle status 0193a1b2-7c4d-7e5f-8a9b-0c1d2e3f4a5b\n  cattle status 0193a1b2 --wait --timeout 600\n  cattle status 0193a1b2 --json | jq '.hosts[] | select(.state == \"ERROR\")'"
+        after_help = "Examples:\n  cattle status 0193a1b2-7c4d-7e5f-8a9b-0c1d2e3f4a5b\n  cattle status 0193a1b2 --wait --timeout 600\n  cattle status 0193a1b2 --watch\n  cattle status 0193a1b2 --json | jq '.hosts[] | select(.state == \"ERROR\")'"
     )]
     Status {
         /// The execution: its ID or a unique prefix of it (at least 4 hex digits).
@@ -173,16 +174,23 @@ pub enum Command {
         /// at most a minute once they are the only ones left).
         #[arg(long)]
         wait: bool,
-        /// With `--wait`: give up after this many seconds (exit 4, or 3 if a host needs attention).
-        #[arg(long, requires = "wait")]
+        /// Wait as `--wait` does, showing the hosts as they go: redrawn in
+        /// place on a terminal, otherwise a line per host that changes; the
+        /// table (or, not on a terminal, its summary) at the end.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
+        /// With `--wait` or `--watch`: give up after this many seconds (exit 4,
+        /// or 3 if a host needs attention).
+        #[arg(long, requires = "waiting")]
         timeout: Option<u64>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Print the log hosts uploaded for an execution.
+    /// Print the log hosts uploaded for an execution. With several hosts, every
+    /// line starts with `[HOST] `; one host's log (`--host`) is printed bare.
     #[command(
-        after_help = "Examples:\n  cattle log 0193a1b2\n  cattle log 0193a1b2 --host web-01\n  cattle log 0193a1b2 --host web-01 --raw > web-01.log"
+        after_help = "Examples:\n  cattle log 0193a1b2\n  cattle log 0193a1b2 --host web-01\n  cattle log 0193a1b2 --follow\n  cattle log 0193a1b2 | grep 'failed at'\n  cattle log 0193a1b2 --host web-01 --raw > web-01.log"
     )]
     Log {
         /// The execution: its ID or a unique prefix of it (at least 4 hex digits).
@@ -192,9 +200,17 @@ pub enum Command {
         #[arg(long)]
         host: Option<String>,
         /// The exact bytes hosts uploaded, terminal control sequences included:
-        /// only for redirecting into a file or another program.
+        /// only for redirecting into a file or another program (with several
+        /// hosts, each line still starts with `[HOST] `).
         #[arg(long)]
         raw: bool,
+        /// Print one JSON object (schema `cattle.log.v1`): each host's state and log.
+        #[arg(long, conflicts_with = "raw")]
+        json: bool,
+        /// Go on printing what hosts upload until every host shown has
+        /// finished and its whole log is printed (or Ctrl-C).
+        #[arg(short, long, conflicts_with = "json")]
+        follow: bool,
     },
     /// Remove an execution's objects from the store; agents then delete their copy.
     /// Without a manifest, removes what is left under `executions/ID/`.

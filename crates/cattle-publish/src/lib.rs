@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod cas;
 pub mod clean;
 pub mod cli;
+pub mod follow;
 pub mod ids;
 pub mod inbox;
 pub mod inventory;
@@ -18,6 +19,7 @@ pub mod status;
 pub mod style;
 pub mod terminal;
 pub mod versions;
+pub mod watch;
 
 use std::future::Future;
 
@@ -42,6 +44,8 @@ pub mod exit {
     /// `retry`: no host of the execution is in the states to retry (by
     /// default ERROR or CANCELLED); nothing was published.
     pub const NOTHING_TO_RETRY: u8 = 6;
+    /// `status --watch`, `log --follow`: stopped by Ctrl-C (SIGINT) before the end.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// Requests a command keeps in flight at once when it touches many hosts' objects.
@@ -128,7 +132,7 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(constants.len(), 7, "{module}");
+        assert_eq!(constants.len(), 8, "{module}");
         let doc = include_str!("../../../docs/exit-codes.md");
         assert_eq!(table_after(doc, "## `cattle`\n"), constants);
         // The values the program uses are the ones written.
@@ -142,7 +146,8 @@ mod tests {
                 HOSTS_FAILED,
                 HOSTS_UNFINISHED,
                 WOULD_CHANGE,
-                NOTHING_TO_RETRY
+                NOTHING_TO_RETRY,
+                INTERRUPTED
             ]
         );
     }

@@ -1,5 +1,7 @@
 //! `cattle`: parse flags, set up logging, call the library, print, exit.
 
+mod publish_progress;
+
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -247,10 +249,29 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let settings = settings.expect("a publish that is not a dry run has its settings");
             let store = open_store(&settings).await?;
             let mode = cattle_publish::publish::Mode { check, diff };
+            // Progress only for someone watching: a script sees today's output.
+            let progress: std::sync::Arc<dyn cattle_publish::publish::Progress> = {
+                use std::io::IsTerminal as _;
+                if std::io::stderr().is_terminal() {
+                    std::sync::Arc::new(publish_progress::TerminalProgress::new())
+                } else {
+                    std::sync::Arc::new(cattle_publish::publish::Quiet)
+                }
+            };
             let published = cattle_publish::publish::publish(
-                &store, &dir, prepared, mode, &signer, expires_in, message,
+                &store,
+                &dir,
+                prepared,
+                mode,
+                &signer,
+                expires_in,
+                message,
+                progress.clone(),
             )
-            .await?;
+            .await;
+            // The last reference: the progress line is erased before anything is printed.
+            drop(progress);
+            let published = published?;
             if json {
                 writeln!(stdout, "{}", published.json())?;
             } else {
@@ -292,6 +313,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             states,
             steps,
             wait,
+            watch,
             timeout,
             json,
         } => {
@@ -299,6 +321,20 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let id = ids::resolve(&store, &id).await?;
             // A JSON document is complete: every DONE host's results too.
             let steps = steps || json;
+            if watch {
+                use std::io::IsTerminal as _;
+                let terminal = std::io::stdout().is_terminal();
+                return cattle_publish::watch::run(
+                    &store,
+                    id,
+                    timeout.map(Duration::from_secs),
+                    WAIT_POLL,
+                    &mut stdout,
+                    terminal,
+                    tokio::signal::ctrl_c(),
+                )
+                .await;
+            }
             let report = if wait {
                 cattle_publish::status::wait(
                     &store,
@@ -366,13 +402,35 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(exit::SUCCESS)
         }
-        Command::Log { id, host, raw } => {
+        Command::Log {
+            id,
+            host,
+            raw,
+            json,
+            follow,
+        } => {
             let store = open_store(&settings(flags)?).await?;
             let id = ids::resolve(&store, &id).await?;
             let host = host
                 .map(|h| HostId::new(&h).map_err(|m| anyhow::anyhow!("invalid `--host`: {m}")))
                 .transpose()?;
-            let printed = cattle_publish::log::print(&store, id, host, raw, &mut stdout).await?;
+            if follow {
+                return cattle_publish::follow::run(
+                    &store,
+                    id,
+                    host,
+                    raw,
+                    WAIT_POLL,
+                    &mut stdout,
+                    tokio::signal::ctrl_c(),
+                )
+                .await;
+            }
+            let printed = if json {
+                cattle_publish::log::print_json(&store, id, host, &mut stdout).await?
+            } else {
+                cattle_publish::log::print(&store, id, host, raw, &mut stdout).await?
+            };
             stdout.flush()?;
             for warning in &printed.warnings {
                 eprintln!("warning: {}", terminal::line(warning));

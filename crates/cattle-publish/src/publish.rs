@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -31,6 +33,28 @@ use crate::inventory::{self, Inventory};
 
 /// The schema of `cattle publish --json`; see `docs/json.md`.
 pub const PUBLISH_SCHEMA: &str = "cattle.publish.v1";
+
+/// What a publish has done so far, for a progress display. The library shows
+/// nothing itself: the `cattle` binary draws it when standard error is a
+/// terminal. Calls may come from several tasks at once.
+pub trait Progress: Send + Sync {
+    /// `sent` of the bundle's `total` bytes are in the store: 0 when its
+    /// upload starts, `total` once the store has it (uploaded, or there already).
+    fn bundle(&self, sent: u64, total: u64) {
+        let _ = (sent, total);
+    }
+
+    /// `done` of `total` hosts have the execution in their inbox.
+    fn addressed(&self, done: usize, total: usize) {
+        let _ = (done, total);
+    }
+}
+
+/// No progress display (standard error is not a terminal).
+#[derive(Debug)]
+pub struct Quiet;
+
+impl Progress for Quiet {}
 
 /// What a publish did, for `--json` ([`Published::json`]).
 #[derive(Debug, Serialize)]
@@ -175,6 +199,9 @@ pub fn prepare(dir: &Path, hosts_file: &Path, overrides: &Vars) -> anyhow::Resul
     })
 }
 
+// The flags of `cattle publish`, one by one: a struct of them would be used
+// once, here.
+#[allow(clippy::too_many_arguments)]
 pub async fn publish(
     store: &Store,
     dir: &Path,
@@ -183,6 +210,7 @@ pub async fn publish(
     signer: &Signer,
     expires_in: Duration,
     message: Option<String>,
+    progress: Arc<dyn Progress>,
 ) -> anyhow::Result<Published> {
     let Prepared {
         hosts,
@@ -207,9 +235,12 @@ pub async fn publish(
     let bundle_uploaded = if store.size(&bundle_key).await? == Some(size) {
         false
     } else {
+        // One request: the store reports no bytes until it has them all.
+        progress.bundle(0, size);
         store.put(&bundle_key, bytes, Condition::Always).await?;
         true
     };
+    progress.bundle(size, size);
     let release = Release {
         id,
         config: dir
@@ -224,7 +255,7 @@ pub async fn publish(
         mode,
         message,
     };
-    let mut published = sign_and_release(store, release, signer, expires_in).await?;
+    let mut published = sign_and_release(store, release, signer, expires_in, progress).await?;
     published.bundle_uploaded = bundle_uploaded;
     Ok(published)
 }
@@ -253,12 +284,14 @@ pub struct Release {
 }
 
 /// Take a version for `release`, sign its manifest and address its hosts
-/// (`cattle publish` and `cattle retry` both end so).
+/// (`cattle publish` and `cattle retry` both end so), telling `progress`
+/// how many hosts are addressed.
 pub async fn sign_and_release(
     store: &Store,
     release: Release,
     signer: &Signer,
     expires_in: Duration,
+    progress: Arc<dyn Progress>,
 ) -> anyhow::Result<Published> {
     let Release {
         id,
@@ -291,7 +324,7 @@ pub async fn sign_and_release(
         diff: mode.diff,
         message,
     };
-    let addressed = sign_and_address(store, &manifest, vars, signer).await;
+    let addressed = sign_and_address(store, &manifest, vars, signer, progress).await;
     if let Err(e) = crate::versions::release(store, id).await {
         tracing::warn!(
             execution = %id,
@@ -352,6 +385,7 @@ async fn sign_and_address(
     manifest: &Manifest,
     vars: Option<Vec<BTreeMap<String, serde_json::Value>>>,
     signer: &Signer,
+    progress: Arc<dyn Progress>,
 ) -> anyhow::Result<()> {
     let id = manifest.id;
     let envelope = match signer {
@@ -385,10 +419,16 @@ async fn sign_and_address(
             })
             .collect(),
     };
+    progress.addressed(0, host_count);
+    let done = Arc::new(AtomicUsize::new(0));
     let results = for_each_bounded(addressed, |(host, vars): (HostId, Option<Envelope>)| {
         let store = store.clone();
+        let (progress, done) = (progress.clone(), done.clone());
         async move {
             let result = crate::inbox::add(&store, &host, id, vars).await;
+            if result.is_ok() {
+                progress.addressed(done.fetch_add(1, Ordering::Relaxed) + 1, host_count);
+            }
             (host, result)
         }
     })

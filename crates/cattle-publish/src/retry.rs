@@ -202,8 +202,14 @@ pub async fn retry(
         },
         message: Some(options.message.unwrap_or_else(|| format!("retry of {id}"))),
     };
-    let published =
-        crate::publish::sign_and_release(store, release, signer, options.expires_in).await?;
+    let published = crate::publish::sign_and_release(
+        store,
+        release,
+        signer,
+        options.expires_in,
+        std::sync::Arc::new(crate::publish::Quiet),
+    )
+    .await?;
     Ok(Retried {
         of: id,
         hosts,

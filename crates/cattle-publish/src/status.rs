@@ -33,7 +33,7 @@ use crate::{exit, for_each_bounded, terminal};
 pub const UNREADABLE_PATIENCE: Duration = Duration::from_secs(60);
 
 /// An execution as the store shows it now.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Report {
     pub manifest: Manifest,
     /// Every host of the manifest, in its order.
@@ -99,7 +99,7 @@ impl HostState {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct HostRow {
     pub host: HostId,
     pub state: HostState,
@@ -443,10 +443,25 @@ pub async fn wait(
     patience: Duration,
     steps: bool,
 ) -> anyhow::Result<Report> {
+    wait_with(store, id, timeout, every, patience, steps, &mut |_| Ok(())).await
+}
+
+/// [`wait`], showing each report read on the way to `seen` (`cattle status
+/// --watch`); the last one, with what DONE hosts reported, is returned only.
+pub async fn wait_with(
+    store: &Store,
+    id: Uuid,
+    timeout: Option<Duration>,
+    every: Duration,
+    patience: Duration,
+    steps: bool,
+    seen: &mut dyn FnMut(&Report) -> std::io::Result<()>,
+) -> anyhow::Result<Report> {
     let started = Instant::now();
     let mut only_unreadable_since: Option<Instant> = None;
     loop {
         let report = fetch_states(store, id).await?;
+        seen(&report)?;
         let settled = if report.hosts.iter().any(|h| h.state.is_unfinished()) {
             only_unreadable_since = None;
             false

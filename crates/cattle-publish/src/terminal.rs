@@ -160,6 +160,11 @@ impl<W: Write> Escaper<W> {
         }
     }
 
+    /// The writer escaped bytes go to (to take what a `Vec` collected).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
     /// Write what is held back (an incomplete character as `\xNN`, a last
     /// `\r` as `\r`), flush, and return the writer.
     pub fn finish(mut self) -> io::Result<W> {
