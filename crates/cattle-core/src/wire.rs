@@ -623,6 +623,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn facts_match_selectors_and_stay_within_their_bounds() {
+        let facts: Facts = serde_json::from_str(
+            r#"{"os.id": "debian", "ip": ["10.0.0.5", "fd00::5"], "cpus": "4"}"#,
+        )
+        .unwrap();
+        assert!(facts["os.id"].matches("debian"));
+        assert!(!facts["os.id"].matches("deb"));
+        assert!(facts["ip"].matches("fd00::5"));
+        assert!(!facts["ip"].matches("10.0.0"));
+        assert_eq!(facts["ip"].display(), "10.0.0.5,fd00::5");
+        let heartbeat = |facts: Facts| Heartbeat {
+            interval_secs: 30,
+            polled: None,
+            clock_offset_secs: None,
+            inbox: true,
+            execution: None,
+            last: None,
+            facts,
+        };
+        assert_eq!(heartbeat(facts.clone()).check(), Ok(()));
+        let with = |key: &str, fact: Fact| {
+            let mut more = facts.clone();
+            more.insert(key.to_string(), fact);
+            heartbeat(more).check().unwrap_err()
+        };
+        assert!(with("OS", Fact::Text("x".into())).contains("fact key `OS`"));
+        assert!(with("a b", Fact::Text("x".into())).contains("is not 1 to 64"));
+        assert!(with("x", Fact::Text("v".repeat(257))).contains("longer than 256 bytes"));
+        let many = Fact::List(vec!["v".to_string(); 65]);
+        assert!(with("x", many).contains("lists 65 values"));
+        let crowd: Facts = (0..65)
+            .map(|n| (format!("k{n}"), Fact::Text("v".into())))
+            .collect();
+        assert!(heartbeat(crowd).check().unwrap_err().contains("65 facts"));
+    }
+
+    #[test]
     fn step_results_are_written_in_snake_case_and_a_recap_without_check_counts_reads() {
         use StepResult::*;
         let all = [Changed, Unchanged, Failed, WouldChange, InState, Unknown];
