@@ -315,6 +315,17 @@ fn each_role_does_its_job_with_its_own_policy() {
     assert!(!log.stdout.contains("hello from host-b"), "{log}");
     site.cattle(PUBLISHER, &["status", &id.to_string()])
         .assert_success();
+    // Both read the fleet: each agent's lease and heartbeat.
+    for user in [OPERATOR, PUBLISHER] {
+        let hosts = site.cattle(user, &["hosts"]);
+        hosts.assert_success();
+        assert!(
+            hosts
+                .stdout
+                .contains("2 hosts: 2 seen in the last 3 heartbeats\n"),
+            "{hosts}"
+        );
+    }
 
     // The operator's key reads; it changes nothing, and says which object it was refused.
     let before = site.snapshot();
@@ -419,10 +430,11 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
     let delete = |key: &str| site.block(store.delete(key));
     let list = |prefix: &str| site.block(store.list(prefix)).map(|_| ());
 
-    // Another host's inbox, lease, status and log are not readable.
+    // Another host's inbox, lease, standby record, status and log are not readable.
     for key in [
         keys::inbox(&b),
         keys::lease(&b),
+        keys::standby(&b),
         keys::status(id, &b),
         keys::log_part(id, &b, 0),
     ] {
@@ -437,6 +449,7 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
         keys::done(id, &b),
         keys::lease(&b),
         keys::conflict(id, &b),
+        keys::standby(&b),
     ] {
         denied(write(&key, Condition::Always), "write", &key);
     }
@@ -516,11 +529,13 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
     ] {
         assert!(site.block(store.get(&key, u64::MAX)).unwrap().is_some());
     }
-    // It may write its own conflict marker (as a second agent with its ID would).
-    site.block(store.put(&keys::conflict(id, &a), b"{}".to_vec(), Condition::Always))
-        .unwrap();
-    site.block(site.root.delete(&keys::conflict(id, &a)))
-        .unwrap();
+    // It may write its own conflict marker and standby record (as a second agent
+    // with its ID would).
+    for key in [keys::conflict(id, &a), keys::standby(&a)] {
+        site.block(store.put(&key, b"{}".to_vec(), Condition::Always))
+            .unwrap();
+        site.block(site.root.delete(&key)).unwrap();
+    }
     let spare = keys::log_part(id, &a, 99_999_999);
     write(&spare, Condition::Always).unwrap();
     delete(&spare).unwrap();
@@ -622,7 +637,7 @@ fn publisher_and_operator_cannot_write_what_hosts_report() {
         &publisher,
         &key,
     );
-    for prefix in ["", "hosts/", "executions/"] {
+    for prefix in ["", "executions/"] {
         assert_denied(
             site.block(publisher.list(prefix)),
             "list",
@@ -644,11 +659,17 @@ fn publisher_and_operator_cannot_write_what_hosts_report() {
         assert_denied(result, "write", &operator, &key);
         assert_denied(site.block(operator.delete(&key)), "delete", &operator, &key);
     }
-    for key in [keys::inbox(&b), keys::bundle(&sha), keys::lease(&b)] {
+    for key in [keys::inbox(&b), keys::bundle(&sha)] {
         let result = site.block(operator.get(&key, u64::MAX));
         assert_denied(result, "read", &operator, &key);
     }
-    for prefix in ["", "hosts/", "executions/"] {
+    // Nor hosts' standby records (`cattle hosts` reads them).
+    for store in [&publisher, &operator] {
+        let key = keys::standby(&b);
+        let result = site.block(store.put(&key, b"forged".to_vec(), Condition::Always));
+        assert_denied(result, "write", store, &key);
+    }
+    for prefix in ["", "executions/"] {
         assert_denied(site.block(operator.list(prefix)), "list", &operator, prefix);
     }
     assert_eq!(site.snapshot(), before);

@@ -17,6 +17,13 @@
 //!   [`TAKEOVER_PERIODS`] of its holder's renewal periods, measured on its own
 //!   clock (no clocks are compared).
 //!
+//! The lease carries the holder's heartbeat ([`Heartbeat`]: version, interval,
+//! last poll, clock offset, execution under way and last finished, facts), so
+//! that `cattle hosts` sees every agent at no request of its own. A standby
+//! says that it stands by in `hosts/<host>/standby.json` ([`Standby`]), when
+//! it stands back and then every [`RENEW_POLLS`] polls, so that `cattle hosts`
+//! flags the host ID as used twice even when no execution waits.
+//!
 //! Only a store that refuses the lease itself (an older MinIO policy without
 //! it) lets an agent run without one, with a warning: that keeps a host working,
 //! not protected.
@@ -27,7 +34,10 @@ use std::time::{Duration, Instant};
 use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::store::{Condition, Fetched, Store, StoreError};
-use cattle_core::wire::{FORMAT, HostLease, MAX_DOCUMENT_BYTES};
+use cattle_core::wire::{
+    FORMAT, Facts, FinishedExecution, Heartbeat, HostLease, HostStatus, MAX_DOCUMENT_BYTES,
+    RunningExecution, Standby,
+};
 use uuid::Uuid;
 
 use crate::AgentError;
@@ -78,11 +88,52 @@ pub struct Lease {
     nonces: Vec<Uuid>,
     /// Whether the store's refusal of the lease has been logged.
     warned: bool,
+    /// What the next renewal says about this agent and its host.
+    heartbeat: Heartbeat,
+    /// The execution under way, whose step the heartbeat shows.
+    running: Option<Uuid>,
+    /// As a standby: its record is to be written at the next poll.
+    standby_due: bool,
+    /// Whether a refused standby record has been logged.
+    standby_warned: bool,
+}
+
+/// The heartbeat's step of execution `id`: as its local `status.json` says.
+fn local_status(state_dir: &Path, id: Uuid) -> Option<HostStatus> {
+    let path = local::execution_dir(state_dir, id).join(local::STATUS_JSON);
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// The last execution this state directory finished, for the heartbeat of an
+/// agent that has just started: the newest (IDs are UUIDv7) in a final state.
+pub fn last_finished(state_dir: &Path) -> Option<FinishedExecution> {
+    let mut ids = local::list_executions(state_dir);
+    ids.sort();
+    ids.into_iter().rev().find_map(|id| finished(state_dir, id))
+}
+
+/// Execution `id` as finished, if its local status says it is.
+pub fn finished(state_dir: &Path, id: Uuid) -> Option<FinishedExecution> {
+    let status = local_status(state_dir, id)?;
+    status.state.is_final().then_some(FinishedExecution {
+        id,
+        state: status.state,
+        finished: status.finished,
+    })
 }
 
 impl Lease {
-    pub fn new(host: &HostId, state_dir: &Path, interval: Duration) -> Lease {
+    pub fn new(host: &HostId, state_dir: &Path, interval: Duration, facts: Facts) -> Lease {
         let (machine, state_dir_name) = identity(state_dir);
+        let heartbeat = Heartbeat {
+            interval_secs: interval.as_secs().max(1),
+            polled: None,
+            clock_offset_secs: None,
+            inbox: false,
+            execution: None,
+            last: last_finished(state_dir),
+            facts,
+        };
         Lease {
             host: host.clone(),
             state_dir: state_dir.to_path_buf(),
@@ -96,6 +147,10 @@ impl Lease {
             unchanged_since: Instant::now(),
             nonces: read_nonces(state_dir),
             warned: false,
+            heartbeat,
+            running: None,
+            standby_due: false,
+            standby_warned: false,
         }
     }
 
@@ -103,6 +158,27 @@ impl Lease {
     /// new pace from the next renewal on.
     pub fn set_interval(&mut self, interval: Duration) {
         self.renew_every = interval * RENEW_POLLS;
+        self.heartbeat.interval_secs = interval.as_secs().max(1);
+    }
+
+    /// The host's facts were gathered again (the settings were reloaded).
+    pub fn set_facts(&mut self, facts: Facts) {
+        self.heartbeat.facts = facts;
+    }
+
+    /// The agent has just read its inbox (`found`: it exists), for the heartbeat.
+    pub fn polled(&mut self, found: bool) {
+        self.heartbeat.polled = Some(cattle_core::now_rfc3339());
+        self.heartbeat.inbox = found;
+    }
+
+    /// The agent starts execution `id` (`Some`), or has stopped running one
+    /// (`None`): then the heartbeat names it as the last finished, if it is.
+    pub fn running(&mut self, id: Option<Uuid>) {
+        if let Some(done) = self.running.and_then(|id| finished(&self.state_dir, id)) {
+            self.heartbeat.last = Some(done);
+        }
+        self.running = id;
     }
 
     /// Once per poll: renew the lease when it is due, or as a standby look
@@ -115,7 +191,55 @@ impl Lease {
             Some(Standing::Standby(_)) => self.watch(store).await?,
             _ => self.renew(store).await?,
         }
+        self.record_standby(store).await;
         Ok(self.standing())
+    }
+
+    /// As a standby, say so in the store when it has just stood back and then
+    /// every [`RENEW_POLLS`] polls (one PUT), for `cattle hosts`. A refusal (an
+    /// older policy) is logged once: it hides this agent from `cattle hosts`,
+    /// nothing else.
+    async fn record_standby(&mut self, store: &Store) {
+        let Some(Standing::Standby(holder)) = &self.standing else {
+            return;
+        };
+        if !self.standby_due && self.polls < RENEW_POLLS {
+            return;
+        }
+        let record = Standby {
+            format: FORMAT,
+            host: self.host.clone(),
+            machine: self.machine.clone(),
+            state_dir: self.state_dir_name.clone(),
+            pid: std::process::id(),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            seen: cattle_core::now_rfc3339(),
+            renew_secs: self.renew_every.as_secs().max(1),
+            holder_machine: holder.machine.clone(),
+            holder_state_dir: holder.state_dir.clone(),
+        };
+        let body = serde_json::to_vec_pretty(&record).expect("standby records serialize");
+        let key = keys::standby(&self.host);
+        match store.put(&key, body, Condition::Always).await {
+            Ok(_) => {
+                self.standby_due = false;
+                self.polls = 0;
+            }
+            Err(e) => {
+                if !self.standby_warned {
+                    tracing::warn!(
+                        location = %store.location(&key),
+                        error = %e,
+                        "cannot record in the store that this agent stands by; `cattle hosts` \
+                         will not show this host ID as used twice"
+                    );
+                    self.standby_warned = true;
+                }
+                // Not again at every poll: at the next period.
+                self.standby_due = false;
+                self.polls = 0;
+            }
+        }
     }
 
     /// Before starting work: make sure this agent (still) holds the lease,
@@ -125,6 +249,7 @@ impl Lease {
             Some(Standing::Standby(_)) => self.watch(store).await?,
             _ => self.renew(store).await?,
         }
+        self.record_standby(store).await;
         Ok(self.standing())
     }
 
@@ -307,6 +432,7 @@ impl Lease {
             renewed: cattle_core::now_rfc3339(),
             renew_secs: self.renew_every.as_secs().max(1),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            heartbeat: Some(self.heartbeat(store)),
         };
         let body = serde_json::to_vec_pretty(&lease).expect("leases serialize");
         let etag = store.put(&key, body, condition).await?;
@@ -318,6 +444,24 @@ impl Lease {
         self.polls = 0;
         self.standing = Some(Standing::Holder);
         Ok(())
+    }
+
+    /// The heartbeat as of now: the step under way read from the local status.
+    fn heartbeat(&self, store: &Store) -> Heartbeat {
+        let mut heartbeat = self.heartbeat.clone();
+        heartbeat.clock_offset_secs = store.clock_offset();
+        heartbeat.execution = self.running.map(|id| {
+            let status = local_status(&self.state_dir, id);
+            RunningExecution {
+                id,
+                step: status
+                    .as_ref()
+                    .and_then(|s| s.step.as_ref())
+                    .map(|s| s.number),
+                steps: status.map_or(0, |s| s.steps),
+            }
+        });
+        heartbeat
     }
 
     /// A store error on the lease. Access denied means the store does not let
@@ -350,6 +494,7 @@ impl Lease {
             _ => true,
         };
         if news {
+            self.standby_due = true;
             tracing::error!(
                 host = %self.host,
                 holder_machine = %holder.machine,

@@ -14,6 +14,7 @@ pub mod check_config;
 pub mod cli;
 mod deliver;
 mod execution;
+mod facts;
 mod fetch;
 mod lease;
 mod local;
@@ -215,7 +216,20 @@ struct Agent {
     inbox_vars: std::collections::BTreeMap<Uuid, cattle_core::wire::Envelope>,
     /// Executions that need no more work from this agent (finished and reported).
     settled: HashSet<Uuid>,
+    /// Since when the inbox has been missing, and when that was last logged.
+    inbox_missing: Option<InboxMissing>,
 }
+
+/// The host's inbox does not exist: nothing was published to it yet, or the
+/// agent looks in the wrong place (store URL, bucket or prefix).
+#[derive(Debug, Clone)]
+struct InboxMissing {
+    location: String,
+    logged: std::time::Instant,
+}
+
+/// A missing inbox is logged when first seen, then at most this often.
+const INBOX_MISSING_LOG_EVERY: Duration = Duration::from_secs(3600);
 
 /// Run the agent until `shutdown` fires (or once, with `config.once`).
 ///
@@ -256,6 +270,7 @@ pub async fn run(
             &config.host,
             &config.state_dir,
             config.interval,
+            facts::gather(),
         ))),
         conflicts: HashSet::new(),
         config,
@@ -264,6 +279,7 @@ pub async fn run(
         inbox: Vec::new(),
         inbox_vars: Default::default(),
         settled: HashSet::new(),
+        inbox_missing: None,
     };
     if let Some(every) = systemd::watchdog_interval() {
         tokio::spawn(systemd::keep_watchdog(every));
@@ -288,10 +304,15 @@ pub async fn run(
                 }
                 failures = 0;
                 last_failure = None;
-                systemd::status(&format!(
-                    "waiting for work; polling every {}",
-                    humantime::format_duration(agent.config.interval)
-                ));
+                let every = humantime::format_duration(agent.config.interval);
+                systemd::status(&match &agent.inbox_missing {
+                    None => format!("waiting for work; polling every {every}"),
+                    Some(missing) => format!(
+                        "no inbox at {}: nothing published to this host yet, or a wrong store \
+                         URL or prefix; polling every {every}",
+                        missing.location
+                    ),
+                });
                 agent.config.poll_wait()
             }
             Err(err) => {
@@ -342,8 +363,12 @@ impl Agent {
     /// jitter, whose executions to trust and the log bound.
     async fn reconfigure(&mut self, new: Config) {
         let old = &self.config;
-        if new.interval != old.interval {
-            self.lease.lock().await.set_interval(new.interval);
+        {
+            let mut lease = self.lease.lock().await;
+            if new.interval != old.interval {
+                lease.set_interval(new.interval);
+            }
+            lease.set_facts(facts::gather());
         }
         tracing::info!(
             interval = ?new.interval,
@@ -378,8 +403,12 @@ impl Agent {
                 self.inbox.clear();
                 self.inbox_vars.clear();
                 self.settled.clear();
+                self.inbox_missing(&key);
             }
             Fetched::Found(object) => {
+                if let Some(missing) = self.inbox_missing.take() {
+                    tracing::info!(inbox = %missing.location, "the host's inbox exists now");
+                }
                 let inbox: Inbox =
                     serde_json::from_slice(&object.bytes).map_err(|e| AgentError::BadInbox {
                         location: self.store.location(&key),
@@ -396,6 +425,8 @@ impl Agent {
                 self.set_inbox(inbox.executions).await;
             }
         }
+
+        self.lease.lock().await.polled(self.inbox_missing.is_none());
 
         // In publish order (signed versions); an execution that cannot be
         // finished now holds up the later ones, so that they never run before it.
@@ -444,9 +475,11 @@ impl Agent {
                 lost.clone(),
             ));
             systemd::status(&format!("running execution {id}"));
+            self.lease.lock().await.running(Some(id));
             let handled =
                 execution::handle(&self.config, &self.store, candidate, shutdown, &lost).await;
             keeper.abort();
+            self.lease.lock().await.running(None);
             match handled {
                 Ok(Handled::Settled) => {
                     self.settled.insert(id);
@@ -459,6 +492,33 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// The inbox is missing: say so, naming where it was looked for, when first
+    /// seen and then every [`INBOX_MISSING_LOG_EVERY`] (the agent keeps polling:
+    /// a host may be set up before anything is published to it).
+    fn inbox_missing(&mut self, key: &str) {
+        let due = self
+            .inbox_missing
+            .as_ref()
+            .is_none_or(|m| m.logged.elapsed() >= INBOX_MISSING_LOG_EVERY);
+        if !due {
+            return;
+        }
+        let location = self.store.location(key);
+        tracing::warn!(
+            host = %self.config.host,
+            inbox = %location,
+            "no inbox at `{location}`: nothing has been published to host `{}` yet, or this agent \
+             looks in the wrong place; check that its store URL (bucket and prefix) is the one \
+             publishers use, and that its host ID is the one in their hosts file. `cattle hosts \
+             --store` with this agent's store URL lists it as having no inbox",
+            self.config.host
+        );
+        self.inbox_missing = Some(InboxMissing {
+            location,
+            logged: std::time::Instant::now(),
+        });
     }
 
     /// Another agent holds the lease: run nothing, and say so for each

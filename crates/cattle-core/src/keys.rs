@@ -104,6 +104,17 @@ pub fn inbox(host: &HostId) -> String {
     format!("hosts/{host}/inbox.json")
 }
 
+/// Where a second agent for `host`, which runs nothing while another holds
+/// the lease, says so: `cattle hosts` flags the host ID as used twice.
+pub fn standby(host: &HostId) -> String {
+    format!("hosts/{host}/standby.json")
+}
+
+/// Every host's objects (inbox, lease, standby record), for `cattle hosts`.
+pub fn hosts_prefix() -> String {
+    "hosts/".to_string()
+}
+
 pub fn version_counter() -> String {
     "publish/version.json".to_string()
 }

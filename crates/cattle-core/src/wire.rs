@@ -296,6 +296,176 @@ pub struct HostLease {
     /// The holder renews at least this often.
     pub renew_secs: u64,
     pub agent_version: String,
+    /// What the holder says about itself and its host, written with every
+    /// renewal (no request of its own): absent from agents older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// A lease and heartbeat is read by `cattle hosts` with this limit: far more
+/// than an agent writes (about 2 KiB), far less than a hostile host could.
+pub const MAX_HEARTBEAT_BYTES: u64 = 64 * 1024;
+
+/// At most this many facts, each key at most [`MAX_FACT_KEY`] bytes of
+/// `a-z`, `0-9`, `.`, `_`, `-`, each value (or list item) at most
+/// [`MAX_FACT_VALUE`] bytes, each list at most [`MAX_FACT_ITEMS`] items.
+pub const MAX_FACTS: usize = 64;
+pub const MAX_FACT_KEY: usize = 64;
+pub const MAX_FACT_VALUE: usize = 256;
+pub const MAX_FACT_ITEMS: usize = 64;
+
+/// What an agent says about itself and its host in its lease
+/// ([`HostLease::heartbeat`]), each time it renews it: every 10 polls when
+/// idle, and before and during an execution. `cattle hosts` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The agent's poll interval, in seconds.
+    pub interval_secs: u64,
+    /// RFC 3339, UTC, by the host's clock: when the agent last read its inbox.
+    pub polled: Option<String>,
+    /// The store's clock minus the host's, in whole seconds, as the store's
+    /// last answer dated it (its `Date` header); `None` when unknown (a
+    /// directory store, or no answer yet).
+    pub clock_offset_secs: Option<i64>,
+    /// Whether the host's inbox existed at the last poll: `false` for a host
+    /// nothing was ever published to, or an agent given the wrong store URL.
+    pub inbox: bool,
+    /// The execution under way, if any.
+    pub execution: Option<RunningExecution>,
+    /// The last execution this agent finished.
+    pub last: Option<FinishedExecution>,
+    /// The host's facts, gathered when the agent starts and when its settings
+    /// are reloaded (see [`Facts`]).
+    pub facts: Facts,
+}
+
+/// The execution an agent is running, for [`Heartbeat::execution`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningExecution {
+    pub id: Uuid,
+    /// The step under way (1-based), when it has started one.
+    pub step: Option<usize>,
+    /// The steps of the execution (0 until the bundle is verified).
+    pub steps: usize,
+}
+
+/// The last execution an agent finished, for [`Heartbeat::last`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedExecution {
+    pub id: Uuid,
+    pub state: State,
+    /// RFC 3339, UTC, by the host's clock.
+    pub finished: Option<String>,
+}
+
+/// A host's facts: a flat map from dotted keys to a text or a list of texts,
+/// so that a selector `key=value` matches a text equal to `value` or a list
+/// holding it ([`Fact::matches`]). Keys an agent writes:
+///
+/// | key | value |
+/// |---|---|
+/// | `os.id`, `os.version_id`, `os.pretty_name` | `ID`, `VERSION_ID`, `PRETTY_NAME` of `/etc/os-release` |
+/// | `kernel.release` | `uname -r` |
+/// | `arch` | `uname -m`, e.g. `x86_64`, `aarch64` |
+/// | `hostname` | the kernel's host name |
+/// | `cpus` | CPUs this process may use, e.g. `4` |
+/// | `memory.mib` | total memory in MiB (`MemTotal` of `/proc/meminfo`) |
+/// | `ip` | non-loopback IPv4 and IPv6 addresses (a list) |
+/// | `boot_id` | `/proc/sys/kernel/random/boot_id` |
+/// | `machine_id` | `/etc/machine-id` |
+///
+/// A fact the host cannot tell is absent.
+pub type Facts = std::collections::BTreeMap<String, Fact>;
+
+/// One fact's value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Fact {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl Fact {
+    /// Whether a selector's `value` matches: equal to the text, or held by the list.
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            Fact::Text(text) => text == value,
+            Fact::List(items) => items.iter().any(|i| i == value),
+        }
+    }
+
+    /// The value on one line: a list's items joined by `,`.
+    pub fn display(&self) -> String {
+        match self {
+            Fact::Text(text) => text.clone(),
+            Fact::List(items) => items.join(","),
+        }
+    }
+}
+
+impl Heartbeat {
+    /// Why a heartbeat read from the store cannot be shown, if it cannot: facts
+    /// beyond the bounds above (a host writes its own, and may be hostile).
+    pub fn check(&self) -> Result<(), String> {
+        if self.facts.len() > MAX_FACTS {
+            return Err(format!(
+                "{} facts, more than the {MAX_FACTS} allowed",
+                self.facts.len()
+            ));
+        }
+        for (key, fact) in &self.facts {
+            let valid_key = !key.is_empty()
+                && key.len() <= MAX_FACT_KEY
+                && key.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+                });
+            if !valid_key {
+                let shown: String = key.chars().take(MAX_FACT_KEY).collect();
+                return Err(format!(
+                    "fact key `{shown}` is not 1 to {MAX_FACT_KEY} of `a-z0-9._-`"
+                ));
+            }
+            let values: &[String] = match fact {
+                Fact::Text(text) => std::slice::from_ref(text),
+                Fact::List(items) if items.len() > MAX_FACT_ITEMS => {
+                    return Err(format!(
+                        "fact `{key}` lists {} values, more than the {MAX_FACT_ITEMS} allowed",
+                        items.len()
+                    ));
+                }
+                Fact::List(items) => items,
+            };
+            if values.iter().any(|v| v.len() > MAX_FACT_VALUE) {
+                return Err(format!(
+                    "fact `{key}` has a value longer than {MAX_FACT_VALUE} bytes"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A second agent for a host ID, which runs nothing while another holds the
+/// host's lease, says so in `hosts/<host>/standby.json`, when it stands back
+/// and then every 10 polls while it does: `cattle hosts` flags the host ID
+/// as used by two agents while this is recent and names another agent than
+/// the lease's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Standby {
+    pub format: u32,
+    pub host: HostId,
+    /// The agent standing by: its machine, state directory, process.
+    pub machine: String,
+    pub state_dir: String,
+    pub pid: u32,
+    pub agent_version: String,
+    /// RFC 3339, UTC, by its clock: when it last found another agent's lease.
+    pub seen: String,
+    /// It writes this record again at least this often while it stands by.
+    pub renew_secs: u64,
+    /// The agent holding the lease, as the lease named it.
+    pub holder_machine: String,
+    pub holder_state_dir: String,
 }
 
 /// An agent that found another one active for its host ID and ran nothing of
@@ -460,6 +630,43 @@ pub struct LogSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn facts_match_selectors_and_stay_within_their_bounds() {
+        let facts: Facts = serde_json::from_str(
+            r#"{"os.id": "debian", "ip": ["10.0.0.5", "fd00::5"], "cpus": "4"}"#,
+        )
+        .unwrap();
+        assert!(facts["os.id"].matches("debian"));
+        assert!(!facts["os.id"].matches("deb"));
+        assert!(facts["ip"].matches("fd00::5"));
+        assert!(!facts["ip"].matches("10.0.0"));
+        assert_eq!(facts["ip"].display(), "10.0.0.5,fd00::5");
+        let heartbeat = |facts: Facts| Heartbeat {
+            interval_secs: 30,
+            polled: None,
+            clock_offset_secs: None,
+            inbox: true,
+            execution: None,
+            last: None,
+            facts,
+        };
+        assert_eq!(heartbeat(facts.clone()).check(), Ok(()));
+        let with = |key: &str, fact: Fact| {
+            let mut more = facts.clone();
+            more.insert(key.to_string(), fact);
+            heartbeat(more).check().unwrap_err()
+        };
+        assert!(with("OS", Fact::Text("x".into())).contains("fact key `OS`"));
+        assert!(with("a b", Fact::Text("x".into())).contains("is not 1 to 64"));
+        assert!(with("x", Fact::Text("v".repeat(257))).contains("longer than 256 bytes"));
+        let many = Fact::List(vec!["v".to_string(); 65]);
+        assert!(with("x", many).contains("lists 65 values"));
+        let crowd: Facts = (0..65)
+            .map(|n| (format!("k{n}"), Fact::Text("v".into())))
+            .collect();
+        assert!(heartbeat(crowd).check().unwrap_err().contains("65 facts"));
+    }
 
     #[test]
     fn step_results_are_written_in_snake_case_and_a_recap_without_check_counts_reads() {

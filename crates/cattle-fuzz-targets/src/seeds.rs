@@ -642,6 +642,7 @@ fn documents(seeds: &mut Vec<Seed>) {
         renewed: "2026-01-02T03:09:06.000Z".into(),
         renew_secs: 300,
         agent_version: "0.1.0".into(),
+        heartbeat: None,
     };
     let conflict = Conflict {
         format: FORMAT,

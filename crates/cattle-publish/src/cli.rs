@@ -187,6 +187,36 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the hosts whose agents report to the store: last seen, version,
+    /// execution, OS; flag silent hosts, hosts that never reported and host IDs
+    /// used by two agents. Exit 3 when some host needs attention.
+    #[command(
+        after_help = "Examples:\n  cattle hosts\n  cattle hosts --hosts fleet.hosts --attention\n  cattle hosts --facts\n  cattle hosts --json | jq -r '.hosts[] | select(.flags | index(\"silent\")) | .host'"
+    )]
+    Hosts {
+        /// The hosts expected (a hosts file or TOML inventory, as for
+        /// `publish`): those with no agent reporting are flagged `never reported`.
+        #[arg(long, value_name = "FILE")]
+        hosts: Option<PathBuf>,
+        /// A host is `silent` once its agent has not renewed its lease for
+        /// this many of its periods (an agent renews every 10 polls).
+        #[arg(long, value_name = "N", default_value_t = crate::fleet::DEFAULT_SILENT_AFTER,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        silent_after: u32,
+        /// Also show facts: kernel, architecture, CPUs, memory, IP addresses.
+        #[arg(long)]
+        facts: bool,
+        /// Only the hosts that need attention (silent, never reported,
+        /// duplicate, unreadable).
+        #[arg(long, conflicts_with = "silent")]
+        attention: bool,
+        /// Only the silent hosts.
+        #[arg(long)]
+        silent: bool,
+        /// Print JSON (`cattle.hosts.v1`) instead of a table.
+        #[arg(long, conflicts_with = "facts")]
+        json: bool,
+    },
     /// Print the log hosts uploaded for an execution. With several hosts, every
     /// line starts with `[HOST] `; one host's log (`--host`) is printed bare.
     #[command(

@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod cas;
 pub mod clean;
 pub mod cli;
+pub mod fleet;
 pub mod follow;
 pub mod ids;
 pub mod inbox;
@@ -35,6 +36,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// `status`: some host needs attention: it is in ERROR or CANCELLED, what
     /// it wrote cannot be read (UNREADABLE), or two agents use its host ID.
+    /// `hosts`: some host is silent, never reported, has a host ID two agents
+    /// use, or a heartbeat that cannot be read.
     pub const HOSTS_FAILED: u8 = 3;
     /// `status`: some hosts have not finished (PENDING or PROGRESS), e.g. `--wait` timed out.
     pub const HOSTS_UNFINISHED: u8 = 4;

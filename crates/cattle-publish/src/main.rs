@@ -356,6 +356,37 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(report.exit_code())
         }
+        Command::Hosts {
+            hosts,
+            silent_after,
+            facts,
+            attention,
+            silent,
+            json,
+        } => {
+            use cattle_publish::fleet::{Filter, Options};
+            let expected = match &hosts {
+                Some(path) => cattle_publish::inventory::Inventory::load(path)?.hosts,
+                None => Vec::new(),
+            };
+            let store = open_store(&settings(flags)?).await?;
+            let options = Options {
+                expected,
+                silent_after,
+            };
+            let fleet = cattle_publish::fleet::fetch(&store, &options).await?;
+            let filter = match (attention, silent) {
+                (true, _) => Filter::Attention,
+                (_, true) => Filter::Silent,
+                _ => Filter::All,
+            };
+            if json {
+                writeln!(stdout, "{}", fleet.json(filter))?;
+            } else {
+                write!(stdout, "{}", fleet.table(facts, filter))?;
+            }
+            Ok(fleet.exit_code())
+        }
         Command::List {
             limit,
             since,

@@ -363,6 +363,16 @@ impl Store {
         }
     }
 
+    /// The store's clock minus this machine's, in whole seconds, as the
+    /// store's last answer dated it: `None` before one, and for a directory
+    /// store (whose clock is this machine's, or its file server's).
+    pub fn clock_offset(&self) -> Option<i64> {
+        match self {
+            Store::File(_) => None,
+            Store::S3(s) => s.clock_offset(),
+        }
+    }
+
     /// Read `key`; `None` if there is no such object. Objects larger than
     /// `limit` bytes are refused unread.
     pub async fn get(&self, key: &str, limit: u64) -> Result<Option<Object>, StoreError> {

@@ -14,6 +14,8 @@
 //! system's; the file is checked when the store is opened, before any request.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_config::meta::credentials::CredentialsProviderChain;
@@ -23,10 +25,14 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef;
 use aws_sdk_s3::config::interceptors::InterceptorContext;
 use aws_sdk_s3::config::retry::{ClassifyRetry, RetryAction};
-use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::config::{
+    ConfigBag, Credentials, Intercept, RequestChecksumCalculation, ResponseChecksumValidation,
+    RuntimeComponents,
+};
+use aws_sdk_s3::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
@@ -55,7 +61,13 @@ pub struct S3Store {
     prefix: String,
     endpoint: String,
     ca_bundle: Option<PathBuf>,
+    /// The store's clock minus this machine's, in seconds, as the last answer
+    /// dated it; [`UNKNOWN_OFFSET`] before any.
+    clock_offset: Arc<AtomicI64>,
 }
+
+/// [`S3Store::clock_offset`] before the store has answered.
+const UNKNOWN_OFFSET: i64 = i64::MIN;
 
 /// How to reach and authenticate to the S3 endpoint.
 #[derive(Debug, Clone, Default)]
@@ -153,7 +165,9 @@ impl S3Store {
         let sdk = loader.load().await;
 
         let path_style = options.path_style.unwrap_or(options.endpoint.is_some());
-        let mut config = aws_sdk_s3::config::Builder::from(&sdk);
+        let clock_offset = Arc::new(AtomicI64::new(UNKNOWN_OFFSET));
+        let mut config =
+            aws_sdk_s3::config::Builder::from(&sdk).interceptor(StoreClock(clock_offset.clone()));
         if let Some(pem) = trusted {
             config = config.http_client(https_client_trusting(pem));
         }
@@ -171,7 +185,18 @@ impl S3Store {
             prefix,
             endpoint: options.endpoint.unwrap_or_else(|| "AWS S3".to_string()),
             ca_bundle: options.ca_bundle,
+            clock_offset,
         })
+    }
+
+    /// The store's clock minus this machine's, in whole seconds, as the
+    /// `Date` header of the store's last answer (any request's) gives it;
+    /// `None` before the first answer. Costs no request.
+    pub fn clock_offset(&self) -> Option<i64> {
+        match self.clock_offset.load(Ordering::Relaxed) {
+            UNKNOWN_OFFSET => None,
+            offset => Some(offset),
+        }
     }
 
     fn key(&self, key: &str) -> String {
@@ -585,6 +610,33 @@ fn untrusted_certificate(err: &(dyn std::error::Error + 'static)) -> Option<Stri
         next = e.source();
     }
     None
+}
+
+/// Notes the store's clock from every answer's `Date` header (see
+/// [`S3Store::clock_offset`]): the agent reports it in its heartbeat, at no
+/// cost of its own.
+#[derive(Debug)]
+struct StoreClock(Arc<AtomicI64>);
+
+impl Intercept for StoreClock {
+    fn name(&self) -> &'static str {
+        "store clock"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(theirs) = store_clock(context.response()) {
+            self.0.store(
+                seconds_between(SystemTime::now(), theirs),
+                Ordering::Relaxed,
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The store's time, as the `Date` header of its answer gives it: the middle of
