@@ -86,10 +86,15 @@ impl Site {
 
     /// An agent for `host` polling every second, its state in `agents/<state>`.
     fn agent(&self, host: &str, state: &str) -> Cmd {
+        self.agent_every(host, state, "1")
+    }
+
+    /// [`Site::agent`] polling every `interval`.
+    fn agent_every(&self, host: &str, state: &str, interval: &str) -> Cmd {
         Cmd::new(agent_bin())
             .envs(&self.minio.cattle_env())
             .env("CATTLE_STORE", self.store_url())
-            .args(["--host-id", host, "--interval", "1", "--state-dir"])
+            .args(["--host-id", host, "--interval", interval, "--state-dir"])
             .arg(self.state_dir(state))
     }
 
@@ -488,4 +493,20 @@ fn an_idle_agent_makes_one_conditional_get_per_poll_and_at_most_one_put_per_ten(
         polls + puts,
         "nothing else while idle: {requests:#?}"
     );
+}
+
+#[test]
+fn the_heartbeat_says_how_an_execution_ended_as_soon_as_it_has() {
+    let site = Site::new();
+    let id = site.publish(&["web-1"]);
+    // A 60 s interval: the lease's next periodic renewal is 10 minutes away,
+    // so only the renewal after the work can carry the result within the wait.
+    let _web1 = site.agent_every("web-1", "web-1", "60").spawn();
+    let fleet = await_fleet(&site, &[], 30, |f| {
+        f["hosts"]
+            .as_array()
+            .is_some_and(|hosts| hosts.iter().any(|h| h["last"]["state"] == "DONE"))
+    });
+    assert_eq!(row(&fleet, "web-1")["last"]["id"], id.as_str(), "{fleet:#}");
+    assert_eq!(row(&fleet, "web-1")["interval_secs"], 60, "{fleet:#}");
 }

@@ -491,6 +491,9 @@ impl Agent {
                 }
             }
         }
+        // The heartbeat says how the last execution ended as soon as it has,
+        // rather than up to 10 polls later: one PUT after work, none when idle.
+        self.lease.lock().await.confirm(&self.store).await?;
         Ok(())
     }
 
