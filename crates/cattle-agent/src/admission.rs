@@ -198,13 +198,13 @@ fn host_vars(request: &Request<'_>, key: Option<&PublicKey>) -> Result<Vars, Str
 
 fn admitted(manifest: Manifest, vars: Option<Vars>, signed_by: &str) -> Admitted {
     let note = format!(
-        "execution {}: config `{}` published by {} at {}, version {}, {signed_by}, {} steps",
+        "execution {}: config `{}` published by {} at {}, version {}, {signed_by}, {}",
         manifest.id,
         manifest.config,
         manifest.publisher,
         manifest.created,
         manifest.version,
-        manifest.steps
+        cattle_core::count(manifest.steps as u64, "step")
     );
     Admitted {
         manifest,

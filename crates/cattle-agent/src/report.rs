@@ -375,7 +375,11 @@ fn previous_status(dir: &Path) -> Option<HostStatus> {
 fn journal(execution: Uuid, event: &Event<'_>) {
     match *event {
         Event::Started { steps } => {
-            tracing::info!(%execution, "starting a config of {steps} steps");
+            tracing::info!(
+                %execution,
+                "starting a config of {}",
+                cattle_core::count(steps as u64, "step")
+            );
         }
         Event::StepStarted {
             step,

@@ -463,12 +463,12 @@ pub fn show_plans(
     }
     writeln!(
         out,
-        "dry run: nothing uploaded. config {}, {} steps, bundle {} ({} bytes), {} hosts{}",
+        "dry run: nothing uploaded. config {}, {}, bundle {} ({}), {}{}",
         prepared.config.config_dir.display(),
-        prepared.steps,
+        cattle_core::count(prepared.steps as u64, "step"),
         &prepared.bundle.sha256[..12],
-        prepared.bundle.bytes.len(),
-        prepared.hosts.len(),
+        cattle_core::count(prepared.bundle.bytes.len() as u64, "byte"),
+        cattle_core::count(prepared.hosts.len() as u64, "host"),
         if prepared.vars.is_some() {
             ", each with its own variables"
         } else {

@@ -245,6 +245,7 @@ pub enum Event<'a> {
 impl fmt::Display for Event<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
+            Event::Started { steps: 1 } => write!(f, "starting a config of 1 step"),
             Event::Started { steps } => write!(f, "starting a config of {steps} steps"),
             Event::StepStarted {
                 step,
