@@ -42,7 +42,7 @@ impl Row {
 
 const BUCKET: &str = "bench";
 const SCENARIOS: &[&str] = &[
-    "apply", "bundle", "publish", "vars", "status", "idle", "pickup", "output",
+    "apply", "bundle", "publish", "vars", "status", "idle", "pickup", "output", "triage",
 ];
 /// Runs of each `output` figure (each prints 1 GB); the median is reported.
 const OUTPUT_RUNS: usize = 3;
@@ -99,6 +99,9 @@ fn main() {
     }
     if wants("output") {
         rows.extend(bench.agent_output());
+    }
+    if wants("triage") {
+        rows.extend(bench.one_failing_host(2_000));
     }
 
     print_table(&rows);
@@ -513,6 +516,192 @@ impl<'a> Bench<'a> {
         rows
     }
 
+    /// One failing host among `n`: a real publish, then the hosts' reports written
+    /// straight to the bucket (every host running step 1, then 1 in 10 finishing every
+    /// half second: DONE with its marker, one ERROR) while `cattle status --watch` runs
+    /// with its output not a terminal; then what the operator runs next. Requests are
+    /// the store's (MinIO trace) for the reads of `cattle` only: the bench's own
+    /// writes are PUTs, which `cattle status` and `log` never make.
+    fn one_failing_host(&self, n: usize) -> Vec<Row> {
+        const TRIAGE_RUNS: usize = 3;
+        const BATCHES: usize = 10;
+        let config = self.ws.write(
+            "triage/cattle.toml",
+            "[[step]]\nfacility = \"command\"\nargv = [\"true\"]\n\n\
+             [[step]]\nfacility = \"command\"\nargv = [\"false\"]\n",
+        );
+        let config = config.parent().unwrap().display().to_string();
+        let hosts: Vec<String> = (0..n).map(|i| format!("host-{i:05}")).collect();
+        let failing = hosts[n * 617 / 1000].clone();
+        let hosts_file = self.hosts_file("triage", &hosts);
+        let mut figures: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        let mut add = |name: &'static str, value: f64| figures.entry(name).or_default().push(value);
+        for run in 0..TRIAGE_RUNS {
+            let prefix = format!("triage-{run}");
+            let started = Instant::now();
+            let out = self.cattle(&prefix, &["publish", &config, "--hosts", &hosts_file]);
+            add("publish", started.elapsed().as_secs_f64());
+            out.assert_success();
+            let id = out.stdout.lines().last().unwrap().trim().to_string();
+            let store = self.store(&prefix);
+            let report = |hosts: &[String], state: &str| {
+                let writes: Vec<_> = hosts
+                    .iter()
+                    .map(|h| {
+                        let state = if *h == failing && state == "DONE" {
+                            "ERROR"
+                        } else {
+                            state
+                        };
+                        (h.clone(), state.to_string())
+                    })
+                    .collect();
+                self.runtime
+                    .block_on(write_reports(&store, &id, writes, &failing));
+            };
+            report(&hosts, "PROGRESS");
+
+            let trace = Trace::start(self.minio, self.ws);
+            let mut watch = Cmd::new(cattle_bin())
+                .envs(&self.minio.cattle_env())
+                .env("CATTLE_STORE", format!("s3://{BUCKET}/{prefix}"))
+                .args(["status", &id, "--watch"])
+                .spawn();
+            // Its first poll shows every running host.
+            assert!(wait_until(
+                Duration::from_secs(60),
+                Duration::from_millis(50),
+                || { watch.stdout().lines().count() >= n }
+            ));
+            for batch in hosts.chunks(n / BATCHES) {
+                std::thread::sleep(Duration::from_millis(500));
+                report(batch, "DONE");
+            }
+            let last_report = Instant::now();
+            let out = watch
+                .wait_timeout(Duration::from_secs(120))
+                .expect("the watch ends once every host has finished");
+            add("exit", last_report.elapsed().as_secs_f64());
+            assert_eq!(out.status, 3, "{out}");
+            let entries = trace.entries();
+            let reads: Vec<&TraceEntry> =
+                entries.iter().filter(|e| e.api != "s3.PutObject").collect();
+            let mut polls: Vec<usize> = Vec::new();
+            for e in &reads {
+                if e.path.ends_with("/manifest.json") {
+                    polls.push(0);
+                }
+                if let Some(poll) = polls.last_mut() {
+                    *poll += 1;
+                }
+            }
+            add("first poll", polls[0] as f64);
+            add(
+                "poll",
+                median(polls[1..].iter().map(|&p| p as f64).collect()),
+            );
+            add(
+                "max poll",
+                polls[1..].iter().copied().max().unwrap_or(0) as f64,
+            );
+            add("polls", polls.len() as f64);
+            add("watch", reads.len() as f64);
+            if run == 0 {
+                let summary = out
+                    .stdout
+                    .lines()
+                    .filter(|l| l.contains("ERROR"))
+                    .collect::<Vec<_>>();
+                eprintln!(
+                    "cattle status --watch, its ERROR lines:\n{}",
+                    summary.join("\n")
+                );
+            }
+
+            for (name, args) in [
+                ("status", vec!["status", id.as_str()]),
+                (
+                    "state error",
+                    vec!["status", id.as_str(), "--state", "error"],
+                ),
+                ("log", vec!["log", id.as_str(), "--host", failing.as_str()]),
+            ] {
+                let trace = Trace::start(self.minio, self.ws);
+                let started = Instant::now();
+                let out = self.cattle(&prefix, &args);
+                add(name, started.elapsed().as_secs_f64());
+                let requests = trace.entries().len();
+                add(requests_of(name), requests as f64);
+                if run == 0 {
+                    let head: Vec<&str> = out.stdout.lines().take(4).collect();
+                    eprintln!(
+                        "cattle {}, exit {}:\n{}",
+                        args.join(" "),
+                        out.status,
+                        head.join("\n")
+                    );
+                }
+            }
+        }
+        let m = |name: &str| median(figures[name].clone());
+        let runs = |name: &str, unit: &str, digits: usize| {
+            let values: Vec<String> = figures[name]
+                .iter()
+                .map(|v| format!("{v:.digits$}"))
+                .collect();
+            format!("{:.digits$}{unit} (runs: {})", m(name), values.join(", "))
+        };
+        vec![
+            Row::new(
+                format!("`cattle publish` to {n} hosts (two steps)"),
+                runs("publish", " s", 2),
+                "-",
+                None,
+            ),
+            Row::new(
+                format!("`cattle status --watch` of {n} running hosts, requests per poll"),
+                format!(
+                    "first poll {:.0}; then median {:.0}, at most {:.0} while 1 in 10 hosts finished every 0.5 s; {:.0} in all over {:.0} polls",
+                    m("first poll"),
+                    m("poll"),
+                    m("max poll"),
+                    m("watch"),
+                    m("polls")
+                ),
+                "far below one per running host",
+                Some(m("poll") < n as f64 / 10.0),
+            ),
+            Row::new(
+                "`--watch`: last report to exit",
+                runs("exit", " s", 2),
+                "≤ one poll (1 s) and the reads",
+                Some(m("exit") <= 2.0),
+            ),
+            Row::new(
+                format!("`cattle status ID`, {} DONE and 1 ERROR", n - 1),
+                format!("{:.2} s, {:.0} requests", m("status"), m("status requests")),
+                "-",
+                None,
+            ),
+            Row::new(
+                "`cattle status ID --state error`",
+                format!(
+                    "{:.2} s, {:.0} requests",
+                    m("state error"),
+                    m("state error requests")
+                ),
+                "-",
+                None,
+            ),
+            Row::new(
+                "`cattle log ID --host <failing>`",
+                format!("{:.2} s, {:.0} requests", m("log"), m("log requests")),
+                "-",
+                None,
+            ),
+        ]
+    }
+
     fn agent_idle(&self) -> Vec<Row> {
         let prefix = "idle";
         let host = "idle-host";
@@ -828,29 +1017,107 @@ impl Trace {
     }
 
     /// Stop tracing; count requests whose path contains `path_part`, by API and status.
-    fn stop(mut self, path_part: &str) -> BTreeMap<(String, u16), usize> {
+    fn stop(self, path_part: &str) -> BTreeMap<(String, u16), usize> {
+        let mut counts = BTreeMap::new();
+        for entry in self.entries() {
+            if entry.path.contains(path_part) {
+                *counts.entry((entry.api, entry.code)).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// Stop tracing; every request traced, in the order MinIO logged them.
+    fn entries(mut self) -> Vec<TraceEntry> {
         std::thread::sleep(Duration::from_millis(500));
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             Signal::SIGTERM,
         );
         let _ = self.child.wait();
-        let mut counts = BTreeMap::new();
+        let mut entries = Vec::new();
         for line in std::fs::read_to_string(&self.out).unwrap().lines() {
             let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
             };
-            if !entry["path"].as_str().unwrap_or("").contains(path_part) {
-                continue;
-            }
-            let api = entry["api"].as_str().unwrap_or("?").to_string();
-            let code = entry["respInfo"]["statusCode"]
-                .as_u64()
-                .or_else(|| entry["statusCode"].as_u64())
-                .unwrap_or(0) as u16;
-            *counts.entry((api, code)).or_insert(0) += 1;
+            entries.push(TraceEntry {
+                api: entry["api"].as_str().unwrap_or("?").to_string(),
+                path: entry["path"].as_str().unwrap_or("").to_string(),
+                code: entry["respInfo"]["statusCode"]
+                    .as_u64()
+                    .or_else(|| entry["statusCode"].as_u64())
+                    .unwrap_or(0) as u16,
+            });
         }
-        counts
+        entries
+    }
+}
+
+/// One request as `mc admin trace` shows it.
+struct TraceEntry {
+    api: String,
+    path: String,
+    code: u16,
+}
+
+/// The name under which the requests of figure `name` are kept.
+fn requests_of(name: &str) -> &'static str {
+    match name {
+        "status" => "status requests",
+        "state error" => "state error requests",
+        _ => "log requests",
+    }
+}
+
+/// Each `(host, state)` reports as its agent would, 64 writes in flight: its status
+/// document at step 1 (PROGRESS) or 2 (finished), then for DONE its marker; the
+/// `failing` host's ERROR comes with its log.
+async fn write_reports(store: &Store, id: &str, writes: Vec<(String, String)>, failing: &str) {
+    let log =
+        b"step 1/2 command `true`: unchanged\nstep 2/2 command `false`: attempt 3 of 3 failed\n\
+                `false` exited with status 1\n"
+            .to_vec();
+    let mut running = tokio::task::JoinSet::new();
+    for (host, state) in writes {
+        while running.len() >= 64 {
+            running.join_next().await.unwrap().unwrap();
+        }
+        let (store, id, log) = (store.clone(), id.to_string(), log.clone());
+        let with_log = host == failing && state == "ERROR";
+        running.spawn(async move {
+            let now = cattle_core::now_rfc3339();
+            let step = if state == "PROGRESS" { 1 } else { 2 };
+            let error = (state == "ERROR").then_some("step 2 failed: `false` exited with status 1");
+            let results: &[&str] = match state.as_str() {
+                "PROGRESS" => &[],
+                "ERROR" => &["unchanged", "failed"],
+                _ => &["unchanged", "changed"],
+            };
+            let status = serde_json::json!({
+                "format": 1, "execution": id, "host": host, "state": state, "steps": 2,
+                "step": {"number": step, "facility": "command",
+                         "description": format!("command `{}` has run", ["true", "false"][step - 1]),
+                         "attempt": if error.is_some() { 3 } else { 1 }, "attempts": 3},
+                "started": now, "updated": now,
+                "finished": if state == "PROGRESS" { None } else { Some(&now) },
+                "error": error, "seq": step + 1, "agent_version": "bench", "results": results,
+                "log": if with_log { Some(serde_json::json!({"bytes": log.len(), "parts": 1, "dropped": 0})) } else { None },
+            });
+            if with_log {
+                let part = format!("executions/{id}/hosts/{host}/log/00000000");
+                store.put(&part, log, Condition::Always).await.unwrap();
+            }
+            let key = format!("executions/{id}/hosts/{host}/status.json");
+            let bytes = serde_json::to_vec(&status).unwrap();
+            store.put(&key, bytes, Condition::Always).await.unwrap();
+            if state == "DONE" {
+                let marker = format!("executions/{id}/done/{host}");
+                store.put(&marker, Vec::new(), Condition::Always).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = running.join_next().await {
+        done.unwrap();
     }
 }
 

@@ -45,6 +45,12 @@ pub fn status(id: Uuid, host: &HostId) -> String {
     format!("executions/{id}/hosts/{host}/status.json")
 }
 
+/// Where every host's objects of execution `id` are (status documents and
+/// logs): one listing of it shows which hosts' status changed.
+pub fn host_objects_prefix(id: Uuid) -> String {
+    format!("executions/{id}/hosts/")
+}
+
 /// Where `host`'s log of execution `id` is kept, as parts named by [`log_part_name`].
 pub fn log_prefix(id: Uuid, host: &HostId) -> String {
     format!("executions/{id}/hosts/{host}/log/")

@@ -178,10 +178,11 @@ pub async fn run(
         .collect();
     let following = async {
         let mut only_unreadable_since: Option<Instant> = None;
+        let mut poller = status::Poller::new(id);
         loop {
             // States first: a host finished by then has its log in the store
             // by the time it is read (or its status says how much is missing).
-            let report = status::fetch_states(store, id).await?;
+            let report = poller.poll(store).await?;
             for follower in followers.iter_mut().filter(|f| !f.done) {
                 follower.poll(store, id, out).await?;
                 let row = report

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use cattle_core::hosts::HostId;
 use cattle_core::keys;
-use cattle_core::store::{Store, StoreError};
+use cattle_core::store::{Fetched, Store, StoreError};
 use cattle_core::wire::{
     Conflict, Envelope, FORMAT, HostStatus, MAX_DOCUMENT_BYTES, Manifest, Recap, State, StepResult,
 };
@@ -253,13 +253,7 @@ pub async fn hosts(
     manifest: &Manifest,
     detail: Detail,
 ) -> Result<Vec<HostRow>, StoreError> {
-    let prefix = keys::done_prefix(id);
-    let mut done: HashMap<String, Option<SystemTime>> = store
-        .list_entries(&prefix)
-        .await?
-        .into_iter()
-        .filter_map(|e| Some((e.key.strip_prefix(&prefix)?.to_string(), e.modified)))
-        .collect();
+    let mut done = done_markers(store, id).await?;
     let hosts: Vec<(HostId, Option<Option<SystemTime>>)> = manifest
         .hosts
         .iter()
@@ -278,15 +272,7 @@ pub async fn hosts(
                         .filter(|s| s.state == State::Done),
                     Detail::Unfinished => None,
                 };
-                return Ok(HostRow {
-                    host,
-                    state: HostState::Done,
-                    updated: modified.map(|t| humantime::format_rfc3339_millis(t).to_string()),
-                    results: status.as_ref().map(HostStatus::recap),
-                    status,
-                    reason: None,
-                    conflict: None,
-                });
+                return Ok(done_row(host, modified, status));
             }
             read_status(&store, id, host).await
         }
@@ -295,6 +281,216 @@ pub async fn hosts(
     let mut rows = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     add_conflicts(store, id, &mut rows).await?;
     Ok(rows)
+}
+
+/// The hosts that finished DONE, with when their marker was written: one
+/// listing, a page per 1,000 hosts.
+async fn done_markers(
+    store: &Store,
+    id: Uuid,
+) -> Result<HashMap<String, Option<SystemTime>>, StoreError> {
+    let prefix = keys::done_prefix(id);
+    Ok(store
+        .list_entries(&prefix)
+        .await?
+        .into_iter()
+        .filter_map(|e| Some((e.key.strip_prefix(&prefix)?.to_string(), e.modified)))
+        .collect())
+}
+
+/// The row of a host whose DONE marker is there, `modified` when it was
+/// written; `status` when its status document was read and says DONE.
+fn done_row(host: HostId, modified: Option<SystemTime>, status: Option<HostStatus>) -> HostRow {
+    HostRow {
+        host,
+        state: HostState::Done,
+        updated: modified.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+        results: status.as_ref().map(HostStatus::recap),
+        status,
+        reason: None,
+        conflict: None,
+    }
+}
+
+/// How many keys a listing returns per request (S3's ListObjectsV2 at most).
+const LIST_PAGE: usize = 1000;
+
+/// Reads an execution's host states poll after poll (`--wait`, `--watch`,
+/// `log --follow`) as [`fetch_states`] does, remembering each unfinished
+/// host's last status document and its ETag so that it is read again only
+/// once it changed.
+///
+/// Each poll reads the manifest, lists the DONE markers (the marker still
+/// decides DONE) and then learns which of the other hosts changed the
+/// cheaper of two ways: one listing of every host's objects
+/// (`executions/<id>/hosts/`, a page per 1,000 status documents and log
+/// parts), then a read of each status document whose tag differs from the
+/// one remembered, or a conditional read (If-None-Match) of each unfinished
+/// host's status document. With 2,000 hosts running and a few changing per
+/// poll that is a handful of requests instead of 2,000; with one host left,
+/// one conditional read. A host with no status object in the listing is
+/// PENDING unread. Whatever is read is read as [`fetch_states`] reads it: at
+/// most [`MAX_DOCUMENT_BYTES`], checked to be about this host and execution,
+/// UNREADABLE with the reason otherwise.
+#[derive(Debug)]
+pub struct Poller {
+    id: Uuid,
+    seen: HashMap<HostId, Seen>,
+    /// How many objects the last listing of the hosts' objects held: what
+    /// the next one costs, in pages.
+    listed: Option<usize>,
+}
+
+/// What a [`Poller`] last read of a host.
+#[derive(Debug)]
+struct Seen {
+    /// The host's row as its status document made it (no conflict).
+    row: HostRow,
+    /// The ETag the read returned, for a conditional read; none when the
+    /// object could not be read.
+    got: Option<String>,
+    /// The tag the listing that led to that read showed.
+    listed: Option<String>,
+}
+
+impl Seen {
+    /// Whether a listing showing `tag` shows the object as it was read.
+    fn shows(&self, tag: &str) -> bool {
+        self.listed.as_deref() == Some(tag) || self.got.as_deref() == Some(tag)
+    }
+}
+
+/// A status document read only if it changed.
+enum Read {
+    Unchanged,
+    /// The host's row, and the ETag of what made it.
+    Row(Box<HostRow>, Option<String>),
+}
+
+impl Poller {
+    pub fn new(id: Uuid) -> Poller {
+        Poller {
+            id,
+            seen: HashMap::new(),
+            listed: None,
+        }
+    }
+
+    /// Every host's state now, as [`fetch_states`] would show it.
+    pub async fn poll(&mut self, store: &Store) -> anyhow::Result<Report> {
+        let manifest = manifest(store, self.id).await?;
+        let hosts = self.hosts(store, &manifest).await?;
+        Ok(Report {
+            manifest,
+            hosts,
+            steps: false,
+        })
+    }
+
+    async fn hosts(
+        &mut self,
+        store: &Store,
+        manifest: &Manifest,
+    ) -> Result<Vec<HostRow>, StoreError> {
+        let id = self.id;
+        let done = done_markers(store, id).await?;
+        self.seen.retain(|h, _| !done.contains_key(h.as_str()));
+        let unfinished = manifest
+            .hosts
+            .iter()
+            .filter(|h| !done.contains_key(h.as_str()))
+            .count();
+        // The first time, guess one object per host.
+        let pages = self
+            .listed
+            .unwrap_or(manifest.hosts.len())
+            .div_ceil(LIST_PAGE)
+            .max(1);
+        let listing = if pages < unfinished {
+            let entries = store.list_entries(&keys::host_objects_prefix(id)).await?;
+            self.listed = Some(entries.len());
+            Some(
+                entries
+                    .into_iter()
+                    .map(|e| (e.key, e.etag))
+                    .collect::<HashMap<String, String>>(),
+            )
+        } else {
+            None
+        };
+        let mut rows: Vec<Option<HostRow>> = Vec::with_capacity(manifest.hosts.len());
+        let mut reads = Vec::new();
+        for (i, host) in manifest.hosts.iter().enumerate() {
+            if let Some(modified) = done.get(host.as_str()) {
+                rows.push(Some(done_row(host.clone(), *modified, None)));
+                continue;
+            }
+            let seen = self.seen.get(host);
+            let tag = match &listing {
+                Some(listing) => match listing.get(&keys::status(id, host)) {
+                    Some(tag) => Some(tag.clone()),
+                    None => {
+                        self.seen.remove(host);
+                        rows.push(Some(pending_row(host.clone())));
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            match (seen, &tag) {
+                (Some(seen), Some(tag)) if seen.shows(tag) => rows.push(Some(seen.row.clone())),
+                _ => {
+                    let got = seen.and_then(|s| s.got.clone());
+                    reads.push((i, host.clone(), got, tag));
+                    rows.push(None);
+                }
+            }
+        }
+        let results = for_each_bounded(reads, |(i, host, got, tag)| {
+            let store = store.clone();
+            async move {
+                let read = read_status_if_changed(&store, id, host.clone(), got.as_deref()).await;
+                (i, host, tag, read)
+            }
+        })
+        .await;
+        for (i, host, tag, read) in results {
+            match read? {
+                Read::Unchanged => {
+                    let seen = self
+                        .seen
+                        .get_mut(&host)
+                        .expect("only a host read before is read conditionally");
+                    if tag.is_some() {
+                        seen.listed = tag;
+                    }
+                    rows[i] = Some(seen.row.clone());
+                }
+                Read::Row(row, got) => {
+                    let row = *row;
+                    rows[i] = Some(row.clone());
+                    if row.state == HostState::Pending {
+                        self.seen.remove(&host);
+                    } else {
+                        self.seen.insert(
+                            host,
+                            Seen {
+                                row,
+                                got,
+                                listed: tag,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        let mut rows: Vec<HostRow> = rows
+            .into_iter()
+            .map(|r| r.expect("every host has a row"))
+            .collect();
+        add_conflicts(store, id, &mut rows).await?;
+        Ok(rows)
+    }
 }
 
 /// Mark the hosts for which a second agent recorded that it stood back
@@ -332,29 +528,37 @@ async fn add_conflicts(store: &Store, id: Uuid, rows: &mut [HostRow]) -> Result<
 
 /// One host's row from its status document.
 async fn read_status(store: &Store, id: Uuid, host: HostId) -> Result<HostRow, StoreError> {
+    match read_status_if_changed(store, id, host.clone(), None).await? {
+        Read::Row(row, _) => Ok(*row),
+        // Both stores refuse a "not modified" to a read without an ETag.
+        Read::Unchanged => Err(StoreError::UnaskedNotModified {
+            op: "read",
+            location: store.location(&keys::status(id, &host)),
+        }),
+    }
+}
+
+/// [`read_status`], unless its ETag is still `etag`.
+async fn read_status_if_changed(
+    store: &Store,
+    id: Uuid,
+    host: HostId,
+    etag: Option<&str>,
+) -> Result<Read, StoreError> {
     let key = keys::status(id, &host);
-    let object = match store.get(&key, MAX_DOCUMENT_BYTES).await {
-        Ok(object) => object,
+    let object = match store.get_if_changed(&key, etag, MAX_DOCUMENT_BYTES).await {
+        Ok(Fetched::Found(object)) => object,
+        Ok(Fetched::NotModified) => return Ok(Read::Unchanged),
+        Ok(Fetched::Missing) => return Ok(Read::Row(Box::new(pending_row(host)), None)),
         Err(e) => {
             return match unreadable(store, &key, e) {
-                Ok(reason) => Ok(HostRow::unreadable(host, reason)),
+                Ok(reason) => Ok(Read::Row(Box::new(HostRow::unreadable(host, reason)), None)),
                 Err(e) => Err(e),
             };
         }
     };
-    let Some(object) = object else {
-        return Ok(HostRow {
-            host,
-            state: HostState::Pending,
-            updated: None,
-            status: None,
-            results: None,
-            reason: None,
-            conflict: None,
-        });
-    };
-    match parse_status(&object.bytes, id, &host) {
-        Ok(status) => Ok(HostRow {
+    let row = match parse_status(&object.bytes, id, &host) {
+        Ok(status) => HostRow {
             state: status.state.into(),
             updated: Some(status.updated.clone()),
             host,
@@ -362,14 +566,28 @@ async fn read_status(store: &Store, id: Uuid, host: HostId) -> Result<HostRow, S
             status: Some(status),
             reason: None,
             conflict: None,
-        }),
-        Err(why) => Ok(HostRow::unreadable(
+        },
+        Err(why) => HostRow::unreadable(
             host,
             format!(
                 "`{}` is not a valid status document: {why}",
                 store.location(&key)
             ),
-        )),
+        ),
+    };
+    Ok(Read::Row(Box::new(row), Some(object.etag)))
+}
+
+/// The row of a host that has not reported.
+fn pending_row(host: HostId) -> HostRow {
+    HostRow {
+        host,
+        state: HostState::Pending,
+        updated: None,
+        status: None,
+        results: None,
+        reason: None,
+        conflict: None,
     }
 }
 
@@ -432,8 +650,8 @@ pub(crate) fn unreadable(store: &Store, key: &str, err: StoreError) -> Result<St
 /// Poll every `every` until every host is DONE, ERROR or CANCELLED, or
 /// `timeout` passes. Hosts whose status is UNREADABLE are waited for too, but
 /// once they are the only unfinished ones, for `patience` at most (see
-/// [`UNREADABLE_PATIENCE`]). Each poll reads only what tells the states
-/// ([`fetch_states`]); the report returned has DONE hosts' step results when
+/// [`UNREADABLE_PATIENCE`]). Each poll reads only what tells the states,
+/// and of that only what changed ([`Poller`]); the report returned has DONE hosts' step results when
 /// [`fetch_view`] would (`steps`, or a check-mode execution).
 pub async fn wait(
     store: &Store,
@@ -459,8 +677,9 @@ pub async fn wait_with(
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let mut only_unreadable_since: Option<Instant> = None;
+    let mut poller = Poller::new(id);
     loop {
-        let report = fetch_states(store, id).await?;
+        let report = poller.poll(store).await?;
         seen(&report)?;
         let settled = if report.hosts.iter().any(|h| h.state.is_unfinished()) {
             only_unreadable_since = None;
@@ -1587,6 +1806,73 @@ mod tests {
         .unwrap();
         assert!(started.elapsed() >= Duration::from_secs(299));
         assert_eq!(report.exit_code(), exit::HOSTS_FAILED);
+    }
+
+    #[tokio::test]
+    async fn a_poller_shows_what_fetch_states_shows_as_hosts_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = execution(dir.path(), &["a", "b", "c", "d"]);
+        let mut poller = Poller::new(id);
+        let status_of = |of: &str| keys::status(id, &host(of));
+        let mut polls = 0;
+        let mut same = async |poller: &mut Poller| {
+            polls += 1;
+            let polled = poller.poll(&store).await.unwrap();
+            let fetched = fetch_states(&store, id).await.unwrap();
+            assert_eq!(
+                format!("{:#?}", polled.hosts),
+                format!("{:#?}", fetched.hosts),
+                "poll {polls}"
+            );
+            polled
+        };
+        // Nothing reported: four hosts to learn about, one listing.
+        let report = same(&mut poller).await;
+        assert_eq!(report.count(HostState::Pending), 4);
+
+        let mut a = status(id, "a", State::Progress);
+        put(&store, &status_of("a"), &a);
+        put(&store, &status_of("b"), &status(id, "b", State::Progress));
+        failed(&store, id, "c", State::Error, "step 2 failed");
+        same(&mut poller).await;
+
+        // A rewrite of the same size; hostile documents.
+        a.seq = 2;
+        put(&store, &status_of("a"), &a);
+        put_bytes(&store, &status_of("b"), b"\x1b[2J".to_vec());
+        put(&store, &status_of("d"), &status(id, "c", State::Progress));
+        let report = same(&mut poller).await;
+        assert_eq!(report.hosts[0].status.as_ref().unwrap().seq, 2);
+        assert_eq!(report.count(HostState::Unreadable), 2);
+        same(&mut poller).await;
+
+        // DONE by its marker; readable again; too large to read.
+        done(&store, id, "a");
+        put(&store, &status_of("b"), &status(id, "b", State::Progress));
+        let large = vec![b' '; MAX_DOCUMENT_BYTES as usize + 1];
+        put_bytes(&store, &status_of("d"), large);
+        let report = same(&mut poller).await;
+        assert!(
+            report.hosts[3]
+                .reason
+                .as_ref()
+                .unwrap()
+                .contains("larger than"),
+            "{:?}",
+            report.hosts[3]
+        );
+
+        // One host left: read conditionally, without a listing.
+        done(&store, id, "b");
+        std::fs::remove_file(store.location(&status_of("d"))).unwrap();
+        let report = same(&mut poller).await;
+        assert_eq!(report.hosts[3].state, HostState::Pending);
+        put(&store, &status_of("d"), &status(id, "d", State::Progress));
+        same(&mut poller).await;
+        same(&mut poller).await;
+        failed(&store, id, "d", State::Cancelled, "cancelled");
+        let report = same(&mut poller).await;
+        assert!(report.hosts.iter().all(|h| h.state.is_final()));
     }
 
     #[tokio::test]

@@ -250,13 +250,30 @@ fn walk(root: &Path, dir: &Path, keys: &mut Vec<Entry>) -> std::io::Result<()> {
         if entry.file_type()?.is_dir() {
             walk(root, &path, keys)?;
         } else if let Ok(rel) = path.strip_prefix(root) {
+            let meta = entry.metadata()?;
             keys.push(Entry {
                 key: rel.to_string_lossy().into_owned(),
-                modified: entry.metadata()?.modified().ok(),
+                modified: meta.modified().ok(),
+                etag: listed_etag(&meta),
             });
         }
     }
     Ok(())
+}
+
+/// The version tag a listing gives a file without reading it: its inode, its
+/// modification time and its size. Every write renames a new file into
+/// place, so a rewrite changes the inode even within one tick of the clock
+/// and with the same size.
+fn listed_etag(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    format!(
+        "{:x}-{:x}.{:09}-{:x}",
+        meta.ino(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.size()
+    )
 }
 
 /// Whether some file that is not hidden is under `dir`; stops at the first.
@@ -319,6 +336,29 @@ mod tests {
             store.get_if_changed("a/b", None, 2),
             Err(StoreError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_listing_tells_a_rewrite_from_an_unchanged_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path().join("s")).unwrap();
+        store.put("a/b", b"one", Condition::Always).unwrap();
+        store.put("a/c", b"one", Condition::Always).unwrap();
+        let tags = |store: &FileStore| -> Vec<String> {
+            store
+                .list("a/")
+                .unwrap()
+                .into_iter()
+                .map(|e| e.etag)
+                .collect()
+        };
+        let before = tags(&store);
+        assert_eq!(tags(&store), before);
+        // Same size, and likely within one tick of the clock.
+        store.put("a/b", b"two", Condition::Always).unwrap();
+        let after = tags(&store);
+        assert_ne!(after[0], before[0]);
+        assert_eq!(after[1], before[1]);
     }
 
     #[test]

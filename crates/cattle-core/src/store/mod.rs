@@ -96,6 +96,13 @@ pub struct Entry {
     pub key: String,
     /// When the object was last written, if the store says.
     pub modified: Option<std::time::SystemTime>,
+    /// A version tag that changes whenever the object is written: S3's ETag
+    /// (the one a read returns), or for the local-directory store the file's
+    /// inode, modification time and size (every write makes a new file).
+    /// Compare it only with another listing's tag of the same store: the
+    /// local-directory store's [`Object::etag`] is a hash of the bytes instead,
+    /// which a listing would have to read every object for.
+    pub etag: String,
 }
 
 /// When a write may happen.

@@ -460,6 +460,7 @@ impl S3Store {
                     modified: o
                         .last_modified()
                         .and_then(|t| SystemTime::try_from(*t).ok()),
+                    etag: o.e_tag().unwrap_or_default().to_string(),
                 })
             }));
         }
