@@ -36,6 +36,9 @@ pub struct Follower {
     offset: u64,
     /// The part last read and its ETag: read again only if it changed.
     etag: Option<(u64, String)>,
+    /// The part last read and the tag a listing gave it then: when a later
+    /// listing gives the same tag, the part is not read at all.
+    listed: Option<(u64, String)>,
     writer: HostWriter,
     /// Finished: the host is done and its log shown to the end, or its log
     /// cannot be read.
@@ -51,6 +54,7 @@ impl Follower {
             host,
             offset: 0,
             etag: None,
+            listed: None,
             writer,
             done: false,
         }
@@ -71,10 +75,46 @@ impl Follower {
         out: &mut dyn Write,
     ) -> anyhow::Result<()> {
         let parts = crate::log::parts(store, id, &self.host).await?;
+        let parts: Vec<(u64, Option<String>)> = parts.into_iter().map(|n| (n, None)).collect();
+        self.show(store, id, &parts, out).await
+    }
+
+    /// [`Follower::poll`] with the host's log parts as a listing of them
+    /// gave them (numbers in order, with their listing tags): a part whose
+    /// tag is the one it had when it was last read is not read again.
+    pub async fn poll_listed(
+        &mut self,
+        store: &Store,
+        id: Uuid,
+        parts: &[(u64, String)],
+        out: &mut dyn Write,
+    ) -> anyhow::Result<()> {
+        let parts: Vec<(u64, Option<String>)> = parts
+            .iter()
+            .map(|(n, tag)| (*n, Some(tag.clone())))
+            .collect();
+        self.show(store, id, &parts, out).await
+    }
+
+    async fn show(
+        &mut self,
+        store: &Store,
+        id: Uuid,
+        parts: &[(u64, Option<String>)],
+        out: &mut dyn Write,
+    ) -> anyhow::Result<()> {
         let first = self.offset / LOG_PART_BYTES;
-        let wanted: Vec<u64> = parts.iter().copied().filter(|&n| n >= first).collect();
-        for (i, &n) in wanted.iter().enumerate() {
-            let next = wanted.get(i + 1).copied();
+        let wanted: Vec<(u64, Option<String>)> =
+            parts.iter().filter(|(n, _)| *n >= first).cloned().collect();
+        for (i, (n, tag)) in wanted.iter().enumerate() {
+            let n = *n;
+            let next = wanted.get(i + 1).map(|(n, _)| *n);
+            if let (Some(tag), Some((part, seen))) = (tag, &self.listed)
+                && *part == n
+                && seen == tag
+            {
+                continue;
+            }
             let key = keys::log_part(id, &self.host, n);
             let etag = match &self.etag {
                 Some((part, etag)) if *part == n => Some(etag.as_str()),
@@ -82,7 +122,10 @@ impl Follower {
             };
             let part = match store.get_if_changed(&key, etag, LOG_PART_BYTES).await {
                 Ok(Fetched::Found(part)) => part,
-                Ok(Fetched::NotModified) => continue,
+                Ok(Fetched::NotModified) => {
+                    self.listed = tag.clone().map(|tag| (n, tag));
+                    continue;
+                }
                 // Dropped since the listing.
                 Ok(Fetched::Missing) => continue,
                 Err(e) => {
@@ -96,6 +139,7 @@ impl Follower {
                 }
             };
             self.etag = Some((n, part.etag));
+            self.listed = tag.clone().map(|tag| (n, tag));
             let start = n * LOG_PART_BYTES;
             let len = part.bytes.len() as u64;
             // Neither full nor the last: the marker of what was dropped.
@@ -183,8 +227,13 @@ pub async fn run(
             // States first: a host finished by then has its log in the store
             // by the time it is read (or its status says how much is missing).
             let report = poller.poll(store).await?;
+            // Then every host's log parts from one listing (a page per
+            // 1,000 objects): only parts that changed since they were read
+            // are read again.
+            let mut listed = log_parts(store, id).await?;
             for follower in followers.iter_mut().filter(|f| !f.done) {
-                follower.poll(store, id, out).await?;
+                let parts = listed.remove(follower.host.as_str()).unwrap_or_default();
+                follower.poll_listed(store, id, &parts, out).await?;
                 let row = report
                     .hosts
                     .iter()
@@ -225,6 +274,36 @@ pub async fn run(
         followed = following => followed.map(|()| exit::SUCCESS),
         _ = interrupted => Ok(exit::INTERRUPTED),
     }
+}
+
+/// Every host's log parts of execution `id`, from one listing under
+/// `executions/<id>/hosts/`: by host, the part numbers in order with their
+/// listing tags. Keys that are not log parts are left out.
+async fn log_parts(
+    store: &Store,
+    id: Uuid,
+) -> anyhow::Result<std::collections::HashMap<String, Vec<(u64, String)>>> {
+    let prefix = keys::host_objects_prefix(id);
+    let mut by_host: std::collections::HashMap<String, Vec<(u64, String)>> =
+        std::collections::HashMap::new();
+    for entry in store.list_entries(&prefix).await? {
+        let Some(rest) = entry.key.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((host, name)) = rest.split_once("/log/") else {
+            continue;
+        };
+        if let Some(n) = keys::parse_log_part_name(name) {
+            by_host
+                .entry(host.to_string())
+                .or_default()
+                .push((n, entry.etag));
+        }
+    }
+    for parts in by_host.values_mut() {
+        parts.sort_unstable_by_key(|(n, _)| *n);
+    }
+    Ok(by_host)
 }
 
 #[cfg(test)]
@@ -275,6 +354,15 @@ mod tests {
                 .unwrap();
         }
 
+        async fn poll_listed(&self, follower: &mut Follower, parts: Vec<(u64, String)>) -> String {
+            let mut out = Vec::new();
+            follower
+                .poll_listed(&self.store, self.id, &parts, &mut out)
+                .await
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        }
+
         async fn poll(&self, follower: &mut Follower) -> String {
             let mut out = Vec::new();
             follower.poll(&self.store, self.id, &mut out).await.unwrap();
@@ -292,6 +380,35 @@ mod tests {
         }
         bytes.truncate(MIB);
         bytes
+    }
+
+    #[tokio::test]
+    async fn a_part_listed_with_the_tag_it_had_when_read_is_not_read_again() {
+        let log = Log::new();
+        let mut follower = Follower::new(log.host.clone(), false, false);
+        let listed = || async {
+            log_parts(&log.store, log.id)
+                .await
+                .unwrap()
+                .remove(log.host.as_str())
+                .unwrap_or_default()
+        };
+        log.put(0, b"one\n");
+        let before = listed().await;
+        assert_eq!(
+            log.poll_listed(&mut follower, before.clone()).await,
+            "one\n"
+        );
+        // The part grows; a listing taken before that still shows the old
+        // tag, so the part is not read and nothing is shown...
+        log.put(0, b"one\ntwo\n");
+        assert_eq!(log.poll_listed(&mut follower, before).await, "");
+        // ...until a listing shows it changed: then only the new bytes.
+        let after = listed().await;
+        assert_eq!(after.len(), 1);
+        assert_eq!(log.poll_listed(&mut follower, after.clone()).await, "two\n");
+        assert_eq!(log.poll_listed(&mut follower, after).await, "");
+        assert_eq!(follower.offset(), 8);
     }
 
     #[tokio::test]
