@@ -139,7 +139,7 @@ pub enum Command {
         config_name: Option<String>,
         /// Only executions with at least one host in this state (done, error,
         /// progress, pending, cancelled, unreadable).
-        #[arg(long, value_name = "STATE", value_parser = crate::list::parse_state)]
+        #[arg(long, value_name = "STATE", ignore_case = true)]
         state: Option<crate::status::HostState>,
         /// Print a JSON object (schema `cattle.list.v1`) instead of a table.
         #[arg(long)]
@@ -277,7 +277,7 @@ pub enum Command {
         id: String,
         /// Retry the hosts in this state instead (repeatable: done, error,
         /// progress, pending, cancelled, unreadable); default error and cancelled.
-        #[arg(long = "state", value_name = "STATE", value_parser = crate::list::parse_state)]
+        #[arg(long = "state", value_name = "STATE", ignore_case = true)]
         states: Vec<crate::status::HostState>,
         /// Secret key file that signs the new execution; the old one must be
         /// signed by the same key. Default: CATTLE_SIGNING_KEY, else
@@ -353,6 +353,38 @@ mod tests {
 
     /// What `--help` and the man pages show: every argument says what it is,
     /// every subcommand shows how it is used.
+    /// `--state` is one parser for every command that takes it: any case,
+    /// and an unknown state is a usage error listing the valid ones.
+    #[test]
+    fn state_flags_take_any_case_and_name_the_states() {
+        use crate::status::HostState;
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.command);
+        for (args, want) in [
+            (
+                &["cattle", "list", "--state", "ERROR"][..],
+                HostState::Error,
+            ),
+            (
+                &["cattle", "retry", "0193a1b2", "--state", "Done"][..],
+                HostState::Done,
+            ),
+            (
+                &["cattle", "status", "0193a1b2", "--state", "unreadable"][..],
+                HostState::Unreadable,
+            ),
+        ] {
+            let got = match parse(args).unwrap() {
+                Command::List { state, .. } => state.unwrap(),
+                Command::Retry { states, .. } | Command::Status { states, .. } => states[0],
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got, want, "{args:?}");
+        }
+        let err = parse(&["cattle", "list", "--state", "failed"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("[possible values: "), "{err}");
+    }
+
     #[test]
     fn every_argument_has_help_and_every_subcommand_an_example() {
         let cli = Cli::command();

@@ -86,20 +86,6 @@ pub fn parse_since(text: &str) -> Result<SystemTime, String> {
     })
 }
 
-/// A host state as `--state` takes it, in any case: `error`, `DONE`, ….
-pub fn parse_state(text: &str) -> Result<HostState, String> {
-    use HostState::*;
-    [Pending, Progress, Done, Error, Cancelled, Unreadable]
-        .into_iter()
-        .find(|s| s.as_str().eq_ignore_ascii_case(text))
-        .ok_or_else(|| {
-            format!(
-                "`{text}` is not a host state: one of done, error, progress, pending, cancelled, \
-                 unreadable"
-            )
-        })
-}
-
 /// What `cattle list` found.
 #[derive(Debug, Serialize)]
 pub struct Listing {
@@ -702,8 +688,5 @@ mod tests {
                 .unwrap_err()
                 .contains("neither a duration")
         );
-        assert_eq!(parse_state("error"), Ok(HostState::Error));
-        assert_eq!(parse_state("DONE"), Ok(HostState::Done));
-        assert!(parse_state("failed").is_err());
     }
 }
