@@ -71,6 +71,24 @@ pub enum KeyError {
     Empty { path: PathBuf },
 }
 
+impl KeyError {
+    /// What to do about a key file that does not exist (the other errors say
+    /// it in their message).
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            KeyError::Read { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+                Some(format!(
+                    "make a key pair with `cattle keygen NAME` (NAME.key signs, NAME.pub goes to \
+                     the agents), or name the key you have: `--key`, CATTLE_SIGNING_KEY or \
+                     `signing_key` in the config file (`{}` is what was given)",
+                    path.display()
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A short, stable name for a public key: the first 8 bytes of its SHA-256, in hex.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyId(String);

@@ -102,6 +102,11 @@ fn report(err: &anyhow::Error, style: Style) {
         .and_then(StoreError::hint)
         .or_else(|| plan.and_then(|e| e.hint.clone()))
         .or_else(|| {
+            err.chain()
+                .find_map(|e| e.downcast_ref::<cattle_core::signing::KeyError>())
+                .and_then(cattle_core::signing::KeyError::hint)
+        })
+        .or_else(|| {
             err.downcast_ref::<cattle_publish::retry::Unverified>()
                 .map(|_| {
                     "publish the config again instead: `cattle publish DIR --hosts …` (with \
