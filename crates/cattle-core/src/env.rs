@@ -56,6 +56,9 @@ pub const CONFIG: &str = "CATTLE_CONFIG";
 /// The base directory of a user's config files (XDG); `cattle` reads
 /// `cattle/config.toml` there, else under `$HOME/.config`.
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+/// The host's time zone, as for every program (else /etc/localtime): `cattle-agent`
+/// reads the local times of maintenance windows in it.
+pub const TZ: &str = "TZ";
 /// The user's home directory: `~` in `cattle`'s config file, and its default place.
 pub const HOME: &str = "HOME";
 /// The S3 endpoint, a standard AWS SDK variable (`AWS_ENDPOINT_URL_S3` also works).

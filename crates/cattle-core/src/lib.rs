@@ -12,6 +12,7 @@ pub mod keys;
 pub mod settings;
 pub mod signing;
 pub mod store;
+pub mod window;
 pub mod wire;
 
 /// The current time as an RFC 3339 timestamp with milliseconds, in UTC.
