@@ -90,6 +90,7 @@ impl Fleet {
             check: false,
             diff: false,
             message: message.map(str::to_string),
+            rollout: None,
         };
         self.bucket.put(
             &format!("executions/{id}/manifest.json"),
@@ -493,7 +494,7 @@ fn retry_publishes_again_to_the_failed_hosts_only_and_signs_only_what_it_verifie
     nothing.assert_status(6);
     assert!(
         nothing.stderr.contains(&format!(
-            "execution {second} has no host in ERROR or CANCELLED"
+            "execution {second} has no host in ERROR or HALTED or CANCELLED"
         )),
         "{nothing}"
     );

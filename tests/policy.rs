@@ -191,20 +191,20 @@ impl Site {
 
     /// A one-step config, published by `user` to `hosts`; the execution ID.
     fn publish(&self, user: &str, hosts: &[&str]) -> Result<Uuid, Output> {
+        self.publish_with(user, hosts, &[])
+    }
+
+    fn publish_with(&self, user: &str, hosts: &[&str], flags: &[&str]) -> Result<Uuid, Output> {
         let config = self.ws.write(
             "config/cattle.toml",
             "[[step]]\nfacility = \"command\"\nargv = [\"sh\", \"-c\", \"echo hello from $CATTLE_HOST_ID\"]\n",
         );
         let hosts_file = self.ws.write("hosts", hosts.join("\n") + "\n");
-        let out = self.cattle(
-            user,
-            &[
-                "publish",
-                &config.parent().unwrap().display().to_string(),
-                "--hosts",
-                &hosts_file.display().to_string(),
-            ],
-        );
+        let dir = config.parent().unwrap().display().to_string();
+        let hosts_file = hosts_file.display().to_string();
+        let mut args = vec!["publish", &dir, "--hosts", &hosts_file];
+        args.extend_from_slice(flags);
+        let out = self.cattle(user, &args);
         if !out.success() {
             return Err(out);
         }
@@ -400,6 +400,50 @@ fn each_role_does_its_job_with_its_own_policy() {
         let left = std::fs::read_dir(&executions).map_or(0, |d| d.count());
         assert_eq!(left, 0, "{host} kept cleaned executions");
     }
+}
+
+/// A rollout runs under the policies, each host writing only its own
+/// marker; a host whose turn has not come cannot write the marker of the
+/// host it waits for, and the gate it may write opens nothing.
+#[test]
+fn a_rollout_runs_under_the_policies_and_a_host_cannot_open_its_own_wave() {
+    let site = Site::new(&["host-a", "host-b"]);
+    let id = site
+        .publish_with(PUBLISHER, &["host-a", "host-b"], &["--waves", "1,100%"])
+        .unwrap();
+    let a = host("host-a");
+    let as_b = site.store("host-b");
+    for key in [keys::ended(id, "done", &a), keys::done(id, &a)] {
+        assert_denied(
+            site.block(as_b.put(&key, Vec::new(), Condition::Always)),
+            "write",
+            &as_b,
+            &key,
+        );
+    }
+    site.block(as_b.put(&keys::gate(id), b"{}".to_vec(), Condition::Always))
+        .unwrap();
+    site.agent_once("host-b").assert_success();
+    let (_, status) = site.status_json(OPERATOR, id);
+    assert_eq!(
+        states(&status),
+        pairs(&[("host-a", "PENDING"), ("host-b", "WAITING")])
+    );
+    site.agent_once("host-a").assert_success();
+    site.agent_once("host-b").assert_success();
+    let (code, status) = site.status_json(OPERATOR, id);
+    assert_eq!(code, 0, "{status}");
+    assert_eq!(
+        states(&status),
+        pairs(&[("host-a", "DONE"), ("host-b", "DONE")])
+    );
+    let rollout = site.cattle(OPERATOR, &["rollout", "status", &id.to_string()]);
+    rollout.assert_success();
+    assert!(rollout.stdout.contains(" ended at "), "{rollout}");
+    site.cattle(PUBLISHER, &["rollout", "pause", &id.to_string()])
+        .assert_success();
+    site.cattle(PUBLISHER, &["clean", &id.to_string()])
+        .assert_success();
 }
 
 #[test]

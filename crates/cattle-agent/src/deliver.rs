@@ -316,6 +316,7 @@ impl Courier {
                 .map_or(u64::MAX / 2, |d| d.as_millis() as u64),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             paused: None,
+            waiting: None,
             log: Layout::scan(&self.dir.join(LOG_DIR))
                 .ok()
                 .map(|layout| layout.summary()),
@@ -353,7 +354,8 @@ pub enum Delivery {
 }
 
 /// Deliver a finished execution: its final status, the rest of its log, the
-/// DONE marker (for DONE), then record `.delivered`.
+/// DONE marker (for DONE), for a rolled-out execution its marker and maybe
+/// the gate ([`crate::rollout::ended`]), then record `.delivered`.
 pub async fn deliver(courier: &mut Courier, shutdown: &Shutdown) -> Result<Delivery, AgentError> {
     let status = courier.final_status()?;
     courier.send_status(&status).await?;
@@ -374,6 +376,16 @@ pub async fn deliver(courier: &mut Courier, shutdown: &Shutdown) -> Result<Deliv
                 Condition::Always,
             )
             .await?;
+    }
+    if let Some(part) = crate::rollout::Part::load(&courier.dir) {
+        crate::rollout::ended(
+            &courier.store,
+            &courier.host,
+            courier.id,
+            status.state,
+            &part,
+        )
+        .await?;
     }
     let delivered = courier.dir.join(DELIVERED);
     std::fs::File::create(&delivered).map_err(|e| AgentError::local(delivered, e))?;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use cattle_core::env;
 use cattle_core::keys;
 use cattle_core::store::Store;
-use cattle_core::wire::{Envelope, State};
+use cattle_core::wire::{Envelope, HostStatus, State};
 use cattle_stdlib::{Environment, Outcome, Plan, Start};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -19,15 +19,18 @@ use crate::deliver::{Courier, Delivery, deliver, upload_progress};
 use crate::fetch::{self, Failure};
 use crate::local::{self, CONFIG_DIR, DELIVERED, FOREIGN};
 use crate::report::Report;
-use crate::{AgentError, Config, Shutdown, cancel, reboot};
+use crate::{AgentError, Config, Shutdown, cancel, reboot, rollout};
 
 /// How far [`handle`] brought an execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Handled {
     /// Nothing more to do: finished and reported, refused, or gone.
     Settled,
     /// Stopped before the end (shutdown, or a reboot under way): later.
     Stopped,
+    /// A rolled-out execution whose turn has not come, with the status to
+    /// show meanwhile: later, once the gate changes or the time has come.
+    Waiting(Box<(rollout::Waiting, HostStatus)>),
 }
 
 /// An execution of the inbox that this agent may have to run, with what
@@ -80,7 +83,7 @@ pub async fn survey(
             if !dir.join(DELIVERED).exists() && !dir.join(FOREIGN).exists() {
                 return Ok(match delivered(store, config, id, shutdown).await? {
                     Handled::Settled => Survey::Settled,
-                    Handled::Stopped => Survey::Stopped,
+                    Handled::Stopped | Handled::Waiting(_) => Survey::Stopped,
                 });
             }
             return Ok(Survey::Settled);
@@ -123,6 +126,7 @@ pub async fn handle(
     candidate: Candidate,
     shutdown: &Shutdown,
     lost: &Arc<AtomicBool>,
+    control_seq: &mut u64,
 ) -> Result<Handled, AgentError> {
     let Candidate {
         id,
@@ -142,8 +146,6 @@ pub async fn handle(
         tracing::debug!(execution = %id, "waiting for the reboot it asked for");
         return Ok(Handled::Stopped);
     }
-    let mut report = Report::start(&config.host, id, &dir, config.max_log_mib, shutdown.clone())?;
-
     // A record that cannot be read (the disk) is retried; one that is damaged
     // (its content) refuses, since rollback protection cannot be checked.
     let read = match local::read_applied(&config.state_dir) {
@@ -156,19 +158,39 @@ pub async fn handle(
         other => other,
     };
     let mut applied = Default::default();
-    let decision = envelope.and_then(|bytes| {
+    let decision = envelope.as_ref().map_err(Clone::clone).and_then(|bytes| {
         applied = read.map_err(|e| format!("cannot tell whether it is a rollback: {e}"))?;
         admission::admit(&admission::Request {
             id,
             host: &config.host,
             trust: &config.trust,
-            envelope: &bytes,
+            envelope: bytes,
             host_vars: host_vars.as_ref(),
             applied: &applied,
             interrupted,
             now: std::time::SystemTime::now(),
         })
     });
+    // The host of a rolled-out execution writes its marker however it ends,
+    // refused included: its wave waits for it. From a manifest that does not
+    // verify, the rollout only decides that marker and a hint, never trusted.
+    let unverified = || {
+        let bytes = envelope.as_ref().ok()?;
+        serde_json::from_slice::<Envelope>(bytes)
+            .ok()?
+            .manifest()
+            .ok()
+    };
+    let rolled_out = match &decision {
+        Ok(admitted) => Some(admitted.manifest.clone()),
+        Err(_) => unverified(),
+    };
+    if let Some(manifest) = &rolled_out
+        && let Some(rollout) = &manifest.rollout
+        && let Some(part) = rollout::Part::of(manifest, rollout, &config.host)
+    {
+        part.save(&dir)?;
+    }
     let Admitted {
         manifest,
         vars,
@@ -176,6 +198,8 @@ pub async fn handle(
     } = match decision {
         Ok(admitted) => admitted,
         Err(reason) => {
+            let report =
+                Report::start(&config.host, id, &dir, config.max_log_mib, shutdown.clone())?;
             let message = format!(
                 "refused execution {id} (`{}`): {reason}",
                 store.location(&keys::manifest(id))
@@ -183,11 +207,11 @@ pub async fn handle(
             return refuse(store, config, report, &message, shutdown).await;
         }
     };
-    tracing::info!(execution = %id, "running it: {note}");
-    report.log(&note)?;
 
     // A cancelled execution never starts (nor resumes).
     if cancel::cancelled(store, id, &config.host).await? {
+        let mut report =
+            Report::start(&config.host, id, &dir, config.max_log_mib, shutdown.clone())?;
         tracing::info!(execution = %id, "cancelled by an operator before it started");
         report.log("cancelled by an operator before it started")?;
         report.finish(
@@ -196,6 +220,39 @@ pub async fn handle(
         )?;
         return delivered(store, config, id, shutdown).await;
     }
+
+    // A rolled-out execution starts only in its turn (see `rollout`).
+    if let Some(rollout) = &manifest.rollout
+        && !applied.has_started(id)
+    {
+        match rollout::decide(
+            store,
+            &config.trust,
+            &config.host,
+            &manifest,
+            rollout,
+            control_seq,
+        )
+        .await?
+        {
+            rollout::Turn::Start => {}
+            rollout::Turn::Wait(waiting) => {
+                let status = rollout::waiting_status(&config.host, &manifest, &waiting.reason);
+                return Ok(Handled::Waiting(Box::new((waiting, status))));
+            }
+            rollout::Turn::Halt(reason) => {
+                let mut report =
+                    Report::start(&config.host, id, &dir, config.max_log_mib, shutdown.clone())?;
+                tracing::warn!(execution = %id, "not starting it: {reason}");
+                report.log(&format!("not started: {reason}"))?;
+                report.finish(State::Halted, Some(reason))?;
+                return delivered(store, config, id, shutdown).await;
+            }
+        }
+    }
+    let mut report = Report::start(&config.host, id, &dir, config.max_log_mib, shutdown.clone())?;
+    tracing::info!(execution = %id, "running it: {note}");
+    report.log(&note)?;
 
     // From here on this host runs it: an execution held back past it is a rollback.
     if !applied.has_started(id) {

@@ -23,6 +23,7 @@ pub mod logging;
 mod panics;
 mod reboot;
 mod report;
+mod rollout;
 pub mod settings;
 mod shutdown;
 pub mod systemd;
@@ -218,7 +219,33 @@ struct Agent {
     settled: HashSet<Uuid>,
     /// Since when the inbox has been missing, and when that was last logged.
     inbox_missing: Option<InboxMissing>,
+    /// A rolled-out execution waiting for its turn: polls read its gate
+    /// instead of the inbox until that changes or its time comes.
+    parked: Option<Parked>,
+    /// The execution and reason of the last WAITING status written, so that
+    /// it is written again only when the reason changes.
+    waiting_shown: Option<(Uuid, String)>,
+    /// The newest rollout control seen per execution: an older one written
+    /// back over it is not obeyed.
+    control_seq: std::collections::HashMap<Uuid, u64>,
 }
+
+/// A rolled-out execution waiting for its turn (see [`Agent::still_waiting`]).
+#[derive(Debug)]
+struct Parked {
+    id: Uuid,
+    /// The gate's ETag when the host decided to wait (`None`: no gate).
+    gate: Option<String>,
+    /// When time alone changes the answer (a bake, a window, a start time).
+    wake: Option<std::time::Instant>,
+    /// Polls since the decision.
+    polls: u32,
+}
+
+/// A waiting host decides again after this many polls even if its gate has
+/// not changed: the agent that ended a wave may have died between its marker
+/// and the gate.
+const RECHECK_EVERY_POLLS: u32 = 60;
 
 /// The host's inbox does not exist: nothing was published to it yet, or the
 /// agent looks in the wrong place (store URL, bucket or prefix).
@@ -280,6 +307,9 @@ pub async fn run(
         inbox_vars: Default::default(),
         settled: HashSet::new(),
         inbox_missing: None,
+        parked: None,
+        waiting_shown: None,
+        control_seq: Default::default(),
     };
     if let Some(every) = systemd::watchdog_interval() {
         tokio::spawn(systemd::keep_watchdog(every));
@@ -306,6 +336,10 @@ pub async fn run(
                 last_failure = None;
                 let every = humantime::format_duration(agent.config.interval);
                 systemd::status(&match &agent.inbox_missing {
+                    None if let Some(parked) = &agent.parked => format!(
+                        "execution {} waits for its turn in the rollout; polling every {every}",
+                        parked.id
+                    ),
                     None => format!("waiting for work; polling every {every}"),
                     Some(missing) => format!(
                         "no inbox at {}: nothing published to this host yet, or a wrong store \
@@ -389,6 +423,12 @@ impl Agent {
 
     /// One poll: read the inbox if it changed, then work through whatever is unsettled.
     async fn poll(&mut self, shutdown: &Shutdown) -> Result<(), AgentError> {
+        if self.still_waiting().await? {
+            let mut lease = self.lease.lock().await;
+            lease.polled(true);
+            lease.poll(&self.store).await?;
+            return Ok(());
+        }
         let key = keys::inbox(&self.config.host);
         match self
             .store
@@ -476,8 +516,16 @@ impl Agent {
             ));
             systemd::status(&format!("running execution {id}"));
             self.lease.lock().await.running(Some(id));
-            let handled =
-                execution::handle(&self.config, &self.store, candidate, shutdown, &lost).await;
+            let control_seq = self.control_seq.entry(id).or_default();
+            let handled = execution::handle(
+                &self.config,
+                &self.store,
+                candidate,
+                shutdown,
+                &lost,
+                control_seq,
+            )
+            .await;
             keeper.abort();
             self.lease.lock().await.running(None);
             match handled {
@@ -485,6 +533,12 @@ impl Agent {
                     self.settled.insert(id);
                 }
                 Ok(Handled::Stopped) => break,
+                // Its turn has not come: it holds up the later ones.
+                Ok(Handled::Waiting(waiting)) => {
+                    let (waiting, status) = *waiting;
+                    self.park(id, waiting, status).await?;
+                    break;
+                }
                 Err(err) => {
                     tracing::debug!(execution = %id, error = %err, "execution not finished; will retry");
                     return Err(err);
@@ -494,6 +548,78 @@ impl Agent {
         // The heartbeat says how the last execution ended as soon as it has,
         // rather than up to 10 polls later: one PUT after work, none when idle.
         self.lease.lock().await.confirm(&self.store).await?;
+        Ok(())
+    }
+
+    /// Whether a rolled-out execution still waits for its turn with nothing
+    /// changed: its gate reads the same (one conditional GET, answered 304),
+    /// its time has not come and it decided recently enough. Otherwise the
+    /// poll goes the whole way and the host decides again.
+    async fn still_waiting(&mut self) -> Result<bool, AgentError> {
+        let Some(parked) = &mut self.parked else {
+            return Ok(false);
+        };
+        parked.polls += 1;
+        let due = parked.polls >= RECHECK_EVERY_POLLS
+            || parked
+                .wake
+                .is_some_and(|wake| std::time::Instant::now() >= wake);
+        let unchanged = !due
+            && match self
+                .store
+                .get_if_changed(
+                    &keys::gate(parked.id),
+                    parked.gate.as_deref(),
+                    rollout::MAX_SMALL_DOCUMENT,
+                )
+                .await
+            {
+                Ok(Fetched::NotModified) => true,
+                Ok(Fetched::Missing) => parked.gate.is_none(),
+                Ok(Fetched::Found(_)) => false,
+                Err(e) if e.is_transient() => return Err(e.into()),
+                // Unreadable (too large, refused): decide again from the markers.
+                Err(_) => false,
+            };
+        if !unchanged {
+            self.parked = None;
+        }
+        Ok(unchanged)
+    }
+
+    /// Wait for the turn of execution `id`: show why in its status (when the
+    /// reason changed) and poll its gate from now on.
+    async fn park(
+        &mut self,
+        id: Uuid,
+        waiting: rollout::Waiting,
+        status: cattle_core::wire::HostStatus,
+    ) -> Result<(), AgentError> {
+        let shown = Some((id, waiting.reason.clone()));
+        if self.waiting_shown != shown {
+            let body = serde_json::to_vec_pretty(&status).expect("statuses serialize");
+            self.store
+                .put(
+                    &keys::status(id, &self.config.host),
+                    body,
+                    cattle_core::store::Condition::Always,
+                )
+                .await?;
+            tracing::info!(execution = %id, "waiting for its turn: {}", waiting.reason);
+            self.waiting_shown = shown;
+        }
+        let wake = waiting.until.map(|until| {
+            let left = until
+                .duration_since(rollout::store_now(&self.store))
+                .unwrap_or_default();
+            std::time::Instant::now() + left
+        });
+        self.parked = Some(Parked {
+            id,
+            gate: waiting.gate,
+            wake,
+            polls: 0,
+        });
         Ok(())
     }
 

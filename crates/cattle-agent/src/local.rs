@@ -39,6 +39,8 @@ pub const REBOOT: &str = "REBOOT";
 /// execution: such a directory is never delivered.
 pub const FOREIGN: &str = ".foreign";
 pub const JOURNAL: &str = "JOURNAL";
+/// A rolled-out execution's wave and budget, for its end ([`crate::rollout::Part`]).
+pub const ROLLOUT: &str = "ROLLOUT";
 /// In the state directory: what this host has started ([`Applied`]).
 pub const APPLIED: &str = "APPLIED";
 

@@ -107,6 +107,7 @@ impl Report {
                 seq: 0,
                 agent_version: env!("CARGO_PKG_VERSION").to_string(),
                 paused: None,
+                waiting: None,
                 log: None,
                 results,
             },

@@ -10,6 +10,9 @@
 //! executions/<execution-id>/done/<host>                empty; <host>'s agent, once DONE
 //! executions/<execution-id>/cancel.json                which hosts to stop (cattle cancel)
 //! executions/<execution-id>/conflicts/<host>          a second agent for <host> ran nothing of it
+//! executions/<execution-id>/ended/<state>/<host>       empty; <host>'s agent, once it ended a rolled-out execution
+//! executions/<execution-id>/gate                       a hint that a rolled-out execution's waves may have moved
+//! executions/<execution-id>/rollout.json               pause or resume a rollout, signed (cattle rollout)
 //! hosts/<host>/inbox.json                      executions addressed to <host> (publish, clean)
 //! hosts/<host>/agent.json                      the agent active for <host> (its lease)
 //! publish/version.json                         highest manifest version handed out (publish)
@@ -99,6 +102,32 @@ pub fn conflict(id: Uuid, host: &HostId) -> String {
 
 pub fn conflicts_prefix(id: Uuid) -> String {
     format!("executions/{id}/conflicts/")
+}
+
+/// Written by `host`'s agent once a rolled-out execution ended there in
+/// `state` (`done`, `error`, `cancelled` or `halted`, see
+/// [`crate::rollout::Ended`]): one listing of [`ended_prefix`] tells every
+/// agent waiting for its wave how far the earlier waves are.
+pub fn ended(id: Uuid, state: &str, host: &HostId) -> String {
+    format!("executions/{id}/ended/{state}/{host}")
+}
+
+pub fn ended_prefix(id: Uuid) -> String {
+    format!("executions/{id}/ended/")
+}
+
+/// A hint, written by whoever may have moved a rolled-out execution on (the
+/// agent that ended a wave or spent the error budget, `cattle rollout`,
+/// `cattle cancel`) and deleted first by `cattle clean`: agents waiting for
+/// their wave read it conditionally each poll, and only when it changed do
+/// they look at what the hosts reported. Its content is never trusted.
+pub fn gate(id: Uuid) -> String {
+    format!("executions/{id}/gate")
+}
+
+/// `cattle rollout pause|resume`'s signed [`crate::rollout::Control`].
+pub fn rollout_control(id: Uuid) -> String {
+    format!("executions/{id}/rollout.json")
 }
 
 /// The lease of the agent active for `host`: only it runs the host's work.

@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod env;
 pub mod hosts;
 pub mod keys;
+pub mod rollout;
 pub mod settings;
 pub mod signing;
 pub mod store;

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
+use crate::rollout::Control;
 use crate::wire::{Envelope, FORMAT, HostVars, Manifest, SignatureEntry};
 
 const PUBLIC_TAG: &str = "cattle-ed25519";
@@ -37,6 +38,15 @@ const MANIFEST_CONTEXT: &[u8] = b"cattle-manifest-v1\n";
 /// The same for a host's variables ([`HostVars`]): a manifest's signature
 /// does not verify as one, nor the reverse.
 const HOST_VARS_CONTEXT: &[u8] = b"cattle-host-vars-v1\n";
+
+/// The context of a manifest with a rollout ([`Manifest::rollout`]): agents
+/// that know rollouts verify it under this one, and agents older than
+/// rollouts, which would ignore the waves and start at once, find its
+/// signature bad and refuse it.
+const ROLLOUT_MANIFEST_CONTEXT: &[u8] = b"cattle-manifest-rollout-v1\n";
+
+/// The context of `cattle rollout pause|resume`'s [`Control`].
+const CONTROL_CONTEXT: &[u8] = b"cattle-rollout-control-v1\n";
 
 /// Why a key file or a trusted-keys file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -214,7 +224,13 @@ impl SecretKey {
     /// Sign `manifest` into the envelope `cattle publish` stores.
     pub fn sign(&self, manifest: &Manifest) -> Envelope {
         let payload = serde_json::to_string_pretty(manifest).expect("manifests serialize");
-        self.sign_payload(MANIFEST_CONTEXT, payload)
+        self.sign_payload(manifest_context(manifest), payload)
+    }
+
+    /// A rollout's pause or resume, signed.
+    pub fn sign_control(&self, control: &Control) -> Envelope {
+        let payload = serde_json::to_string(control).expect("controls serialize");
+        self.sign_payload(CONTROL_CONTEXT, payload)
     }
 
     /// One host's variables, signed (compact JSON: there is one per host).
@@ -359,8 +375,23 @@ pub enum Refusal {
 impl Envelope {
     /// The manifest, checked against `trusted`, and the key that signed it.
     pub fn verify(&self, trusted: &TrustedKeys) -> Result<(Manifest, PublicKey), Refusal> {
-        let key = self.verify_payload(MANIFEST_CONTEXT, trusted)?;
-        Ok((self.manifest()?, key))
+        let manifest = self.manifest()?;
+        let key = self.verify_payload(manifest_context(&manifest), trusted)?;
+        Ok((manifest, key))
+    }
+
+    /// A rollout's control, checked against `trusted`, and the key that signed it.
+    pub fn verify_control(&self, trusted: &TrustedKeys) -> Result<(Control, PublicKey), Refusal> {
+        let key = self.verify_payload(CONTROL_CONTEXT, trusted)?;
+        let control =
+            serde_json::from_str(&self.payload).map_err(|e| Refusal::Malformed(e.to_string()))?;
+        Ok((control, key))
+    }
+
+    /// A rollout's control without checking who signed it: for operators'
+    /// reads (`cattle rollout status`) and `--allow-unsigned` agents.
+    pub fn control(&self) -> Result<Control, Refusal> {
+        serde_json::from_str(&self.payload).map_err(|e| Refusal::Malformed(e.to_string()))
     }
 
     /// The host's variables, checked against `trusted`, and the key that
@@ -434,6 +465,16 @@ impl Envelope {
             payload: serde_json::to_string_pretty(manifest).expect("manifests serialize"),
             signatures: Vec::new(),
         }
+    }
+}
+
+/// The context a manifest is signed under: whether it has a rollout is part
+/// of what is signed, and decides it.
+fn manifest_context(manifest: &Manifest) -> &'static [u8] {
+    if manifest.rollout.is_some() {
+        ROLLOUT_MANIFEST_CONTEXT
+    } else {
+        MANIFEST_CONTEXT
     }
 }
 
@@ -522,6 +563,7 @@ mod tests {
             check: false,
             diff: false,
             message: None,
+            rollout: None,
         }
     }
 
@@ -562,6 +604,62 @@ mod tests {
         newer["added_later"] = serde_json::json!({"x": 1});
         let newer = key.sign_payload(MANIFEST_CONTEXT, newer.to_string());
         assert_eq!(newer.verify(&trusted).unwrap().0, with);
+    }
+
+    /// Agents older than rollouts verify every manifest under the first
+    /// context, and would ignore the waves: a manifest with a rollout must not
+    /// verify for them, nor one signed without its rollout gain one.
+    #[test]
+    fn a_rollout_manifest_verifies_only_as_one_and_a_control_only_as_a_control() {
+        let key = SecretKey::from_seed([7; 32], "ops");
+        let trusted = trusting(&[&key]);
+        let rolled = Manifest {
+            rollout: Some(crate::rollout::Rollout {
+                waves: vec![1],
+                max_errors: Some(0),
+                bake_secs: 0,
+                windows: Vec::new(),
+                not_before: None,
+            }),
+            ..manifest()
+        };
+        let envelope = key.sign(&rolled);
+        assert_eq!(envelope.verify(&trusted).unwrap().0, rolled);
+        let message = [MANIFEST_CONTEXT, envelope.payload.as_bytes()].concat();
+        let sig = decode_hex::<64>(&envelope.signatures[0].sig).unwrap();
+        assert!(
+            key.public()
+                .key
+                .verify_strict(&message, &Signature::from_bytes(&sig))
+                .is_err(),
+            "an older agent would accept it"
+        );
+        // The signature of a manifest without rollout does not carry over
+        // to the same manifest with one added.
+        let plain = key.sign(&manifest());
+        let mut added: serde_json::Value = serde_json::from_str(&plain.payload).unwrap();
+        added["rollout"] = serde_json::json!({"waves": [1]});
+        let forged = Envelope {
+            payload: added.to_string(),
+            ..plain
+        };
+        assert!(matches!(
+            forged.verify(&trusted),
+            Err(Refusal::BadSignature { .. })
+        ));
+        // A control verifies as a control, not as a manifest, and the reverse.
+        let control = crate::rollout::Control {
+            format: FORMAT,
+            execution: rolled.id,
+            paused: true,
+            seq: 1,
+            by: "ops@laptop".to_string(),
+            at: "2026-01-01T00:00:00Z".to_string(),
+        };
+        let signed = key.sign_control(&control);
+        assert_eq!(signed.verify_control(&trusted).unwrap().0, control);
+        assert!(envelope.verify_control(&trusted).is_err());
+        assert!(signed.verify(&trusted).is_err());
     }
 
     #[test]

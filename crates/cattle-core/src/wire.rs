@@ -88,6 +88,12 @@ pub struct Manifest {
     /// older readers ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Waves, error budget, bake, windows and start time (`cattle publish
+    /// --waves …`), enforced by the agents. A manifest that has one is signed
+    /// under a context of its own (see `signing`), so that agents older than
+    /// rollouts, which would ignore it, refuse it instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::Rollout>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -237,11 +243,21 @@ pub enum State {
     Error,
     /// `cattle cancel` stopped it before its next step, or before it started.
     Cancelled,
+    /// A rolled-out execution that this host has not started: it waits for
+    /// its wave, a bake, a pause, its window or its start time
+    /// ([`HostStatus::waiting`] says which).
+    Waiting,
+    /// A rolled-out execution this host never started, and never will: the
+    /// rollout's error budget was spent ([`HostStatus::error`] says how).
+    Halted,
 }
 
 impl State {
     pub fn is_final(self) -> bool {
-        matches!(self, State::Done | State::Error | State::Cancelled)
+        matches!(
+            self,
+            State::Done | State::Error | State::Cancelled | State::Halted
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -251,6 +267,8 @@ impl State {
             State::Done => "DONE",
             State::Error => "ERROR",
             State::Cancelled => "CANCELLED",
+            State::Waiting => "WAITING",
+            State::Halted => "HALTED",
         }
     }
 }
@@ -588,6 +606,10 @@ pub struct HostStatus {
     /// by itself once the write succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<String>,
+    /// While the state is `WAITING`: what the host waits for, e.g. `wave 3 of
+    /// 4 starts once wave 2 has ended: …`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     /// How much the host has logged, so that a reader knows how much of the log
     /// to expect in the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]

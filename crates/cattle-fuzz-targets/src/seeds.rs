@@ -596,6 +596,7 @@ fn documents(seeds: &mut Vec<Seed>) {
         check: false,
         diff: false,
         message: None,
+        rollout: None,
     };
     let inbox = Inbox {
         format: FORMAT,
@@ -623,6 +624,7 @@ fn documents(seeds: &mut Vec<Seed>) {
         seq: 7,
         agent_version: "0.1.0".into(),
         paused: None,
+        waiting: None,
         log: None,
         results: vec![Some(StepResult::Changed)],
     };

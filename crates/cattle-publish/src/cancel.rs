@@ -40,6 +40,11 @@ pub async fn cancel(store: &Store, id: Uuid, host: Option<HostId>) -> anyhow::Re
         },
     )
     .await?;
+    // Hosts waiting for their turn in a rollout look at the cancel when the
+    // gate changes.
+    if manifest.rollout.is_some() {
+        crate::rollout::nudge(store, id, "cancelled").await?;
+    }
     Ok(if host.is_some() {
         1
     } else {

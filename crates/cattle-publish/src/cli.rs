@@ -51,6 +51,91 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How `cattle publish` rolls an execution out; the agents enforce it.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Rollout options")]
+pub struct RolloutArgs {
+    /// Start hosts in waves, in the hosts file's order: where each wave ends,
+    /// as a host count or a percentage of the hosts, e.g. `1,10%,50%,100%`
+    /// (a canary, then up to 10 %, …); hosts left after the last start last.
+    /// A wave starts once every host of the waves before it has ended.
+    #[arg(long, value_name = "ENDS")]
+    pub waves: Option<String>,
+    /// Halt the rollout once more hosts than this have failed: a count or a
+    /// percentage of the hosts (rounded down). Hosts that have not started
+    /// then never start and report HALTED. Default with `--waves`: 0.
+    #[arg(long, value_name = "N|P%")]
+    pub max_errors: Option<String>,
+    /// Wait this long after a wave has ended before the next one starts
+    /// (e.g. `5m`), by the store's clock.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub bake: Option<Duration>,
+    /// Hosts start only inside this window, in their own time zone, or in UTC
+    /// with a ` UTC` suffix: e.g. `Sat 02:00-04:00`, `Mon-Fri 22:00-02:00 UTC`
+    /// (repeatable: any of them). A run that has started is not stopped at
+    /// the window's end.
+    #[arg(long = "window", value_name = "WINDOW")]
+    pub windows: Vec<String>,
+    /// No host starts before this time: RFC 3339 (`2026-12-05T02:00:00Z`) or
+    /// a duration from now (`2h`), by the store's clock.
+    #[arg(long, value_name = "TIME")]
+    pub not_before: Option<String>,
+}
+
+impl RolloutArgs {
+    /// Whether any rollout option was given.
+    pub fn any(&self) -> bool {
+        self.waves.is_some()
+            || self.max_errors.is_some()
+            || self.bake.is_some()
+            || !self.windows.is_empty()
+            || self.not_before.is_some()
+    }
+}
+
+/// `cattle rollout`'s subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RolloutAction {
+    /// Show each wave's hosts by state, the error budget left and what the
+    /// next hosts wait for. Exit 3 when the rollout halted or a host failed.
+    #[command(
+        after_help = "Examples:\n  cattle rollout status 0193a1b2\n  cattle rollout status 0193a1b2 --json | jq '.waves[].done'"
+    )]
+    Status {
+        /// The execution: its ID or a unique prefix of it (at least 4 hex digits).
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Print a JSON object (schema `cattle.rollout.v1`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hold hosts that have not started; those running go on. Signed with the
+    /// signing key, like the execution.
+    #[command(
+        after_help = "Examples:\n  cattle rollout pause 0193a1b2\n  cattle rollout pause 0193a1b2 --key /etc/cattle/publisher.key"
+    )]
+    Pause {
+        /// The execution: its ID or a unique prefix of it (at least 4 hex digits).
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Secret key file (default: CATTLE_SIGNING_KEY, else `signing_key`
+        /// in the config file); agents obey only a key they trust.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Let a paused rollout go on.
+    #[command(after_help = "Examples:\n  cattle rollout resume 0193a1b2")]
+    Resume {
+        /// The execution: its ID or a unique prefix of it (at least 4 hex digits).
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Secret key file (default: CATTLE_SIGNING_KEY, else `signing_key`
+        /// in the config file).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+}
+
 /// The subcommands; each has a man page `cattle-NAME(1)`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -67,7 +152,7 @@ pub enum Command {
     },
     /// Validate and bundle a config directory, upload it and address it to hosts.
     #[command(
-        after_help = "Examples:\n  cattle publish ./web --hosts web.hosts\n  cattle publish ./web --hosts inventory.toml --var release=42\n  cattle publish ./web --hosts web.hosts --check --diff\n  cattle publish ./web --hosts web.hosts --dry-run --host web-01"
+        after_help = "Examples:\n  cattle publish ./web --hosts web.hosts\n  cattle publish ./web --hosts inventory.toml --var release=42\n  cattle publish ./web --hosts web.hosts --check --diff\n  cattle publish ./web --hosts web.hosts --dry-run --host web-01\n  cattle publish ./web --hosts web.hosts --waves 1,10%,100% --max-errors 2 --bake 5m"
     )]
     Publish {
         /// The config directory (with `cattle.toml` at its root).
@@ -113,6 +198,19 @@ pub enum Command {
         /// Print a JSON object instead of the execution ID.
         #[arg(long, conflicts_with = "dry_run")]
         json: bool,
+        #[command(flatten)]
+        rollout: RolloutArgs,
+    },
+    /// Pause, resume or look at the rollout of an execution published with
+    /// `--waves`, `--max-errors`, `--window` or `--not-before`.
+    #[command(after_help = "Examples:
+  cattle rollout status 0193a1b2
+  cattle rollout pause 0193a1b2
+  cattle rollout resume 0193a1b2
+  cattle rollout status 0193a1b2 --json | jq '.waves[] | .done'")]
+    Rollout {
+        #[command(subcommand)]
+        action: RolloutAction,
     },
     /// List the executions in the store, newest first, with how many of their
     /// hosts are in each state.
@@ -266,8 +364,8 @@ pub enum Command {
         host: Option<String>,
     },
     /// Publish an execution again, as a new one, to its hosts that ended in
-    /// ERROR or CANCELLED, from the bundle already in the store. Exit 6 when
-    /// no host is in those states.
+    /// ERROR, HALTED or CANCELLED, from the bundle already in the store, to
+    /// all of them at once. Exit 6 when no host is in those states.
     #[command(
         after_help = "Examples:\n  cattle retry 0193a1b2\n  cattle retry 0193a1b2 --state error --state unreadable -m 'disk cleaned up'"
     )]
@@ -276,7 +374,8 @@ pub enum Command {
         #[arg(value_name = "ID")]
         id: String,
         /// Retry the hosts in this state instead (repeatable: done, error,
-        /// progress, pending, cancelled, unreadable); default error and cancelled.
+        /// halted, progress, waiting, pending, cancelled, unreadable); default
+        /// error, halted and cancelled.
         #[arg(long = "state", value_name = "STATE", ignore_case = true)]
         states: Vec<crate::status::HostState>,
         /// Secret key file that signs the new execution; the old one must be

@@ -15,6 +15,7 @@ pub mod list;
 pub mod log;
 pub mod publish;
 pub mod retry;
+pub mod rollout;
 pub mod settings;
 pub mod status;
 pub mod style;

@@ -132,6 +132,8 @@ pub struct Counts {
     pub pending: usize,
     pub cancelled: usize,
     pub unreadable: usize,
+    pub waiting: usize,
+    pub halted: usize,
 }
 
 impl Counts {
@@ -143,6 +145,8 @@ impl Counts {
             HostState::Pending => self.pending += 1,
             HostState::Cancelled => self.cancelled += 1,
             HostState::Unreadable => self.unreadable += 1,
+            HostState::Waiting => self.waiting += 1,
+            HostState::Halted => self.halted += 1,
         }
     }
 
@@ -154,17 +158,21 @@ impl Counts {
             HostState::Pending => self.pending,
             HostState::Cancelled => self.cancelled,
             HostState::Unreadable => self.unreadable,
+            HostState::Waiting => self.waiting,
+            HostState::Halted => self.halted,
         }
     }
 
     /// `12 done, 1 error, 3 pending`: the states some host is in.
     pub fn summary(&self) -> String {
         use HostState::*;
-        let parts: Vec<String> = [Done, Error, Progress, Pending, Cancelled, Unreadable]
-            .into_iter()
-            .filter(|s| self.get(*s) > 0)
-            .map(|s| format!("{} {}", self.get(s), s.as_str().to_ascii_lowercase()))
-            .collect();
+        let parts: Vec<String> = [
+            Done, Error, Halted, Progress, Waiting, Pending, Cancelled, Unreadable,
+        ]
+        .into_iter()
+        .filter(|s| self.get(*s) > 0)
+        .map(|s| format!("{} {}", self.get(s), s.as_str().to_ascii_lowercase()))
+        .collect();
         if parts.is_empty() {
             "-".to_string()
         } else {
@@ -468,6 +476,7 @@ mod tests {
             check: false,
             diff: false,
             message: None,
+            rollout: None,
         }
     }
 
@@ -491,6 +500,7 @@ mod tests {
             seq: 1,
             agent_version: "test".to_string(),
             paused: None,
+            waiting: None,
             log: None,
             results: Vec::new(),
         };

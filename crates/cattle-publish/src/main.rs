@@ -164,6 +164,57 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         .with_context(|| format!("cannot open store `{url}`"))
 }
 
+/// `cattle rollout pause|resume|status`.
+async fn rollout(
+    flags: &Flags,
+    action: cattle_publish::cli::RolloutAction,
+    stdout: &mut impl Write,
+) -> anyhow::Result<u8> {
+    use cattle_publish::cli::RolloutAction;
+    let settings = settings(flags)?;
+    let store = open_store(&settings).await?;
+    match action {
+        RolloutAction::Status { id, json } => {
+            let id = ids::resolve(&store, &id).await?;
+            let report = cattle_publish::status::fetch_view(&store, id, false).await?;
+            let status = cattle_publish::rollout::status(&store, &report).await?;
+            if json {
+                writeln!(stdout, "{}", status.json())?;
+            } else {
+                write!(stdout, "{}", status.text())?;
+            }
+            Ok(status.exit_code())
+        }
+        RolloutAction::Pause { ref id, ref key } | RolloutAction::Resume { ref id, ref key } => {
+            let paused = matches!(action, RolloutAction::Pause { .. });
+            let key = match cattle_publish::retry::signer(&settings, key.clone())? {
+                Some(Signer::Key(key)) => key,
+                _ => {
+                    eprintln!(
+                        "error: pausing or resuming a rollout needs the signing key agents \
+                         trust: give `--key FILE`, set {} or `signing_key` in the config file",
+                        env::SIGNING_KEY
+                    );
+                    return Ok(exit::USAGE);
+                }
+            };
+            let id = ids::resolve(&store, id).await?;
+            let control = cattle_publish::rollout::control(&store, id, &key, paused).await?;
+            note!(
+                "{} the rollout of execution {id} ({}); hosts waiting for their turn see it at \
+                 their next poll (`cattle rollout status {id}`)",
+                if control.paused { "paused" } else { "resumed" },
+                if control.paused {
+                    "hosts already running go on"
+                } else {
+                    "hosts start as their waves allow"
+                }
+            );
+            Ok(exit::SUCCESS)
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let mut stdout = std::io::stdout().lock();
     let flags = &cli.flags;
@@ -198,6 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             unsigned,
             expires_in,
             json,
+            rollout,
         } => {
             // Everything that can be wrong with the input is found before the
             // first upload: flags, key, config, hosts, every host's plan.
@@ -242,6 +294,18 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 },
             };
             let prepared = cattle_publish::publish::prepare(&dir, &hosts, &overrides)?;
+            let now = std::time::SystemTime::now();
+            let rollout = cattle_publish::rollout::plan(&rollout, prepared.hosts.len(), now)?;
+            if let Some(at) = rollout.as_ref().and_then(|r| r.not_before())
+                && at >= now + expires_in
+            {
+                anyhow::bail!(
+                    "`--not-before` is after the execution expires ({} from now, \
+                     `--expires-in`): no host could start it; give a later `--expires-in` \
+                     (nothing was uploaded)",
+                    humantime::format_duration(expires_in)
+                );
+            }
             if dry_run {
                 let only = host
                     .as_deref()
@@ -271,6 +335,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 &signer,
                 expires_in,
                 message,
+                rollout,
                 progress.clone(),
             )
             .await;
@@ -523,6 +588,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(exit::SUCCESS)
         }
+        Command::Rollout { action } => rollout(flags, action, &mut stdout).await,
         Command::Cancel { id, host } => {
             let store = open_store(&settings(flags)?).await?;
             let id = ids::resolve(&store, &id).await?;

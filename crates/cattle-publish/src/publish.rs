@@ -18,6 +18,7 @@ use cattle_core::bundle;
 use cattle_core::env;
 use cattle_core::hosts::HostId;
 use cattle_core::keys;
+use cattle_core::rollout::Rollout;
 use cattle_core::signing::SecretKey;
 use cattle_core::store::{Condition, Store};
 use cattle_core::wire::{
@@ -210,6 +211,7 @@ pub async fn publish(
     signer: &Signer,
     expires_in: Duration,
     message: Option<String>,
+    rollout: Option<Rollout>,
     progress: Arc<dyn Progress>,
 ) -> anyhow::Result<Published> {
     let Prepared {
@@ -254,6 +256,7 @@ pub async fn publish(
         vars: vars.map(|all| all.iter().map(vars_map).collect()),
         mode,
         message,
+        rollout,
     };
     let mut published = sign_and_release(store, release, signer, expires_in, progress).await?;
     published.bundle_uploaded = bundle_uploaded;
@@ -281,6 +284,9 @@ pub struct Release {
     pub vars: Option<Vec<BTreeMap<String, serde_json::Value>>>,
     pub mode: Mode,
     pub message: Option<String>,
+    /// Waves, budget, bake, windows, start time (`--waves` …): see
+    /// `cattle_core::rollout`.
+    pub rollout: Option<Rollout>,
 }
 
 /// Take a version for `release`, sign its manifest and address its hosts
@@ -302,6 +308,7 @@ pub async fn sign_and_release(
         vars,
         mode,
         message,
+        rollout,
     } = release;
     // From here until every host is addressed, this publish is in flight: the
     // floors of executions signed meanwhile stay below its version.
@@ -323,6 +330,7 @@ pub async fn sign_and_release(
         check: mode.check,
         diff: mode.diff,
         message,
+        rollout,
     };
     let addressed = sign_and_address(store, &manifest, vars, signer, progress).await;
     if let Err(e) = crate::versions::release(store, id).await {
@@ -396,6 +404,11 @@ async fn sign_and_address(
     store
         .put(&keys::manifest(id), body, Condition::IfAbsent)
         .await?;
+    // Before any host is addressed: a waiting host learns of a clean by its
+    // gate going away.
+    if manifest.rollout.is_some() {
+        crate::rollout::nudge(store, id, "published").await?;
+    }
 
     let host_count = manifest.hosts.len();
     let addressed: Vec<(HostId, Option<Envelope>)> = match vars {
@@ -515,7 +528,7 @@ pub fn show_plans(
 /// `user@machine`, the user being the real user ID's name in the password
 /// database (`uid 1000` when it has none): `$USER` may be unset (cron,
 /// systemd) or say anything.
-fn publisher() -> String {
+pub fn publisher() -> String {
     if let Ok(publisher) = std::env::var(env::PUBLISHER)
         && !publisher.trim().is_empty()
     {

@@ -32,7 +32,8 @@ use crate::settings::{Origin, Settings};
 use crate::status::{Detail, HostState};
 
 /// The hosts retried unless `--state` says otherwise.
-pub const DEFAULT_STATES: [HostState; 2] = [HostState::Error, HostState::Cancelled];
+pub const DEFAULT_STATES: [HostState; 3] =
+    [HostState::Error, HostState::Halted, HostState::Cancelled];
 
 /// What to retry, and how to sign it.
 #[derive(Debug)]
@@ -201,6 +202,8 @@ pub async fn retry(
             diff: manifest.diff,
         },
         message: Some(options.message.unwrap_or_else(|| format!("retry of {id}"))),
+        // The hosts asked for, now: a retry is the operator's own decision.
+        rollout: None,
     };
     let published = crate::publish::sign_and_release(
         store,

@@ -52,12 +52,18 @@ pub struct Report {
 #[value(rename_all = "lower")]
 pub enum HostState {
     Error,
+    /// A rolled-out execution the host never started: the rollout's error
+    /// budget was spent ([`HostRow::status`]'s `error` says how).
+    Halted,
     Cancelled,
     /// The host's status document cannot be read or is not a valid status of
     /// this host for this execution; [`HostRow::reason`] says why. It is not
     /// final: the host may still be running, and may write a valid one.
     Unreadable,
     Pending,
+    /// A rolled-out execution the host has not started: it waits for its
+    /// wave, a bake, a pause, its window or its start time.
+    Waiting,
     Progress,
     Done,
 }
@@ -70,6 +76,8 @@ impl From<State> for HostState {
             State::Done => HostState::Done,
             State::Error => HostState::Error,
             State::Cancelled => HostState::Cancelled,
+            State::Waiting => HostState::Waiting,
+            State::Halted => HostState::Halted,
         }
     }
 }
@@ -78,13 +86,17 @@ impl HostState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            HostState::Done | HostState::Error | HostState::Cancelled
+            HostState::Done | HostState::Error | HostState::Cancelled | HostState::Halted
         )
     }
 
-    /// PENDING or PROGRESS: the host has work left, as far as anyone can tell.
+    /// PENDING, WAITING or PROGRESS: the host has work left, as far as anyone
+    /// can tell.
     pub fn is_unfinished(self) -> bool {
-        matches!(self, HostState::Pending | HostState::Progress)
+        matches!(
+            self,
+            HostState::Pending | HostState::Waiting | HostState::Progress
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +107,8 @@ impl HostState {
             HostState::Error => "ERROR",
             HostState::Cancelled => "CANCELLED",
             HostState::Unreadable => "UNREADABLE",
+            HostState::Waiting => "WAITING",
+            HostState::Halted => "HALTED",
         }
     }
 }
@@ -855,6 +869,7 @@ impl Report {
                     (None, _) if s.paused.is_some() => {
                         format!("PAUSED: {}", s.paused.as_deref().unwrap_or_default())
                     }
+                    (None, _) if s.state == State::Waiting => s.waiting.clone().unwrap_or_default(),
                     (None, Some(st)) if s.state == State::Progress => {
                         let attempt = if st.attempt > 1 {
                             format!(", attempt {}/{}", st.attempt, st.attempts)
@@ -877,7 +892,9 @@ impl Report {
     pub fn summary_line(&self, shown: usize, only: &[HostState]) -> String {
         use HostState::*;
         let mut parts = Vec::new();
-        for state in [Done, Error, Unreadable, Cancelled, Progress, Pending] {
+        for state in [
+            Done, Error, Halted, Unreadable, Cancelled, Progress, Waiting, Pending,
+        ] {
             let hosts: Vec<&HostRow> = self.hosts.iter().filter(|h| h.state == state).collect();
             if hosts.is_empty() {
                 continue;
@@ -980,7 +997,7 @@ impl HostState {
     pub fn needs_attention(self) -> bool {
         matches!(
             self,
-            HostState::Error | HostState::Cancelled | HostState::Unreadable
+            HostState::Error | HostState::Halted | HostState::Cancelled | HostState::Unreadable
         )
     }
 }
@@ -991,17 +1008,19 @@ impl HostRow {
         self.conflict.is_some() || self.state.needs_attention()
     }
 
-    /// Where the host's row goes in the table: ERROR, UNREADABLE, CANCELLED,
-    /// other hosts two agents use, PROGRESS, PENDING, DONE.
+    /// Where the host's row goes in the table: ERROR, UNREADABLE, HALTED,
+    /// CANCELLED, other hosts two agents use, PROGRESS, WAITING, PENDING, DONE.
     fn triage(&self) -> u8 {
         match self.state {
             HostState::Error => 0,
             HostState::Unreadable => 1,
-            HostState::Cancelled => 2,
-            _ if self.conflict.is_some() => 3,
-            HostState::Progress => 4,
-            HostState::Pending => 5,
-            HostState::Done => 6,
+            HostState::Halted => 2,
+            HostState::Cancelled => 3,
+            _ if self.conflict.is_some() => 4,
+            HostState::Progress => 5,
+            HostState::Waiting => 6,
+            HostState::Pending => 7,
+            HostState::Done => 8,
         }
     }
 }
@@ -1130,9 +1149,11 @@ struct SummaryJson<'a> {
 #[derive(Default, Serialize)]
 struct StateCounts {
     error: usize,
+    halted: usize,
     cancelled: usize,
     unreadable: usize,
     pending: usize,
+    waiting: usize,
     progress: usize,
     done: usize,
 }
@@ -1141,9 +1162,11 @@ impl StateCounts {
     fn add(&mut self, state: HostState) {
         *match state {
             HostState::Error => &mut self.error,
+            HostState::Halted => &mut self.halted,
             HostState::Cancelled => &mut self.cancelled,
             HostState::Unreadable => &mut self.unreadable,
             HostState::Pending => &mut self.pending,
+            HostState::Waiting => &mut self.waiting,
             HostState::Progress => &mut self.progress,
             HostState::Done => &mut self.done,
         } += 1;
@@ -1275,6 +1298,7 @@ mod tests {
             check: false,
             diff: false,
             message: None,
+            rollout: None,
         };
         put(&store, &keys::manifest(id), &Envelope::unsigned(&manifest));
         (store, id)
@@ -1307,6 +1331,7 @@ mod tests {
             seq: 1,
             agent_version: "test".to_string(),
             paused: None,
+            waiting: None,
             log: None,
             results: Vec::new(),
         }
@@ -1671,8 +1696,8 @@ mod tests {
         assert_eq!(summary["shown"], 1);
         assert_eq!(
             summary["states"],
-            serde_json::json!({"error": 1, "cancelled": 0, "unreadable": 0, "pending": 1,
-                               "progress": 0, "done": 1})
+            serde_json::json!({"error": 1, "halted": 0, "cancelled": 0, "unreadable": 0,
+                               "pending": 1, "waiting": 0, "progress": 0, "done": 1})
         );
         assert_eq!(summary["results"]["changed"], 1);
         assert_eq!(summary["results"]["would_change"], 0);

@@ -43,6 +43,35 @@ const COUNTED: [(HostState, char); 6] = [
     (HostState::Pending, '.'),
 ];
 
+/// [`COUNTED`] with the states only a rollout has, in their places.
+const COUNTED_ROLLOUT: [(HostState, char); 8] = [
+    (HostState::Done, '#'),
+    (HostState::Error, 'x'),
+    (HostState::Halted, '-'),
+    (HostState::Cancelled, 'x'),
+    (HostState::Unreadable, '?'),
+    (HostState::Progress, '>'),
+    (HostState::Waiting, '~'),
+    (HostState::Pending, '.'),
+];
+
+/// `waves (hosts ended): 1/1  7/10  0/39`, for an execution with a rollout.
+fn waves_line(report: &Report) -> Option<String> {
+    let rollout = report.manifest.rollout.as_ref()?;
+    rollout.check(report.hosts.len()).ok()?;
+    let waves: Vec<String> = (0..rollout.waves.len())
+        .map(|k| {
+            let range = rollout.wave(k);
+            let ended = report.hosts[range.clone()]
+                .iter()
+                .filter(|h| h.state.is_final())
+                .count();
+            format!("{ended}/{}", range.len())
+        })
+        .collect();
+    Some(format!("waves (hosts ended): {}", waves.join("  ")))
+}
+
 /// The host column's width: the widest host ID of the execution.
 fn host_width(report: &Report) -> usize {
     report
@@ -96,7 +125,12 @@ fn detail(row: &HostRow, facility_in_errors: bool) -> String {
                 let _ = write!(out, ": PAUSED: {}", first_line(paused));
             }
         }
-        HostState::Error | HostState::Cancelled => {
+        HostState::Waiting => {
+            if let Some(waiting) = status.and_then(|s| s.waiting.as_deref()) {
+                out.push_str(first_line(waiting));
+            }
+        }
+        HostState::Error | HostState::Cancelled | HostState::Halted => {
             if let Some(step) = step(row) {
                 out.push_str(&step);
                 if facility_in_errors && let Some(st) = status.and_then(|s| s.step.as_ref()) {
@@ -193,9 +227,14 @@ pub fn frame(
 ) -> Vec<String> {
     let total = report.hosts.len();
     let finished = report.hosts.iter().filter(|h| h.state.is_final()).count();
+    let states: &[(HostState, char)] = if report.manifest.rollout.is_some() {
+        &COUNTED_ROLLOUT
+    } else {
+        &COUNTED
+    };
     let mut bar = String::with_capacity(BAR_WIDTH);
     let mut counted = 0;
-    for (state, mark) in COUNTED {
+    for &(state, mark) in states {
         counted += report.count(state);
         let end = (counted * BAR_WIDTH).checked_div(total).unwrap_or(0);
         while bar.len() < end {
@@ -212,12 +251,13 @@ pub fn frame(
             elapsed(watched),
             report.manifest.id,
         ),
-        COUNTED
+        states
             .iter()
             .map(|(state, _)| format!("{} {}", state.as_str(), report.count(*state)))
             .collect::<Vec<_>>()
             .join("  "),
     ];
+    lines.extend(waves_line(report));
     let host_width = host_width(report);
     let attention: Vec<&HostRow> = report
         .hosts
@@ -225,7 +265,7 @@ pub fn frame(
         .filter(|h| {
             matches!(
                 h.state,
-                HostState::Error | HostState::Cancelled | HostState::Unreadable
+                HostState::Error | HostState::Halted | HostState::Cancelled | HostState::Unreadable
             )
         })
         .collect();
@@ -467,6 +507,7 @@ mod tests {
                 check: false,
                 diff: false,
                 message: None,
+                rollout: None,
             },
             hosts: hosts
                 .iter()
@@ -503,6 +544,7 @@ mod tests {
             seq: 1,
             agent_version: "test".to_string(),
             paused: None,
+            waiting: None,
             log: None,
             results: Vec::new(),
         });
