@@ -90,6 +90,7 @@ impl Fleet {
             check: false,
             diff: false,
             message: message.map(str::to_string),
+            select: Vec::new(),
         };
         self.bucket.put(
             &format!("executions/{id}/manifest.json"),

@@ -263,6 +263,7 @@ mod tests {
             check: false,
             diff: false,
             message: None,
+            select: Vec::new(),
         }
     }
 

@@ -522,6 +522,7 @@ mod tests {
             check: false,
             diff: false,
             message: None,
+            select: Vec::new(),
         }
     }
 

@@ -596,6 +596,7 @@ fn documents(seeds: &mut Vec<Seed>) {
         check: false,
         diff: false,
         message: None,
+        select: Vec::new(),
     };
     let inbox = Inbox {
         format: FORMAT,

@@ -323,6 +323,7 @@ pub async fn sign_and_release(
         check: mode.check,
         diff: mode.diff,
         message,
+        select: Vec::new(),
     };
     let addressed = sign_and_address(store, &manifest, vars, signer, progress).await;
     if let Err(e) = crate::versions::release(store, id).await {

@@ -953,6 +953,7 @@ impl Report {
                 check: m.check,
                 diff: m.diff,
                 hosts: m.hosts.len(),
+                select: &m.select,
             },
             summary: SummaryJson {
                 hosts: self.hosts.len(),
@@ -1107,6 +1108,7 @@ struct ExecutionJson<'a> {
     check: bool,
     diff: bool,
     hosts: usize,
+    select: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -1275,6 +1277,7 @@ mod tests {
             check: false,
             diff: false,
             message: None,
+            select: Vec::new(),
         };
         put(&store, &keys::manifest(id), &Envelope::unsigned(&manifest));
         (store, id)

@@ -467,6 +467,7 @@ mod tests {
                 check: false,
                 diff: false,
                 message: None,
+                select: Vec::new(),
             },
             hosts: hosts
                 .iter()
