@@ -201,6 +201,7 @@ pub async fn retry(
             diff: manifest.diff,
         },
         message: Some(options.message.unwrap_or_else(|| format!("retry of {id}"))),
+        select: Vec::new(),
     };
     let published = crate::publish::sign_and_release(
         store,
