@@ -91,6 +91,7 @@ impl Fleet {
             diff: false,
             message: message.map(str::to_string),
             rollout: None,
+            select: Vec::new(),
         };
         self.bucket.put(
             &format!("executions/{id}/manifest.json"),

@@ -264,6 +264,7 @@ mod tests {
             diff: false,
             message: None,
             rollout: None,
+            select: Vec::new(),
         }
     }
 

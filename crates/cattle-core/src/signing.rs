@@ -564,6 +564,7 @@ mod tests {
             diff: false,
             message: None,
             rollout: None,
+            select: Vec::new(),
         }
     }
 

@@ -94,6 +94,14 @@ pub struct Manifest {
     /// rollouts, which would ignore it, refuse it instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<crate::rollout::Rollout>,
+    /// How `hosts` were chosen among those of the hosts file (`cattle
+    /// publish --select`), for people: each selector as `key=value` and
+    /// `key!=value` terms joined by `,`, with keys as they were looked up
+    /// (`os.id`, not its alias `os`); a host was chosen when any selector
+    /// matched it. Empty when every host of the hosts file was chosen, and in
+    /// manifests of older publishers; older readers ignore it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub select: Vec<String>,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -597,6 +597,7 @@ fn documents(seeds: &mut Vec<Seed>) {
         diff: false,
         message: None,
         rollout: None,
+        select: Vec::new(),
     };
     let inbox = Inbox {
         format: FORMAT,

@@ -152,7 +152,7 @@ pub enum Command {
     },
     /// Validate and bundle a config directory, upload it and address it to hosts.
     #[command(
-        after_help = "Examples:\n  cattle publish ./web --hosts web.hosts\n  cattle publish ./web --hosts inventory.toml --var release=42\n  cattle publish ./web --hosts web.hosts --check --diff\n  cattle publish ./web --hosts web.hosts --dry-run --host web-01\n  cattle publish ./web --hosts web.hosts --waves 1,10%,100% --max-errors 2 --bake 5m"
+        after_help = "Examples:\n  cattle publish ./web --hosts web.hosts\n  cattle publish ./web --hosts inventory.toml --var release=42\n  cattle publish ./web --hosts web.hosts --check --diff\n  cattle publish ./web --hosts web.hosts --dry-run --host web-01\n  cattle publish ./web --hosts web.hosts --waves 1,10%,100% --max-errors 2 --bake 5m\n  cattle publish ./web --hosts inventory.toml --select 'role=web,os=debian' --dry-run"
     )]
     Publish {
         /// The config directory (with `cattle.toml` at its root).
@@ -162,6 +162,16 @@ pub enum Command {
         /// `-` reads a hosts file from standard input.
         #[arg(long)]
         hosts: PathBuf,
+        /// Publish only to the hosts of `--hosts` that match: `key=value` and
+        /// `key!=value` terms joined by `,`, all of which must hold; repeat
+        /// `--select` for alternatives (a host matching any is chosen). A key
+        /// that some host has as a variable (inventory, `--var`, the config's
+        /// `[vars]`, `host`) is looked up in every host's variables; any other
+        /// is a fact the host's agent last reported (`os` is short for `os.id`,
+        /// `os.version` for `os.version_id`, `kernel` for `kernel.release`).
+        /// `--dry-run` shows who matches and why.
+        #[arg(long = "select", value_name = "SELECTOR", value_parser = crate::select::Selector::parse)]
+        select: Vec<crate::select::Selector>,
         /// A note on what the execution is for, stored in its signed manifest
         /// and shown by `cattle list` (one line, at most 1 KiB).
         #[arg(short = 'm', long, value_name = "TEXT")]

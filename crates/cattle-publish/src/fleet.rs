@@ -263,7 +263,7 @@ pub async fn fetch(store: &Store, options: &Options) -> Result<Fleet, StoreError
 }
 
 /// `t` moved by `secs` seconds, either way.
-fn shift(t: SystemTime, secs: i64) -> SystemTime {
+pub(crate) fn shift(t: SystemTime, secs: i64) -> SystemTime {
     let by = Duration::from_secs(secs.unsigned_abs());
     if secs >= 0 { t + by } else { t - by }
 }
@@ -372,7 +372,7 @@ async fn row(
 /// A document a host wrote about itself under `key`: `Ok(Err(reason))` when
 /// it cannot be used (too large, not this kind of document, naming another
 /// host); `Err` only when the store fails.
-async fn read<T>(
+pub(crate) async fn read<T>(
     store: &Store,
     key: &str,
     host: &HostId,
@@ -400,7 +400,7 @@ where
 }
 
 /// A document that names the host it is about.
-trait Names {
+pub(crate) trait Names {
     fn host(&self) -> &HostId;
 }
 

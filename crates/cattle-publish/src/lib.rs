@@ -16,6 +16,7 @@ pub mod log;
 pub mod publish;
 pub mod retry;
 pub mod rollout;
+pub mod select;
 pub mod settings;
 pub mod status;
 pub mod style;
@@ -33,7 +34,8 @@ pub mod exit {
     /// The command failed: bad input, store error, refused clean, failed apply
     /// (or a failed check of `apply --check`).
     pub const FAILURE: u8 = 1;
-    /// Bad flags or arguments (clap's own code).
+    /// Bad flags or arguments (clap's own code); also `publish --select`
+    /// that matches no host.
     pub const USAGE: u8 = 2;
     /// `status`: some host needs attention: it is in ERROR or CANCELLED, what
     /// it wrote cannot be read (UNREADABLE), or two agents use its host ID.

@@ -117,6 +117,9 @@ pub struct Row {
     pub version: Option<u64>,
     /// The number of hosts it is addressed to.
     pub hosts: Option<usize>,
+    /// How `cattle publish --select` chose them ([`Manifest::select`](cattle_core::wire::Manifest::select)):
+    /// empty when it was not given.
+    pub select: Option<Vec<String>>,
     /// How many of its hosts are in each state.
     pub states: Option<Counts>,
     /// Why the entry cannot be shown as an execution; absent when it can.
@@ -282,6 +285,7 @@ async fn row(store: &Store, name: String, filters: &Filters) -> anyhow::Result<O
         config: None,
         version: None,
         hosts: None,
+        select: None,
         states: None,
         error: None,
         entry: name,
@@ -343,6 +347,13 @@ async fn row(store: &Store, name: String, filters: &Filters) -> anyhow::Result<O
         .map(|m| cut_text(m, MAX_MESSAGE_BYTES));
     row.version = Some(manifest.version);
     row.hosts = Some(manifest.hosts.len());
+    row.select = Some(
+        manifest
+            .select
+            .iter()
+            .map(|s| cut_text(s, MAX_MESSAGE_BYTES))
+            .collect(),
+    );
     row.states = Some(counts);
     Ok(Some(row))
 }
@@ -477,6 +488,7 @@ mod tests {
             diff: false,
             message: None,
             rollout: None,
+            select: Vec::new(),
         }
     }
 

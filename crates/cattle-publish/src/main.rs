@@ -150,6 +150,29 @@ fn report(err: &anyhow::Error, style: Style) {
     }
 }
 
+/// `publish --select` chose no host, or names a key that can be neither a
+/// variable nor a fact: exit 2 (as for bad arguments), after the table of why
+/// each host did not match in a dry run. Other errors go the usual way.
+fn select_failed(err: anyhow::Error, dry_run: bool, stdout: &mut impl Write) -> anyhow::Result<u8> {
+    use cattle_publish::select::{NoMatch, UnknownKey};
+    if let Some(no_match) = err.downcast_ref::<NoMatch>() {
+        if dry_run {
+            write!(stdout, "{}", no_match.selection.table())?;
+            stdout.flush()?;
+        }
+        eprintln!("error: {}", terminal::line(&err.to_string()));
+        if !dry_run {
+            eprintln!("hint: {}", no_match.hint());
+        }
+        return Ok(exit::USAGE);
+    }
+    if err.is::<UnknownKey>() {
+        eprintln!("error: {}", terminal::line(&err.to_string()));
+        return Ok(exit::USAGE);
+    }
+    Err(err)
+}
+
 /// The settings, from the flags, the environment and the config file. Only
 /// commands that use the store or the signing key read them: `keygen`,
 /// `apply` and `publish --dry-run` work whatever the config file says.
@@ -239,6 +262,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Publish {
             dir,
             hosts,
+            select,
             message,
             vars,
             dry_run,
@@ -293,7 +317,20 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     }
                 },
             };
-            let prepared = cattle_publish::publish::prepare(&dir, &hosts, &overrides)?;
+            let prepared = if select.is_empty() {
+                cattle_publish::publish::prepare(&dir, &hosts, &overrides)?
+            } else {
+                // Facts are in the store: a dry run that selects on them reads it too.
+                let open = async || match &settings {
+                    Some(settings) => open_store(settings).await,
+                    None => open_store(&self::settings(flags)?).await,
+                };
+                match cattle_publish::select::prepare(&dir, &hosts, &overrides, &select, open).await
+                {
+                    Ok(prepared) => prepared,
+                    Err(err) => return select_failed(err, dry_run, &mut stdout),
+                }
+            };
             let now = std::time::SystemTime::now();
             let rollout = cattle_publish::rollout::plan(&rollout, prepared.hosts.len(), now)?;
             if let Some(at) = rollout.as_ref().and_then(|r| r.not_before())
@@ -312,8 +349,19 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     .map(HostId::new)
                     .transpose()
                     .map_err(anyhow::Error::msg)?;
-                cattle_publish::publish::show_plans(&prepared, only.as_ref(), &mut stdout)?;
+                let shown =
+                    cattle_publish::publish::show_plans(&prepared, only.as_ref(), &mut stdout);
+                if let Some(selection) = &prepared.selection {
+                    if shown.is_ok() {
+                        writeln!(stdout)?;
+                    }
+                    write!(stdout, "{}", selection.table())?;
+                }
+                shown?;
                 return Ok(exit::SUCCESS);
+            }
+            if let Some(selection) = &prepared.selection {
+                note!("{}", terminal::line(&selection.summary()));
             }
             let settings = settings.expect("a publish that is not a dry run has its settings");
             let store = open_store(&settings).await?;

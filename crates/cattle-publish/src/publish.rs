@@ -31,6 +31,7 @@ use uuid::Uuid;
 pub use crate::apply::Mode;
 use crate::for_each_bounded;
 use crate::inventory::{self, Inventory};
+use crate::select::Selection;
 
 /// The schema of `cattle publish --json`; see `docs/json.md`.
 pub const PUBLISH_SCHEMA: &str = "cattle.publish.v1";
@@ -77,6 +78,8 @@ pub struct Published {
     pub check: bool,
     /// Hosts log file diffs (`--diff`).
     pub diff: bool,
+    /// How `--select` chose the hosts, host by host; `None` without it.
+    pub selection: Option<Selection>,
 }
 
 impl Published {
@@ -121,6 +124,9 @@ pub struct Prepared {
     pub vars: Option<Vec<Vars>>,
     pub steps: usize,
     pub bundle: bundle::Bundle,
+    /// How `--select` chose `hosts` among those of the hosts file; `None`:
+    /// every host of the hosts file.
+    pub selection: Option<Selection>,
 }
 
 impl Prepared {
@@ -146,6 +152,20 @@ pub fn prepare(dir: &Path, hosts_file: &Path, overrides: &Vars) -> anyhow::Resul
     let config = Config::load(dir)?;
     let inventory = Inventory::load(hosts_file)?;
     let hosts = inventory.hosts.clone();
+    prepare_hosts(dir, hosts_file, config, &inventory, hosts, overrides)
+}
+
+/// [`prepare`] for `hosts`, some of those of `inventory` (read from
+/// `hosts_file`), with `config` already read from `dir`: `--select` chooses
+/// them first.
+pub fn prepare_hosts(
+    dir: &Path,
+    hosts_file: &Path,
+    config: Config,
+    inventory: &Inventory,
+    hosts: Vec<HostId>,
+    overrides: &Vars,
+) -> anyhow::Result<Prepared> {
     let (vars, steps) = if config.uses_vars() {
         let mut all = Vec::with_capacity(hosts.len());
         let mut steps = 0;
@@ -153,7 +173,7 @@ pub fn prepare(dir: &Path, hosts_file: &Path, overrides: &Vars) -> anyhow::Resul
         let mut first: Option<(&HostId, anyhow::Error)> = None;
         let mut failing = 0;
         for host in &hosts {
-            let planned = inventory::resolve(config.defaults(), &inventory, overrides, host)
+            let planned = inventory::resolve(config.defaults(), inventory, overrides, host)
                 .map_err(|message| {
                     anyhow::anyhow!("{}: {message}", inventory::display_name(hosts_file))
                 })
@@ -197,6 +217,7 @@ pub fn prepare(dir: &Path, hosts_file: &Path, overrides: &Vars) -> anyhow::Resul
         vars,
         steps,
         bundle,
+        selection: None,
     })
 }
 
@@ -219,6 +240,7 @@ pub async fn publish(
         vars,
         steps,
         bundle: bundle::Bundle { bytes, sha256 },
+        selection,
         ..
     } = prepared;
     let size = bytes.len() as u64;
@@ -257,9 +279,13 @@ pub async fn publish(
         mode,
         message,
         rollout,
+        select: selection
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.select.clone()),
     };
     let mut published = sign_and_release(store, release, signer, expires_in, progress).await?;
     published.bundle_uploaded = bundle_uploaded;
+    published.selection = selection;
     Ok(published)
 }
 
@@ -287,6 +313,8 @@ pub struct Release {
     /// Waves, budget, bake, windows, start time (`--waves` …): see
     /// `cattle_core::rollout`.
     pub rollout: Option<Rollout>,
+    /// The `--select` selectors that chose `hosts` ([`Manifest::select`]).
+    pub select: Vec<String>,
 }
 
 /// Take a version for `release`, sign its manifest and address its hosts
@@ -309,6 +337,7 @@ pub async fn sign_and_release(
         mode,
         message,
         rollout,
+        select,
     } = release;
     // From here until every host is addressed, this publish is in flight: the
     // floors of executions signed meanwhile stay below its version.
@@ -331,6 +360,7 @@ pub async fn sign_and_release(
         diff: mode.diff,
         message,
         rollout,
+        select,
     };
     let addressed = sign_and_address(store, &manifest, vars, signer, progress).await;
     if let Err(e) = crate::versions::release(store, id).await {
@@ -359,6 +389,7 @@ pub async fn sign_and_release(
         vars: manifest.vars,
         check: manifest.check,
         diff: manifest.diff,
+        selection: None,
     })
 }
 
@@ -472,7 +503,12 @@ pub fn show_plans(
     if let Some(host) = only
         && !prepared.hosts.contains(host)
     {
-        anyhow::bail!("host `{host}` is not in the hosts file");
+        match &prepared.selection {
+            Some(selection) if selection.includes(host) => {
+                anyhow::bail!("host `{host}` does not match `--select` (the table above says why)")
+            }
+            _ => anyhow::bail!("host `{host}` is not in the hosts file"),
+        }
     }
     writeln!(
         out,

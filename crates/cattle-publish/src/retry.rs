@@ -204,6 +204,7 @@ pub async fn retry(
         message: Some(options.message.unwrap_or_else(|| format!("retry of {id}"))),
         // The hosts asked for, now: a retry is the operator's own decision.
         rollout: None,
+        select: Vec::new(),
     };
     let published = crate::publish::sign_and_release(
         store,

@@ -970,6 +970,7 @@ impl Report {
                 check: m.check,
                 diff: m.diff,
                 hosts: m.hosts.len(),
+                select: &m.select,
             },
             summary: SummaryJson {
                 hosts: self.hosts.len(),
@@ -1126,6 +1127,7 @@ struct ExecutionJson<'a> {
     check: bool,
     diff: bool,
     hosts: usize,
+    select: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -1299,6 +1301,7 @@ mod tests {
             diff: false,
             message: None,
             rollout: None,
+            select: Vec::new(),
         };
         put(&store, &keys::manifest(id), &Envelope::unsigned(&manifest));
         (store, id)

@@ -508,6 +508,7 @@ mod tests {
                 diff: false,
                 message: None,
                 rollout: None,
+                select: Vec::new(),
             },
             hosts: hosts
                 .iter()
