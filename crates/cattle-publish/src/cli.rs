@@ -278,7 +278,7 @@ pub enum Command {
         /// Always so with `--json` and for a check-mode execution.
         #[arg(long)]
         steps: bool,
-        /// Wait until every host is DONE, ERROR or CANCELLED (UNREADABLE hosts:
+        /// Wait until every host is DONE, ERROR, HALTED or CANCELLED (UNREADABLE hosts:
         /// at most a minute once they are the only ones left).
         #[arg(long)]
         wait: bool,

@@ -198,7 +198,7 @@ impl Follower {
 
 /// `cattle log ID --follow`: show the logs of `host` (or of every host of
 /// the execution) and then what hosts add, every `every`, until every host
-/// followed has finished (DONE, ERROR or CANCELLED) and its whole log is
+/// followed has finished (DONE, ERROR, HALTED or CANCELLED) and its whole log is
 /// shown. Hosts whose status is UNREADABLE are followed as `status --wait`
 /// waits for them: for at most [`status::UNREADABLE_PATIENCE`] once they are
 /// the only ones left.

@@ -37,18 +37,18 @@ pub mod exit {
     /// Bad flags or arguments (clap's own code); also `publish --select`
     /// that matches no host.
     pub const USAGE: u8 = 2;
-    /// `status`: some host needs attention: it is in ERROR or CANCELLED, what
+    /// `status`: some host needs attention: it is in ERROR, HALTED or CANCELLED, what
     /// it wrote cannot be read (UNREADABLE), or two agents use its host ID.
     /// `hosts`: some host is silent, never reported, has a host ID two agents
     /// use, or a heartbeat that cannot be read.
     pub const HOSTS_FAILED: u8 = 3;
-    /// `status`: some hosts have not finished (PENDING or PROGRESS), e.g. `--wait` timed out.
+    /// `status`: some hosts have not finished (PENDING, WAITING or PROGRESS), e.g. `--wait` timed out.
     pub const HOSTS_UNFINISHED: u8 = 4;
     /// `apply --check`: some step would change (nothing was changed). Not 2,
     /// which clap gives bad flags: a script must tell a typo from a change.
     pub const WOULD_CHANGE: u8 = 5;
     /// `retry`: no host of the execution is in the states to retry (by
-    /// default ERROR or CANCELLED); nothing was published.
+    /// default ERROR, HALTED or CANCELLED); nothing was published.
     pub const NOTHING_TO_RETRY: u8 = 6;
     /// `status --watch`, `log --follow`: stopped by Ctrl-C (SIGINT) before the end.
     pub const INTERRUPTED: u8 = 130;

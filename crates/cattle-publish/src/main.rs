@@ -357,6 +357,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     }
                     write!(stdout, "{}", selection.table())?;
                 }
+                if let Some(rollout) = &rollout
+                    && shown.is_ok()
+                {
+                    writeln!(stdout)?;
+                    write!(
+                        stdout,
+                        "{}",
+                        cattle_publish::rollout::describe(rollout, &prepared.hosts)
+                    )?;
+                }
                 shown?;
                 return Ok(exit::SUCCESS);
             }

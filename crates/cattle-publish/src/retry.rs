@@ -1,5 +1,5 @@
 //! `cattle retry ID`: publish an execution again, as a new execution, to
-//! those of its hosts that ended in ERROR or CANCELLED (or other states
+//! those of its hosts that ended in ERROR, HALTED or CANCELLED (or other states
 //! asked for), from what is already in the store: no config directory needed.
 //!
 //! The new execution runs the same bundle (same sha256: a new bundle

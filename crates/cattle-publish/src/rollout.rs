@@ -61,6 +61,62 @@ pub fn plan(args: &RolloutArgs, hosts: usize, now: SystemTime) -> anyhow::Result
     Ok(Some(rollout))
 }
 
+/// What a dry run shows of `rollout` for `hosts`: the budget and times, then
+/// each wave with its first and last hosts.
+///
+/// ```text
+/// rollout: 3 waves, at most 2 hosts may fail, 5m between waves
+///   wave 1: 1 host (web-01)
+///   wave 2: 4 hosts (web-02 … web-05)
+///   wave 3: 45 hosts (web-06 … web-50)
+/// ```
+pub fn describe(rollout: &Rollout, hosts: &[cattle_core::hosts::HostId]) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "rollout: {}, {}",
+        cattle_core::count(rollout.waves.len() as u64, "wave"),
+        match rollout.max_errors {
+            None => "no error budget".to_string(),
+            Some(0) => "no host may fail".to_string(),
+            Some(1) => "at most 1 host may fail".to_string(),
+            Some(n) => format!("at most {n} hosts may fail"),
+        }
+    );
+    if rollout.bake_secs > 0 {
+        let _ = write!(
+            out,
+            ", {} between waves",
+            humantime::format_duration(Duration::from_secs(rollout.bake_secs))
+        );
+    }
+    if !rollout.windows.is_empty() {
+        let _ = write!(out, ", inside {}", rollout.windows.join(" or "));
+    }
+    if let Some(at) = &rollout.not_before {
+        let _ = write!(out, ", not before {at}");
+    }
+    out.push('\n');
+    for k in 0..rollout.waves.len() {
+        let range = rollout.wave(k);
+        let first = terminal::line(hosts[range.start].as_str());
+        let names = if range.len() == 1 {
+            first
+        } else {
+            format!(
+                "{first} … {}",
+                terminal::line(hosts[range.end - 1].as_str())
+            )
+        };
+        let _ = writeln!(
+            out,
+            "  wave {}: {} ({names})",
+            k + 1,
+            cattle_core::count(range.len() as u64, "host")
+        );
+    }
+    out
+}
+
 /// `1,10%,50%,100%` for `hosts` hosts: where each wave ends, as counts or
 /// percentages (rounded up, so that a wave is never empty for a small
 /// fleet), each past the one before; hosts left after the last form a last
@@ -464,6 +520,26 @@ mod tests {
             let e = parse_waves(bad, 50).unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_dry_run_shows_each_wave_with_its_first_and_last_host() {
+        let hosts: Vec<cattle_core::hosts::HostId> = (1..=6)
+            .map(|i| cattle_core::hosts::HostId::new(&format!("web-{i}")).unwrap())
+            .collect();
+        let rollout = Rollout {
+            waves: vec![1, 3, 6],
+            max_errors: Some(2),
+            bake_secs: 300,
+            windows: vec!["Sat 02:00-04:00".to_string()],
+            not_before: None,
+        };
+        assert_eq!(
+            describe(&rollout, &hosts),
+            "rollout: 3 waves, at most 2 hosts may fail, 5m between waves, inside Sat \
+             02:00-04:00\n  wave 1: 1 host (web-1)\n  wave 2: 2 hosts (web-2 … web-3)\n  wave \
+             3: 3 hosts (web-4 … web-6)\n"
+        );
     }
 
     #[test]

@@ -661,7 +661,7 @@ pub(crate) fn unreadable(store: &Store, key: &str, err: StoreError) -> Result<St
     }
 }
 
-/// Poll every `every` until every host is DONE, ERROR or CANCELLED, or
+/// Poll every `every` until every host is DONE, ERROR, HALTED or CANCELLED, or
 /// `timeout` passes. Hosts whose status is UNREADABLE are waited for too, but
 /// once they are the only unfinished ones, for `patience` at most (see
 /// [`UNREADABLE_PATIENCE`]). Each poll reads only what tells the states,

@@ -600,6 +600,40 @@ mod tests {
     }
 
     #[test]
+    fn with_a_rollout_the_frame_counts_waiting_and_halted_hosts_and_shows_the_waves() {
+        use HostState::*;
+        let mut report = report(&[
+            ("web-1", Done),
+            ("web-2", Error),
+            ("web-3", Halted),
+            ("web-4", Waiting),
+        ]);
+        report.manifest.rollout = Some(cattle_core::rollout::Rollout {
+            waves: vec![1, 2, 4],
+            max_errors: Some(0),
+            bake_secs: 0,
+            windows: Vec::new(),
+            not_before: None,
+        });
+        let now = humantime::parse_rfc3339("2030-01-01T00:01:05Z").unwrap();
+        let lines = frame(&report, Duration::from_secs(3), now, 200, 40);
+        assert_eq!(
+            lines[..4],
+            [
+                format!(
+                    "[#######xxxxxxxx-------~~~~~~~~]  3/4 hosts finished  3s  execution {}",
+                    Uuid::nil()
+                ),
+                "DONE 1  ERROR 1  HALTED 1  CANCELLED 0  UNREADABLE 0  PROGRESS 0  WAITING 1  \
+                 PENDING 0"
+                    .to_string(),
+                "waves (hosts ended): 1/1  1/1  1/2".to_string(),
+                "needs attention:".to_string(),
+            ]
+        );
+    }
+
+    #[test]
     fn the_frame_counts_states_in_a_bar_and_puts_failing_hosts_first() {
         use HostState::*;
         let mut report = report(&[
