@@ -241,12 +241,15 @@ fn fifty_agents_roll_out_in_waves_and_a_failing_canary_or_a_spent_budget_halts_t
     );
     let docs = site.settle(&id, 60);
     for (i, h) in hosts.iter().enumerate() {
-        let expected = match i {
-            2 | 4 | 6 => "ERROR",
-            0..10 => "DONE",
-            _ => "HALTED",
+        let expected: &[&str] = match i {
+            0 => &["DONE"],
+            2 | 4 | 6 => &["ERROR"],
+            // Wave 2's others run, unless they had not started yet when the
+            // third failure was reported (then they halt, as they should).
+            1..10 => &["DONE", "HALTED"],
+            _ => &["HALTED"],
         };
-        assert_eq!(state(&docs[h]), expected, "{h}: {}", docs[h]);
+        assert!(expected.contains(&state(&docs[h])), "{h}: {}", docs[h]);
     }
     let rollout = site.cattle(&["rollout", "status", &id, "--json"]);
     assert_eq!(rollout.status, 3, "{rollout}");
@@ -301,26 +304,37 @@ fn fifty_agents_roll_out_in_waves_and_a_failing_canary_or_a_spent_budget_halts_t
 }
 
 /// The cost of waiting: one conditional GET of the gate per poll, the
-/// lease renewed every 10 polls as when idle, and a look at the markers once
-/// a minute in case the gate was never written.
+/// lease renewed every 10 polls as when idle; when an earlier wave than the
+/// one before it ends, the new gate says so and the host does not look.
 #[test]
 fn a_host_waiting_for_its_wave_reads_one_small_object_per_poll() {
-    let site = Site::without_agents(2);
-    // h01, the canary, has no agent: h02 waits for it for ever.
-    let id = site.publish("wait", "true", &[], &["--waves", "1,100%"]);
+    let mut site = Site::without_agents(3);
+    // h01 (wave 1) takes 5 s; h02 (wave 2) has no agent, so h03 (wave 3)
+    // waits for ever, and sees wave 1 end while it is counted.
+    let id = site.publish(
+        "wait",
+        "if [ $CATTLE_HOST_ID = h01 ]; then sleep 5; fi",
+        &[],
+        &["--waves", "1,2,3"],
+    );
     let proxy = Proxy::to(site.minio.addr()).start();
     let mut agent = site
-        .agent("h02")
+        .agent("h03")
         .envs(&proxy.env(&site.minio.cattle_env()))
         .spawn();
     await_docs(&site, &id, 20, |docs| {
-        docs.get("h02").is_some_and(|d| state(d) == "WAITING")
+        docs.get("h03").is_some_and(|d| state(d) == "WAITING")
     });
-    std::thread::sleep(Duration::from_secs(2));
     let before = proxy.requests().len();
+    site._agents.push(site.agent("h01").spawn());
     std::thread::sleep(Duration::from_secs(40));
     let requests: Vec<String> = proxy.requests()[before..].to_vec();
     let _ = agent.terminate(Duration::from_secs(10));
+    let gate: Value =
+        serde_json::from_slice(&site.bucket.get(&format!("executions/{id}/gate")).unwrap())
+            .unwrap();
+    assert_eq!(gate["wave_ended"], 0, "wave 1 ended meanwhile: {gate}");
+    assert_eq!(site.documents(&id)["h01"]["state"], "DONE");
     let count = |method: &str, suffix: &str| {
         requests
             .iter()
@@ -331,11 +345,12 @@ fn a_host_waiting_for_its_wave_reads_one_small_object_per_poll() {
             .count()
     };
     let polls = count("GET", &format!("/executions/{id}/gate"));
-    let lease = count("PUT", "/hosts/h02/agent.json");
+    let lease = count("PUT", "/hosts/h03/agent.json");
     let others = requests.len() - polls - lease;
     eprintln!(
-        "a waiting host, {polls} polls in 40 s: {} requests ({polls} conditional GETs of the \
-         gate, {lease} lease PUTs, {others} others): {:.2} per poll",
+        "a waiting host, {polls} polls in 40 s while an earlier wave ended: {} requests \
+         ({polls} conditional GETs of the gate, {lease} lease PUTs, {others} others): {:.2} \
+         per poll",
         requests.len(),
         requests.len() as f64 / polls as f64
     );
@@ -345,13 +360,7 @@ fn a_host_waiting_for_its_wave_reads_one_small_object_per_poll() {
         lease * 10 <= polls + 10,
         "{lease} lease PUTs: {requests:#?}"
     );
-    assert_eq!(count("GET", "/hosts/h02/inbox.json"), 0, "{requests:#?}");
-    // At most one look at the markers (every 60 polls): a handful of requests.
-    assert!(others <= 8, "{others} other requests: {requests:#?}");
-    assert!(
-        (requests.len() as f64) / (polls as f64) < 1.35,
-        "{requests:#?}"
-    );
+    assert_eq!(others, 0, "no inbox, manifest or listing: {requests:#?}");
 }
 
 #[test]

@@ -238,6 +238,8 @@ struct Parked {
     gate: Option<String>,
     /// When time alone changes the answer (a bake, a window, a start time).
     wake: Option<std::time::Instant>,
+    /// Its wave (0-based).
+    wave: usize,
     /// Polls since the decision.
     polls: u32,
 }
@@ -576,6 +578,16 @@ impl Agent {
             {
                 Ok(Fetched::NotModified) => true,
                 Ok(Fetched::Missing) => parked.gate.is_none(),
+                // Another wave's turn: nothing for this host to look at.
+                Ok(Fetched::Found(object))
+                    if cattle_core::rollout::GateNote::concerns_only_others(
+                        &object.bytes,
+                        parked.wave,
+                    ) =>
+                {
+                    parked.gate = Some(object.etag);
+                    true
+                }
                 Ok(Fetched::Found(_)) => false,
                 Err(e) if e.is_transient() => return Err(e.into()),
                 // Unreadable (too large, refused): decide again from the markers.
@@ -618,6 +630,7 @@ impl Agent {
             id,
             gate: waiting.gate,
             wake,
+            wave: waiting.wave,
             polls: 0,
         });
         Ok(())

@@ -28,6 +28,8 @@ pub const MAX_SMALL_DOCUMENT: u64 = 64 * 1024;
 /// when it ended its wave or was one of the failures that spent the budget.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Part {
+    /// This host's wave (0-based).
+    pub index: usize,
     /// The hosts of this host's wave, itself included.
     pub wave: Vec<HostId>,
     /// There are waves after it.
@@ -41,6 +43,7 @@ impl Part {
         let me = manifest.hosts.iter().position(|h| h == host)?;
         let k = rollout.wave_of(me);
         Some(Part {
+            index: k,
             wave: manifest.hosts[rollout.wave(k)].to_vec(),
             later_waves: k + 1 < rollout.waves.len(),
             max_errors: rollout.max_errors,
@@ -70,6 +73,9 @@ pub struct Waiting {
     /// The gate's ETag when the decision was made (`None`: no gate): the host
     /// looks again once it differs.
     pub gate: Option<String>,
+    /// This host's wave (0-based): a gate that says another wave ended does
+    /// not concern it ([`rollout::GateNote::concerns_only_others`]).
+    pub wave: usize,
 }
 
 /// What the host does about rolled-out execution `manifest` now.
@@ -131,6 +137,7 @@ pub async fn decide(
                 reason,
                 until,
                 gate,
+                wave: rollout.wave_of(me),
             }),
             Gate::Halt { reason } => Turn::Halt(reason),
         },
@@ -315,12 +322,18 @@ pub async fn ended(
     let wave_ended = part.later_waves && (0..part.wave.len()).all(|i| reports.get(i).is_some());
     let spent = end == EndState::Error && among_first_failures(&entries, &prefix, host, part);
     if wave_ended || spent {
-        let why = if wave_ended {
-            "ended its wave"
-        } else {
+        let why = if spent {
             "spent the error budget"
+        } else {
+            "ended its wave"
         };
-        rollout::nudge(store, id, host.as_str(), why).await?;
+        let note = rollout::GateNote {
+            by: host.to_string(),
+            why: why.to_string(),
+            // Everyone looks at a spent budget; only the next wave at its turn.
+            wave_ended: (!spent).then_some(part.index),
+        };
+        rollout::nudge(store, id, &note).await?;
         tracing::info!(execution = %id, "{why}: told the hosts waiting for their turn");
     }
     Ok(())

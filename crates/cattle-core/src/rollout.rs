@@ -357,16 +357,45 @@ pub fn decide(inputs: &Inputs<'_>) -> Gate {
     Gate::Open
 }
 
-/// Rewrite execution `id`'s gate ([`crate::keys::gate`]), so that the hosts
-/// waiting for their turn decide again. `by` and `why` are only for people
-/// reading the store: no one trusts the gate's content.
+/// What the writer of a gate ([`crate::keys::gate`]) says it did, for the
+/// hosts waiting for their turn. Never trusted: at most it spares a host a
+/// look at the markers that could not concern it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateNote {
+    /// Who wrote it: a host ID, or `cattle`.
+    pub by: String,
+    /// Why, for people reading the store.
+    pub why: String,
+    /// The wave (0-based) whose last host the writer was: only hosts of the
+    /// wave after it need to look. Absent when everyone must (a spent budget,
+    /// a pause or resume, a cancel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave_ended: Option<usize>,
+}
+
+impl GateNote {
+    /// Whether a host of wave `wave` waiting for its turn can let this gate
+    /// go by without looking: it says a wave ended that is not the one
+    /// before `wave`. Anything else, a gate that is not a note included, is
+    /// looked into. A forged note can thus delay a host (until it looks
+    /// again anyway), never start one.
+    pub fn concerns_only_others(bytes: &[u8], wave: usize) -> bool {
+        serde_json::from_slice::<GateNote>(bytes)
+            .ok()
+            .and_then(|note| note.wave_ended)
+            .is_some_and(|ended| ended + 1 < wave)
+    }
+}
+
+/// Rewrite execution `id`'s gate with `note`, so that the hosts waiting for
+/// their turn (those it concerns) decide again.
 pub async fn nudge(
     store: &crate::store::Store,
     id: Uuid,
-    by: &str,
-    why: &str,
+    note: &GateNote,
 ) -> Result<(), crate::store::StoreError> {
-    let body = serde_json::json!({ "by": by, "why": why, "at": crate::now_rfc3339() });
+    let mut body = serde_json::to_value(note).expect("serializes");
+    body["at"] = serde_json::Value::String(crate::now_rfc3339());
     store
         .put(
             &crate::keys::gate(id),
@@ -451,6 +480,27 @@ mod tests {
             now: at(now),
             window: WindowState::Open,
         })
+    }
+
+    #[test]
+    fn a_gate_that_says_an_earlier_wave_ended_can_be_let_go_by_and_nothing_else() {
+        let note = |wave_ended| {
+            serde_json::to_vec(&GateNote {
+                by: "h01".to_string(),
+                why: "ended its wave".to_string(),
+                wave_ended,
+            })
+            .unwrap()
+        };
+        // Wave 0 ended: wave 1 looks, wave 2 need not.
+        assert!(!GateNote::concerns_only_others(&note(Some(0)), 1));
+        assert!(GateNote::concerns_only_others(&note(Some(0)), 2));
+        assert!(!GateNote::concerns_only_others(&note(Some(1)), 2));
+        // A later wave said to have ended, no wave, or not a note: look.
+        assert!(!GateNote::concerns_only_others(&note(Some(5)), 2));
+        assert!(!GateNote::concerns_only_others(&note(None), 2));
+        assert!(!GateNote::concerns_only_others(b"{}", 2));
+        assert!(!GateNote::concerns_only_others(b"\xff", 2));
     }
 
     #[test]

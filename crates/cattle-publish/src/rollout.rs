@@ -194,7 +194,12 @@ pub fn parse_budget(text: &str, hosts: usize) -> anyhow::Result<usize> {
 /// Rewrite execution `id`'s gate, so that hosts waiting for their turn look
 /// again (`why` is only for people reading the store).
 pub async fn nudge(store: &Store, id: Uuid, why: &str) -> anyhow::Result<()> {
-    Ok(rollout::nudge(store, id, "cattle", why).await?)
+    let note = rollout::GateNote {
+        by: "cattle".to_string(),
+        why: why.to_string(),
+        wave_ended: None,
+    };
+    Ok(rollout::nudge(store, id, &note).await?)
 }
 
 /// Pause (or resume) the rollout of execution `id`: sign a control newer than
