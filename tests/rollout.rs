@@ -49,8 +49,13 @@ impl Site {
 
     /// The agent of `host`, polling every second.
     fn agent(&self, host: &str) -> Cmd {
-        Cmd::new(agent_bin())
-            .envs(&self.minio.cattle_env())
+        self.agent_args(Cmd::new(agent_bin()), host)
+    }
+
+    /// `cmd` (the agent, or a program that starts it) with the agent's
+    /// settings for `host` added.
+    fn agent_args(&self, cmd: Cmd, host: &str) -> Cmd {
+        cmd.envs(&self.minio.cattle_env())
             .env("CATTLE_STORE", format!("s3://{BUCKET}/{PREFIX}"))
             .env("CATTLE_LOG", "error")
             .args(["--host-id", host, "--interval", "1", "--state-dir"])
@@ -478,6 +483,50 @@ fn hosts_start_inside_their_window_or_after_their_start_time_and_wait_otherwise(
     }
 }
 
+/// Hosts whose clocks are five minutes behind and ahead of the store's
+/// start at the store's time: they judge the start time by the store's clock
+/// (as its answers date it), not by their own.
+#[test]
+fn a_start_time_holds_by_the_stores_clock_on_hosts_whose_clocks_are_off() {
+    let mut site = Site::without_agents(2);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let faketime = std::env::split_paths(&path)
+        .map(|dir| dir.join("faketime"))
+        .find(|p| p.is_file())
+        .expect("faketime not found: install it with `apt-get install -y faketime` (scripts/test.sh does)");
+    for (host, skew) in [("h01", "-5m"), ("h02", "+5m")] {
+        let skewed = Cmd::new(&faketime)
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .args(["-m", "-f", skew])
+            .arg(agent_bin());
+        site._agents.push(site.agent_args(skewed, host).spawn());
+    }
+    let asked = std::time::Instant::now();
+    let id = site.publish("skewed", "true", &[], &["--not-before", "12s"]);
+    let mut started = BTreeMap::new();
+    let all = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
+        for (host, doc) in site.documents(&id) {
+            if state(&doc) != "WAITING" {
+                started.entry(host).or_insert_with(|| asked.elapsed());
+            }
+        }
+        started.len() == 2
+    });
+    assert!(all, "not both started: {started:?}");
+    for (host, after) in &started {
+        eprintln!("{host} started {after:?} after a publish --not-before 12s");
+        // The time is kept to the second; the store's clock is read to the second.
+        assert!(
+            *after >= Duration::from_secs(10),
+            "{host} started early: {after:?}"
+        );
+        assert!(
+            *after < Duration::from_secs(30),
+            "{host} started late: {after:?}"
+        );
+    }
+}
+
 #[test]
 fn a_forged_gate_or_forged_markers_open_nothing() {
     let site = Site::new(3);
@@ -500,6 +549,9 @@ fn a_forged_gate_or_forged_markers_open_nothing() {
     let other = uuid::Uuid::now_v7();
     site.bucket
         .put(&format!("executions/{other}/ended/done/h01"), Vec::new());
+    site.bucket
+        .put(&format!("executions/{id}/gate"), vec![b'x'; 100 * 1024]);
+    std::thread::sleep(Duration::from_millis(1500));
     for n in 0..4 {
         site.bucket.put(
             &format!("executions/{id}/gate"),
