@@ -174,22 +174,20 @@ pub async fn handle(
     // The host of a rolled-out execution writes its marker however it ends,
     // refused included: its wave waits for it. From a manifest that does not
     // verify, the rollout only decides that marker and a hint, never trusted.
-    let unverified = || {
-        let bytes = envelope.as_ref().ok()?;
-        serde_json::from_slice::<Envelope>(bytes)
-            .ok()?
-            .manifest()
-            .ok()
-    };
-    let rolled_out = match &decision {
-        Ok(admitted) => Some(admitted.manifest.clone()),
-        Err(_) => unverified(),
-    };
-    if let Some(manifest) = &rolled_out
-        && let Some(rollout) = &manifest.rollout
-        && let Some(part) = rollout::Part::of(manifest, rollout, &config.host)
-    {
-        part.save(&dir)?;
+    // Written once: the manifest of an ID does not change.
+    if !dir.join(local::ROLLOUT).exists() {
+        let part = match &decision {
+            Ok(admitted) => rollout::Part::of(&admitted.manifest, &config.host),
+            Err(_) => envelope
+                .as_ref()
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Envelope>(bytes).ok())
+                .and_then(|e| e.manifest().ok())
+                .and_then(|manifest| rollout::Part::of(&manifest, &config.host)),
+        };
+        if let Some(part) = part {
+            part.save(&dir)?;
+        }
     }
     let Admitted {
         manifest,

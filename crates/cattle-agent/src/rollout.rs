@@ -38,7 +38,9 @@ pub struct Part {
 }
 
 impl Part {
-    pub fn of(manifest: &Manifest, rollout: &Rollout, host: &HostId) -> Option<Part> {
+    /// `host`'s part in `manifest`'s rollout; `None` without one.
+    pub fn of(manifest: &Manifest, host: &HostId) -> Option<Part> {
+        let rollout = manifest.rollout.as_ref()?;
         rollout.check(manifest.hosts.len()).ok()?;
         let me = manifest.hosts.iter().position(|h| h == host)?;
         let k = rollout.wave_of(me);
