@@ -404,6 +404,17 @@ fn a_paused_rollout_holds_hosts_that_have_not_started_until_it_is_resumed() {
     );
     let watch_line = site.cattle(&["status", &id]);
     assert!(watch_line.stdout.contains("WAITING"), "{watch_line}");
+    // A bucket writer deleting the pause does not resume the hosts that saw it.
+    site.bucket.delete(&format!("executions/{id}/rollout.json"));
+    site.bucket
+        .put(&format!("executions/{id}/gate"), b"{}".to_vec());
+    await_docs(&site, &id, 20, |docs| {
+        ["h02", "h03", "h04"].iter().all(|h| {
+            docs.get(*h).is_some_and(|d| {
+                state(d) == "WAITING" && d["waiting"].as_str().unwrap().contains("was removed")
+            })
+        })
+    });
 
     site.cattle(&["rollout", "resume", &id]).assert_success();
     let docs = site.settle(&id, 60);

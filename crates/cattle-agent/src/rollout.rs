@@ -197,7 +197,8 @@ fn window_state(
 /// Why the rollout is paused, if it is: its control says so, or cannot be
 /// trusted (a control that does not verify holds the rollout: only the
 /// signing key can pause and resume). A control older than one already seen
-/// (written back over a newer one) holds it too.
+/// (written back over a newer one), or none where this agent saw one, holds
+/// it too.
 async fn paused(
     store: &Store,
     trust: &crate::Trust,
@@ -207,6 +208,14 @@ async fn paused(
     let key = keys::rollout_control(id);
     let object = match store.get(&key, MAX_SMALL_DOCUMENT).await {
         Ok(Some(object)) => object,
+        // Gone after this host saw one: deleting a pause must not resume.
+        Ok(None) if *seen_seq > 0 => {
+            return Ok(Some(format!(
+                "its control `{}` was removed after this host read it; `cattle rollout \
+                 pause` or `resume` writes a new one",
+                store.location(&key)
+            )));
+        }
         Ok(None) => return Ok(None),
         Err(e) if !e.is_transient() => {
             return Ok(Some(format!(
