@@ -315,6 +315,10 @@ fn each_role_does_its_job_with_its_own_policy() {
     assert!(!log.stdout.contains("hello from host-b"), "{log}");
     site.cattle(PUBLISHER, &["status", &id.to_string()])
         .assert_success();
+    // The publisher checks the store, on objects of its own that it removes.
+    let check = site.cattle(PUBLISHER, &["store", "check"]);
+    check.assert_success();
+    assert!(check.stdout.ends_with("all 5 checks passed\n"), "{check}");
     // Both read the fleet: each agent's lease and heartbeat.
     for user in [OPERATOR, PUBLISHER] {
         let hosts = site.cattle(user, &["hosts"]);

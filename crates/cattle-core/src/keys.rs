@@ -16,6 +16,7 @@
 //! hosts/<host>/inbox.json                      executions addressed to <host> (publish, clean)
 //! hosts/<host>/agent.json                      the agent active for <host> (its lease)
 //! publish/version.json                         highest manifest version handed out (publish)
+//! selftest/<random>/probe                      `cattle store check`, deleted by it (store::check)
 //! ```
 //!
 //! Keys are relative to the store's prefix; the store adds it.
@@ -148,6 +149,15 @@ pub fn standby(host: &HostId) -> String {
 /// Every host's objects (inbox, lease, standby record), for `cattle hosts`.
 pub fn hosts_prefix() -> String {
     "hosts/".to_string()
+}
+
+/// Where one run of `cattle store check` keeps its probe (see `store::check`).
+pub fn selftest_prefix(run: Uuid) -> String {
+    format!("selftest/{run}/")
+}
+
+pub fn selftest_probe(run: Uuid) -> String {
+    format!("selftest/{run}/probe")
 }
 
 pub fn version_counter() -> String {

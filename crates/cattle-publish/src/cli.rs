@@ -442,6 +442,32 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<ConfigAction>,
     },
+    /// Look at the store itself.
+    #[command(
+        after_help = "Examples:\n  cattle store check\n  cattle --store s3://cattle/prod store check --json"
+    )]
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+/// What `cattle store` does.
+#[derive(Debug, Subcommand)]
+pub enum StoreAction {
+    /// Check that the store honours what Cattle relies on: create-only and
+    /// compare-and-swap writes (412 when they must fail), conditional reads
+    /// (304), listings that show what was just written, deletes. Tried on
+    /// objects of its own under `selftest/`, deleted afterwards. Exit 1 when
+    /// one fails: do not use that store.
+    #[command(
+        after_help = "Examples:\n  cattle store check\n  cattle --store s3://cattle/prod store check --json"
+    )]
+    Check {
+        /// Print a JSON object (schema `cattle.store-check.v1`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What `cattle config` does.

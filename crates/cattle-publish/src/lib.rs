@@ -19,6 +19,7 @@ pub mod rollout;
 pub mod select;
 pub mod settings;
 pub mod status;
+pub mod store_check;
 pub mod style;
 pub mod terminal;
 pub mod versions;

@@ -758,6 +758,39 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             .expect("apply does not panic")?;
             Ok(cattle_publish::apply::exit_code(&outcome))
         }
+        Command::Store {
+            action: cattle_publish::cli::StoreAction::Check { json },
+        } => {
+            let settings = settings(flags)?;
+            let store = open_store(&settings).await?;
+            let location = store.location("");
+            let report = cattle_core::store::check::check(&store)
+                .await
+                .with_context(|| format!("cannot check store `{location}`"))?;
+            if json {
+                writeln!(
+                    stdout,
+                    "{}",
+                    cattle_publish::store_check::json(&location, &report)
+                )?;
+            } else {
+                write!(
+                    stdout,
+                    "{}",
+                    cattle_publish::store_check::text(&location, &report)
+                )?;
+            }
+            if report.passed() {
+                Ok(exit::SUCCESS)
+            } else {
+                eprintln!(
+                    "error: store `{}` does not honour what Cattle relies on; do not use it \
+                     (docs/reliability.md says why each matters)",
+                    terminal::line(&location)
+                );
+                Ok(exit::FAILURE)
+            }
+        }
         Command::Config {
             action: None | Some(ConfigAction::Show),
         } => {

@@ -6,6 +6,7 @@
 //! that answers "not modified" for a known ETag, and a write that succeeds only
 //! if the object is absent or still has a known ETag.
 
+pub mod check;
 mod file;
 mod s3;
 
