@@ -133,3 +133,80 @@ fn a_store_that_answers_a_conditional_read_in_full_is_named() {
         "{json:#}"
     );
 }
+
+/// A listing that misses objects (distributed MinIO, after a node came back,
+/// for objects overwritten meanwhile): `cattle clean` deletes by name every
+/// object the manifest says may exist, so nothing is left behind.
+#[test]
+fn clean_deletes_what_the_manifest_names_even_when_a_listing_misses_it() {
+    let minio = Minio::start();
+    let bucket = Bucket::open(&minio, BUCKET, "check/");
+    bucket.create();
+    let ws = cattle_e2e::Workspace::new();
+    ws.write("config/cattle.toml", cattle_e2e::shell_step("echo hello"));
+    let hosts = ws.write("hosts", "h1\nh2\n");
+    let cattle = |env: &[(String, String)], args: &[&str]| {
+        Cmd::new(cattle_bin())
+            .envs(env)
+            .env("CATTLE_STORE", format!("s3://{BUCKET}/check"))
+            .env("CATTLE_LOG", "error")
+            .args(args)
+            .run()
+    };
+    let published = cattle(
+        &minio.cattle_env(),
+        &[
+            "publish",
+            &ws.child("config").display().to_string(),
+            "--hosts",
+            &hosts.display().to_string(),
+        ],
+    );
+    published.assert_success();
+    let id = published.stdout.lines().last().unwrap().trim().to_string();
+    for host in ["h1", "h2"] {
+        Cmd::new(cattle_e2e::agent_bin())
+            .envs(&minio.cattle_env())
+            .env("CATTLE_STORE", format!("s3://{BUCKET}/check"))
+            .env("CATTLE_LOG", "error")
+            .args(["--host-id", host, "--once", "--state-dir"])
+            .arg(ws.child(format!("agents/{host}")))
+            .run()
+            .assert_success();
+    }
+    let before = bucket.list(&format!("executions/{id}/"));
+    assert!(
+        before.len() >= 7,
+        "status, log and DONE of each host: {before:#?}"
+    );
+    // Every listing of the execution's objects comes back empty.
+    let prefix = format!("prefix=check%2Fexecutions%2F{id}%2F");
+    let proxy = Proxy::to(minio.addr())
+        .rewrite(move |request| {
+            let query = request.target.split_once('?').map_or("", |(_, q)| q);
+            if request.method == "GET"
+                && query.contains("list-type=2")
+                && query.split('&').any(|p| p == prefix)
+            {
+                let body = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult \
+                     xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>{BUCKET}</Name>\
+                     <Prefix></Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys>\
+                     <IsTruncated>false</IsTruncated></ListBucketResult>"
+                );
+                Verdict::Respond(http_response(
+                    200,
+                    "OK",
+                    &[("Content-Type", "application/xml")],
+                    body.as_bytes(),
+                ))
+            } else {
+                Verdict::Forward
+            }
+        })
+        .start();
+    let clean = cattle(&proxy.env(&minio.cattle_env()), &["clean", &id]);
+    clean.assert_success();
+    let after = bucket.list(&format!("executions/{id}/"));
+    assert_eq!(after, Vec::<String>::new(), "left behind: {clean}");
+}

@@ -622,6 +622,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     terminal::line(problem)
                 );
             }
+            if !cleaned.unconfirmed.is_empty() {
+                eprintln!(
+                    "warning: a listing still shows {} of execution {id} after they were \
+                     deleted (a host still writing?): {}; `cattle clean {id}` removes them later",
+                    count(cleaned.unconfirmed.len() as u64, "object"),
+                    terminal::line(&cleaned.unconfirmed.join(", "))
+                );
+            }
             match &cleaned.leftovers {
                 Some(keys) => {
                     note!(
