@@ -85,7 +85,6 @@ impl Report {
         std::fs::create_dir_all(dir).map_err(WriteError::at(dir.to_path_buf()))?;
         let log_dir = dir.join(LOG_DIR);
         let log = LogWriter::open(&log_dir, max_log_mib).map_err(WriteError::at(log_dir))?;
-        let now = cattle_core::now_rfc3339();
         // A resumed run goes on counting from where the last one was.
         let (seq, results) = previous_status(dir).map_or((0, Vec::new()), |s| (s.seq, s.results));
         let mut report = Report {
@@ -94,22 +93,8 @@ impl Report {
             unwritten: Vec::new(),
             resumed: None,
             status: HostStatus {
-                format: FORMAT,
-                execution: id,
-                host: host.clone(),
-                state: State::Progress,
-                steps: 0,
-                step: None,
-                started: now.clone(),
-                updated: now,
-                finished: None,
-                error: None,
-                seq: 0,
-                agent_version: env!("CARGO_PKG_VERSION").to_string(),
-                paused: None,
-                waiting: None,
-                log: None,
                 results,
+                ..first_status(host, id, State::Progress)
             },
             seq,
             progress: None,
@@ -363,6 +348,30 @@ struct Pause {
 
 /// The last status written for this execution, if any: a resumed run keeps
 /// its `seq` counting up and the results of the steps already over.
+/// The first status this agent writes for execution `id` in `state`: started
+/// and updated now, no step, no log yet.
+pub fn first_status(host: &HostId, id: Uuid, state: State) -> HostStatus {
+    let now = cattle_core::now_rfc3339();
+    HostStatus {
+        format: FORMAT,
+        execution: id,
+        host: host.clone(),
+        state,
+        steps: 0,
+        step: None,
+        started: now.clone(),
+        updated: now,
+        finished: None,
+        error: None,
+        seq: 0,
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        paused: None,
+        waiting: None,
+        log: None,
+        results: Vec::new(),
+    }
+}
+
 fn previous_status(dir: &Path) -> Option<HostStatus> {
     std::fs::read(dir.join(STATUS_JSON))
         .ok()

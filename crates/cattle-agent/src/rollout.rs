@@ -13,7 +13,7 @@ use cattle_core::rollout::{self, EndState, Gate, Reports, Rollout, WindowState};
 use cattle_core::signing::TrustedKeys;
 use cattle_core::store::{Condition, Fetched, Store};
 use cattle_core::window::{self, Window};
-use cattle_core::wire::{Envelope, FORMAT, HostStatus, Manifest, State};
+use cattle_core::wire::{Envelope, HostStatus, Manifest, State};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -277,24 +277,10 @@ fn verify(
 
 /// The status a waiting host shows: WAITING, and why.
 pub fn waiting_status(host: &HostId, manifest: &Manifest, reason: &str) -> HostStatus {
-    let now = cattle_core::now_rfc3339();
     HostStatus {
-        format: FORMAT,
-        execution: manifest.id,
-        host: host.clone(),
-        state: State::Waiting,
         steps: manifest.steps,
-        step: None,
-        started: now.clone(),
-        updated: now,
-        finished: None,
-        error: None,
-        seq: 0,
-        agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        paused: None,
         waiting: Some(reason.to_string()),
-        log: None,
-        results: Vec::new(),
+        ..crate::report::first_status(host, manifest.id, State::Waiting)
     }
 }
 
