@@ -5,8 +5,10 @@
 //!
 //! The lease is `hosts/<host>/agent.json` ([`HostLease`]). Its holder rewrites
 //! it with a fresh random nonce, conditionally on the ETag it last wrote, every
-//! [`RENEW_POLLS`] polls and before it starts an execution, and remembers its
-//! last two nonces in `<state-dir>/LEASE`. So:
+//! [`RENEW_POLLS`] polls and before it starts an execution, and remembers in
+//! `<state-dir>/LEASE`, before each write, the nonce the store was last seen
+//! to hold and the new one (so writes cut short by crashes, however many in a
+//! row, never lose the one the store has). So:
 //! - after a restart, a reboot, a new machine ID or a moved state directory the
 //!   agent finds one of its own nonces there and carries on at once;
 //! - of two agents that both find their nonce (a machine cloned with its state
@@ -86,6 +88,11 @@ pub struct Lease {
     /// The last nonces this agent wrote, as `<state-dir>/LEASE` keeps them
     /// (read once at start; this agent alone writes the file, under its lock).
     nonces: Vec<Uuid>,
+    /// The nonce of ours that the store was last seen to hold (written, or
+    /// found there): kept in `<state-dir>/LEASE` with each new one, so that
+    /// however many writes are cut short by a crash before they reach the
+    /// store, the nonce it holds is still known as ours.
+    held: Option<Uuid>,
     /// Whether the store's refusal of the lease has been logged.
     warned: bool,
     /// What the next renewal says about this agent and its host.
@@ -146,6 +153,7 @@ impl Lease {
             polls: 0,
             unchanged_since: Instant::now(),
             nonces: read_nonces(state_dir),
+            held: None,
             warned: false,
             heartbeat,
             running: None,
@@ -268,7 +276,7 @@ impl Lease {
             // Deleted (an operator, or `cattle clean` of a host): write it again.
             Fetched::Missing => self.take(store, Some(Condition::IfAbsent)).await,
             Fetched::Found(object) => match parse(&object.bytes, &store.location(&key)) {
-                Some(lease) if !self.is_mine(&lease) => {
+                Some(lease) if !self.found_mine(&lease) => {
                     self.etag = Some(object.etag);
                     self.unchanged_since = Instant::now();
                     self.stand_back(lease);
@@ -318,7 +326,7 @@ impl Lease {
             Fetched::Found(object) => {
                 self.unchanged_since = Instant::now();
                 match parse(&object.bytes, &store.location(&key)) {
-                    Some(lease) if !self.is_mine(&lease) => {
+                    Some(lease) if !self.found_mine(&lease) => {
                         self.etag = Some(object.etag);
                         self.stand_back(lease);
                         Ok(())
@@ -373,7 +381,7 @@ impl Lease {
                     match object {
                         None => Condition::IfAbsent,
                         Some(object) => match parse(&object.bytes, &store.location(&key)) {
-                            Some(lease) if !self.is_mine(&lease) => {
+                            Some(lease) if !self.found_mine(&lease) => {
                                 self.etag = Some(object.etag);
                                 self.unchanged_since = Instant::now();
                                 self.stand_back(lease);
@@ -408,10 +416,7 @@ impl Lease {
         let nonce = Uuid::new_v4();
         // Remember the nonce before the store has it, so that a crash in
         // between still finds the lease this agent's own.
-        let mut nonces = self.nonces.clone();
-        nonces.push(nonce);
-        let keep = nonces.len().saturating_sub(2);
-        nonces.drain(..keep);
+        let nonces = remembered(self.held, &self.nonces, nonce);
         write_nonces(&self.state_dir, &nonces)
             .map_err(|e| AgentError::local(self.state_dir.join(LEASE_FILE), e))?;
         self.nonces = nonces;
@@ -436,6 +441,7 @@ impl Lease {
         };
         let body = serde_json::to_vec_pretty(&lease).expect("leases serialize");
         let etag = store.put(&key, body, condition).await?;
+        self.held = Some(nonce);
         if !holder {
             tracing::info!(host = %self.host, lease = %store.location(&key), "this agent is the one active for the host");
         }
@@ -509,8 +515,14 @@ impl Lease {
         self.standing = Some(Standing::Standby(Box::new(holder)));
     }
 
-    fn is_mine(&self, lease: &HostLease) -> bool {
-        self.nonces.contains(&lease.nonce)
+    /// Whether `lease`, as read from the store, is this agent's own; if so,
+    /// its nonce is the one the store holds.
+    fn found_mine(&mut self, lease: &HostLease) -> bool {
+        let mine = self.nonces.contains(&lease.nonce);
+        if mine {
+            self.held = Some(lease.nonce);
+        }
+        mine
     }
 
     /// This agent as conflict records name it: machine and state directory.
@@ -527,6 +539,19 @@ fn parse(bytes: &[u8], location: &str) -> Option<HostLease> {
             None
         }
     }
+}
+
+/// The nonces to remember before writing `new`: the one the store holds
+/// (`held`), or without one the last remembered, and `new`.
+fn remembered(held: Option<Uuid>, before: &[Uuid], new: Uuid) -> Vec<Uuid> {
+    let mut nonces = match held {
+        Some(held) => vec![held],
+        None => before.to_vec(),
+    };
+    nonces.push(new);
+    let keep = nonces.len().saturating_sub(2);
+    nonces.drain(..keep);
+    nonces
 }
 
 fn read_nonces(state_dir: &Path) -> Vec<Uuid> {
@@ -584,5 +609,30 @@ pub async fn keep(
             lost.store(true, std::sync::atomic::Ordering::SeqCst);
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_cut_short_one_after_another_never_forget_the_nonce_the_store_holds() {
+        // The store holds n0, written by an agent that remembered it.
+        let n0 = Uuid::new_v4();
+        let mut file = remembered(None, &[], n0);
+        // Three agents in a row find n0 theirs, remember a new nonce, and are
+        // killed before their write reaches the store.
+        for _ in 0..3 {
+            let held = file.contains(&n0).then_some(n0);
+            assert!(held.is_some(), "{file:?} lost the nonce the store holds");
+            file = remembered(held, &file, Uuid::new_v4());
+        }
+        assert!(file.contains(&n0), "{file:?}");
+        // Once a write reaches the store, the new nonce is the one to keep.
+        let n1 = *file.last().unwrap();
+        let file = remembered(Some(n1), &file, Uuid::new_v4());
+        assert_eq!(file[0], n1);
+        assert_eq!(file.len(), 2);
     }
 }
