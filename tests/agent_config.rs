@@ -208,10 +208,11 @@ fn check_config_against_a_good_store_prints_the_redacted_settings_and_where_they
         "{out}"
     );
     assert!(
-        out.stdout.contains(
+        out.stdout.contains(&format!(
             "ok      store answers (bucket exists, credentials accepted, clock within the store's limit): \
-             inbox `s3://cattle/cfg/hosts/web-1/inbox.json` is absent"
-        ),
+             inbox `s3://cattle/cfg/inboxes/{}.json` of the host's group is absent",
+            group("web-1")
+        )),
         "{out}"
     );
     assert!(out.stdout.contains("ok      trusted key "), "{out}");
@@ -244,7 +245,7 @@ fn check_config_names_a_missing_bucket_wrong_credentials_and_an_open_credentials
     let out = setup.check_config(&config);
     out.assert_status(1);
     assert!(
-        out.stdout.contains("FAILED  cannot read the host's inbox: read `s3://cattle/cfg/hosts/web-1/inbox.json`: access denied: SignatureDoesNotMatch"),
+        out.stdout.contains(&format!("FAILED  cannot read the host's inbox: read `s3://cattle/cfg/inboxes/{}.json`: access denied: SignatureDoesNotMatch", group("web-1"))),
         "{out}"
     );
     setup.credentials("unknown", "nobody", "not-the-secret", 0o600);
@@ -282,4 +283,9 @@ fn check_config_names_a_missing_bucket_wrong_credentials_and_an_open_credentials
         .run();
     out.assert_status(1);
     assert!(out.stderr.contains("chmod 600"), "{out}");
+}
+
+/// The inbox group of `host`.
+fn group(host: &str) -> String {
+    cattle_core::keys::inbox_group(&cattle_core::hosts::HostId::new(host).unwrap())
 }

@@ -18,6 +18,26 @@ use cattle_e2e::{
 const BUCKET: &str = "cattle";
 const PREFIX: &str = "e2e";
 
+/// The inbox group of `host`.
+fn group_of(host: &str) -> String {
+    cattle_core::keys::inbox_group(&cattle_core::hosts::HostId::new(host).unwrap())
+}
+
+/// The executions the inbox of `host`'s group in `bucket` lists for it, oldest first.
+fn listed_for(bucket: &Bucket, host: &str) -> Vec<String> {
+    let Some(bytes) = bucket.get(&format!("inboxes/{}.json", group_of(host))) else {
+        return Vec::new();
+    };
+    let inbox: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    inbox["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["hosts"].as_array().unwrap().iter().any(|h| h == host))
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// A MinIO with an empty bucket, a workspace, and the commands to drive them.
 struct Fleet {
     minio: Minio,
@@ -117,13 +137,24 @@ impl Fleet {
             .run()
     }
 
-    /// Replace `host`'s inbox with one listing `ids`, as anyone with write access could.
+    /// Replace the inbox of `host`'s group with one listing `ids` for `host`
+    /// alone, as anyone with write access could.
     fn forge_inbox(&self, host: &str, ids: &[&str]) {
-        let inbox = serde_json::json!({"format": 2, "host": host, "executions": ids});
+        let group = group_of(host);
+        let executions: Vec<_> = ids
+            .iter()
+            .map(|id| serde_json::json!({"id": id, "hosts": [host]}))
+            .collect();
+        let inbox = serde_json::json!({"format": 2, "group": group, "executions": executions});
         self.bucket.put(
-            &format!("hosts/{host}/inbox.json"),
+            &format!("inboxes/{group}.json"),
             serde_json::to_vec(&inbox).unwrap(),
         );
+    }
+
+    /// The executions the inbox of `host`'s group lists for it, oldest first.
+    fn inbox_ids(&self, host: &str) -> Vec<String> {
+        listed_for(&self.bucket, host)
     }
 
     /// What `host` last reported for execution `id`, read straight from the bucket.
@@ -308,14 +339,18 @@ fn publish_stores_the_bundle_once_and_addresses_each_host() {
     let keys = fleet.bucket.keys();
     let bundles: Vec<_> = keys.iter().filter(|k| k.ends_with(".tar.gz")).collect();
     assert_eq!(bundles.len(), 1, "{keys:?}");
-    let inbox: serde_json::Value =
-        serde_json::from_slice(&fleet.bucket.get("hosts/b/inbox.json").unwrap()).unwrap();
     assert_eq!(
-        inbox["executions"],
-        serde_json::json!([first["id"], second["id"]])
+        fleet.inbox_ids("b"),
+        [
+            first["id"].as_str().unwrap(),
+            second["id"].as_str().unwrap()
+        ]
     );
-    // 1 bundle, 2 bundle references, 2 manifests, 3 inboxes, the version counter.
-    assert_eq!(keys.len(), 1 + 2 + 2 + 3 + 1, "{keys:?}");
+    // 1 bundle, 2 bundle references, 2 manifests, an inbox per group, the
+    // version counter; no per-host inbox.
+    let groups: std::collections::BTreeSet<String> = ["a", "b", "c"].map(group_of).into();
+    assert_eq!(keys.len(), 1 + 2 + 2 + groups.len() + 1, "{keys:?}");
+    assert!(!keys.iter().any(|k| k.starts_with("hosts/")), "{keys:?}");
 
     // The bundle stays while another execution uses it, and goes with the last.
     let (first, second) = (
@@ -338,7 +373,7 @@ fn publish_stores_the_bundle_once_and_addresses_each_host() {
     let left = fleet.bucket.keys();
     assert!(
         left.iter()
-            .all(|k| k.starts_with("hosts/") || k == "publish/version.json"),
+            .all(|k| k.starts_with("inboxes/") || k == "publish/version.json"),
         "{left:?}"
     );
 }
@@ -369,19 +404,7 @@ fn concurrent_publishers_to_the_same_hosts_lose_no_execution() {
         .collect();
     ids.sort();
     for host in ["h1", "h2", "h3"] {
-        let inbox: serde_json::Value = serde_json::from_slice(
-            &fleet
-                .bucket
-                .get(&format!("hosts/{host}/inbox.json"))
-                .unwrap(),
-        )
-        .unwrap();
-        let mut listed: Vec<String> = inbox["executions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect();
+        let mut listed = fleet.inbox_ids(host);
         listed.sort();
         assert_eq!(listed, ids, "{host}'s inbox lost an execution");
     }
@@ -403,21 +426,29 @@ fn a_publish_killed_half_way_leaves_no_host_with_half_an_execution() {
     assert!(wait_until(
         Duration::from_secs(30),
         Duration::from_millis(10),
-        || { fleet.bucket.keys().iter().any(|k| k.starts_with("hosts/")) }
+        || {
+            fleet
+                .bucket
+                .keys()
+                .iter()
+                .any(|k| k.starts_with("inboxes/"))
+        }
     ));
     publish.kill();
 
     let keys = fleet.bucket.keys();
-    let inboxes: Vec<&String> = keys.iter().filter(|k| k.starts_with("hosts/")).collect();
+    let inboxes: Vec<&String> = keys.iter().filter(|k| k.starts_with("inboxes/")).collect();
+    let groups: std::collections::BTreeSet<String> = hosts.iter().map(|h| group_of(h)).collect();
     assert!(
-        inboxes.len() < hosts.len(),
+        inboxes.len() < groups.len(),
         "the publish finished before the kill; nothing tested"
     );
     let mut addressed = 0;
     for inbox in inboxes {
         let inbox: serde_json::Value =
             serde_json::from_slice(&fleet.bucket.get(inbox).unwrap()).unwrap();
-        for id in inbox["executions"].as_array().unwrap() {
+        for entry in inbox["executions"].as_array().unwrap() {
+            let id = &entry["id"];
             addressed += 1;
             let manifest = fleet
                 .bucket
@@ -442,21 +473,7 @@ fn a_publish_killed_half_way_leaves_no_host_with_half_an_execution() {
     // Publishing again is safe: a new execution, addressed to every host.
     let id = fleet.publish(&example("poem"), &hosts);
     for host in ["host-0000", "host-1999"] {
-        let inbox: serde_json::Value = serde_json::from_slice(
-            &fleet
-                .bucket
-                .get(&format!("hosts/{host}/inbox.json"))
-                .unwrap(),
-        )
-        .unwrap();
-        assert!(
-            inbox["executions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|e| e == id.as_str()),
-            "{host}"
-        );
+        assert!(fleet.inbox_ids(host).contains(&id), "{host}");
     }
 }
 
@@ -1187,12 +1204,18 @@ fn clean_is_refused_while_running_then_removes_everything_and_agents_tidy_up() {
     fleet.cattle(&["clean", &id]).assert_success();
     let left: Vec<String> = fleet.bucket.keys();
     assert!(
-        left.iter()
-            .all(|k| k.starts_with("hosts/") || k == "publish/version.json"),
-        "only the (now empty) inbox and the version counter may remain: {left:?}"
+        left.iter().all(|k| k.starts_with("hosts/")
+            || k.starts_with("inboxes/")
+            || k == "publish/version.json"),
+        "only the (now empty) inbox, the lease and the version counter may remain: {left:?}"
     );
-    let inbox: serde_json::Value =
-        serde_json::from_slice(&fleet.bucket.get("hosts/h1/inbox.json").unwrap()).unwrap();
+    let inbox: serde_json::Value = serde_json::from_slice(
+        &fleet
+            .bucket
+            .get(&format!("inboxes/{}.json", group_of("h1")))
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(inbox["executions"], serde_json::json!([]));
 
     let local = fleet.state_dir("h1").join("executions").join(&id);
@@ -2166,8 +2189,9 @@ fn the_same_flow_works_on_the_file_store() {
     cattle(&["clean", &id]).assert_success();
     let left: Vec<_> = files_under(&ws.child("store"));
     assert!(
-        left.iter()
-            .all(|p| p.contains("/hosts/") || p.ends_with("/publish/version.json")),
+        left.iter().all(|p| p.contains("/hosts/")
+            || p.contains("/inboxes/")
+            || p.ends_with("/publish/version.json")),
         "{left:?}"
     );
 }
@@ -2416,16 +2440,7 @@ impl Fleet {
     }
 
     fn inbox_of(&self, host: &str) -> Vec<String> {
-        let Some(bytes) = self.bucket.get(&format!("hosts/{host}/inbox.json")) else {
-            return Vec::new();
-        };
-        let inbox: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        inbox["executions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e.as_str().unwrap().to_string())
-            .collect()
+        listed_for(&self.bucket, host)
     }
 }
 
@@ -2818,14 +2833,18 @@ impl Fleet {
         out.stdout.lines().last().unwrap().trim().to_string()
     }
 
-    fn inbox(&self, host: &str) -> serde_json::Value {
-        serde_json::from_slice(
-            &self
-                .bucket
-                .get(&format!("hosts/{host}/inbox.json"))
-                .unwrap(),
-        )
-        .unwrap()
+    /// `host`'s signed variables for execution `id`, as publish stored them.
+    fn vars_of(&self, id: &str, host: &str) -> Option<serde_json::Value> {
+        self.bucket
+            .get(&format!("executions/{id}/vars/{host}"))
+            .map(|bytes| serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn put_vars(&self, id: &str, host: &str, envelope: &serde_json::Value) {
+        self.bucket.put(
+            &format!("executions/{id}/vars/{host}"),
+            serde_json::to_vec(envelope).unwrap(),
+        );
     }
 }
 
@@ -2850,9 +2869,16 @@ fn per_host_variables_reach_each_host_and_secret_ones_stay_out_of_logs() {
         2,
         "one bundle and its reference"
     );
-    // Each inbox holds its own host's values only.
-    let inbox = fleet.inbox("web-1").to_string();
-    assert!(inbox.contains("8080") && !inbox.contains("9090"), "{inbox}");
+    // Each host's object holds its own values only; no inbox holds any.
+    let vars = fleet.vars_of(&id, "web-1").unwrap().to_string();
+    assert!(vars.contains("8080") && !vars.contains("9090"), "{vars}");
+    for key in fleet.bucket.list("inboxes/") {
+        let inbox = String::from_utf8(fleet.bucket.get(&key).unwrap()).unwrap();
+        assert!(
+            !inbox.contains("8080") && !inbox.contains("payload"),
+            "{inbox}"
+        );
+    }
 
     for host in ["web-1", "web-2"] {
         fleet.agent_once(host).assert_success();
@@ -2894,11 +2920,10 @@ fn per_host_variables_reach_each_host_and_secret_ones_stay_out_of_logs() {
         serde_json::json!(["unchanged", "unchanged", "changed"])
     );
 
-    // Cleaning an execution takes its values out of the inboxes too.
+    // Cleaning an execution takes its values away too.
     fleet.cattle(&["clean", &id, "--force"]).assert_success();
-    let inbox = fleet.inbox("web-2");
-    assert!(inbox["vars"].get(&id).is_none(), "{inbox}");
-    assert!(inbox["vars"].get(&again).is_some(), "{inbox}");
+    assert_eq!(fleet.vars_of(&id, "web-2"), None);
+    assert!(fleet.vars_of(&again, "web-2").is_some());
 }
 
 #[test]
@@ -2906,43 +2931,30 @@ fn a_host_refuses_variables_changed_in_the_store_or_taken_from_another_host() {
     let fleet = Fleet::on_minio();
     let dir = vars_config(&fleet);
 
-    // web-2's own, signed values put in web-1's inbox.
+    // web-2's own, signed values put in web-1's place.
     let swapped = fleet.publish_with_hosts_file(&dir, VARS_HOSTS);
-    let mut inbox = fleet.inbox("web-1");
-    inbox["vars"][&swapped] = fleet.inbox("web-2")["vars"][&swapped].clone();
-    fleet.bucket.put(
-        "hosts/web-1/inbox.json",
-        serde_json::to_vec(&inbox).unwrap(),
-    );
+    let theirs = fleet.vars_of(&swapped, "web-2").unwrap();
+    fleet.put_vars(&swapped, "web-1", &theirs);
     fleet.agent_once("web-1").assert_success();
     fleet.assert_refused(&swapped, "web-1", "signed for host `web-2`, not `web-1`");
 
     // web-1's values with the port changed by someone without the key.
     let changed = fleet.publish_with_hosts_file(&dir, VARS_HOSTS);
-    let mut inbox = fleet.inbox("web-1");
-    let payload = inbox["vars"][&changed]["payload"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let mut envelope = fleet.vars_of(&changed, "web-1").unwrap();
+    let payload = envelope["payload"].as_str().unwrap().to_string();
     assert!(payload.contains("8080"), "{payload}");
-    inbox["vars"][&changed]["payload"] = payload.replace("8080", "22").into();
-    fleet.bucket.put(
-        "hosts/web-1/inbox.json",
-        serde_json::to_vec(&inbox).unwrap(),
-    );
+    envelope["payload"] = payload.replace("8080", "22").into();
+    fleet.put_vars(&changed, "web-1", &envelope);
     fleet.agent_once("web-1").assert_success();
     fleet.assert_refused(&changed, "web-1", "does not match their contents");
 
     // Values removed, so that the config would run with none of them.
     let stripped = fleet.publish_with_hosts_file(&dir, VARS_HOSTS);
-    let mut inbox = fleet.inbox("web-1");
-    inbox["vars"].as_object_mut().unwrap().remove(&stripped);
-    fleet.bucket.put(
-        "hosts/web-1/inbox.json",
-        serde_json::to_vec(&inbox).unwrap(),
-    );
+    fleet
+        .bucket
+        .delete(&format!("executions/{stripped}/vars/web-1"));
     fleet.agent_once("web-1").assert_success();
-    fleet.assert_refused(&stripped, "web-1", "has none for it");
+    fleet.assert_refused(&stripped, "web-1", "the store has none for host `web-1`");
 
     // Nothing of any of them ran on web-1; web-2 ran all three with its own.
     assert!(!fleet.var_dir("web-1").join("app-api").exists());

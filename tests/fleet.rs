@@ -266,7 +266,8 @@ fn a_killed_agent_becomes_silent_and_an_agent_at_a_prefix_nothing_was_published_
     assert_eq!(flags(&fleet, "app-3"), ["no_inbox"], "{fleet:#}");
     assert_eq!(at_wrong.status, 0, "{at_wrong}");
     let log = lost.terminate(Duration::from_secs(10)).stderr;
-    let inbox = format!("no inbox at `{wrong}/hosts/app-3/inbox.json`");
+    let group = cattle_core::keys::inbox_group(&cattle_core::hosts::HostId::new("app-3").unwrap());
+    let inbox = format!("no inbox at `{wrong}/inboxes/{group}.json`");
     assert_eq!(log.matches(&inbox).count(), 1, "{log}");
 }
 
@@ -474,7 +475,10 @@ fn an_idle_agent_makes_one_conditional_get_per_poll_and_at_most_one_put_per_ten(
             })
             .count()
     };
-    let polls = count("GET", "/hosts/idle-1/inbox.json");
+    let group = cattle_core::keys::inbox_group(&cattle_core::hosts::HostId::new("idle-1").unwrap());
+    // One conditional GET of its group's inbox a poll; its own inbox was read
+    // once, at its first poll, before these.
+    let polls = count("GET", &format!("/inboxes/{group}.json"));
     let puts = requests.iter().filter(|r| r.starts_with("PUT ")).count();
     let lease_puts = count("PUT", "/hosts/idle-1/agent.json");
     // 60 s at 1 s ± 10 %: about 55 polls (each poll also takes a moment).

@@ -292,8 +292,9 @@ fn one_hosts_unreadable_objects_never_blind_status_log_or_clean() {
     forced.assert_success();
     let left = site.keys();
     assert!(
-        left.iter()
-            .all(|k| k.starts_with("hosts/") || k == "publish/version.json"),
+        left.iter().all(|k| k.starts_with("hosts/")
+            || k.starts_with("inboxes/")
+            || k == "publish/version.json"),
         "everything of the execution is gone, whatever hosts wrote: {left:?}"
     );
 }
@@ -303,18 +304,19 @@ fn clean_removes_what_an_agent_uploads_after_a_forced_clean() {
     let site = Site::new();
     let id = site.id.clone();
     // An inbox that is not an inbox: reported, and the rest is cleaned.
+    let group = cattle_core::keys::inbox_group(&cattle_core::hosts::HostId::new("host-3").unwrap());
+    let inbox = format!("inboxes/{group}.json");
     site.runtime
-        .block_on(site.root.put(
-            "hosts/host-3/inbox.json",
-            b"\x1b[2J not json".to_vec(),
-            Condition::Always,
-        ))
+        .block_on(
+            site.root
+                .put(&inbox, b"\x1b[2J not json".to_vec(), Condition::Always),
+        )
         .unwrap();
     let forced = site.cattle(&["clean", &id, "--force"]);
     forced.assert_success();
     assert!(
         forced.stderr.contains(&format!(
-            "warning: read `s3://{BUCKET}/hosts/host-3/inbox.json`: not a valid document: "
+            "warning: read `s3://{BUCKET}/{inbox}`: not a valid document: "
         )),
         "{forced}"
     );
@@ -554,8 +556,9 @@ fn clean_never_follows_a_value_from_an_edited_manifest_out_of_a_file_store() {
     );
     let left = files_under(&root);
     assert!(
-        left.iter()
-            .all(|p| p.contains("/hosts/") || p.ends_with("/publish/version.json")),
+        left.iter().all(|p| p.contains("/hosts/")
+            || p.contains("/inboxes/")
+            || p.ends_with("/publish/version.json")),
         "{left:?}"
     );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");

@@ -92,6 +92,7 @@ impl Fleet {
             message: message.map(str::to_string),
             rollout: None,
             select: Vec::new(),
+            grouped: false,
         };
         self.bucket.put(
             &format!("executions/{id}/manifest.json"),
@@ -550,17 +551,17 @@ fn retry_publishes_again_to_the_failed_hosts_only_and_signs_only_what_it_verifie
     assert!(refused.stderr.contains("(it is not signed)"), "{refused}");
     assert_eq!(fleet.bucket.list("executions/").len(), executions);
 
-    // The manifest as it was, but h2's signed variables changed in its inbox.
+    // The manifest as it was, but h1's signed variables changed in the store.
     fleet.bucket.put(&key, original);
     fleet.ws.write("broken-h1", "");
-    let inbox_key = "hosts/h1/inbox.json";
-    let mut inbox: serde_json::Value =
-        serde_json::from_slice(&fleet.bucket.get(inbox_key).unwrap()).unwrap();
-    let vars = &mut inbox["vars"][&first]["payload"];
+    let vars_key = format!("executions/{first}/vars/h1");
+    let mut envelope: serde_json::Value =
+        serde_json::from_slice(&fleet.bucket.get(&vars_key).unwrap()).unwrap();
+    let vars = &mut envelope["payload"];
     *vars = vars.as_str().unwrap().replace("\"h1\"", "\"h2\"").into();
     fleet
         .bucket
-        .put(inbox_key, serde_json::to_vec(&inbox).unwrap());
+        .put(&vars_key, serde_json::to_vec(&envelope).unwrap());
     let refused = fleet.cattle(&["retry", &first, "--state", "done"]);
     refused.assert_status(1);
     assert!(

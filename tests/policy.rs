@@ -335,15 +335,11 @@ fn each_role_does_its_job_with_its_own_policy() {
     let before = site.snapshot();
     let clean = site.cattle(OPERATOR, &["clean", &id.to_string()]);
     clean.assert_status(1);
-    let inbox = site.root.location(&keys::inbox(&host("host-a")));
-    let inbox_b = site.root.location(&keys::inbox(&host("host-b")));
+    // It may read the groups' inboxes (`cattle hosts`), not change them.
+    let inboxes = site.root.location("inboxes/");
     assert!(
-        clean
-            .stderr
-            .contains(&format!("read `{inbox}`: access denied"))
-            || clean
-                .stderr
-                .contains(&format!("read `{inbox_b}`: access denied")),
+        clean.stderr.contains(&format!("write `{inboxes}"))
+            && clean.stderr.contains("access denied"),
         "{clean}"
     );
     let publish = site.publish(OPERATOR, &["host-a"]).unwrap_err();
@@ -387,16 +383,16 @@ fn each_role_does_its_job_with_its_own_policy() {
             .assert_success();
     }
     let keys: Vec<String> = site.snapshot().into_iter().map(|(k, _)| k).collect();
-    assert_eq!(
-        keys,
-        [
-            "hosts/host-a/agent.json",
-            "hosts/host-a/inbox.json",
-            "hosts/host-b/agent.json",
-            "hosts/host-b/inbox.json",
-            "publish/version.json"
-        ]
-    );
+    let mut expected: Vec<String> = ["host-a", "host-b"]
+        .iter()
+        .map(|h| keys::group_inbox(&keys::inbox_group(&host(h))))
+        .collect();
+    expected.dedup();
+    expected.insert(0, "hosts/host-b/agent.json".into());
+    expected.insert(0, "hosts/host-a/agent.json".into());
+    expected.push("publish/version.json".into());
+    expected.sort();
+    assert_eq!(keys, expected);
     // Agents take the clean in their stride and tidy up.
     for host in ["host-a", "host-b"] {
         site.agent_once(host).assert_success();
@@ -478,9 +474,11 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
     let delete = |key: &str| site.block(store.delete(key));
     let list = |prefix: &str| site.block(store.list(prefix)).map(|_| ());
 
-    // Another host's inbox, lease, standby record, status and log are not readable.
+    // Another host's inbox, variables, lease, standby record, status and log are
+    // not readable.
     for key in [
         keys::inbox(&b),
+        keys::host_vars(id, &b),
         keys::lease(&b),
         keys::standby(&b),
         keys::status(id, &b),
@@ -509,6 +507,8 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
         (keys::version_counter(), Condition::Always),
         (keys::inbox(&a), Condition::Always),
         (keys::inbox(&b), Condition::Always),
+        (keys::group_inbox(&keys::inbox_group(&a)), Condition::Always),
+        (keys::host_vars(id, &a), Condition::Always),
         (keys::manifest(id), Condition::Always),
         (keys::manifest(new_id), Condition::IfAbsent),
         (keys::bundle(&sha), Condition::Always),
@@ -527,6 +527,7 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
         keys::lease(&a),
         keys::done(id, &a),
         keys::inbox(&a),
+        keys::group_inbox(&keys::inbox_group(&a)),
         keys::status(id, &b),
         keys::bundle(&sha),
         keys::bundle_ref(&sha, id),
@@ -539,6 +540,7 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
         String::new(),
         "executions/".to_string(),
         "hosts/".to_string(),
+        "inboxes/".to_string(),
         "bundles/".to_string(),
         "hosts/host-a/".to_string(),
         keys::execution(id),
@@ -558,16 +560,23 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
     );
     assert_eq!(site.snapshot(), before, "host-a changed the store");
 
-    // What it needs, it has: its inbox (a conditional read, as it polls), the manifest,
-    // the bundle, its own lease and status; and it writes and deletes its own log parts
-    // (deleting those it drops beyond its bound; a missing one is no error).
-    let inbox = match site.block(store.get_if_changed(&keys::inbox(&a), None, u64::MAX)) {
+    // What it needs, it has: its group's inbox (a conditional read, as it polls),
+    // its own inbox (missing in a store that has groups from the start), the
+    // manifest, the bundle, its own lease and status; and it writes and deletes
+    // its own log parts (deleting those it drops beyond its bound; a missing one
+    // is no error).
+    let group = keys::group_inbox(&keys::inbox_group(&a));
+    let inbox = match site.block(store.get_if_changed(&group, None, u64::MAX)) {
         Ok(Fetched::Found(object)) => object,
-        other => panic!("own inbox: {other:?}"),
+        other => panic!("its group's inbox: {other:?}"),
     };
     assert!(matches!(
-        site.block(store.get_if_changed(&keys::inbox(&a), Some(&inbox.etag), u64::MAX)),
+        site.block(store.get_if_changed(&group, Some(&inbox.etag), u64::MAX)),
         Ok(Fetched::NotModified)
+    ));
+    assert!(matches!(
+        site.block(store.get_if_changed(&keys::inbox(&a), None, u64::MAX)),
+        Ok(Fetched::Missing)
     ));
     for key in [
         keys::manifest(id),
@@ -678,13 +687,14 @@ fn publisher_and_operator_cannot_write_what_hosts_report() {
         assert_denied(result, "write", &publisher, &key);
     }
     // Inboxes are emptied, never deleted, and the store is not listed as a whole.
-    let key = keys::inbox(&b);
-    assert_denied(
-        site.block(publisher.delete(&key)),
-        "delete",
-        &publisher,
-        &key,
-    );
+    for key in [keys::inbox(&b), keys::group_inbox(&keys::inbox_group(&b))] {
+        assert_denied(
+            site.block(publisher.delete(&key)),
+            "delete",
+            &publisher,
+            &key,
+        );
+    }
     for prefix in ["", "executions/"] {
         assert_denied(
             site.block(publisher.list(prefix)),
@@ -700,6 +710,7 @@ fn publisher_and_operator_cannot_write_what_hosts_report() {
         keys::manifest(id),
         keys::cancel(id),
         keys::inbox(&b),
+        keys::group_inbox(&keys::inbox_group(&b)),
         keys::status(id, &b),
         keys::bundle(&sha),
     ] {
@@ -707,7 +718,7 @@ fn publisher_and_operator_cannot_write_what_hosts_report() {
         assert_denied(result, "write", &operator, &key);
         assert_denied(site.block(operator.delete(&key)), "delete", &operator, &key);
     }
-    for key in [keys::inbox(&b), keys::bundle(&sha)] {
+    for key in [keys::inbox(&b), keys::host_vars(id, &b), keys::bundle(&sha)] {
         let result = site.block(operator.get(&key, u64::MAX));
         assert_denied(result, "read", &operator, &key);
     }

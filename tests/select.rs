@@ -137,16 +137,25 @@ impl Site {
         );
     }
 
-    /// The hosts that have an inbox.
+    /// The hosts that the groups' inboxes list an execution for.
     fn inboxes(&self) -> Vec<String> {
         let mut hosts: Vec<String> = self
             .bucket
-            .list("hosts/")
+            .list("inboxes/")
             .iter()
-            .filter_map(|k| k.strip_prefix("hosts/")?.strip_suffix("/inbox.json"))
-            .map(str::to_string)
+            .flat_map(|key| {
+                let inbox: Value = serde_json::from_slice(&self.bucket.get(key).unwrap()).unwrap();
+                inbox["executions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|e| e["hosts"].as_array().unwrap().clone())
+                    .map(|h| h.as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         hosts.sort();
+        hosts.dedup();
         hosts
     }
 

@@ -42,7 +42,7 @@ impl Row {
 
 const BUCKET: &str = "bench";
 const SCENARIOS: &[&str] = &[
-    "apply", "bundle", "publish", "vars", "status", "idle", "pickup", "output", "triage",
+    "apply", "bundle", "publish", "vars", "status", "idle", "pickup", "output", "triage", "scale",
 ];
 /// Runs of each `output` figure (each prints 1 GB); the median is reported.
 const OUTPUT_RUNS: usize = 3;
@@ -102,6 +102,12 @@ fn main() {
     }
     if wants("triage") {
         rows.extend(bench.one_failing_host(2_000));
+    }
+    if wants("scale") {
+        for hosts in [10_000, 100_000] {
+            rows.extend(bench.publish_layouts(hosts));
+        }
+        rows.extend(bench.status_of_reported(100_000));
     }
 
     print_table(&rows);
@@ -361,6 +367,61 @@ impl<'a> Bench<'a> {
         )]
     }
 
+    /// Publishing to `n` hosts in both designs, in one run: a store used before
+    /// grouped inboxes (its version counter says nothing of them), where a
+    /// publish writes every host's inbox and its group's, and a new store,
+    /// where it writes one inbox per group. Runs against a store with the
+    /// inboxes already there (the second publish on): the usual case.
+    fn publish_layouts(&self, n: usize) -> Vec<Row> {
+        let hosts: Vec<String> = (0..n).map(|i| format!("host-{i:06}")).collect();
+        let hosts_file = self.hosts_file(&format!("layouts-{n}"), &hosts);
+        let config = self.noop_config();
+        let mut rows = Vec::new();
+        for grouped in [false, true] {
+            let design = if grouped { "grouped" } else { "per-host" };
+            let prefix = format!("layout-{design}-{n}");
+            if !grouped {
+                let counter = serde_json::json!({"format": 2, "version": 1});
+                self.runtime
+                    .block_on(self.store(&prefix).put(
+                        "publish/version.json",
+                        serde_json::to_vec(&counter).unwrap(),
+                        Condition::Always,
+                    ))
+                    .unwrap();
+            }
+            // Per-host inboxes at 100,000 hosts take minutes a publish.
+            let runs = if !grouped && n >= 100_000 { 2 } else { 4 };
+            let mut times = Vec::new();
+            for _ in 0..runs {
+                let started = Instant::now();
+                let out = self.cattle(&prefix, &["publish", &config, "--hosts", &hosts_file]);
+                times.push(started.elapsed().as_secs_f64());
+                out.assert_success();
+            }
+            let store = self.store(&prefix);
+            let inboxes = self.runtime.block_on(store.list("inboxes/")).unwrap().len();
+            let per_host = self.runtime.block_on(store.list("hosts/")).unwrap().len();
+            let first = times[0];
+            let later = median(times[1..].to_vec());
+            let goal = match (grouped, n) {
+                (true, 10_000) => Some((1.0, "< 1 s")),
+                (true, 100_000) => Some((10.0, "< 10 s")),
+                _ => None,
+            };
+            rows.push(Row::new(
+                format!("`cattle publish` to {n} hosts, {design} inboxes"),
+                format!(
+                    "{later:.2} s (median of {}; first {first:.2} s); {inboxes} group and {per_host} per-host inboxes",
+                    runs - 1
+                ),
+                goal.map_or("-", |(_, text)| text),
+                goal.map(|(limit, _)| later < limit),
+            ));
+        }
+        rows
+    }
+
     /// Publishing to `n` hosts, each with its own variables, against the same
     /// config with the values written in: runs alternate, in one MinIO, with
     /// the store's requests counted for one publish of each.
@@ -499,8 +560,16 @@ impl<'a> Bench<'a> {
         let mut rows = vec![Row::new(
             format!("`cattle status` of {n} reported hosts"),
             format!("{secs:.2} s"),
-            if n == 10_000 { "< 2 s" } else { "-" },
-            (n == 10_000).then_some(secs < 2.0),
+            match n {
+                10_000 => "< 2 s",
+                100_000 => "< 3 s",
+                _ => "-",
+            },
+            match n {
+                10_000 => Some(secs < 2.0),
+                100_000 => Some(secs < 3.0),
+                _ => None,
+            },
         )];
         if n == 10_000 {
             rows.push(Row::new(

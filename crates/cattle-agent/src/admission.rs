@@ -156,8 +156,8 @@ pub fn admit(request: &Request<'_>) -> Result<Admitted, String> {
 fn host_vars(request: &Request<'_>, key: Option<&PublicKey>) -> Result<Vars, String> {
     let Some(envelope) = request.host_vars else {
         return Err(format!(
-            "its manifest says each host has its own variables, but the inbox of host `{}` \
-             has none for it (an interrupted publish, or an inbox rewritten without them); \
+            "its manifest says each host has its own variables, but the store has none for \
+             host `{}` (an interrupted publish, or its variables deleted or rewritten); \
              publish it again",
             request.host
         ));
@@ -179,17 +179,17 @@ fn host_vars(request: &Request<'_>, key: Option<&PublicKey>) -> Result<Vars, Str
             }
             Refusal::Malformed(e) => format!("they are not valid: {e}"),
         };
-        format!("the host's variables in its inbox cannot be used: {why}")
+        format!("the host's variables cannot be used: {why}")
     })?;
     if vars.execution != request.id {
         return Err(format!(
-            "the host's variables in its inbox were signed for execution {}, not {}",
+            "the host's variables were signed for execution {}, not {}",
             vars.execution, request.id
         ));
     }
     if &vars.host != request.host {
         return Err(format!(
-            "the host's variables in its inbox were signed for host `{}`, not `{}`",
+            "the host's variables were signed for host `{}`, not `{}`",
             vars.host, request.host
         ));
     }
@@ -265,6 +265,7 @@ mod tests {
             message: None,
             rollout: None,
             select: Vec::new(),
+            grouped: false,
         }
     }
 
@@ -434,7 +435,11 @@ mod tests {
         let other_key = host_vars(Some(&k2), 1, "web-1", 8080);
         let unsigned = host_vars(None, 1, "web-1", 8080);
         for (case, vars, want) in [
-            ("none in the inbox", None, "has none for it"),
+            (
+                "none in the store",
+                None,
+                "the store has none for host `web-1`",
+            ),
             (
                 "changed by a bucket writer",
                 Some(&tampered),

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use cattle_core::keys;
 use cattle_core::signing::TrustedKeys;
 use cattle_core::store::{Store, StoreError};
-use cattle_core::wire::{Inbox, MAX_DOCUMENT_BYTES};
+use cattle_core::wire::{GroupInbox, MAX_DOCUMENT_BYTES};
 
 use crate::settings::Settings;
 
@@ -120,27 +120,26 @@ pub async fn check(settings: &Settings, offline: bool) -> Report {
             return finish(report);
         }
     };
-    let key = keys::inbox(&settings.host_id.value);
+    let host = &settings.host_id.value;
+    let group = keys::inbox_group(host);
+    let key = keys::group_inbox(&group);
     let location = store.location(&key);
     match store.get(&key, MAX_DOCUMENT_BYTES).await {
         Ok(None) => {
             report.pass(&format!(
-                "store answers{}: inbox `{location}` is absent (nothing published to host `{}` yet)",
+                "store answers{}: inbox `{location}` of the host's group is absent (nothing \
+                 published to its group's hosts yet)",
                 signed_request(&store),
-                settings.host_id.value
             ));
         }
-        Ok(Some(object)) => match serde_json::from_slice::<Inbox>(&object.bytes) {
-            Ok(inbox) if inbox.host == settings.host_id.value => report.pass(&format!(
-                "store answers{}: inbox `{location}` lists {}",
+        Ok(Some(object)) => match serde_json::from_slice::<GroupInbox>(&object.bytes) {
+            Ok(inbox) if inbox.group == group => report.pass(&format!(
+                "store answers{}: inbox `{location}` lists {} for host `{host}`",
                 signed_request(&store),
-                cattle_core::count(inbox.executions.len() as u64, "execution")
+                cattle_core::count(inbox.executions_of(host).count() as u64, "execution")
             )),
-            Ok(inbox) => report.fail(
-                &format!(
-                    "inbox `{location}` is addressed to host `{}`, not `{}`",
-                    inbox.host, settings.host_id.value
-                ),
+            Ok(_) => report.fail(
+                &format!("inbox `{location}` says it is the inbox of another group"),
                 None,
             ),
             Err(e) => report.fail(

@@ -101,12 +101,21 @@ pub async fn survey(
             "the manifest is larger than the {limit} bytes any manifest may have"
         )),
     };
-    let version = envelope
+    let claimed = envelope
         .as_ref()
         .ok()
         .and_then(|bytes| serde_json::from_slice::<cattle_core::wire::Envelope>(bytes).ok())
-        .and_then(|e| e.manifest().ok())
-        .map_or(0, |m| m.version);
+        .and_then(|e| e.manifest().ok());
+    let version = claimed.as_ref().map_or(0, |m| m.version);
+    // Variables not in a per-host inbox are in their own object; whether they
+    // are needed, and good, is decided on the verified manifest.
+    let host_vars = match host_vars {
+        Some(vars) => Some(vars),
+        None if claimed.as_ref().is_some_and(|m| m.vars) => {
+            fetch::host_vars(store, id, &config.host).await?
+        }
+        None => None,
+    };
     Ok(Survey::Candidate(Candidate {
         id,
         envelope,

@@ -31,6 +31,28 @@ pub async fn envelope(store: &Store, id: Uuid) -> Result<Envelope, StoreError> {
     }
 }
 
+/// `host`'s variables for execution `id` from their own object (a store
+/// upgraded to group inboxes keeps them there): `None` when there is none,
+/// or it is not an envelope (the admission then refuses the execution, as
+/// without variables, naming why).
+pub async fn host_vars(
+    store: &Store,
+    id: Uuid,
+    host: &cattle_core::hosts::HostId,
+) -> Result<Option<cattle_core::wire::Envelope>, StoreError> {
+    let key = keys::host_vars(id, host);
+    let object = match store.get(&key, MAX_DOCUMENT_BYTES).await {
+        Ok(Some(object)) => object,
+        Ok(None) | Err(StoreError::TooLarge { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(serde_json::from_slice(&object.bytes)
+        .inspect_err(|e| {
+            tracing::warn!(execution = %id, object = %store.location(&key), error = %e, "the host's variables are not a signed envelope; ignoring them");
+        })
+        .ok())
+}
+
 /// Why a bundle was not unpacked.
 pub enum Failure {
     /// The bundle is missing, the wrong size or hash, or unsafe: never run it.

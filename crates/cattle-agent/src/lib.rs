@@ -1,9 +1,10 @@
 //! The Cattle agent: finds work addressed to its host in the store, runs it,
 //! and reports back.
 //!
-//! Each poll reads one object, the host's inbox, with the ETag of the last
-//! read, so an idle poll is a single conditional GET answered "not modified".
-//! When the inbox lists an execution this host has not finished, the agent
+//! Each poll reads one object, the inbox of the host's group, with the ETag of
+//! the last read, so an idle poll is a single conditional GET answered "not
+//! modified" (in a store not yet upgraded to groups it reads the host's own
+//! inbox too, where older publishers address it). When the inbox lists an execution this host has not finished, the agent
 //! reads its manifest, downloads and verifies the bundle, runs the steps with
 //! the stdlib runner and uploads its status and log as it goes. Executions run
 //! one at a time, oldest first; a finished one is never run again.
@@ -38,7 +39,7 @@ use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::signing::TrustedKeys;
 use cattle_core::store::{Condition, Fetched, Store, StoreError};
-use cattle_core::wire::{Conflict, FORMAT, HostLease, Inbox, MAX_DOCUMENT_BYTES};
+use cattle_core::wire::{Conflict, FORMAT, GroupInbox, HostLease, Inbox, MAX_DOCUMENT_BYTES};
 use cattle_stdlib::Backoff;
 use uuid::Uuid;
 
@@ -209,11 +210,15 @@ struct Agent {
     lease: Arc<tokio::sync::Mutex<Lease>>,
     /// Executions this agent, as a standby, has reported it did not run.
     conflicts: HashSet<Uuid>,
-    /// ETag of the inbox as last read; `None` before the first read.
-    inbox_etag: Option<String>,
-    /// Executions listed in the inbox.
+    /// The inbox of the host's group, as last read.
+    group_inbox: Source,
+    /// The host's own inbox, as last read: read at the first poll, and at
+    /// every poll while the group's is missing or says publishers still
+    /// write per-host inboxes.
+    own_inbox: Source,
+    /// Executions listed for this host in either inbox.
     inbox: Vec<Uuid>,
-    /// The host's signed variables for those that have them.
+    /// The host's signed variables that its own inbox holds.
     inbox_vars: std::collections::BTreeMap<Uuid, cattle_core::wire::Envelope>,
     /// Executions that need no more work from this agent (finished and reported).
     settled: HashSet<Uuid>,
@@ -248,6 +253,45 @@ struct Parked {
 /// not changed: the agent that ended a wave may have died between its marker
 /// and the gate.
 const RECHECK_EVERY_POLLS: u32 = 60;
+
+/// One inbox as the agent last read it.
+#[derive(Debug, Default)]
+struct Source {
+    /// `None` before the first read, and while it is missing.
+    etag: Option<String>,
+    /// It has been read at least once.
+    read: bool,
+    /// The executions it lists for this host, oldest first.
+    executions: Vec<Uuid>,
+    /// Only for a group's inbox: publishers also write per-host inboxes.
+    per_host: bool,
+}
+
+/// What reading one inbox found: `None` when it has not changed.
+struct Read {
+    etag: Option<String>,
+    executions: Vec<Uuid>,
+    per_host: bool,
+    vars: std::collections::BTreeMap<Uuid, cattle_core::wire::Envelope>,
+}
+
+impl Read {
+    fn missing() -> Read {
+        Read {
+            etag: None,
+            executions: Vec::new(),
+            per_host: false,
+            vars: Default::default(),
+        }
+    }
+}
+
+/// How an inbox changed since it was last read.
+enum Changed {
+    Not,
+    Missing,
+    To(cattle_core::store::Object),
+}
 
 /// The host's inbox does not exist: nothing was published to it yet, or the
 /// agent looks in the wrong place (store URL, bucket or prefix).
@@ -304,7 +348,8 @@ pub async fn run(
         conflicts: HashSet::new(),
         config,
         store,
-        inbox_etag: None,
+        group_inbox: Source::default(),
+        own_inbox: Source::default(),
         inbox: Vec::new(),
         inbox_vars: Default::default(),
         settled: HashSet::new(),
@@ -431,41 +476,51 @@ impl Agent {
             lease.poll(&self.store).await?;
             return Ok(());
         }
-        let key = keys::inbox(&self.config.host);
-        match self
-            .store
-            .get_if_changed(&key, self.inbox_etag.as_deref(), MAX_DOCUMENT_BYTES)
-            .await?
-        {
-            Fetched::NotModified => {}
-            Fetched::Missing => {
-                // No inbox at all is more likely a wrong store URL or prefix than
-                // a clean (which leaves an empty inbox): keep local records.
-                self.inbox_etag = None;
+        let group = keys::group_inbox(&keys::inbox_group(&self.config.host));
+        let group_read = self.read_group_inbox(&group).await?;
+        let per_host = match &group_read {
+            Some(read) => read.etag.is_none() || read.per_host,
+            None => self.group_inbox.etag.is_none() || self.group_inbox.per_host,
+        };
+        let own_read = if per_host || !self.own_inbox.read {
+            self.read_own_inbox().await?
+        } else {
+            None
+        };
+        // Both were read: only now is what they say taken.
+        let changed = group_read.is_some() || own_read.is_some();
+        if let Some(read) = group_read {
+            self.group_inbox = Source {
+                etag: read.etag,
+                read: true,
+                executions: read.executions,
+                per_host: read.per_host,
+            };
+        }
+        if let Some(read) = own_read {
+            self.own_inbox = Source {
+                etag: read.etag,
+                read: true,
+                executions: read.executions,
+                per_host: false,
+            };
+            self.inbox_vars = read.vars;
+        }
+        if self.group_inbox.etag.is_none() && self.own_inbox.etag.is_none() {
+            // No inbox at all is more likely a wrong store URL or prefix than
+            // a clean (which leaves an empty inbox): keep local records.
+            if changed {
                 self.inbox.clear();
-                self.inbox_vars.clear();
                 self.settled.clear();
-                self.inbox_missing(&key);
             }
-            Fetched::Found(object) => {
-                if let Some(missing) = self.inbox_missing.take() {
-                    tracing::info!(inbox = %missing.location, "the host's inbox exists now");
-                }
-                let inbox: Inbox =
-                    serde_json::from_slice(&object.bytes).map_err(|e| AgentError::BadInbox {
-                        location: self.store.location(&key),
-                        message: e.to_string(),
-                    })?;
-                if inbox.host != self.config.host {
-                    return Err(AgentError::BadInbox {
-                        location: self.store.location(&key),
-                        message: format!("it is addressed to host `{}`", inbox.host),
-                    });
-                }
-                self.inbox_etag = Some(object.etag);
-                self.inbox_vars = inbox.vars;
-                self.set_inbox(inbox.executions).await;
+            self.inbox_missing(&group);
+        } else if changed {
+            if let Some(missing) = self.inbox_missing.take() {
+                tracing::info!(inbox = %missing.location, "the host's inbox exists now");
             }
+            let mut listed = self.group_inbox.executions.clone();
+            listed.extend(self.own_inbox.executions.iter().copied());
+            self.set_inbox(listed).await;
         }
 
         self.lease.lock().await.polled(self.inbox_missing.is_none());
@@ -634,6 +689,76 @@ impl Agent {
             polls: 0,
         });
         Ok(())
+    }
+
+    /// Read the inbox at `key` conditionally on how `source` last read it.
+    async fn read_changed(&self, key: &str, source: &Source) -> Result<Changed, AgentError> {
+        Ok(
+            match self
+                .store
+                .get_if_changed(key, source.etag.as_deref(), MAX_DOCUMENT_BYTES)
+                .await?
+            {
+                Fetched::NotModified => Changed::Not,
+                // Missing, as it was last time.
+                Fetched::Missing if source.read && source.etag.is_none() => Changed::Not,
+                Fetched::Missing => Changed::Missing,
+                Fetched::Found(object) => Changed::To(object),
+            },
+        )
+    }
+
+    /// Read the inbox of the host's group at `key` if it changed since the
+    /// last read, keeping the executions listed for this host.
+    async fn read_group_inbox(&self, key: &str) -> Result<Option<Read>, AgentError> {
+        let object = match self.read_changed(key, &self.group_inbox).await? {
+            Changed::Not => return Ok(None),
+            Changed::Missing => return Ok(Some(Read::missing())),
+            Changed::To(object) => object,
+        };
+        let bad = |message: String| AgentError::BadInbox {
+            location: self.store.location(key),
+            message,
+        };
+        let inbox: GroupInbox =
+            serde_json::from_slice(&object.bytes).map_err(|e| bad(e.to_string()))?;
+        let own = keys::inbox_group(&self.config.host);
+        if inbox.group != own {
+            let said: String = inbox.group.chars().take(64).collect();
+            return Err(bad(format!(
+                "it says it is the inbox of group {said:?}, not \"{own}\""
+            )));
+        }
+        Ok(Some(Read {
+            etag: Some(object.etag),
+            executions: inbox.executions_of(&self.config.host).collect(),
+            per_host: inbox.per_host,
+            vars: Default::default(),
+        }))
+    }
+
+    /// Read the host's own inbox if it changed since the last read.
+    async fn read_own_inbox(&self) -> Result<Option<Read>, AgentError> {
+        let key = keys::inbox(&self.config.host);
+        let object = match self.read_changed(&key, &self.own_inbox).await? {
+            Changed::Not => return Ok(None),
+            Changed::Missing => return Ok(Some(Read::missing())),
+            Changed::To(object) => object,
+        };
+        let bad = |message: String| AgentError::BadInbox {
+            location: self.store.location(&key),
+            message,
+        };
+        let inbox: Inbox = serde_json::from_slice(&object.bytes).map_err(|e| bad(e.to_string()))?;
+        if inbox.host != self.config.host {
+            return Err(bad(format!("it is addressed to host `{}`", inbox.host)));
+        }
+        Ok(Some(Read {
+            etag: Some(object.etag),
+            executions: inbox.executions,
+            per_host: false,
+            vars: inbox.vars,
+        }))
     }
 
     /// The inbox is missing: say so, naming where it was looked for, when first

@@ -13,7 +13,9 @@
 //! executions/<execution-id>/ended/<state>/<host>       empty; <host>'s agent, once it ended a rolled-out execution
 //! executions/<execution-id>/gate                       a hint that a rolled-out execution's waves may have moved
 //! executions/<execution-id>/rollout.json               pause or resume a rollout, signed (cattle rollout)
-//! hosts/<host>/inbox.json                      executions addressed to <host> (publish, clean)
+//! executions/<execution-id>/vars/<host>               <host>'s variables for it, signed (publish)
+//! inboxes/<group>.json                         executions addressed to the hosts of a group (publish, clean)
+//! hosts/<host>/inbox.json                      executions addressed to <host>, in stores not yet upgraded to groups
 //! hosts/<host>/agent.json                      the agent active for <host> (its lease)
 //! publish/version.json                         highest manifest version handed out (publish)
 //! selftest/<random>/probe                      `cattle store check`, deleted by it (store::check)
@@ -136,8 +138,50 @@ pub fn lease(host: &HostId) -> String {
     format!("hosts/{host}/agent.json")
 }
 
+/// The per-host inbox that publishers wrote before grouped inboxes, and still
+/// write, besides the group's, until the store is upgraded (`cattle store
+/// upgrade`): agents older than groups read only this.
 pub fn inbox(host: &HostId) -> String {
     format!("hosts/{host}/inbox.json")
+}
+
+/// How many groups hosts are spread over: a publish writes one inbox per group
+/// it addresses, whatever the number of hosts. At 100,000 hosts a group holds
+/// about 390, and an execution addressed to all of them adds about 5 KiB to
+/// each group's inbox.
+pub const INBOX_GROUPS: usize = 256;
+
+/// The group of `host`: the first byte of the sha256 of its ID, as two
+/// lower-case hex digits. Anyone can compute it, so neither the publisher nor
+/// the agent needs to be told.
+pub fn inbox_group(host: &HostId) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(host.as_str().as_bytes());
+    format!("{:02x}", digest[0])
+}
+
+/// Whether `group` names one of the [`INBOX_GROUPS`] groups.
+pub fn is_inbox_group(group: &str) -> bool {
+    group.len() == 2
+        && group
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The inbox of group `group` (see [`inbox_group`]): every execution
+/// addressed to a host of the group, with those hosts.
+pub fn group_inbox(group: &str) -> String {
+    format!("inboxes/{group}.json")
+}
+
+pub fn group_inboxes_prefix() -> String {
+    "inboxes/".to_string()
+}
+
+/// `host`'s variables for execution `id`, signed for that execution and host
+/// (a [`crate::wire::HostVars`] envelope): only that host may read them.
+pub fn host_vars(id: Uuid, host: &HostId) -> String {
+    format!("executions/{id}/vars/{host}")
 }
 
 /// Where a second agent for `host`, which runs nothing while another holds
@@ -180,6 +224,27 @@ mod tests {
         assert_eq!(parse_log_part_name("00000012"), Some(12));
         for other in ["12", "0000001x", "000000012", "", ".delivered"] {
             assert_eq!(parse_log_part_name(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn hosts_spread_over_every_group_and_a_group_is_two_hex_digits() {
+        let mut seen = std::collections::BTreeMap::new();
+        for i in 0..25_600 {
+            let host = HostId::new(&format!("host-{i:05}")).unwrap();
+            let group = inbox_group(&host);
+            assert!(is_inbox_group(&group), "{group}");
+            *seen.entry(group).or_insert(0) += 1;
+        }
+        assert_eq!(seen.len(), INBOX_GROUPS);
+        // About 100 each: no group gets a crowd.
+        assert!(seen.values().all(|&n| (50..=160).contains(&n)), "{seen:?}");
+        assert_eq!(
+            inbox_group(&HostId::new("web-1").unwrap()),
+            inbox_group(&HostId::new("web-1").unwrap())
+        );
+        for bad in ["", "0", "0g", "AB", "abc", "../"] {
+            assert!(!is_inbox_group(bad), "{bad}");
         }
     }
 }

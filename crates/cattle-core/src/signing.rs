@@ -565,6 +565,7 @@ mod tests {
             message: None,
             rollout: None,
             select: Vec::new(),
+            grouped: false,
         }
     }
 

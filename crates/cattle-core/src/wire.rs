@@ -102,6 +102,12 @@ pub struct Manifest {
     /// manifests of older publishers; older readers ignore it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub select: Vec<String>,
+    /// Addressed through group inboxes only ([`GroupInbox`]): no per-host
+    /// inbox lists it, and each host's variables, if any, are in their own
+    /// object (`keys::host_vars`). Absent in manifests published before the
+    /// store was upgraded to groups; older readers ignore it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub grouped: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -165,6 +171,24 @@ pub struct VersionCounter {
     /// hosts yet. A manifest's floor is just below the oldest of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub in_flight: Vec<InFlight>,
+    /// How publishers address hosts in this store. Absent in stores first
+    /// published to before grouped inboxes: those keep per-host inboxes too
+    /// until `cattle store upgrade`. An older publisher that rewrites this
+    /// document drops the field, which puts the store back to both kinds.
+    #[serde(default)]
+    pub inboxes: InboxLayout,
+}
+
+/// How publishers address hosts (see [`VersionCounter::inboxes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InboxLayout {
+    /// Each host's own inbox, as agents older than groups read it, and its
+    /// group's inbox, which newer agents read.
+    #[default]
+    PerHostAndGrouped,
+    /// Only the groups' inboxes.
+    Grouped,
 }
 
 /// A publish between taking its version and addressing its last host.
@@ -234,6 +258,50 @@ impl Inbox {
             executions: Vec::new(),
             vars: Default::default(),
         }
+    }
+}
+
+/// The executions addressed to the hosts of one group (`keys::inbox_group`),
+/// oldest first, each with those of its hosts that are in the group.
+/// Publishers add to it and `cattle clean` removes from it, with conditional
+/// writes; agents only read it, and only as a hint of which manifests to look
+/// at: it names nothing a manifest does not (hosts may read every manifest),
+/// and it holds no variables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInbox {
+    pub format: u32,
+    pub group: String,
+    pub executions: Vec<GroupEntry>,
+    /// Publishers still write per-host inboxes too (the store is not upgraded):
+    /// an agent keeps reading its own as well, for executions that older
+    /// publishers addressed only there.
+    #[serde(default)]
+    pub per_host: bool,
+}
+
+/// One execution of a [`GroupInbox`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupEntry {
+    pub id: Uuid,
+    pub hosts: Vec<HostId>,
+}
+
+impl GroupInbox {
+    pub fn new(group: &str) -> Self {
+        Self {
+            format: FORMAT,
+            group: group.to_string(),
+            executions: Vec::new(),
+            per_host: false,
+        }
+    }
+
+    /// The executions listed for `host`, oldest first.
+    pub fn executions_of<'a>(&'a self, host: &'a HostId) -> impl Iterator<Item = Uuid> + 'a {
+        self.executions
+            .iter()
+            .filter(move |e| e.hosts.contains(host))
+            .map(|e| e.id)
     }
 }
 

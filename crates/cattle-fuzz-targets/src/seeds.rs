@@ -598,6 +598,7 @@ fn documents(seeds: &mut Vec<Seed>) {
         message: None,
         rollout: None,
         select: Vec::new(),
+        grouped: false,
     };
     let inbox = Inbox {
         format: FORMAT,

@@ -117,19 +117,25 @@ pub async fn clean(store: &Store, id: Uuid, force: bool) -> anyhow::Result<Clean
         .map_err(anyhow::Error::msg)?
         .to_string();
 
-    let results = for_each_bounded(manifest.hosts.clone(), |host| {
+    // The groups' inboxes, then (for an execution published before the store
+    // was upgraded) each host's own.
+    let groups: Vec<String> = crate::inbox::by_group(&manifest.hosts)
+        .into_keys()
+        .collect();
+    let mut results = for_each_bounded(groups, |group| {
         let store = store.clone();
-        async move {
-            match crate::inbox::remove(&store, &host, id).await {
-                Ok(()) => Ok(None),
-                // Only publish and clean write inboxes; one that does not
-                // parse cannot list this execution for its agent either.
-                Err(e @ StoreError::InvalidDocument { .. }) => Ok(Some(e.to_string())),
-                Err(e) => Err(e),
-            }
-        }
+        async move { withdrawn(crate::inbox::remove_from_group(&store, &group, id).await) }
     })
     .await;
+    if !manifest.grouped {
+        results.extend(
+            for_each_bounded(manifest.hosts.clone(), |host| {
+                let store = store.clone();
+                async move { withdrawn(crate::inbox::remove(&store, &host, id).await) }
+            })
+            .await,
+        );
+    }
     let bad_inboxes: Vec<String> = results
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?
@@ -176,6 +182,17 @@ pub async fn clean(store: &Store, id: Uuid, force: bool) -> anyhow::Result<Clean
         bad_inboxes,
         unconfirmed: left,
     })
+}
+
+/// What withdrawing an execution from one inbox came to: only publish and
+/// clean write inboxes, so one that does not parse cannot list the execution
+/// for an agent either; it is reported, and the rest goes on.
+fn withdrawn(result: Result<(), StoreError>) -> Result<Option<String>, StoreError> {
+    match result {
+        Ok(()) => Ok(None),
+        Err(e @ StoreError::InvalidDocument { .. }) => Ok(Some(e.to_string())),
+        Err(e) => Err(e),
+    }
 }
 
 /// Clean an execution whose manifest is gone: remove what is under its prefix,
@@ -257,6 +274,7 @@ async fn unlisted_keys(store: &Store, manifest: &Manifest, listed: &[String]) ->
     let id = manifest.id;
     let listed: HashSet<&str> = listed.iter().map(String::as_str).collect();
     let rolled_out = manifest.rollout.is_some();
+    let with_vars = manifest.vars;
     let hosts = for_each_bounded(manifest.hosts.clone(), |host: HostId| {
         let store = store.clone();
         let status = keys::status(id, &host);
@@ -275,6 +293,9 @@ async fn unlisted_keys(store: &Store, manifest: &Manifest, listed: &[String]) ->
             let mut keys = vec![status, keys::done(id, &host), keys::conflict(id, &host)];
             if rolled_out {
                 keys.extend(EndState::ALL.map(|s| keys::ended(id, s.as_str(), &host)));
+            }
+            if with_vars {
+                keys.push(keys::host_vars(id, &host));
             }
             keys.extend((0..parts).map(|n| keys::log_part(id, &host, n)));
             Ok::<_, StoreError>(keys)

@@ -468,6 +468,13 @@ pub enum StoreAction {
         #[arg(long)]
         json: bool,
     },
+    /// Stop writing per-host inboxes: from now on a publish addresses hosts
+    /// only through their groups' inboxes (one write per group, however many
+    /// hosts). Agents older than grouped inboxes then no longer see new
+    /// executions: upgrade every agent first (`cattle hosts` shows their
+    /// versions). A store first published to by this version needs no upgrade.
+    #[command(after_help = "Examples:\n  cattle hosts\n  cattle store upgrade")]
+    Upgrade,
 }
 
 /// What `cattle config` does.

@@ -18,7 +18,8 @@ use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::store::{Store, StoreError};
 use cattle_core::wire::{
-    Facts, FinishedExecution, HostLease, MAX_HEARTBEAT_BYTES, RunningExecution, Standby,
+    Facts, FinishedExecution, GroupInbox, HostLease, MAX_DOCUMENT_BYTES, MAX_HEARTBEAT_BYTES,
+    RunningExecution, Standby,
 };
 use serde::Serialize;
 
@@ -215,6 +216,12 @@ pub async fn fetch(store: &Store, options: &Options) -> Result<Fleet, StoreError
             _ => slot.standby = Some(entry.modified),
         }
     }
+    // Hosts that the groups' inboxes address have an inbox too.
+    let (addressed, groups) = addressed(store).await?;
+    for host in addressed {
+        listed.entry(host).or_default().inbox = true;
+    }
+    let groups = std::sync::Arc::new(groups);
     // The store's time now, so that ages are measured on one clock.
     let now = shift(SystemTime::now(), store.clock_offset().unwrap_or(0));
     let expected: BTreeSet<String> = options
@@ -230,7 +237,8 @@ pub async fn fetch(store: &Store, options: &Options) -> Result<Fleet, StoreError
     let rows = for_each_bounded(items, |(host, listed)| {
         let store = store.clone();
         let expected = expected.contains(&host);
-        async move { row(&store, host, listed, expected, now, silent_after).await }
+        let groups = groups.clone();
+        async move { row(&store, host, listed, &groups, expected, now, silent_after).await }
     })
     .await;
     let hosts = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -262,6 +270,44 @@ pub async fn fetch(store: &Store, options: &Options) -> Result<Fleet, StoreError
     })
 }
 
+/// Every host the groups' inboxes list an execution for, and the groups whose
+/// inbox exists: one listing of `inboxes/` and a read of each group's inbox
+/// (at most [`keys::INBOX_GROUPS`]). An inbox that is not one names no host.
+async fn addressed(store: &Store) -> Result<(BTreeSet<String>, BTreeSet<String>), StoreError> {
+    let prefix = keys::group_inboxes_prefix();
+    let groups: Vec<String> = store
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter_map(|key| {
+            let group = key.strip_prefix(&prefix)?.strip_suffix(".json")?;
+            keys::is_inbox_group(group).then(|| group.to_string())
+        })
+        .collect();
+    let existing: BTreeSet<String> = groups.iter().cloned().collect();
+    let read = for_each_bounded(groups, |group| {
+        let store = store.clone();
+        async move {
+            let object = store
+                .get(&keys::group_inbox(&group), MAX_DOCUMENT_BYTES)
+                .await?;
+            Ok::<_, StoreError>(
+                object
+                    .and_then(|o| serde_json::from_slice::<GroupInbox>(&o.bytes).ok())
+                    .filter(|inbox| inbox.group == group),
+            )
+        }
+    })
+    .await;
+    let mut hosts = BTreeSet::new();
+    for inbox in read {
+        for entry in inbox?.into_iter().flat_map(|i| i.executions) {
+            hosts.extend(entry.hosts.into_iter().map(|h| h.as_str().to_string()));
+        }
+    }
+    Ok((hosts, existing))
+}
+
 /// `t` moved by `secs` seconds, either way.
 pub(crate) fn shift(t: SystemTime, secs: i64) -> SystemTime {
     let by = Duration::from_secs(secs.unsigned_abs());
@@ -273,6 +319,7 @@ async fn row(
     store: &Store,
     name: String,
     listed: Listed,
+    groups: &BTreeSet<String>,
     expected: bool,
     now: SystemTime,
     silent_after: u32,
@@ -296,9 +343,6 @@ async fn row(
     let age = written.map(|t| now.duration_since(t).unwrap_or_default().as_secs());
     row.last_seen = written.map(|t| humantime::format_rfc3339_seconds(t).to_string());
     row.last_seen_secs = age;
-    if !listed.inbox {
-        row.flag(Flag::NoInbox);
-    }
     let lease = match read::<HostLease>(store, &keys::lease(&host), &host).await? {
         Ok(Some(lease)) => lease,
         // Gone since the listing (an agent deleted it? an operator?).
@@ -338,8 +382,14 @@ async fn row(
                 row.execution = heartbeat.execution;
                 row.last = heartbeat.last;
                 row.facts = heartbeat.facts;
+                // Its group's inbox exists, and the agent found it there,
+                // though no execution listed now is its own (all cleaned).
+                row.inbox |= heartbeat.inbox && groups.contains(&keys::inbox_group(&host));
             }
         }
+    }
+    if !row.inbox {
+        row.flag(Flag::NoInbox);
     }
     if let Some(standby_written) = listed.standby {
         match read::<Standby>(store, &keys::standby(&host), &host).await? {

@@ -489,6 +489,7 @@ mod tests {
             message: None,
             rollout: None,
             select: Vec::new(),
+            grouped: false,
         }
     }
 

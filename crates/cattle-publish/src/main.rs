@@ -767,6 +767,25 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(cattle_publish::apply::exit_code(&outcome))
         }
         Command::Store {
+            action: cattle_publish::cli::StoreAction::Upgrade,
+        } => {
+            let settings = settings(flags)?;
+            let store = open_store(&settings).await?;
+            let location = terminal::line(&store.location(""));
+            match cattle_publish::versions::upgrade(&store).await? {
+                cattle_core::wire::InboxLayout::Grouped => writeln!(
+                    stdout,
+                    "store `{location}` already addresses hosts through group inboxes only"
+                )?,
+                cattle_core::wire::InboxLayout::PerHostAndGrouped => writeln!(
+                    stdout,
+                    "store `{location}` upgraded: publishes address hosts through group inboxes \
+                     only from now on; executions published before stay where they are"
+                )?,
+            }
+            Ok(exit::SUCCESS)
+        }
+        Command::Store {
             action: cattle_publish::cli::StoreAction::Check { json },
         } => {
             let settings = settings(flags)?;

@@ -20,9 +20,9 @@ use cattle_core::hosts::HostId;
 use cattle_core::keys;
 use cattle_core::rollout::Rollout;
 use cattle_core::signing::SecretKey;
-use cattle_core::store::{Condition, Store};
+use cattle_core::store::{Condition, Store, StoreError};
 use cattle_core::wire::{
-    BundleRef, Envelope, FORMAT, HostVars, MAX_MESSAGE_BYTES, Manifest, cut_text,
+    BundleRef, Envelope, FORMAT, HostVars, InboxLayout, MAX_MESSAGE_BYTES, Manifest, cut_text,
 };
 use cattle_stdlib::{Config, Plan, Vars};
 use serde::Serialize;
@@ -361,6 +361,7 @@ pub async fn sign_and_release(
         message,
         rollout,
         select,
+        grouped: ticket.inboxes == InboxLayout::Grouped,
     };
     let addressed = sign_and_address(store, &manifest, vars, signer, progress).await;
     if let Err(e) = crate::versions::release(store, id).await {
@@ -442,9 +443,8 @@ async fn sign_and_address(
     }
 
     let host_count = manifest.hosts.len();
-    let addressed: Vec<(HostId, Option<Envelope>)> = match vars {
-        None => manifest.hosts.iter().map(|h| (h.clone(), None)).collect(),
-        Some(vars) => manifest
+    let vars: Option<Vec<(HostId, Envelope)>> = vars.map(|vars| {
+        manifest
             .hosts
             .iter()
             .zip(vars)
@@ -459,34 +459,100 @@ async fn sign_and_address(
                     Signer::Key(key) => key.sign_host_vars(&vars),
                     Signer::Unsigned => Envelope::unsigned_host_vars(&vars),
                 };
-                (host.clone(), Some(envelope))
+                (host.clone(), envelope)
             })
-            .collect(),
-    };
+            .collect()
+    });
     progress.addressed(0, host_count);
     let done = Arc::new(AtomicUsize::new(0));
-    let results = for_each_bounded(addressed, |(host, vars): (HostId, Option<Envelope>)| {
+    // The hosts that could not be addressed, each with what failed: the
+    // publish fails naming the first.
+    let unaddressed = |failed: Vec<(Vec<HostId>, StoreError)>| {
+        let count: usize = failed.iter().map(|(hosts, _)| hosts.len()).sum();
+        let (hosts, err) = &failed[0];
+        anyhow::anyhow!(
+            "execution {id} was published but {count} of {host_count} hosts could not be addressed (first: `{}`: {err}); \
+             those hosts will not run it. Run `cattle clean {id}` and publish again",
+            hosts[0]
+        )
+    };
+    let failures = |results: Vec<(Vec<HostId>, Result<(), StoreError>)>| -> Vec<_> {
+        results
+            .into_iter()
+            .filter_map(|(hosts, r)| r.err().map(|e| (hosts, e)))
+            .collect()
+    };
+
+    // Each host's variables before any inbox names the execution, so that a
+    // host that sees it finds them.
+    if let Some(vars) = &vars {
+        let results = for_each_bounded(vars.clone(), |(host, envelope): (HostId, Envelope)| {
+            let store = store.clone();
+            async move {
+                let body = serde_json::to_vec(&envelope).expect("envelopes serialize");
+                let result = store
+                    .put(&keys::host_vars(id, &host), body, Condition::Always)
+                    .await;
+                (vec![host], result.map(drop))
+            }
+        })
+        .await;
+        let failed = failures(results);
+        if !failed.is_empty() {
+            return Err(unaddressed(failed));
+        }
+    }
+
+    // Agents older than groups read only their own inbox: until the store is
+    // upgraded, every host gets the execution there too (with its variables,
+    // where those agents look for them).
+    let per_host = !manifest.grouped;
+    if per_host {
+        let addressed: Vec<(HostId, Option<Envelope>)> = match &vars {
+            None => manifest.hosts.iter().map(|h| (h.clone(), None)).collect(),
+            Some(vars) => vars
+                .iter()
+                .map(|(host, envelope)| (host.clone(), Some(envelope.clone())))
+                .collect(),
+        };
+        let results = for_each_bounded(addressed, |(host, vars): (HostId, Option<Envelope>)| {
+            let store = store.clone();
+            let (progress, done) = (progress.clone(), done.clone());
+            async move {
+                let result = crate::inbox::add(&store, &host, id, vars).await;
+                if result.is_ok() {
+                    progress.addressed(done.fetch_add(1, Ordering::Relaxed) + 1, host_count);
+                }
+                (vec![host], result)
+            }
+        })
+        .await;
+        let failed = failures(results);
+        if !failed.is_empty() {
+            return Err(unaddressed(failed));
+        }
+    }
+
+    // One write per group of hosts, whatever their number.
+    let groups: Vec<(String, Vec<HostId>)> = crate::inbox::by_group(&manifest.hosts)
+        .into_iter()
+        .collect();
+    let results = for_each_bounded(groups, |(group, hosts): (String, Vec<HostId>)| {
         let store = store.clone();
         let (progress, done) = (progress.clone(), done.clone());
         async move {
-            let result = crate::inbox::add(&store, &host, id, vars).await;
-            if result.is_ok() {
-                progress.addressed(done.fetch_add(1, Ordering::Relaxed) + 1, host_count);
+            let result = crate::inbox::add_to_group(&store, &group, id, &hosts, per_host).await;
+            if result.is_ok() && !per_host {
+                let before = done.fetch_add(hosts.len(), Ordering::Relaxed);
+                progress.addressed(before + hosts.len(), host_count);
             }
-            (host, result)
+            (hosts, result)
         }
     })
     .await;
-    let failed: Vec<_> = results
-        .into_iter()
-        .filter_map(|(h, r)| r.err().map(|e| (h, e)))
-        .collect();
-    if let Some((host, err)) = failed.first() {
-        anyhow::bail!(
-            "execution {id} was published but {} of {host_count} hosts could not be addressed (first: `{host}`: {err}); \
-             those hosts will not run it. Run `cattle clean {id}` and publish again",
-            failed.len()
-        );
+    let failed = failures(results);
+    if !failed.is_empty() {
+        return Err(unaddressed(failed));
     }
     Ok(())
 }

@@ -293,21 +293,36 @@ async fn host_vars(
     host: &HostId,
     trusted: Option<&TrustedKeys>,
 ) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
-    let key = keys::inbox(host);
-    let location = store.location(&key);
-    let missing = || {
-        anyhow::anyhow!(
-            "cannot retry execution {id}: the inbox of host `{host}` (`{location}`) no longer \
-             holds its variables for it; publish the config again (`cattle publish DIR --hosts …`)"
-        )
+    // Its own object in stores upgraded to groups; its inbox before that.
+    let own = keys::host_vars(id, host);
+    let (location, envelope) = match store.get(&own, MAX_DOCUMENT_BYTES).await? {
+        Some(object) => {
+            let location = store.location(&own);
+            let envelope: Envelope = serde_json::from_slice(&object.bytes)
+                .with_context(|| format!("`{location}` is not a signed envelope"))?;
+            (location, envelope)
+        }
+        None => {
+            let key = keys::inbox(host);
+            let location = store.location(&key);
+            let missing = || {
+                anyhow::anyhow!(
+                    "cannot retry execution {id}: the store no longer holds the variables of \
+                     host `{host}` for it (neither `{}` nor its inbox `{location}`); publish the \
+                     config again (`cattle publish DIR --hosts …`)",
+                    store.location(&own)
+                )
+            };
+            let object = store
+                .get(&key, MAX_DOCUMENT_BYTES)
+                .await?
+                .ok_or_else(missing)?;
+            let inbox: Inbox = serde_json::from_slice(&object.bytes)
+                .with_context(|| format!("`{location}` is not a valid inbox"))?;
+            let envelope = inbox.vars.get(&id).cloned().ok_or_else(missing)?;
+            (location, envelope)
+        }
     };
-    let object = store
-        .get(&key, MAX_DOCUMENT_BYTES)
-        .await?
-        .ok_or_else(missing)?;
-    let inbox: Inbox = serde_json::from_slice(&object.bytes)
-        .with_context(|| format!("`{location}` is not a valid inbox"))?;
-    let envelope = inbox.vars.get(&id).ok_or_else(missing)?;
     let vars = match trusted {
         Some(trusted) => {
             envelope

@@ -1302,6 +1302,7 @@ mod tests {
             message: None,
             rollout: None,
             select: Vec::new(),
+            grouped: false,
         };
         put(&store, &keys::manifest(id), &Envelope::unsigned(&manifest));
         (store, id)

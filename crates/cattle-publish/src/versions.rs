@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use cattle_core::keys;
 use cattle_core::store::{Store, StoreError};
-use cattle_core::wire::{FORMAT, InFlight, VersionCounter};
+use cattle_core::wire::{FORMAT, InFlight, InboxLayout, VersionCounter};
 use uuid::Uuid;
 
 /// A publish still in flight after this long is taken for dead (killed, or its
@@ -23,24 +23,29 @@ use uuid::Uuid;
 /// which are at least the publisher's time in milliseconds.
 pub const IN_FLIGHT_EXPIRY: Duration = Duration::from_secs(3600);
 
-/// What a publish signs: its version and floor.
+/// What a publish signs: its version and floor; and how it addresses hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
     pub version: u64,
     pub floor: u64,
+    pub inboxes: InboxLayout,
+}
+
+/// A store's first counter: a new store addresses hosts through group inboxes
+/// only, as no agent can be older than them there.
+fn first_counter() -> VersionCounter {
+    VersionCounter {
+        inboxes: InboxLayout::Grouped,
+        ..VersionCounter::default()
+    }
 }
 
 /// Take the next version for execution `id` and register it as in flight.
 pub async fn take(store: &Store, id: Uuid) -> Result<Ticket, StoreError> {
-    let counter = crate::cas::update(
-        store,
-        &keys::version_counter(),
-        VersionCounter::default,
-        |counter| {
-            next(counter, id, now_ms());
-            true
-        },
-    )
+    let counter = crate::cas::update(store, &keys::version_counter(), first_counter, |counter| {
+        next(counter, id, now_ms());
+        true
+    })
     .await?;
     Ok(ticket(&counter, id))
 }
@@ -60,6 +65,21 @@ pub async fn release(store: &Store, id: Uuid) -> Result<(), StoreError> {
     )
     .await
     .map(drop)
+}
+
+/// Stop writing per-host inboxes in this store (`cattle store upgrade`):
+/// returns the layout it had.
+pub async fn upgrade(store: &Store) -> Result<InboxLayout, StoreError> {
+    let before = std::cell::Cell::new(InboxLayout::Grouped);
+    crate::cas::update(store, &keys::version_counter(), first_counter, |counter| {
+        before.set(counter.inboxes);
+        let changed = counter.inboxes != InboxLayout::Grouped;
+        counter.format = FORMAT;
+        counter.inboxes = InboxLayout::Grouped;
+        changed
+    })
+    .await?;
+    Ok(before.get())
 }
 
 /// Raise `counter` for execution `id` at time `now_ms`: the next version is
@@ -97,6 +117,7 @@ fn ticket(counter: &VersionCounter, id: Uuid) -> Ticket {
     Ticket {
         version,
         floor: oldest.saturating_sub(1),
+        inboxes: counter.inboxes,
     }
 }
 
@@ -125,7 +146,8 @@ mod tests {
             big,
             Ticket {
                 version: t0,
-                floor: t0 - 1
+                floor: t0 - 1,
+                inboxes: InboxLayout::PerHostAndGrouped,
             }
         );
         // A publisher whose clock is five minutes behind still gets a higher
@@ -136,7 +158,8 @@ mod tests {
             small,
             Ticket {
                 version: t0 + 1,
-                floor: t0 - 1
+                floor: t0 - 1,
+                inboxes: InboxLayout::PerHostAndGrouped,
             }
         );
         // Once both are done, the next floor is just below the next version.
@@ -146,7 +169,8 @@ mod tests {
             ticket(&counter, id(3)),
             Ticket {
                 version: t0 + 10,
-                floor: t0 + 9
+                floor: t0 + 9,
+                inboxes: InboxLayout::PerHostAndGrouped,
             }
         );
     }

@@ -509,6 +509,7 @@ mod tests {
                 message: None,
                 rollout: None,
                 select: Vec::new(),
+                grouped: false,
             },
             hosts: hosts
                 .iter()
