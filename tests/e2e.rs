@@ -1758,8 +1758,10 @@ fn status_uploads_refused_for_a_while_are_delivered_once_allowed() {
         } else {
             String::new()
         };
+        // DeleteObject: the agent deletes the probe of the store's self-test
+        // it runs before its first poll.
         let text = format!(
-            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject","s3:ListBucket"],"Resource":["arn:aws:s3:::{BUCKET}","arn:aws:s3:::{BUCKET}/*"]}}{deny}]}}"#
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject","s3:DeleteObject","s3:ListBucket"],"Resource":["arn:aws:s3:::{BUCKET}","arn:aws:s3:::{BUCKET}/*"]}}{deny}]}}"#
         );
         let file = fleet.ws.write(format!("{name}.json"), text);
         fleet

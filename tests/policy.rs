@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use cattle_core::hosts::HostId;
 use cattle_core::keys;
+use cattle_core::store::check::{Probe, check_at};
 use cattle_core::store::{Condition, Fetched, S3Options, S3Store, Store, StoreError};
 use cattle_core::wire::{Envelope, Manifest};
 use cattle_e2e::{Cmd, Minio, Output, Workspace, agent_bin, cattle_bin, states};
@@ -622,6 +623,54 @@ fn a_host_reaches_nothing_of_another_host_and_changes_nothing_shared() {
             "{key}"
         );
     }
+}
+
+/// The store's self-test, as an agent runs it before its first poll: a host's
+/// key runs it on its own `hosts/<host>/selftest/`, and not on another host's
+/// or the publishers' `selftest/`, where it can neither read, write, list nor
+/// delete.
+#[test]
+fn a_host_runs_the_store_check_on_its_own_location_only() {
+    let site = Site::new(&["host-a", "host-b"]);
+    let as_a = site.store("host-a");
+    let report = site
+        .block(check_at(&as_a, Probe::Host(&host("host-a"))))
+        .unwrap();
+    assert!(report.passed(), "{report:?}");
+    assert_eq!(site.snapshot(), Vec::new(), "the check left its probe");
+
+    for probe in [Probe::Host(&host("host-b")), Probe::Shared] {
+        let refused = site.block(check_at(&as_a, probe));
+        assert!(
+            matches!(refused, Err(StoreError::AccessDenied { op: "write", .. })),
+            "{probe:?}: {refused:?}"
+        );
+    }
+    // What host-b's own check writes, host-a cannot touch.
+    let b_probe = "hosts/host-b/selftest/01a2326b-ccf5-755d-bd23-d70d2aed054d/probe";
+    site.block(site.root.put(b_probe, b"1".to_vec(), Condition::Always))
+        .unwrap();
+    assert_denied(site.block(as_a.get(b_probe, 1024)), "read", &as_a, b_probe);
+    assert_denied(site.block(as_a.delete(b_probe)), "delete", &as_a, b_probe);
+    let b_dir = "hosts/host-b/selftest/";
+    assert_denied(site.block(as_a.list(b_dir)), "list", &as_a, b_dir);
+    // Nor can it list above its own `selftest/`.
+    assert_denied(
+        site.block(as_a.list("hosts/host-a/")),
+        "list",
+        &as_a,
+        "hosts/host-a/",
+    );
+    assert!(
+        site.block(site.root.get(b_probe, 1024)).unwrap().is_some(),
+        "host-a deleted host-b's object"
+    );
+    // host-b's own key runs it.
+    let as_b = site.store("host-b");
+    let report = site
+        .block(check_at(&as_b, Probe::Host(&host("host-b"))))
+        .unwrap();
+    assert!(report.passed(), "{report:?}");
 }
 
 #[test]

@@ -869,6 +869,16 @@ pub fn agent_bin() -> PathBuf {
     built_bin("cattle-agent")
 }
 
+/// The cache directory of the commands tests run, unless they name their own: beside the
+/// built binaries, shared by the tests (`cattle publish` remembers there which stores passed
+/// their self-test; a test that needs a store checked afresh gives its own `XDG_CACHE_HOME`).
+pub fn e2e_cache_dir() -> PathBuf {
+    built_bin("cattle")
+        .parent()
+        .expect("a binary is in a directory")
+        .join("e2e-cache")
+}
+
 fn built_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/e2e-HASH -> target/<profile>
@@ -953,6 +963,7 @@ pub fn spawn(bin: &Path, args: &[&str], env: &[(String, String)]) -> Background 
 /// variables given with [`env`](Self::env)/[`envs`](Self::envs). Unless those set `HOME` or
 /// `XDG_CONFIG_HOME`, `XDG_CONFIG_HOME` names a directory that does not exist, so that the
 /// developer's `~/.config/cattle/config.toml` never stands in for what a test gives `cattle`.
+/// Likewise `XDG_CACHE_HOME` names [`e2e_cache_dir`], not the developer's `~/.cache`.
 /// Stdin is empty unless [`stdin`](Self::stdin) is given.
 #[derive(Debug, Clone)]
 pub struct Cmd {
@@ -1052,6 +1063,13 @@ impl Cmd {
                 .any(|(k, _)| k == "HOME" || k == "XDG_CONFIG_HOME")
             {
                 cmd.env("XDG_CONFIG_HOME", "/nonexistent/cattle-e2e/config");
+            }
+            if !self
+                .env
+                .iter()
+                .any(|(k, _)| k == "HOME" || k == "XDG_CACHE_HOME")
+            {
+                cmd.env("XDG_CACHE_HOME", e2e_cache_dir());
             }
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));

@@ -6,12 +6,16 @@
 //! cannot be used shows here), and the host's inbox can be read, which is a
 //! signed request: it proves the bucket exists, the credentials work and this
 //! machine's clock is within the store's limit, or the store's error says
-//! which of these is wrong. Nothing is written, locally or in the store.
+//! which of these is wrong. Then the store's self-test, as the agent runs it
+//! before its first poll, on the host's own `hosts/<host>/selftest/` (whose
+//! probe it deletes): a pass is recorded in the state directory when that
+//! exists, so that the agent does not check again. Nothing else is written.
 
 use std::fmt::Write as _;
 
 use cattle_core::keys;
 use cattle_core::signing::TrustedKeys;
+use cattle_core::store::check::{Probe, check_at};
 use cattle_core::store::{Store, StoreError};
 use cattle_core::wire::{GroupInbox, MAX_DOCUMENT_BYTES};
 
@@ -157,7 +161,51 @@ pub async fn check(settings: &Settings, offline: bool) -> Report {
         ),
         Err(e) => report.store_fail("cannot read the host's inbox", &e),
     }
+    self_test(&mut report, &store, settings).await;
     finish(report)
+}
+
+/// The store's self-test, on the host's own location; a pass is recorded
+/// for the agent when the state directory exists.
+async fn self_test(report: &mut Report, store: &Store, settings: &Settings) {
+    let host = &settings.host_id.value;
+    let found = match check_at(store, Probe::Host(host)).await {
+        Ok(found) => found,
+        Err(e) => {
+            return report.store_fail(
+                &format!("cannot run the store's self-test (under `hosts/{host}/selftest/`)"),
+                &e,
+            );
+        }
+    };
+    if !found.passed() {
+        for failure in found.failure_lines() {
+            report.fail(&format!("store self-test: {failure}"), None);
+        }
+        let _ = writeln!(
+            report.text,
+            "        hint: the agent refuses to poll this store (exit status 78); `cattle store \
+             check` shows every check (docs/reliability.md)"
+        );
+        return;
+    }
+    report.pass(&format!(
+        "store self-test: {} held (create-only and compare-and-swap writes, conditional reads, \
+         listings, deletes)",
+        cattle_core::count(found.findings.len() as u64, "check")
+    ));
+    let state_dir = &settings.state_dir.value;
+    if state_dir.is_dir() {
+        match crate::store_check::record(state_dir, store) {
+            Ok(()) => report.pass(&format!(
+                "recorded the pass in `{}`: the agent does not check again",
+                state_dir.join(crate::store_check::STORE_CHECK).display()
+            )),
+            Err(e) => report.warn(&format!(
+                "{e}: the agent checks the store again when it starts"
+            )),
+        }
+    }
 }
 
 /// What a successful read proves, for an S3 store.

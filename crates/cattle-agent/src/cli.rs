@@ -35,8 +35,10 @@ pub struct Args {
 /// The subcommands; each has a man page `cattle-agent-NAME(1)`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check the settings and the store, print the effective settings (secrets
-    /// redacted) with where each came from; exit 0 when all is well.
+    /// Check the settings and the store (the host's inbox, and the store's
+    /// self-test on `hosts/<host>/selftest/`, recorded in the state directory
+    /// when it passes), print the effective settings (secrets redacted) with
+    /// where each came from; exit 0 when all is well.
     CheckConfig {
         /// Check the settings only; do not contact the store.
         #[arg(long)]

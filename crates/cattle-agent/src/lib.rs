@@ -27,6 +27,7 @@ mod report;
 mod rollout;
 pub mod settings;
 mod shutdown;
+mod store_check;
 pub mod systemd;
 
 use std::collections::HashSet;
@@ -146,6 +147,17 @@ pub enum AgentError {
         state_dir: String,
         since: String,
         pending: usize,
+    },
+    /// The store failed its self-test: this agent does not poll it.
+    #[error(
+        "store `{location}` does not honour what Cattle relies on ({} failed): polling it could \
+         lose executions, so this agent does not poll",
+        cattle_core::count(.failures.len() as u64, "check")
+    )]
+    StoreRefused {
+        location: String,
+        /// Each failed check: the feature, what the store did, what it breaks.
+        failures: Vec<String>,
     },
 }
 
@@ -338,6 +350,9 @@ pub async fn run(
              can run any command as this agent's user on this host; never use this in production"
         );
     }
+    // Checked before the first poll, unless a pass is remembered: a restart
+    // then asks nothing more of the store than its polls.
+    let mut store_checked = store_check::remembered(&config.state_dir, &store);
     let mut agent = Agent {
         lease: Arc::new(tokio::sync::Mutex::new(Lease::new(
             &config.host,
@@ -370,7 +385,14 @@ pub async fn run(
             let new = reload.borrow_and_update().clone();
             agent.reconfigure(new).await;
         }
-        let result = agent.poll(&shutdown).await;
+        let result =
+            match store_check::before_first_poll(&agent.config, &agent.store, &mut store_checked)
+                .await
+            {
+                Ok(()) => agent.poll(&shutdown).await,
+                Err(err @ AgentError::StoreRefused { .. }) => return Err(err),
+                Err(err) => Err(err),
+            };
         if agent.config.once {
             return result;
         }

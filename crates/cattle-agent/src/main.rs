@@ -12,8 +12,9 @@ use cattle_core::signing::TrustedKeys;
 use cattle_core::store::{Store, StoreError};
 use clap::Parser;
 
-/// The exit status when `--require-store` finds no store named: `EX_CONFIG`
-/// of sysexits.h, which the packaged unit lists in `RestartPreventExitStatus=`.
+/// The exit status when `--require-store` finds no store named, or when the
+/// store fails its self-test: `EX_CONFIG` of sysexits.h, which the packaged
+/// unit lists in `RestartPreventExitStatus=`.
 const NOT_CONFIGURED: u8 = 78;
 
 fn main() -> ExitCode {
@@ -74,6 +75,19 @@ fn main() -> ExitCode {
             eprintln!("{error}error: {err}");
             for cause in cattle_core::distinct_causes(&err.to_string(), err.chain().skip(1)) {
                 eprintln!("{error}  Caused by: {cause}");
+            }
+            if let Some(AgentError::StoreRefused { failures, .. }) = err.downcast_ref() {
+                for failure in failures {
+                    eprintln!("{error}  {failure}");
+                }
+                eprintln!(
+                    "{error}hint: run `cattle store check` against this store for details \
+                     (docs/reliability.md); use a store that passes, or fix this one, then start \
+                     the agent again (`systemctl restart cattle-agent`)"
+                );
+                // Like a missing store, a setup problem that restarting does not fix.
+                systemd::status(&err.to_string());
+                return ExitCode::from(NOT_CONFIGURED);
             }
             if let Some(hint) = err
                 .chain()
@@ -237,7 +251,7 @@ mod tests {
             .map(|s| &s[..s.find(')').unwrap()])
             .filter(|s| !s.contains('"')) // this test's own text
             .collect();
-        assert_eq!(froms, ["NOT_CONFIGURED"]);
+        assert_eq!(froms, ["NOT_CONFIGURED", "NOT_CONFIGURED"]);
         returned.push((NOT_CONFIGURED, "NOT_CONFIGURED".into()));
         assert_eq!(table, returned);
     }

@@ -56,6 +56,9 @@ pub const CONFIG: &str = "CATTLE_CONFIG";
 /// The base directory of a user's config files (XDG); `cattle` reads
 /// `cattle/config.toml` there, else under `$HOME/.config`.
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+/// The base directory of a user's cache files (XDG); `cattle` remembers there, under
+/// `cattle/`, which stores passed their self-test, else under `$HOME/.cache`.
+pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 /// The host's time zone, as for every program (else /etc/localtime): `cattle-agent`
 /// reads the local times of maintenance windows in it.
 pub const TZ: &str = "TZ";

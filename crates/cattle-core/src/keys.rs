@@ -17,6 +17,7 @@
 //! inboxes/<group>.json                         executions addressed to the hosts of a group (publish, clean)
 //! hosts/<host>/inbox.json                      executions addressed to <host>, in stores not yet upgraded to groups
 //! hosts/<host>/agent.json                      the agent active for <host> (its lease)
+//! hosts/<host>/selftest/<random>/probe         <host>'s agent checking the store, deleted by it (store::check)
 //! publish/version.json                         highest manifest version handed out (publish)
 //! selftest/<random>/probe                      `cattle store check`, deleted by it (store::check)
 //! ```
@@ -202,6 +203,16 @@ pub fn selftest_prefix(run: Uuid) -> String {
 
 pub fn selftest_probe(run: Uuid) -> String {
     format!("selftest/{run}/probe")
+}
+
+/// Where one store check by `host`'s agent keeps its probe: under the host's
+/// own objects, which its MinIO policy lets it write, list and delete.
+pub fn host_selftest_prefix(host: &HostId, run: Uuid) -> String {
+    format!("hosts/{host}/selftest/{run}/")
+}
+
+pub fn host_selftest_probe(host: &HostId, run: Uuid) -> String {
+    format!("hosts/{host}/selftest/{run}/probe")
 }
 
 pub fn version_counter() -> String {

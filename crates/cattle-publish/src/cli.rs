@@ -459,7 +459,10 @@ pub enum StoreAction {
     /// compare-and-swap writes (412 when they must fail), conditional reads
     /// (304), listings that show what was just written, deletes. Tried on
     /// objects of its own under `selftest/`, deleted afterwards. Exit 1 when
-    /// one fails: do not use that store.
+    /// one fails: do not use that store. `publish` and `retry` run the same
+    /// check before their first use of a store, unless a pass is remembered
+    /// (`$XDG_CACHE_HOME/cattle/store-check/`); this command always checks,
+    /// and refreshes that memory (or forgets it, when a check fails).
     #[command(
         after_help = "Examples:\n  cattle store check\n  cattle --store s3://cattle/prod store check --json"
     )]

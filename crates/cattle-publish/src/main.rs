@@ -92,6 +92,11 @@ fn report(err: &anyhow::Error, style: Style) {
             let _ = writeln!(stderr, "  {line}");
         }
     }
+    if let Some(refused) = err.downcast_ref::<cattle_publish::store_check::Refused>() {
+        for line in &refused.failures {
+            let _ = writeln!(stderr, "  {}", terminal::line(line));
+        }
+    }
     // One line per cause, none repeating what the line before it says.
     for cause in cattle_core::distinct_causes(&err.to_string(), err.chain().skip(1)) {
         let _ = writeln!(stderr, "  Caused by: {}", terminal::line(&cause));
@@ -113,6 +118,10 @@ fn report(err: &anyhow::Error, style: Style) {
                      `--hosts -` the hosts can come from standard input)"
                         .to_string()
                 })
+        })
+        .or_else(|| {
+            err.downcast_ref::<cattle_publish::store_check::Refused>()
+                .map(cattle_publish::store_check::Refused::hint)
         })
         .or_else(|| {
             err.downcast_ref::<ids::NoMatch>().map(|_| {
@@ -185,6 +194,24 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Store::open_with(url, settings.s3_options())
         .await
         .with_context(|| format!("cannot open store `{url}`"))
+}
+
+/// Check `store` before a command first writes to it (`publish`, `retry`),
+/// unless this user's cache remembers that it passed: a store that fails is
+/// refused before anything is written to it.
+async fn check_before_use(store: &Store) -> anyhow::Result<()> {
+    use cattle_publish::store_check;
+    let memory = store_check::memory_dir(&Inputs::system().env);
+    let checked = store_check::before_first_use(store, memory.as_deref())
+        .await
+        .with_context(|| format!("cannot check store `{}`", store.location("")))?;
+    if let Some(warning) = &checked.warning {
+        eprintln!("warning: {}", terminal::line(warning));
+    }
+    match checked.report {
+        Some(report) if !report.passed() => Err(store_check::Refused::new(store, &report).into()),
+        _ => Ok(()),
+    }
 }
 
 /// `cattle rollout pause|resume|status`.
@@ -375,6 +402,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             let settings = settings.expect("a publish that is not a dry run has its settings");
             let store = open_store(&settings).await?;
+            check_before_use(&store).await?;
             let mode = cattle_publish::publish::Mode { check, diff };
             // Progress only for someone watching: a script sees today's output.
             let progress: std::sync::Arc<dyn cattle_publish::publish::Progress> = {
@@ -702,6 +730,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             let store = open_store(&settings).await?;
             let id = ids::resolve(&store, &id).await?;
+            check_before_use(&store).await?;
             let options = cattle_publish::retry::Options {
                 states: if states.is_empty() {
                     cattle_publish::retry::DEFAULT_STATES.to_vec()
@@ -794,6 +823,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let report = cattle_core::store::check::check(&store)
                 .await
                 .with_context(|| format!("cannot check store `{location}`"))?;
+            // What `publish` and `retry` remember, refreshed (or forgotten).
+            let memory = cattle_publish::store_check::memory_dir(&Inputs::system().env);
+            if let Some(warning) =
+                cattle_publish::store_check::remember(&store, memory.as_deref(), &report)
+            {
+                eprintln!("warning: {}", terminal::line(&warning));
+            }
             if json {
                 writeln!(
                     stdout,

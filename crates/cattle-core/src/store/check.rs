@@ -4,8 +4,16 @@
 //! deletes. A store that ignores a condition answers 200 where 412 is due,
 //! and every command then succeeds while executions are lost; this finds it
 //! before anything is published.
+//!
+//! Publishers run it on `selftest/<random>/`; an agent on
+//! `hosts/<host>/selftest/<random>/`, the only place its MinIO policy lets it
+//! write, list and delete. A pass is remembered locally ([`Passed`]), so that
+//! a store is checked once per Cattle version, not on every command.
+
+use serde::{Deserialize, Serialize};
 
 use super::{Condition, Fetched, Store, StoreError};
+use crate::hosts::HostId;
 
 /// One property of the store, and whether it held.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +38,29 @@ impl Report {
     pub fn failures(&self) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(|f| f.failure.is_some())
     }
+
+    /// One line per failed check: the feature, what the store did and what
+    /// that would break.
+    pub fn failure_lines(&self) -> Vec<String> {
+        self.failures()
+            .map(|f| {
+                format!(
+                    "{}: {}",
+                    f.feature,
+                    f.failure.as_deref().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+}
+
+/// Where a check puts its probe.
+#[derive(Debug, Clone, Copy)]
+pub enum Probe<'a> {
+    /// `selftest/<random>/`: a publisher's (`cattle store check`, publish).
+    Shared,
+    /// `hosts/<host>/selftest/<random>/`: that host's agent's.
+    Host(&'a HostId),
 }
 
 const CREATE: &str = "create-only write (If-None-Match: *)";
@@ -42,9 +73,22 @@ const DELETE: &str = "delete";
 /// that cannot be reached or written at all (no bucket, no access): that is
 /// not a finding about its features.
 pub async fn check(store: &Store) -> Result<Report, StoreError> {
+    check_at(store, Probe::Shared).await
+}
+
+/// [`check`], with the probe where `probe` says.
+pub async fn check_at(store: &Store, probe: Probe<'_>) -> Result<Report, StoreError> {
     let run = uuid::Uuid::new_v4();
-    let prefix = crate::keys::selftest_prefix(run);
-    let key = crate::keys::selftest_probe(run);
+    let (prefix, key) = match probe {
+        Probe::Shared => (
+            crate::keys::selftest_prefix(run),
+            crate::keys::selftest_probe(run),
+        ),
+        Probe::Host(host) => (
+            crate::keys::host_selftest_prefix(host, run),
+            crate::keys::host_selftest_probe(host, run),
+        ),
+    };
     let mut findings: Vec<Finding> = Vec::new();
     let note = |findings: &mut Vec<Finding>, feature, failure: Option<String>| {
         findings.push(Finding { feature, failure })
@@ -163,6 +207,71 @@ pub async fn check(store: &Store) -> Result<Report, StoreError> {
     Ok(Report { findings })
 }
 
+/// The version of Cattle whose check a [`Passed`] records: another version
+/// may check more, so it checks again.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The most a remembered pass may take on disk; a larger file is not one.
+pub const MAX_PASSED_BYTES: u64 = 4096;
+
+/// A store that passed the check, as remembered on this machine (a
+/// publisher's cache directory, an agent's state directory): commands that
+/// find it for the same store and version do not check again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Passed {
+    /// The store's [`Store::identity`].
+    pub store: String,
+    /// The [`VERSION`] that checked it.
+    pub cattle_version: String,
+    /// When, RFC 3339.
+    pub checked: String,
+}
+
+impl Passed {
+    /// `store` passed just now.
+    pub fn now(store: &Store) -> Passed {
+        Passed {
+            store: store.identity(),
+            cattle_version: VERSION.to_string(),
+            checked: crate::now_rfc3339(),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("a pass serializes");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// A file name for the pass of `store`, the same for the same store
+    /// and different for another: a hash of its [`Store::identity`].
+    pub fn file_name(store: &Store) -> String {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(store.identity().as_bytes());
+        format!("{}.json", &crate::hex(&digest)[..32])
+    }
+
+    /// Whether `bytes` (a file's content) remember a pass of `store` by this
+    /// version. Anything else, a damaged file included, means "check".
+    pub fn holds_for(bytes: &[u8], store: &Store) -> bool {
+        serde_json::from_slice::<Passed>(bytes)
+            .is_ok_and(|p| p.store == store.identity() && p.cattle_version == VERSION)
+    }
+
+    /// [`Passed::holds_for`] the file at `path`; a missing or unreadable file
+    /// holds nothing.
+    pub fn remembered_in(path: &std::path::Path, store: &Store) -> bool {
+        use std::io::Read as _;
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_PASSED_BYTES + 1).read_to_end(&mut bytes))
+            .is_ok()
+            && bytes.len() as u64 <= MAX_PASSED_BYTES
+            && Passed::holds_for(&bytes, store)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +284,55 @@ mod tests {
         assert!(report.passed(), "{report:?}");
         assert_eq!(report.findings.len(), 5);
         assert_eq!(store.list("").await.unwrap(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_host_probes_under_its_own_objects_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::File(super::super::FileStore::open(dir.path().to_path_buf()).unwrap());
+        let host = HostId::new("web-1").unwrap();
+        // Where its probe goes: with a file in the way there, it cannot
+        // write, and the publishers' place is not in the way.
+        let blocker = dir.path().join("hosts/web-1/selftest");
+        std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+        std::fs::write(&blocker, b"").unwrap();
+        let refused = check_at(&store, Probe::Host(&host)).await;
+        assert!(refused.is_err(), "{refused:?}");
+        assert!(check(&store).await.unwrap().passed());
+        std::fs::remove_file(&blocker).unwrap();
+        let report = check_at(&store, Probe::Host(&host)).await.unwrap();
+        assert!(report.passed(), "{report:?}");
+        assert_eq!(report.failure_lines(), Vec::<String>::new());
+        assert_eq!(store.list("").await.unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_pass_holds_for_its_own_store_and_version_only() {
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let open = |d: &tempfile::TempDir| {
+            Store::File(super::super::FileStore::open(d.path().to_path_buf()).unwrap())
+        };
+        let (one, other) = (open(&dirs[0]), open(&dirs[1]));
+        assert_eq!(Passed::file_name(&one), Passed::file_name(&open(&dirs[0])));
+        assert_ne!(Passed::file_name(&one), Passed::file_name(&other));
+        let passed = Passed::now(&one);
+        let bytes = passed.to_json();
+        assert!(Passed::holds_for(&bytes, &one));
+        assert!(!Passed::holds_for(&bytes, &other));
+        let older = Passed {
+            cattle_version: "0.0.1".to_string(),
+            ..passed.clone()
+        };
+        assert!(!Passed::holds_for(&older.to_json(), &one));
+        assert!(!Passed::holds_for(b"{\"store\": 1}", &one));
+        assert!(!Passed::holds_for(b"", &one));
+        let file = dirs[0].path().join("passed.json");
+        assert!(!Passed::remembered_in(&file, &one));
+        std::fs::write(&file, &bytes).unwrap();
+        assert!(Passed::remembered_in(&file, &one));
+        let mut large = bytes.clone();
+        large.resize(MAX_PASSED_BYTES as usize + 1, b' ');
+        std::fs::write(&file, &large).unwrap();
+        assert!(!Passed::remembered_in(&file, &one));
     }
 }

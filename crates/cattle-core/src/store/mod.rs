@@ -371,6 +371,15 @@ impl Store {
         }
     }
 
+    /// What tells this store from any other, for remembering something about
+    /// it locally: `s3://bucket/prefix/ at ENDPOINT`, or the directory's `file://` URL.
+    pub fn identity(&self) -> String {
+        match self {
+            Store::File(s) => format!("file://{}", s.location("")),
+            Store::S3(s) => format!("{} at {}", s.location(""), s.endpoint()),
+        }
+    }
+
     /// The store's clock minus this machine's, in whole seconds, as the
     /// store's last answer dated it: `None` before one, and for a directory
     /// store (whose clock is this machine's, or its file server's).

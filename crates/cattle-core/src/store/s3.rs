@@ -219,6 +219,11 @@ impl S3Store {
         format!("s3://{}/{}", self.bucket, self.key(key))
     }
 
+    /// The endpoint requests go to (`AWS S3` when none is set).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     /// Turn an SDK error into a [`StoreError`] naming the object.
     fn error<E>(&self, op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> StoreError
     where
