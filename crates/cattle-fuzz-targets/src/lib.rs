@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use cattle_core::bundle::{self, BundleError};
 use cattle_core::signing::{SecretKey, TrustedKeys};
 use cattle_core::wire::{
-    self, Cancel, Conflict, Envelope, HostLease, HostStatus, HostVars, Inbox, Manifest,
+    self, Cancel, Conflict, Envelope, GroupInbox, HostLease, HostStatus, HostVars, Inbox, Manifest,
 };
 use cattle_stdlib::{Plan, PlanError};
 use serde::Serialize;
@@ -169,6 +169,7 @@ pub fn manifest_parse(data: &[u8]) -> Vec<&'static str> {
     envelope(data, &mut valid);
     document::<Manifest>("manifest", data, &mut valid);
     document::<Inbox>("inbox", data, &mut valid);
+    document::<GroupInbox>("group", data, &mut valid);
     document::<HostVars>("vars", data, &mut valid);
     document::<HostStatus>("status", data, &mut valid);
     document::<Cancel>("cancel", data, &mut valid);

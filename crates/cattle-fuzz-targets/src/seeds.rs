@@ -11,8 +11,8 @@ use std::path::Path;
 use cattle_core::bundle::{self, MAX_UNPACKED_BYTES};
 use cattle_core::hosts::HostId;
 use cattle_core::wire::{
-    BundleRef, Cancel, Conflict, FORMAT, HostLease, HostStatus, HostVars, Inbox, Manifest, State,
-    StepResult, StepStatus,
+    BundleRef, Cancel, Conflict, FORMAT, GroupEntry, GroupInbox, HostLease, HostStatus, HostVars,
+    Inbox, Manifest, State, StepResult, StepStatus,
 };
 use tar::EntryType;
 
@@ -686,6 +686,16 @@ fn documents(seeds: &mut Vec<Seed>) {
         json(&cattle_core::wire::Envelope::unsigned(&manifest)),
     );
     add(seeds, T, "ok-inbox.json", json(&inbox));
+    let group = GroupInbox {
+        format: FORMAT,
+        group: cattle_core::keys::inbox_group(&host),
+        executions: vec![GroupEntry {
+            id,
+            hosts: vec![host.clone()],
+        }],
+        per_host: true,
+    };
+    add(seeds, T, "ok-group-inbox.json", json(&group));
     // An inbox carrying a host's signed variables, and those variables alone.
     let vars = HostVars {
         format: FORMAT,
