@@ -414,7 +414,7 @@ impl Lease {
         nonces.drain(..keep);
         write_nonces(&self.state_dir, &nonces)
             .map_err(|e| AgentError::local(self.state_dir.join(LEASE_FILE), e))?;
-        self.nonces = nonces;
+        let previous = std::mem::replace(&mut self.nonces, nonces);
         let holder = matches!(self.standing, Some(Standing::Holder));
         let since = if holder {
             self.since.clone()
@@ -435,7 +435,19 @@ impl Lease {
             heartbeat: Some(self.heartbeat(store)),
         };
         let body = serde_json::to_vec_pretty(&lease).expect("leases serialize");
-        let etag = store.put(&key, body, condition).await?;
+        let etag = match store.put(&key, body, condition).await {
+            Ok(etag) => etag,
+            // Certainly not written: forget the nonce, or a few refused writes in a row
+            // (a store answering If-Match wrongly for a while) would push out the one
+            // the store holds, and this agent would take its own lease for another's.
+            Err(e @ StoreError::PreconditionFailed { .. }) => {
+                self.nonces = previous;
+                write_nonces(&self.state_dir, &self.nonces)
+                    .map_err(|e| AgentError::local(self.state_dir.join(LEASE_FILE), e))?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         if !holder {
             tracing::info!(host = %self.host, lease = %store.location(&key), "this agent is the one active for the host");
         }
@@ -584,5 +596,48 @@ pub async fn keep(
             lost.store(true, std::sync::atomic::Ordering::SeqCst);
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cattle_core::store::FileStore;
+
+    #[tokio::test]
+    async fn a_refused_write_keeps_the_nonce_the_store_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::File(FileStore::open(dir.path().join("store")).unwrap());
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let host = HostId::new("h1").unwrap();
+        let mut lease = Lease::new(&host, &state, Duration::from_secs(1), Facts::default());
+        lease.write(&store, Condition::IfAbsent).await.unwrap();
+        let held = lease.nonces.clone();
+        // Refused writes in a row (a store answering If-Match wrongly for a while).
+        for _ in 0..3 {
+            let refused = lease
+                .write(&store, Condition::IfMatch("\"not-it\"".to_string()))
+                .await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(AgentError::Store(StoreError::PreconditionFailed { .. }))
+                ),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(lease.nonces, held);
+        assert_eq!(read_nonces(&state), held);
+        let stored = store
+            .get(&keys::lease(&host), MAX_DOCUMENT_BYTES)
+            .await
+            .unwrap()
+            .unwrap();
+        let stored = parse(&stored.bytes, "lease").unwrap();
+        assert!(
+            lease.is_mine(&stored),
+            "the stored lease is still this agent's"
+        );
     }
 }
