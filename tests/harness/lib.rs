@@ -31,6 +31,8 @@ use tempfile::TempDir;
 
 pub mod container;
 pub use container::{Container, debian_package};
+pub mod cluster;
+pub use cluster::MinioCluster;
 
 /// How long [`Minio::start`] waits for the server to become ready.
 const MINIO_START_TIMEOUT: Duration = Duration::from_secs(30);

@@ -615,6 +615,42 @@ pub async fn keep(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cattle_core::store::FileStore;
+
+    #[tokio::test]
+    async fn a_refused_write_keeps_the_nonce_the_store_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::File(FileStore::open(dir.path().join("store")).unwrap());
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let host = HostId::new("h1").unwrap();
+        let mut lease = Lease::new(&host, &state, Duration::from_secs(1), Facts::default());
+        lease.write(&store, Condition::IfAbsent).await.unwrap();
+        // Refused writes in a row (a distributed MinIO answering If-Match wrongly
+        // for a while after nodes return).
+        for _ in 0..3 {
+            let refused = lease
+                .write(&store, Condition::IfMatch("\"not-it\"".to_string()))
+                .await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(AgentError::Store(StoreError::PreconditionFailed { .. }))
+                ),
+                "{refused:?}"
+            );
+        }
+        let stored = store
+            .get(&keys::lease(&host), MAX_DOCUMENT_BYTES)
+            .await
+            .unwrap()
+            .unwrap();
+        let stored = parse(&stored.bytes, "lease").unwrap();
+        // A restarted agent reads the state directory and knows the lease as its own.
+        assert!(read_nonces(&state).contains(&stored.nonce), "{stored:?}");
+        let mut restarted = Lease::new(&host, &state, Duration::from_secs(1), Facts::default());
+        assert!(restarted.found_mine(&stored));
+    }
 
     #[test]
     fn writes_cut_short_one_after_another_never_forget_the_nonce_the_store_holds() {

@@ -373,7 +373,14 @@ fn prefixed(
     Ok(())
 }
 
-/// The numbers of the parts of `host`'s log in the store, in order.
+/// The most parts a host's status can make [`parts`] look for by name: 1 GiB of log.
+const MAX_NAMED_PARTS: u64 = 1024;
+
+/// The numbers of the parts of `host`'s log in the store, in order: those a listing
+/// shows and, when the listing lacks the last part the host's status counts, every
+/// part up to it (at most [`MAX_NAMED_PARTS`]), since a listing can miss objects
+/// that a read finds (a distributed MinIO, for a while after a node came back).
+/// Readers skip a part that turns out not to exist, as they do a dropped one.
 pub(crate) async fn parts(store: &Store, id: Uuid, host: &HostId) -> anyhow::Result<Vec<u64>> {
     let prefix = keys::log_prefix(id, host);
     let mut parts: Vec<u64> = store
@@ -383,6 +390,19 @@ pub(crate) async fn parts(store: &Store, id: Uuid, host: &HostId) -> anyhow::Res
         .filter_map(|key| keys::parse_log_part_name(key.strip_prefix(&prefix)?))
         .collect();
     parts.sort_unstable();
+    let counted = match store.get(&keys::status(id, host), MAX_DOCUMENT_BYTES).await {
+        Ok(Some(object)) => serde_json::from_slice::<HostStatus>(&object.bytes)
+            .ok()
+            .and_then(|status| status.log)
+            .map_or(0, |log| log.parts),
+        // The status is `cattle status`'s to report; the listing is what there is.
+        Ok(None) | Err(_) => 0,
+    };
+    if counted <= MAX_NAMED_PARTS && parts.last().is_none_or(|last| last + 1 < counted) {
+        parts.extend(0..counted);
+        parts.sort_unstable();
+        parts.dedup();
+    }
     Ok(parts)
 }
 

@@ -687,7 +687,8 @@ pub(crate) fn unreadable(store: &Store, key: &str, err: StoreError) -> Result<St
         | StoreError::CaBundle { .. }
         | StoreError::InvalidKey { .. }
         | StoreError::UnaskedNotModified { .. }
-        | StoreError::ClockSkew { .. } => Err(err),
+        | StoreError::ClockSkew { .. }
+        | StoreError::QuorumLost { .. } => Err(err),
     }
 }
 

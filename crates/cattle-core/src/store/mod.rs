@@ -204,12 +204,57 @@ pub enum StoreError {
         /// said what time the store has (its `Date` header).
         skew: Option<i64>,
     },
+    /// A distributed store (MinIO with erasure coding) has too few of its drives online to
+    /// read or write the object: it has lost its read or write quorum. MinIO says so with
+    /// a 503 whose code, `SlowDownRead` or `SlowDownWrite`, and message ("please reduce
+    /// your request rate") suggest throttling instead; its message is not repeated here.
+    #[error(
+        "{op} `{location}`: the store has lost its {quorum} quorum: too few of its drives are \
+         online (MinIO answered `{code}`)"
+    )]
+    QuorumLost {
+        op: &'static str,
+        location: String,
+        quorum: Quorum,
+        /// The store's error code, e.g. `SlowDownRead`.
+        code: String,
+    },
     #[error("{op} `{location}` failed: {message}")]
     Other {
         op: &'static str,
         location: String,
         message: String,
     },
+}
+
+/// Which quorum a distributed store lost (see [`StoreError::QuorumLost`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quorum {
+    Read,
+    Write,
+}
+
+impl fmt::Display for Quorum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Quorum::Read => "read",
+            Quorum::Write => "write",
+        })
+    }
+}
+
+impl Quorum {
+    /// The quorum an S3 error code says was lost, if it says one was: MinIO's
+    /// `SlowDownRead` and `SlowDownWrite` (which it answers for nothing else), and
+    /// `XMinioReadQuorum` and `XMinioWriteQuorum` of its releases before 2021. AWS S3's own
+    /// `SlowDown` is throttling, not this.
+    pub fn lost(code: &str) -> Option<Quorum> {
+        match code {
+            "SlowDownRead" | "XMinioReadQuorum" => Some(Quorum::Read),
+            "SlowDownWrite" | "XMinioWriteQuorum" => Some(Quorum::Write),
+            _ => None,
+        }
+    }
 }
 
 /// How far apart the clocks are, for messages: `; this machine's clock is 20m behind the store's`.
@@ -305,6 +350,14 @@ impl StoreError {
                     None => String::new(),
                 }
             )),
+            StoreError::QuorumLost { .. } => Some(
+                "too many of the store's nodes or drives are offline (MinIO with 4 nodes and the \
+                 default parity keeps its quorum with 1 node down, not 2): check the MinIO nodes \
+                 (`mc admin info ALIAS`, `curl -I ENDPOINT/minio/health/cluster`); agents keep \
+                 running their steps, keep their status and log on the host and deliver them \
+                 once the store has its quorum back; run this again then"
+                    .to_string(),
+            ),
             StoreError::CaBundle { .. } => Some(format!(
                 "set {} to a readable PEM file of one or more CA certificates \
                  (`-----BEGIN CERTIFICATE-----` blocks), or unset it to trust the system's root CAs",
@@ -316,7 +369,10 @@ impl StoreError {
 
     /// Worth trying again later without changing anything.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unreachable { .. })
+        matches!(
+            self,
+            StoreError::Unreachable { .. } | StoreError::QuorumLost { .. }
+        )
     }
 }
 
@@ -584,6 +640,25 @@ mod tests {
         }
         for prefix in ["/", "../", "a//", "a/../b/"] {
             assert!(check_prefix(prefix).is_err(), "{prefix}");
+        }
+    }
+
+    #[test]
+    fn a_lost_quorum_says_to_check_the_nodes_and_that_agents_deliver_later() {
+        assert_eq!(Quorum::lost("SlowDownRead"), Some(Quorum::Read));
+        assert_eq!(Quorum::lost("SlowDownWrite"), Some(Quorum::Write));
+        assert_eq!(Quorum::lost("SlowDown"), None);
+        assert_eq!(Quorum::lost("slowdownread"), None);
+        let err = StoreError::QuorumLost {
+            op: "write",
+            location: "s3://b/k".to_string(),
+            quorum: Quorum::Write,
+            code: "SlowDownWrite".to_string(),
+        };
+        assert!(err.is_transient());
+        let hint = err.hint().unwrap();
+        for needle in ["mc admin info", "/minio/health/cluster", "deliver them"] {
+            assert!(hint.contains(needle), "{needle}: {hint}");
         }
     }
 

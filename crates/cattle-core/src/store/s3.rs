@@ -40,7 +40,7 @@ use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use super::{Condition, Entry, Fetched, Object, StoreError, check_key, check_prefix};
+use super::{Condition, Entry, Fetched, Object, Quorum, StoreError, check_key, check_prefix};
 use crate::env;
 
 /// Requests are given this long to connect, and each attempt this long overall.
@@ -235,6 +235,14 @@ impl S3Store {
             SdkError::ServiceError(service) => {
                 let e = service.err();
                 let message = e.message().unwrap_or("no message").to_string();
+                if let Some((code, quorum)) = e.code().and_then(|c| Some((c, Quorum::lost(c)?))) {
+                    return StoreError::QuorumLost {
+                        op,
+                        location,
+                        quorum,
+                        code: code.to_string(),
+                    };
+                }
                 match e.code() {
                     Some("NoSuchBucket") => StoreError::NoSuchBucket {
                         bucket: self.bucket.clone(),
@@ -369,6 +377,7 @@ impl S3Store {
         condition: Condition,
     ) -> Result<String, StoreError> {
         let object_key = self.checked("write", key)?;
+        let if_match = matches!(condition, Condition::IfMatch(_));
         let attempt = ATTEMPT_TIMEOUT.max(Duration::from_secs(
             bytes.len() as u64 / SLOWEST_UPLOAD_BYTES_PER_SEC,
         ));
@@ -398,7 +407,16 @@ impl S3Store {
         match request.send().await {
             Ok(output) => Ok(output.e_tag().unwrap_or_default().to_string()),
             Err(err) => {
-                if err.raw_response().map(|r| r.status().as_u16()) == Some(412) {
+                let status = err.raw_response().map(|r| r.status().as_u16());
+                // If-Match on an object that is not there: AWS S3 answers 404
+                // `NoSuchKey`, and so does a distributed MinIO for a while after
+                // nodes came back, for an object a read still finds. Either way
+                // the object is not the one read: read it again.
+                let absent = if_match
+                    && status == Some(404)
+                    && err.as_service_error().and_then(ProvideErrorMetadata::code)
+                        == Some("NoSuchKey");
+                if status == Some(412) || absent {
                     return Err(StoreError::PreconditionFailed {
                         op: "write",
                         location: self.location(key),
@@ -763,6 +781,65 @@ mod tests {
         assert!(
             bundle_error(Some(not_a_cert)).starts_with("a certificate in it is not a usable CA")
         );
+    }
+
+    /// What [`S3Store::error`] makes of a 503 answer with error code `code`.
+    async fn answered_503(code: &str) -> StoreError {
+        use aws_sdk_s3::error::ErrorMetadata;
+        use aws_sdk_s3::operation::get_object::GetObjectError;
+        use aws_sdk_s3::primitives::SdkBody;
+        let store = S3Store::new(
+            "b".to_string(),
+            "p/".to_string(),
+            S3Options {
+                endpoint: Some("http://127.0.0.1:9".to_string()),
+                region: Some("us-east-1".to_string()),
+                credentials: Some(("k".to_string(), "s".to_string())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let meta = ErrorMetadata::builder()
+            .code(code)
+            .message("Resource requested is unreadable, please reduce your request rate")
+            .build();
+        let raw = HttpResponse::new(503.try_into().unwrap(), SdkBody::empty());
+        store.error(
+            "read",
+            "k",
+            SdkError::service_error(GetObjectError::generic(meta), raw),
+        )
+    }
+
+    #[tokio::test]
+    async fn minio_quorum_errors_are_named_as_lost_quorum_and_slow_down_is_not() {
+        for (code, quorum) in [
+            ("SlowDownRead", Quorum::Read),
+            ("SlowDownWrite", Quorum::Write),
+            ("XMinioReadQuorum", Quorum::Read),
+            ("XMinioWriteQuorum", Quorum::Write),
+        ] {
+            let err = answered_503(code).await;
+            assert!(
+                matches!(&err, StoreError::QuorumLost { quorum: q, .. } if *q == quorum),
+                "{code}: {err:?}"
+            );
+            assert!(err.is_transient(), "{code}");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "read `s3://b/p/k`: the store has lost its {quorum} quorum: too few of its \
+                     drives are online (MinIO answered `{code}`)"
+                )
+            );
+            assert!(!err.to_string().contains("request rate"), "{err}");
+        }
+        // AWS S3's throttling, and any other 503, stay what they were.
+        for code in ["SlowDown", "XMinioServerNotInitialized"] {
+            let err = answered_503(code).await;
+            assert!(matches!(err, StoreError::Other { .. }), "{code}: {err:?}");
+        }
     }
 
     #[test]
