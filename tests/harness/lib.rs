@@ -31,6 +31,8 @@ use tempfile::TempDir;
 
 pub mod container;
 pub use container::{Container, debian_package};
+pub mod servers;
+pub use servers::{Garage, S3Server, Seaweed, Versitygw};
 
 /// How long [`Minio::start`] waits for the server to become ready.
 const MINIO_START_TIMEOUT: Duration = Duration::from_secs(30);
