@@ -2,10 +2,14 @@
 # Install the pinned S3-compatible servers other than MinIO that the
 # compatibility tests (tests/compat.rs) run Cattle against, built from source:
 #
-#   versitygw  v1.8.0 (posix backend)   go install                  about 3 min on two cores
+#   versitygw  v1.8.0 (posix backend)   go install
 #   weed       SeaweedFS, commit 7506e5f91cd6 (2026-11-09)
-#                                       go install, from a wrapper   about 5 min on two cores
-#   garage     2.5.0                    cargo install --locked       about 8 min on two cores
+#                                       go install, from a wrapper module
+#   garage     2.5.0                    cargo install --locked
+#
+# Measured the first time, the three building at once on two cores shared with
+# other work: versitygw 3 min (2 min of CPU), SeaweedFS 16 min (9 min of CPU),
+# Garage 40 min in two runs, the first stopped by a full disk (21 min of CPU).
 #
 # Garage is installed to show that Cattle refuses it: it ignores conditional
 # writes (README, "Compatibility").
