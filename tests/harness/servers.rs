@@ -121,6 +121,8 @@ struct Process {
     child: Option<Child>,
     dir: TempDir,
     log: PathBuf,
+    /// Files the server makes outside its temp dir, removed once it is killed.
+    leftovers: Vec<PathBuf>,
 }
 
 impl Process {
@@ -155,6 +157,7 @@ impl Process {
             child: Some(child),
             dir,
             log,
+            leftovers: Vec::new(),
         }
     }
 
@@ -240,6 +243,9 @@ impl Drop for Process {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        for path in &self.leftovers {
+            let _ = fs::remove_file(path);
         }
     }
 }
@@ -518,14 +524,24 @@ impl Seaweed {
             // The Iceberg and Lance catalogs would take fixed ports (8181, 9101).
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
             .arg(format!("-s3.config={}", config.display()))
+            .arg(format!(
+                "-filer.localSocket={}/filer.sock",
+                dir.path().display()
+            ))
+            .arg(format!("-s3.localSocket={}/s3.sock", dir.path().display()))
             // Small volumes: a test writes kilobytes. The volume server refuses
             // writes below its free-space floor (default 1 % of the disk).
             .args(["-master.volumeSizeLimitMB=64", "-volume.max=16"])
             .arg("-volume.minFreeSpace=256MiB");
-        let mut weed = Seaweed {
-            process: Process::spawn("SeaweedFS", cmd, dir, log),
-            port,
-        };
+        let mut process = Process::spawn("SeaweedFS", cmd, dir, log);
+        // It also serves each gRPC port on a Unix socket of a fixed name in /tmp.
+        for (service, grpc) in [("master", 1), ("volume", 3), ("filer", 5), ("s3", 7)] {
+            process.leftovers.push(PathBuf::from(format!(
+                "/tmp/seaweedfs-{service}-grpc-{}.sock",
+                ports[grpc]
+            )));
+        }
+        let mut weed = Seaweed { process, port };
         let endpoint = weed.endpoint();
         weed.process.await_bucket(endpoint, true);
         weed
