@@ -4,20 +4,24 @@
 //! publish, agents, `status` and `--json`, `log`, `cancel`, four publishers at
 //! once to the same hosts, `clean`, and an idle agent's poll, one conditional GET
 //! the server answers 304. Garage, which ignores conditional writes, is shown
-//! refused by `cattle store check`. The README's "Compatibility" table is what
+//! refused by `cattle store check`, `cattle publish` and the agent. The README's "Compatibility" table is what
 //! this file tests.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cattle_core::hosts::HostId;
+use cattle_core::keys;
 use cattle_core::store::Fetched;
+use cattle_core::wire::{GroupInbox, Inbox};
 use cattle_e2e::servers::BUCKET;
 use cattle_e2e::{
     Bucket, Cmd, Garage, Minio, Output, Proxy, S3Server, Seaweed, Verdict, Versitygw, Workspace,
     agent_bin, cattle_bin, shell_step, states, wait_until,
 };
 use serde_json::Value;
+use uuid::Uuid;
 
 const PREFIX: &str = "compat";
 const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
@@ -39,6 +43,8 @@ impl Site<'_> {
             .envs(&self.server.cattle_env())
             .env("CATTLE_STORE", self.store_url())
             .env("CATTLE_LOG", "error")
+            // Where `cattle` remembers that the store passed its self-test.
+            .env("XDG_CACHE_HOME", self.ws.child("cache"))
             .args(args)
     }
 
@@ -101,19 +107,32 @@ impl Site<'_> {
         }
     }
 
-    /// The execution IDs in `host`'s inbox, read straight from the bucket.
-    fn inbox(&self, host: &str) -> Vec<String> {
-        let Some(bytes) = self.bucket.get(&format!("hosts/{host}/inbox.json")) else {
-            return Vec::new();
-        };
-        let inbox: Value = serde_json::from_slice(&bytes).unwrap();
-        inbox["executions"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{host}'s inbox: {inbox:#}"))
-            .iter()
-            .map(|id| id.as_str().unwrap().to_string())
-            .collect()
+    /// The execution IDs addressed to `host` in its group's inbox, and in its own
+    /// inbox when publishers still write one: read straight from the bucket.
+    fn inboxes(&self, host: &str) -> Vec<Vec<String>> {
+        let mut inboxes = Vec::new();
+        if let Some(bytes) = self.bucket.get(&keys::group_inbox(&group(host))) {
+            let inbox: GroupInbox = serde_json::from_slice(&bytes).unwrap();
+            inboxes.push(
+                inbox
+                    .executions
+                    .iter()
+                    .filter(|e| e.hosts.iter().any(|h| h.as_str() == host))
+                    .map(|e| e.id.to_string())
+                    .collect(),
+            );
+        }
+        if let Some(bytes) = self.bucket.get(&keys::inbox(&HostId::new(host).unwrap())) {
+            let inbox: Inbox = serde_json::from_slice(&bytes).unwrap();
+            inboxes.push(inbox.executions.iter().map(Uuid::to_string).collect());
+        }
+        inboxes
     }
+}
+
+/// The inbox group of `host`.
+fn group(host: &str) -> String {
+    keys::inbox_group(&HostId::new(host).unwrap())
 }
 
 /// The execution ID a successful `cattle publish` prints last.
@@ -262,8 +281,12 @@ fn cycle(server: &dyn S3Server) {
         })
         .collect();
     for host in HOSTS {
-        let inbox = site.inbox(host);
-        for id in &concurrent {
+        let inboxes = site.inboxes(host);
+        assert!(!inboxes.is_empty(), "{name}: {host} has no inbox");
+        for (inbox, id) in inboxes
+            .iter()
+            .flat_map(|i| concurrent.iter().map(move |id| (i, id)))
+        {
             assert!(
                 inbox.contains(id),
                 "{name}: {host}'s inbox lost {id}: {inbox:?}"
@@ -308,20 +331,24 @@ fn cycle(server: &dyn S3Server) {
         assert_eq!(left, Vec::<String>::new(), "{name}: left under {id}");
     }
     for host in HOSTS {
-        let inbox = site.inbox(host);
-        assert!(
-            !cleaned.iter().any(|id| inbox.contains(id)),
-            "{name}: {host}'s inbox still names a cleaned execution: {inbox:?}"
-        );
+        for inbox in site.inboxes(host) {
+            assert!(
+                !cleaned.iter().any(|id| inbox.contains(id)),
+                "{name}: {host}'s inbox still names a cleaned execution: {inbox:?}"
+            );
+        }
     }
 
-    // An idle agent: each poll is one GET of its inbox with If-None-Match, which the
-    // server answers 304.
+    // An idle agent: each poll is one GET of its group's inbox with If-None-Match,
+    // which the server answers 304.
+    let inbox = keys::group_inbox(&group("h1"));
+    let polled = format!("/{inbox}");
     let conditions = Arc::new(Mutex::new(Vec::new()));
     let seen = conditions.clone();
+    let suffix = polled.clone();
     let proxy = Proxy::to(server.addr())
         .rewrite(move |request| {
-            if request.method == "GET" && request.path().ends_with("/hosts/h1/inbox.json") {
+            if request.method == "GET" && request.path().ends_with(&suffix) {
                 seen.lock()
                     .unwrap()
                     .push(request.header("if-none-match").map(str::to_string));
@@ -349,13 +376,7 @@ fn cycle(server: &dyn S3Server) {
     idle.terminate(Duration::from_secs(10));
     let inbox_gets = requests
         .iter()
-        .filter(|r| {
-            r.starts_with("GET ")
-                && r.split('?')
-                    .next()
-                    .unwrap()
-                    .ends_with("/hosts/h1/inbox.json")
-        })
+        .filter(|r| r.starts_with("GET ") && r.split('?').next().unwrap().ends_with(&polled))
         .count();
     let lease_puts = requests
         .iter()
@@ -384,11 +405,11 @@ fn cycle(server: &dyn S3Server) {
         polls.iter().all(|p| p.as_ref() == Some(&etag)),
         "{name}: {polls:?}"
     );
-    let answer = site.bucket.block(site.bucket.store.get_if_changed(
-        "hosts/h1/inbox.json",
-        Some(&etag),
-        1 << 20,
-    ));
+    let answer = site.bucket.block(
+        site.bucket
+            .store
+            .get_if_changed(&inbox, Some(&etag), 1 << 20),
+    );
     assert!(
         matches!(answer, Ok(Fetched::NotModified)),
         "{name}: the server answers the agent's poll with {answer:?}, not 304"
@@ -415,16 +436,18 @@ fn seaweedfs() {
 
 /// Garage 2.5.0 answers 200 to a PUT with `If-None-Match: *` on an existing object
 /// and to one with a stale `If-Match`: two publishers overwrite each other's inbox
-/// entries and every command exits 0. `cattle store check` names both failures.
+/// entries and every command exits 0. `cattle store check` names both failures,
+/// `cattle publish` refuses the store before it uploads anything, and an agent
+/// refuses to poll it.
 #[test]
-fn garage_is_refused_by_the_store_check() {
+fn garage_is_refused_by_the_store_check_publish_and_the_agent() {
     let garage = Garage::start();
-    let out = Cmd::new(cattle_bin())
-        .envs(&garage.cattle_env())
-        .env("CATTLE_STORE", format!("s3://{BUCKET}/{PREFIX}"))
-        .env("CATTLE_LOG", "error")
-        .args(["store", "check", "--json"])
-        .run();
+    let site = Site {
+        server: &garage,
+        ws: Workspace::new(),
+        bucket: Bucket::on(&garage, BUCKET, &format!("{PREFIX}/")),
+    };
+    let out = site.cattle(&["store", "check", "--json"]);
     assert_eq!(out.status, 1, "{out}");
     let json: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
     let failed: Vec<&str> = json["checks"]
@@ -442,9 +465,25 @@ fn garage_is_refused_by_the_store_check() {
         ],
         "{json:#}"
     );
+
+    let publish = site
+        .publish_cmd("hello", &shell_step("echo hello"), &HOSTS)
+        .run();
+    assert_eq!(publish.status, 1, "{publish}");
     assert!(
-        out.stderr
-            .contains("does not honour what Cattle relies on; do not use it"),
-        "{out}"
+        publish.stderr.contains(&format!(
+            "error: store `{}/` does not honour what Cattle relies on (2 checks failed): \
+             nothing was published",
+            site.store_url()
+        )),
+        "{publish}"
     );
+    assert_eq!(site.bucket.keys(), Vec::<String>::new(), "{publish}");
+
+    let mut agent = site.agent("h1", &["--interval", "1"]).spawn();
+    let out = agent
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the agent polls Garage:\n{}", agent.stderr()));
+    assert_eq!(out.status, 78, "{out}");
+    assert!(out.stderr.contains("so this agent does not poll"), "{out}");
 }
