@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 echo "==> installing MinIO (scripts/install-minio.sh)"
 scripts/install-minio.sh
 
+# versitygw, SeaweedFS and Garage: tests/compat.rs runs Cattle against each.
+echo "==> installing the other S3 servers (scripts/install-s3-servers.sh)"
+scripts/install-s3-servers.sh
+
 # libfaketime: tests/hostile.rs runs the binaries with a clock 20 minutes off.
 # strace: tests/e2e.rs records every connection `cattle` and the agent make.
 missing=()

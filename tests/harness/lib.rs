@@ -33,6 +33,8 @@ pub mod container;
 pub use container::{Container, debian_package};
 pub mod cluster;
 pub use cluster::MinioCluster;
+pub mod servers;
+pub use servers::{Garage, S3Server, Seaweed, Versitygw};
 
 /// How long [`Minio::start`] waits for the server to become ready.
 const MINIO_START_TIMEOUT: Duration = Duration::from_secs(30);
