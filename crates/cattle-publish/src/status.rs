@@ -267,7 +267,7 @@ pub async fn hosts(
     manifest: &Manifest,
     detail: Detail,
 ) -> Result<Vec<HostRow>, StoreError> {
-    let mut done = done_markers(store, id, &manifest.hosts).await?;
+    let mut done = done_markers(store, id).await?;
     let hosts: Vec<(HostId, Option<Option<SystemTime>>)> = manifest
         .hosts
         .iter()
@@ -298,49 +298,19 @@ pub async fn hosts(
 }
 
 /// The hosts that finished DONE, with when their marker was written: one
-/// listing, a page per 1,000 hosts, read in slices of [`MARKERS_PER_SLICE`]
-/// hosts at once, since the manifest says which names there can be.
+/// listing, a page per 1,000 hosts.
 async fn done_markers(
     store: &Store,
     id: Uuid,
-    hosts: &[HostId],
 ) -> Result<HashMap<String, Option<SystemTime>>, StoreError> {
     let prefix = keys::done_prefix(id);
-    let mut names: Vec<&str> = hosts.iter().map(HostId::as_str).collect();
-    names.sort_unstable();
-    // Each slice ends at a host of the manifest; the last takes whatever sorts
-    // after, so that no marker is missed.
-    let mut slices: Vec<(Option<String>, String)> = Vec::new();
-    let mut after: Option<String> = None;
-    for chunk in names.chunks(MARKERS_PER_SLICE) {
-        let through = format!("{prefix}{}", chunk[chunk.len() - 1]);
-        slices.push((after.replace(through.clone()), through));
-    }
-    if let Some(last) = slices.last_mut() {
-        last.1 = format!("{prefix}\u{10ffff}");
-    }
-    if slices.is_empty() {
-        slices.push((None, format!("{prefix}\u{10ffff}")));
-    }
-    let listed = crate::for_each_bounded(slices, |(after, through)| {
-        let store = store.clone();
-        let prefix = prefix.clone();
-        async move { store.list_range(&prefix, after.as_deref(), &through).await }
-    })
-    .await;
-    let mut markers = HashMap::new();
-    for entries in listed {
-        markers.extend(
-            entries?
-                .into_iter()
-                .filter_map(|e| Some((e.key.strip_prefix(&prefix)?.to_string(), e.modified))),
-        );
-    }
-    Ok(markers)
+    Ok(store
+        .list_entries(&prefix)
+        .await?
+        .into_iter()
+        .filter_map(|e| Some((e.key.strip_prefix(&prefix)?.to_string(), e.modified)))
+        .collect())
 }
-
-/// Hosts per slice of the DONE markers' listing: one page of S3's listing.
-const MARKERS_PER_SLICE: usize = 1000;
 
 /// The row of a host whose DONE marker is there, `modified` when it was
 /// written; `status` when its status document was read and says DONE.
@@ -437,7 +407,7 @@ impl Poller {
         manifest: &Manifest,
     ) -> Result<Vec<HostRow>, StoreError> {
         let id = self.id;
-        let done = done_markers(store, id, &manifest.hosts).await?;
+        let done = done_markers(store, id).await?;
         self.seen.retain(|h, _| !done.contains_key(h.as_str()));
         let unfinished = manifest
             .hosts

@@ -540,35 +540,6 @@ impl Store {
         }
     }
 
-    /// The objects whose key starts with `prefix` and sorts after `after` (from
-    /// the first, without one) and up to `through`, in lexical order: one
-    /// slice of a listing, so that a long one can be read in slices at once
-    /// (S3: ListObjectsV2 from `StartAfter`, pages until a key is past
-    /// `through`).
-    pub async fn list_range(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        through: &str,
-    ) -> Result<Vec<Entry>, StoreError> {
-        match self {
-            Store::File(s) => {
-                let (s, prefix) = (s.clone(), prefix.to_string());
-                let (after, through) = (after.map(str::to_string), through.to_string());
-                blocking(move || {
-                    let mut entries = s.list(&prefix)?;
-                    entries.retain(|e| {
-                        after.as_deref().is_none_or(|a| e.key.as_str() > a)
-                            && e.key.as_str() <= through.as_str()
-                    });
-                    Ok(entries)
-                })
-                .await
-            }
-            Store::S3(s) => s.list_range(prefix, after, through).await,
-        }
-    }
-
     /// Every object whose key starts with `prefix`, in lexical order of keys.
     pub async fn list_entries(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
         match self {
@@ -599,25 +570,6 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn slices_of_a_listing_cover_it_whole_and_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::File(FileStore::open(dir.path().to_path_buf()).unwrap());
-        for key in ["d/a", "d/b", "d/c", "d/d", "e/a"] {
-            store.put(key, Vec::new(), Condition::Always).await.unwrap();
-        }
-        let keys = |entries: Vec<Entry>| entries.into_iter().map(|e| e.key).collect::<Vec<_>>();
-        let first = store.list_range("d/", None, "d/b").await.unwrap();
-        let second = store.list_range("d/", Some("d/b"), "d/c").await.unwrap();
-        let last = store
-            .list_range("d/", Some("d/c"), "d/\u{10ffff}")
-            .await
-            .unwrap();
-        assert_eq!(keys(first), ["d/a", "d/b"]);
-        assert_eq!(keys(second), ["d/c"]);
-        assert_eq!(keys(last), ["d/d"]);
-    }
 
     #[test]
     fn keys_and_prefixes_stay_inside_the_store() {

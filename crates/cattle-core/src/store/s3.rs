@@ -490,54 +490,6 @@ impl S3Store {
         Ok(keys)
     }
 
-    /// See [`Store::list_range`](super::Store::list_range).
-    pub async fn list_range(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        through: &str,
-    ) -> Result<Vec<Entry>, StoreError> {
-        check_prefix(prefix).map_err(|reason| StoreError::InvalidKey {
-            op: "list",
-            key: prefix.to_string(),
-            reason,
-        })?;
-        let mut request = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(self.key(prefix));
-        if let Some(after) = after {
-            request = request.start_after(self.key(after));
-        }
-        let mut pages = request.into_paginator().send();
-        let mut keys = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|err| self.error("list", prefix, err))?;
-            let mut past = false;
-            for o in page.contents() {
-                let Some(key) = o.key().and_then(|k| k.strip_prefix(&self.prefix)) else {
-                    continue;
-                };
-                if key > through {
-                    past = true;
-                    break;
-                }
-                keys.push(Entry {
-                    key: key.to_string(),
-                    modified: o
-                        .last_modified()
-                        .and_then(|t| SystemTime::try_from(*t).ok()),
-                    etag: o.e_tag().unwrap_or_default().to_string(),
-                });
-            }
-            if past {
-                break;
-            }
-        }
-        Ok(keys)
-    }
-
     /// See [`Store::list_dirs`](super::Store::list_dirs): the common
     /// prefixes of a listing delimited by `/`.
     pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
