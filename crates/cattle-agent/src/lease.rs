@@ -8,7 +8,9 @@
 //! [`RENEW_POLLS`] polls and before it starts an execution, and remembers in
 //! `<state-dir>/LEASE`, before each write, the nonce the store was last seen
 //! to hold and the new one (so writes cut short by crashes, however many in a
-//! row, never lose the one the store has). So:
+//! row, never lose the one the store has). A write left without an answer (a
+//! dropped connection, a node that died) may have reached the store: the
+//! following writes reuse its nonce until one is answered. So:
 //! - after a restart, a reboot, a new machine ID or a moved state directory the
 //!   agent finds one of its own nonces there and carries on at once;
 //! - of two agents that both find their nonce (a machine cloned with its state
@@ -93,6 +95,10 @@ pub struct Lease {
     /// however many writes are cut short by a crash before they reach the
     /// store, the nonce it holds is still known as ours.
     held: Option<Uuid>,
+    /// A nonce written without an answer (the connection dropped): the store
+    /// may hold it or not. Later writes reuse it until one is answered, so
+    /// that whichever of them reached the store, its nonce is remembered.
+    pending: Option<Uuid>,
     /// Whether the store's refusal of the lease has been logged.
     warned: bool,
     /// What the next renewal says about this agent and its host.
@@ -154,6 +160,7 @@ impl Lease {
             unchanged_since: Instant::now(),
             nonces: read_nonces(state_dir),
             held: None,
+            pending: None,
             warned: false,
             heartbeat,
             running: None,
@@ -413,7 +420,7 @@ impl Lease {
     /// Write a new lease with a fresh nonce when `condition` holds.
     async fn write(&mut self, store: &Store, condition: Condition) -> Result<(), AgentError> {
         let key = keys::lease(&self.host);
-        let nonce = Uuid::new_v4();
+        let nonce = self.pending.unwrap_or_else(Uuid::new_v4);
         // Remember the nonce before the store has it, so that a crash in
         // between still finds the lease this agent's own.
         let nonces = remembered(self.held, &self.nonces, nonce);
@@ -440,8 +447,19 @@ impl Lease {
             heartbeat: Some(self.heartbeat(store)),
         };
         let body = serde_json::to_vec_pretty(&lease).expect("leases serialize");
-        let etag = store.put(&key, body, condition).await?;
+        let etag = match store.put(&key, body, condition).await {
+            Ok(etag) => etag,
+            // Refused: this write did not reach the store (an earlier one with
+            // the same nonce may have).
+            Err(e @ StoreError::PreconditionFailed { .. }) => return Err(e.into()),
+            // No answer: it may have reached the store all the same.
+            Err(e) => {
+                self.pending = Some(nonce);
+                return Err(e.into());
+            }
+        };
         self.held = Some(nonce);
+        self.pending = None;
         if !holder {
             tracing::info!(host = %self.host, lease = %store.location(&key), "this agent is the one active for the host");
         }
@@ -521,6 +539,9 @@ impl Lease {
         let mine = self.nonces.contains(&lease.nonce);
         if mine {
             self.held = Some(lease.nonce);
+            if self.pending == Some(lease.nonce) {
+                self.pending = None;
+            }
         }
         mine
     }
@@ -548,6 +569,8 @@ fn remembered(held: Option<Uuid>, before: &[Uuid], new: Uuid) -> Vec<Uuid> {
         Some(held) => vec![held],
         None => before.to_vec(),
     };
+    // `new` may be a nonce whose write had no answer, written again.
+    nonces.retain(|n| *n != new);
     nonces.push(new);
     let keep = nonces.len().saturating_sub(2);
     nonces.drain(..keep);
@@ -650,6 +673,60 @@ mod tests {
         assert!(read_nonces(&state).contains(&stored.nonce), "{stored:?}");
         let mut restarted = Lease::new(&host, &state, Duration::from_secs(1), Facts::default());
         assert!(restarted.found_mine(&stored));
+    }
+
+    /// A store node dies while a renewal is under way: the write reaches the
+    /// store but its answer is lost, and the next renewals fail too. Once the
+    /// store answers again, the agent still knows the lease as its own.
+    #[tokio::test]
+    async fn a_write_that_landed_without_an_answer_keeps_the_lease_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let store = Store::File(FileStore::open(root.clone()).unwrap());
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let host = HostId::new("h1").unwrap();
+        let mut lease = Lease::new(&host, &state, Duration::from_secs(1), Facts::default());
+        assert_eq!(lease.confirm(&store).await.unwrap(), &Standing::Holder);
+        let key = keys::lease(&host);
+        let first = store.get(&key, MAX_DOCUMENT_BYTES).await.unwrap().unwrap();
+
+        // The host's directory in the store is out of reach: every write fails
+        // without a "precondition failed" (it cannot tell what the store holds).
+        let hosts_dir = root.join("hosts/h1");
+        let away = root.join("hosts/h1.away");
+        std::fs::rename(&hosts_dir, &away).unwrap();
+        std::fs::write(&hosts_dir, "").unwrap();
+        let mut tried = Vec::new();
+        for _ in 0..3 {
+            let failed = lease.confirm(&store).await;
+            assert!(
+                matches!(failed, Err(AgentError::Store(ref e)) if !matches!(e, StoreError::PreconditionFailed { .. })),
+                "{failed:?}"
+            );
+            tried.push(*read_nonces(&state).last().unwrap());
+        }
+        // ...and yet the first of those writes had reached it.
+        std::fs::remove_file(&hosts_dir).unwrap();
+        std::fs::rename(&away, &hosts_dir).unwrap();
+        let mut landed: HostLease = serde_json::from_slice(&first.bytes).unwrap();
+        landed.nonce = tried[0];
+        store
+            .put(
+                &key,
+                serde_json::to_vec(&landed).unwrap(),
+                Condition::IfMatch(first.etag),
+            )
+            .await
+            .unwrap();
+
+        // The renewal on the ETag it knows is refused; the agent reads the
+        // lease, finds its nonce, and renews.
+        assert_eq!(lease.confirm(&store).await.unwrap(), &Standing::Holder);
+        let now = store.get(&key, MAX_DOCUMENT_BYTES).await.unwrap().unwrap();
+        let now: HostLease = serde_json::from_slice(&now.bytes).unwrap();
+        assert_ne!(now.nonce, landed.nonce, "the lease was not renewed");
+        assert_eq!(read_nonces(&state), [landed.nonce, now.nonce]);
     }
 
     #[test]
