@@ -3,9 +3,9 @@
 //! killed (it loses it: agents carry on and deliver once it is back, `cattle` names the lost
 //! quorum), and an agent whose endpoint node dies, restarted on another node.
 //!
-//! Each test starts a cluster of its own (about 5 s); the file takes 30 to 60 s
+//! Each test starts a cluster of its own (about 5 s); the file takes 30 s to 4 minutes
 //! (most of it waiting for MinIO's nodes to reconnect to one that came back, which they
-//! try every 15 s).
+//! try every 15 s, or to drop a killed node's locks, one to two minutes after it died).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -328,8 +328,10 @@ fn with_two_nodes_killed_agents_carry_on_cattle_names_the_lost_quorum_and_all_is
     site.cluster.restart(3);
     let back = Instant::now();
     println!("the nodes were down for {:?}", back - down);
+    // Up to two minutes and more for a write to an object whose lock a killed node held
+    // (see the test below).
     assert!(
-        wait_until(Duration::from_secs(90), Duration::from_millis(250), || {
+        wait_until(Duration::from_secs(300), Duration::from_millis(250), || {
             hosts
                 .iter()
                 .all(|h| site.local(h, &id).join(".delivered").exists())
@@ -348,10 +350,13 @@ fn with_two_nodes_killed_agents_carry_on_cattle_names_the_lost_quorum_and_all_is
     stop(agents);
 }
 
-/// In about half the runs the restarted agent ends the run and then delivers nothing
-/// (no upload error logged, one GET a second) within 60 s; not understood yet.
+/// The agent's lease renewals fail once its node is gone, and one may have reached the
+/// other nodes all the same: the restarted agent must still know the lease as its own.
+/// A write to an object the dead node was writing when it died waits for the cluster to
+/// drop that node's lock on it, which MinIO does one to two minutes later (its lock
+/// maintenance runs every minute and drops locks unrefreshed for a minute): delivery then
+/// takes about 105 s, as measured in about half the runs; otherwise about 6 s.
 #[test]
-#[ignore = "the restarted agent sometimes delivers nothing; see the comment above"]
 fn an_agent_whose_endpoint_node_dies_finishes_through_another_without_losing_or_repeating_a_step() {
     let mut site = Site::new();
     let config = site.config(8, "1");
@@ -383,13 +388,15 @@ fn an_agent_whose_endpoint_node_dies_finishes_through_another_without_losing_or_
 
     // The same agent, pointed at node 1: it goes on from where it stopped.
     let mut agent = site.agent("h1", 1).spawn();
+    let restarted = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(60), Duration::from_millis(250), || {
+        wait_until(Duration::from_secs(300), Duration::from_millis(250), || {
             site.local("h1", &id).join(".delivered").exists()
         }),
         "{}",
         agent.stderr()
     );
+    println!("delivered {:?} after the restart", restarted.elapsed());
     assert_eq!(
         site.states(2, &id),
         [("h1".to_string(), "DONE".to_string())]
