@@ -240,9 +240,12 @@ async fn fetch_detail(
     id: Uuid,
     detail: impl FnOnce(&Manifest) -> Detail,
 ) -> anyhow::Result<Report> {
-    let manifest = manifest(store, id).await?;
+    // The DONE markers are listed while the manifest is read and checked:
+    // for 100,000 hosts the listing is most of the time `status` takes.
+    let (manifest, done) = tokio::join!(manifest(store, id), done_markers(store, id));
+    let manifest = manifest?;
     let detail = detail(&manifest);
-    let hosts = hosts(store, id, &manifest, detail).await?;
+    let hosts = rows(store, id, &manifest, detail, done?).await?;
     Ok(Report {
         manifest,
         hosts,
@@ -267,32 +270,60 @@ pub async fn hosts(
     manifest: &Manifest,
     detail: Detail,
 ) -> Result<Vec<HostRow>, StoreError> {
-    let mut done = done_markers(store, id).await?;
-    let hosts: Vec<(HostId, Option<Option<SystemTime>>)> = manifest
-        .hosts
-        .iter()
-        .map(|h| (h.clone(), done.remove(h.as_str())))
-        .collect();
-    let results = for_each_bounded(hosts, |(host, done)| {
+    rows(store, id, manifest, detail, done_markers(store, id).await?).await
+}
+
+/// [`hosts`], given the DONE markers listed (by [`done_markers`]).
+async fn rows(
+    store: &Store,
+    id: Uuid,
+    manifest: &Manifest,
+    detail: Detail,
+    mut done: HashMap<String, Option<SystemTime>>,
+) -> Result<Vec<HostRow>, StoreError> {
+    // A DONE host whose results are not asked for needs no request: its row
+    // is made here, and only the others' are read (64 at once), so that a
+    // status of 100,000 DONE hosts spawns no task per host.
+    let mut rows: Vec<Option<HostRow>> = Vec::with_capacity(manifest.hosts.len());
+    let mut to_read = Vec::new();
+    for (i, host) in manifest.hosts.iter().enumerate() {
+        match (done.remove(host.as_str()), detail) {
+            (Some(modified), Detail::Unfinished) => {
+                rows.push(Some(done_row(host.clone(), modified, None)));
+            }
+            (marker, _) => {
+                rows.push(None);
+                to_read.push((i, host.clone(), marker));
+            }
+        }
+    }
+    let read = for_each_bounded(to_read, |(i, host, marker)| {
         let store = store.clone();
         async move {
-            if let Some(modified) = done {
+            let row = match marker {
                 // The marker decides the state; the status document, when it
                 // can be read, adds the step results.
-                let status = match detail {
-                    Detail::All => read_status(&store, id, host.clone())
+                Some(modified) => {
+                    let status = read_status(&store, id, host.clone())
                         .await?
                         .status
-                        .filter(|s| s.state == State::Done),
-                    Detail::Unfinished => None,
-                };
-                return Ok(done_row(host, modified, status));
-            }
-            read_status(&store, id, host).await
+                        .filter(|s| s.state == State::Done);
+                    done_row(host, modified, status)
+                }
+                None => read_status(&store, id, host).await?,
+            };
+            Ok::<_, StoreError>((i, row))
         }
     })
     .await;
-    let mut rows = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    for result in read {
+        let (i, row) = result?;
+        rows[i] = Some(row);
+    }
+    let mut rows: Vec<HostRow> = rows
+        .into_iter()
+        .map(|row| row.expect("every host's row is made or read"))
+        .collect();
     add_conflicts(store, id, &mut rows).await?;
     Ok(rows)
 }
