@@ -95,7 +95,9 @@ fn main() {
         rows.extend(bench.agent_idle());
     }
     if wants("pickup") {
-        rows.push(bench.pickup_latency(100, 5));
+        for grouped in [false, true] {
+            rows.push(bench.pickup_latency(100, 5, grouped));
+        }
     }
     if wants("output") {
         rows.extend(bench.agent_output());
@@ -290,14 +292,29 @@ impl<'a> Bench<'a> {
         )
     }
 
-    /// Give `host` an inbox with nothing in it, so that its agent's polls are idle
-    /// (a missing inbox would be answered 404, not 304).
+    /// Give `host`'s group an inbox with nothing in it, so that its agent's polls
+    /// are idle (a missing inbox would be answered 404, not 304, and would have
+    /// the agent read its per-host inbox too, as in a store older than groups).
     fn empty_inbox(&self, store: &Store, host: &str) {
-        let inbox = serde_json::json!({"format": 1, "host": host, "executions": []});
-        let key = format!("hosts/{host}/inbox.json");
-        self.runtime
-            .block_on(store.put(&key, serde_json::to_vec(&inbox).unwrap(), Condition::Always))
-            .unwrap();
+        self.empty_inboxes(store, host, false);
+    }
+
+    /// [`Self::empty_inbox`]; with `per_host`, as a store that older
+    /// publishers used has them: the host's own inbox too, and the group's
+    /// marked `per_host`, so that agents read both.
+    fn empty_inboxes(&self, store: &Store, host: &str, per_host: bool) {
+        let group = cattle_core::keys::inbox_group(&cattle_core::hosts::HostId::new(host).unwrap());
+        let inbox = serde_json::json!({"format": 2, "group": group, "executions": [], "per_host": per_host});
+        let mut objects = vec![(format!("inboxes/{group}.json"), inbox)];
+        if per_host {
+            let own = serde_json::json!({"format": 1, "host": host, "executions": []});
+            objects.push((format!("hosts/{host}/inbox.json"), own));
+        }
+        for (key, body) in objects {
+            self.runtime
+                .block_on(store.put(&key, serde_json::to_vec(&body).unwrap(), Condition::Always))
+                .unwrap();
+        }
     }
 
     fn cattle(&self, prefix: &str, args: &[&str]) -> cattle_e2e::Output {
@@ -557,6 +574,19 @@ impl<'a> Bench<'a> {
             );
         }
         let secs = median(times);
+        // What no `cattle status` can beat: one listing of the DONE markers,
+        // with the same client.
+        let mut listings = Vec::new();
+        for _ in 0..RUNS {
+            let started = Instant::now();
+            let listed = self
+                .runtime
+                .block_on(store.list_entries(&format!("executions/{id}/done/")))
+                .unwrap();
+            listings.push(started.elapsed().as_secs_f64());
+            assert_eq!(listed.len(), n);
+        }
+        let floor = median(listings);
         let mut rows = vec![Row::new(
             format!("`cattle status` of {n} reported hosts"),
             format!("{secs:.2} s"),
@@ -571,6 +601,12 @@ impl<'a> Bench<'a> {
                 _ => None,
             },
         )];
+        rows.push(Row::new(
+            format!("store floor: one listing of the {n} DONE markers"),
+            format!("{floor:.2} s"),
+            "-",
+            None,
+        ));
         if n == 10_000 {
             rows.push(Row::new(
                 "store floor: small PUTs to this MinIO, 64 in flight",
@@ -796,7 +832,8 @@ impl<'a> Bench<'a> {
             std::thread::sleep(Duration::from_millis(500));
         }
         let cpu = cpu_ns(agent.id()) - cpu_before;
-        let requests = trace.stop(&format!("/hosts/{host}/"));
+        // Everything asked of this store: its one agent's polls and leases.
+        let requests = trace.stop(&format!("/{BUCKET}/{prefix}/"));
         let gets = requests
             .get(&("s3.GetObject".to_string(), 304))
             .copied()
@@ -964,16 +1001,34 @@ impl<'a> Bench<'a> {
         rows
     }
 
-    fn pickup_latency(&self, agents: usize, interval: u64) -> Row {
-        let prefix = "pickup";
+    /// Agents start one after another over one interval, so that their polls
+    /// are spread over it as a fleet's are, whatever their start costs; then
+    /// one publish to all. `grouped`: a new store; otherwise one that older
+    /// publishers used, where each host also has its own inbox.
+    fn pickup_latency(&self, agents: usize, interval: u64, grouped: bool) -> Row {
+        let design = if grouped { "grouped" } else { "per-host" };
+        let prefix = format!("pickup-{design}");
+        let prefix = prefix.as_str();
         let hosts: Vec<String> = (0..agents).map(|i| format!("p-{i:03}")).collect();
         let store = self.store(prefix);
-        for host in &hosts {
-            self.empty_inbox(&store, host);
+        if !grouped {
+            let counter = serde_json::json!({"format": 2, "version": 1});
+            self.runtime
+                .block_on(store.put(
+                    "publish/version.json",
+                    serde_json::to_vec(&counter).unwrap(),
+                    Condition::Always,
+                ))
+                .unwrap();
         }
+        for host in &hosts {
+            self.empty_inboxes(&store, host, !grouped);
+        }
+        let stagger = Duration::from_secs(interval) / agents as u32;
         let fleet: Vec<Background> = hosts
             .iter()
             .map(|host| {
+                std::thread::sleep(stagger);
                 Cmd::new(agent_bin())
                     .envs(&self.minio.cattle_env())
                     .env("CATTLE_STORE", format!("s3://{BUCKET}/{prefix}"))
@@ -984,14 +1039,14 @@ impl<'a> Bench<'a> {
                         &interval.to_string(),
                         "--state-dir",
                     ])
-                    .arg(self.ws.child(format!("pickup/{host}")))
+                    .arg(self.ws.child(format!("{prefix}/{host}")))
                     .spawn()
             })
             .collect();
         // Let every agent make its first poll and settle into its rhythm.
         std::thread::sleep(Duration::from_secs(interval + 2));
 
-        let hosts_file = self.hosts_file("pickup", &hosts);
+        let hosts_file = self.hosts_file(prefix, &hosts);
         let published_at = SystemTime::now();
         let out = self.cattle(
             prefix,
@@ -1040,7 +1095,7 @@ impl<'a> Bench<'a> {
         );
         Row::new(
             format!(
-                "pickup latency, publish → agent starts ({agents} agents, interval {interval} s)"
+                "pickup latency, publish → agent starts ({agents} agents, interval {interval} s, {design} inboxes)"
             ),
             format!("p50 {p50:.2} s, p99 {p99:.2} s, max {max:.2} s"),
             format!("p99 ≤ interval + 2 s ({} s)", interval + 2),
