@@ -417,7 +417,8 @@ impl Lease {
         }
     }
 
-    /// Write a new lease with a fresh nonce when `condition` holds.
+    /// Write a new lease when `condition` holds, with a fresh nonce or the one
+    /// of a write left without an answer.
     async fn write(&mut self, store: &Store, condition: Condition) -> Result<(), AgentError> {
         let key = keys::lease(&self.host);
         let nonce = self.pending.unwrap_or_else(Uuid::new_v4);
