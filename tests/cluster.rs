@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cattle_e2e::{
-    Background, Bucket, Cmd, Minio, MinioCluster, Output, Proxy, Signal, Verdict, Workspace,
-    agent_bin, cattle_bin, http_response, local_log, shell_step, states, wait_until,
+    Background, Bucket, Cmd, Minio, MinioCluster, Output, Proxy, Signal, Workspace, agent_bin,
+    cattle_bin, local_log, shell_step, states, wait_until,
 };
 
 const BUCKET: &str = "cattle";
@@ -459,31 +459,11 @@ fn log_reads_the_parts_the_status_counts_even_when_a_listing_misses_them() {
     assert!(local.contains("hello from the host\n"), "{local}");
 
     // Every listing of the host's log parts comes back empty.
-    let prefix = format!("prefix={PREFIX}%2Fexecutions%2F{id}%2Fhosts%2Fh1%2Flog%2F");
-    let proxy = Proxy::to(minio.addr())
-        .rewrite(move |request| {
-            let query = request.target.split_once('?').map_or("", |(_, q)| q);
-            if request.method == "GET"
-                && query.contains("list-type=2")
-                && query.split('&').any(|p| p == prefix)
-            {
-                let body = format!(
-                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult \
-                     xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>{BUCKET}</Name>\
-                     <Prefix></Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys>\
-                     <IsTruncated>false</IsTruncated></ListBucketResult>"
-                );
-                Verdict::Respond(http_response(
-                    200,
-                    "OK",
-                    &[("Content-Type", "application/xml")],
-                    body.as_bytes(),
-                ))
-            } else {
-                Verdict::Forward
-            }
-        })
-        .start();
+    let proxy = Proxy::hiding_listing(
+        minio.addr(),
+        BUCKET,
+        format!("prefix={PREFIX}%2Fexecutions%2F{id}%2Fhosts%2Fh1%2Flog%2F"),
+    );
     let log = cattle(&proxy.env(&minio.cattle_env()), &["log", &id]);
     log.assert_success();
     assert_eq!(log.stdout, local);

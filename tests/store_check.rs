@@ -195,31 +195,11 @@ fn clean_deletes_what_the_manifest_names_even_when_a_listing_misses_it() {
         "status, log and DONE of each host: {before:#?}"
     );
     // Every listing of the execution's objects comes back empty.
-    let prefix = format!("prefix=check%2Fexecutions%2F{id}%2F");
-    let proxy = Proxy::to(minio.addr())
-        .rewrite(move |request| {
-            let query = request.target.split_once('?').map_or("", |(_, q)| q);
-            if request.method == "GET"
-                && query.contains("list-type=2")
-                && query.split('&').any(|p| p == prefix)
-            {
-                let body = format!(
-                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult \
-                     xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>{BUCKET}</Name>\
-                     <Prefix></Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys>\
-                     <IsTruncated>false</IsTruncated></ListBucketResult>"
-                );
-                Verdict::Respond(http_response(
-                    200,
-                    "OK",
-                    &[("Content-Type", "application/xml")],
-                    body.as_bytes(),
-                ))
-            } else {
-                Verdict::Forward
-            }
-        })
-        .start();
+    let proxy = Proxy::hiding_listing(
+        minio.addr(),
+        BUCKET,
+        format!("prefix=check%2Fexecutions%2F{id}%2F"),
+    );
     let clean = cattle(&proxy.env(&minio.cattle_env()), &["clean", &id]);
     clean.assert_success();
     let after = bucket.list(&format!("executions/{id}/"));

@@ -1491,6 +1491,37 @@ impl Proxy {
         }
     }
 
+    /// A proxy to `upstream` that answers every ListObjectsV2 whose query has the
+    /// parameter `prefix` (as sent, e.g. `prefix=p%2Fexecutions%2F`) with an empty
+    /// listing of `bucket`, as a store whose listing misses objects would, and passes
+    /// everything else on.
+    pub fn hiding_listing(upstream: SocketAddr, bucket: &str, prefix: String) -> Proxy {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult \
+             xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>{bucket}</Name>\
+             <Prefix></Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys>\
+             <IsTruncated>false</IsTruncated></ListBucketResult>"
+        );
+        Proxy::to(upstream)
+            .rewrite(move |request| {
+                let query = request.target.split_once('?').map_or("", |(_, q)| q);
+                if request.method == "GET"
+                    && query.contains("list-type=2")
+                    && query.split('&').any(|p| p == prefix)
+                {
+                    Verdict::Respond(http_response(
+                        200,
+                        "OK",
+                        &[("Content-Type", "application/xml")],
+                        body.as_bytes(),
+                    ))
+                } else {
+                    Verdict::Forward
+                }
+            })
+            .start()
+    }
+
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
