@@ -8,7 +8,7 @@
 //! whole command. The manifest is read without checking its signature, so
 //! every field of it that could become part of a key is checked first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
@@ -240,12 +240,13 @@ async fn fetch_detail(
     id: Uuid,
     detail: impl FnOnce(&Manifest) -> Detail,
 ) -> anyhow::Result<Report> {
-    // The DONE markers are listed while the manifest is read and checked:
-    // for 100,000 hosts the listing is most of the time `status` takes.
-    let (manifest, done) = tokio::join!(manifest(store, id), done_markers(store, id));
+    // The markers are listed while the manifest is read and checked: for
+    // 100,000 hosts the listing of DONE markers is most of the time `status`
+    // takes.
+    let (manifest, markers) = tokio::join!(manifest(store, id), markers(store, id));
     let manifest = manifest?;
     let detail = detail(&manifest);
-    let hosts = rows(store, id, &manifest, detail, done?).await?;
+    let hosts = rows(store, id, &manifest, detail, markers?).await?;
     Ok(Report {
         manifest,
         hosts,
@@ -270,17 +271,21 @@ pub async fn hosts(
     manifest: &Manifest,
     detail: Detail,
 ) -> Result<Vec<HostRow>, StoreError> {
-    rows(store, id, manifest, detail, done_markers(store, id).await?).await
+    rows(store, id, manifest, detail, markers(store, id).await?).await
 }
 
-/// [`hosts`], given the DONE markers listed (by [`done_markers`]).
+/// [`hosts`], given the markers listed (by [`markers`]).
 async fn rows(
     store: &Store,
     id: Uuid,
     manifest: &Manifest,
     detail: Detail,
-    mut done: HashMap<String, Option<SystemTime>>,
+    markers: Markers,
 ) -> Result<Vec<HostRow>, StoreError> {
+    let Markers {
+        mut done,
+        conflicts,
+    } = markers;
     // A DONE host whose results are not asked for needs no request: its row
     // is made here, and only the others' are read (64 at once), so that a
     // status of 100,000 DONE hosts spawns no task per host.
@@ -324,8 +329,23 @@ async fn rows(
         .into_iter()
         .map(|row| row.expect("every host's row is made or read"))
         .collect();
-    add_conflicts(store, id, &mut rows).await?;
+    add_conflicts(store, id, &mut rows, &conflicts).await?;
     Ok(rows)
+}
+
+/// What an execution's markers say of its hosts: who finished DONE, and for
+/// whom a second agent stood back.
+struct Markers {
+    /// The hosts that finished DONE, with when their marker was written.
+    done: HashMap<String, Option<SystemTime>>,
+    /// The hosts with a conflict marker.
+    conflicts: HashSet<String>,
+}
+
+/// Both listings of [`Markers`], at once.
+async fn markers(store: &Store, id: Uuid) -> Result<Markers, StoreError> {
+    let (done, conflicts) = tokio::try_join!(done_markers(store, id), conflict_markers(store, id))?;
+    Ok(Markers { done, conflicts })
 }
 
 /// The hosts that finished DONE, with when their marker was written: one
@@ -438,7 +458,7 @@ impl Poller {
         manifest: &Manifest,
     ) -> Result<Vec<HostRow>, StoreError> {
         let id = self.id;
-        let done = done_markers(store, id).await?;
+        let Markers { done, conflicts } = markers(store, id).await?;
         self.seen.retain(|h, _| !done.contains_key(h.as_str()));
         let unfinished = manifest
             .hosts
@@ -533,21 +553,31 @@ impl Poller {
             .into_iter()
             .map(|r| r.expect("every host has a row"))
             .collect();
-        add_conflicts(store, id, &mut rows).await?;
+        add_conflicts(store, id, &mut rows, &conflicts).await?;
         Ok(rows)
     }
 }
 
-/// Mark the hosts for which a second agent recorded that it stood back
-/// (`executions/<id>/conflicts/<host>`): one listing, and one read per such host.
-async fn add_conflicts(store: &Store, id: Uuid, rows: &mut [HostRow]) -> Result<(), StoreError> {
+/// The hosts for which a second agent recorded that it stood back
+/// (`executions/<id>/conflicts/<host>`): one listing.
+async fn conflict_markers(store: &Store, id: Uuid) -> Result<HashSet<String>, StoreError> {
     let prefix = keys::conflicts_prefix(id);
-    let marked: std::collections::HashSet<String> = store
+    Ok(store
         .list(&prefix)
         .await?
         .into_iter()
         .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
-        .collect();
+        .collect())
+}
+
+/// Mark the hosts of `marked` (listed by [`conflict_markers`]) with what
+/// their second agent said: one read per such host.
+async fn add_conflicts(
+    store: &Store,
+    id: Uuid,
+    rows: &mut [HostRow],
+    marked: &HashSet<String>,
+) -> Result<(), StoreError> {
     for row in rows.iter_mut().filter(|r| marked.contains(r.host.as_str())) {
         let key = keys::conflict(id, &row.host);
         let said = match store.get(&key, MAX_DOCUMENT_BYTES).await {
