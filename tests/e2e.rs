@@ -1706,7 +1706,8 @@ fn a_store_outage_mid_run_does_not_stop_the_host_and_loses_nothing() {
         || lines() >= 2
     ));
 
-    // The store goes away for more than ten poll intervals; the host carries on.
+    // The store goes away for more than ten poll intervals (and long enough
+    // for a request left unanswered to be logged); the host carries on.
     fleet.minio.pause();
     let paused_at = std::time::Instant::now();
     let local = fleet.state_dir("h1").join("executions").join(&id);
@@ -1717,7 +1718,7 @@ fn a_store_outage_mid_run_does_not_stop_the_host_and_loses_nothing() {
         "the run must finish while the store is down"
     );
     std::thread::sleep(
-        (paused_at + Duration::from_secs(12)).saturating_duration_since(std::time::Instant::now()),
+        (paused_at + Duration::from_secs(14)).saturating_duration_since(std::time::Instant::now()),
     );
     fleet.minio.resume();
 
@@ -1744,6 +1745,13 @@ fn a_store_outage_mid_run_does_not_stop_the_host_and_loses_nothing() {
     let uploaded = fleet.cattle(&["log", &id, "--host", "h1"]).stdout;
     assert_eq!(uploaded, local_log(&local));
     assert_eq!(lines(), 20, "every step ran exactly once");
+    // The agent said what it was waiting for, and when it got its answer.
+    let said = agent.stderr();
+    assert!(
+        said.contains("the store has not answered a") && said.contains("still waiting"),
+        "{said}"
+    );
+    assert!(said.contains("the store answered the"), "{said}");
     agent.terminate(Duration::from_secs(10));
 }
 

@@ -11,13 +11,24 @@ mod file;
 mod s3;
 
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 pub use file::FileStore;
 pub use s3::{S3Options, S3Store};
 
 /// The embedded default store: a local directory, for a single machine.
 pub const DEFAULT_STORE: &str = "file:///var/lib/cattle/store";
+
+/// How long a read or write of one object may go unanswered before it is
+/// logged (and then again every [`STILL_WAITING`]). A store can hold a
+/// request for minutes without failing it (a distributed MinIO keeps a dead
+/// node's lock on an object for a minute or two), and until the attempt
+/// times out the agent or command would look hung.
+const SLOW_ANSWER: Duration = Duration::from_secs(10);
+/// How often a request still unanswered is logged again.
+const STILL_WAITING: Duration = Duration::from_secs(60);
 
 /// Where a store is, as given by `--store` or `CATTLE_STORE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -467,13 +478,16 @@ impl Store {
         etag: Option<&str>,
         limit: u64,
     ) -> Result<Fetched, StoreError> {
-        match self {
-            Store::File(s) => {
-                let (s, key, etag) = (s.clone(), key.to_string(), etag.map(str::to_string));
-                blocking(move || s.get_if_changed(&key, etag.as_deref(), limit)).await
+        let request = async {
+            match self {
+                Store::File(s) => {
+                    let (s, key, etag) = (s.clone(), key.to_string(), etag.map(str::to_string));
+                    blocking(move || s.get_if_changed(&key, etag.as_deref(), limit)).await
+                }
+                Store::S3(s) => s.get_if_changed(key, etag, limit).await,
             }
-            Store::S3(s) => s.get_if_changed(key, etag, limit).await,
-        }
+        };
+        self.logging_slow("read", key, request).await
     }
 
     /// Write `key` when `condition` holds; returns the new ETag.
@@ -483,35 +497,44 @@ impl Store {
         bytes: Vec<u8>,
         condition: Condition,
     ) -> Result<String, StoreError> {
-        match self {
-            Store::File(s) => {
-                let (s, key) = (s.clone(), key.to_string());
-                blocking(move || s.put(&key, &bytes, condition)).await
+        let request = async {
+            match self {
+                Store::File(s) => {
+                    let (s, key) = (s.clone(), key.to_string());
+                    blocking(move || s.put(&key, &bytes, condition)).await
+                }
+                Store::S3(s) => s.put(key, bytes, condition).await,
             }
-            Store::S3(s) => s.put(key, bytes, condition).await,
-        }
+        };
+        self.logging_slow("write", key, request).await
     }
 
     /// The size of `key`, or `None` if there is no such object.
     pub async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        match self {
-            Store::File(s) => {
-                let (s, key) = (s.clone(), key.to_string());
-                blocking(move || s.size(&key)).await
+        let request = async {
+            match self {
+                Store::File(s) => {
+                    let (s, key) = (s.clone(), key.to_string());
+                    blocking(move || s.size(&key)).await
+                }
+                Store::S3(s) => s.size(key).await,
             }
-            Store::S3(s) => s.size(key).await,
-        }
+        };
+        self.logging_slow("look up", key, request).await
     }
 
     /// Delete `key`; deleting a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        match self {
-            Store::File(s) => {
-                let (s, key) = (s.clone(), key.to_string());
-                blocking(move || s.delete(&key)).await
+        let request = async {
+            match self {
+                Store::File(s) => {
+                    let (s, key) = (s.clone(), key.to_string());
+                    blocking(move || s.delete(&key)).await
+                }
+                Store::S3(s) => s.delete(key).await,
             }
-            Store::S3(s) => s.delete(key).await,
-        }
+        };
+        self.logging_slow("delete", key, request).await
     }
 
     /// Every key that starts with `prefix`, in lexical order.
@@ -548,6 +571,44 @@ impl Store {
                 blocking(move || s.list(&prefix)).await
             }
             Store::S3(s) => s.list(prefix).await,
+        }
+    }
+}
+
+impl Store {
+    /// Await `request` (`op` of `key`), logging a warning once it has gone
+    /// [`SLOW_ANSWER`] without an answer, again every [`STILL_WAITING`], and
+    /// how long it took once it is answered. A request answered in time
+    /// costs one timer.
+    async fn logging_slow<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        request: impl Future<Output = T>,
+    ) -> T {
+        let started = Instant::now();
+        tokio::pin!(request);
+        let mut patience = SLOW_ANSWER;
+        loop {
+            match tokio::time::timeout(patience, &mut request).await {
+                Ok(answer) if patience == SLOW_ANSWER => return answer,
+                Ok(answer) => {
+                    tracing::info!(
+                        object = %self.location(key),
+                        waited_s = started.elapsed().as_secs(),
+                        "the store answered the {op} at last"
+                    );
+                    return answer;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        object = %self.location(key),
+                        waited_s = started.elapsed().as_secs(),
+                        "the store has not answered a {op} yet; still waiting"
+                    );
+                    patience = STILL_WAITING;
+                }
+            }
         }
     }
 }
