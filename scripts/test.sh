@@ -4,12 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "==> installing MinIO (scripts/install-minio.sh)"
-scripts/install-minio.sh
-
-# versitygw, SeaweedFS and Garage: tests/compat.rs runs Cattle against each.
-echo "==> installing the other S3 servers (scripts/install-s3-servers.sh)"
-scripts/install-s3-servers.sh
+# MinIO, and versitygw, SeaweedFS and Garage (tests/compat.rs runs Cattle against each),
+# are built from source the first time. They build in the background, in a process group
+# of their own, while the steps below download, debootstrap and link, which leave a core
+# idle; the tests wait for them.
+servers_log=$(mktemp -t cattle-servers.XXXXXX)
+echo "==> installing the S3 servers in the background (scripts/install-minio.sh," \
+    "scripts/install-s3-servers.sh; output shown once they are done)"
+setsid --wait bash -c 'scripts/install-minio.sh && scripts/install-s3-servers.sh' \
+    >"$servers_log" 2>&1 </dev/null &
+servers=$!
+# If this script stops before they are done, the builds stop with it.
+trap 'kill -- -"$servers" "$servers" 2>/dev/null || true; rm -f "$servers_log"' EXIT
 
 # libfaketime: tests/hostile.rs runs the binaries with a clock 20 minutes off.
 # strace: tests/e2e.rs records every connection `cattle` and the agent make.
@@ -44,6 +50,17 @@ cargo build --workspace --bins --locked
 # agent's in a container. Installs the pinned cargo-deb first if missing.
 echo "==> building the Debian packages (scripts/build-deb.sh)"
 scripts/build-deb.sh
+
+echo "==> waiting for the S3 servers"
+waiting_since=$SECONDS
+if ! wait "$servers"; then
+    cat "$servers_log"
+    echo "scripts/test.sh: error: installing the S3 servers failed (output above)" >&2
+    exit 1
+fi
+trap 'rm -f "$servers_log"' EXIT
+cat "$servers_log"
+echo "==> the S3 servers are installed (waited $((SECONDS - waiting_since)) s for them)"
 
 echo "==> cargo test --workspace $*"
 cargo test --workspace --locked "$@"
