@@ -121,8 +121,10 @@ pub struct HostRow {
     pub updated: Option<String>,
     /// What the host last reported. Absent for PENDING and UNREADABLE, and
     /// for DONE hosts whose status document was not read or is not readable
-    /// (their DONE marker is enough to know the state).
-    pub status: Option<HostStatus>,
+    /// (their DONE marker is enough to know the state). Boxed: a status
+    /// document is several times the size of the rest of a row, and most
+    /// rows of a large execution have none.
+    pub status: Option<Box<HostStatus>>,
     /// How many of the host's steps changed something, found their state in
     /// place, or failed (in a check-mode run: would change, were in state,
     /// failed or could not be checked); absent when its status is.
@@ -355,22 +357,30 @@ async fn done_markers(
     id: Uuid,
 ) -> Result<HashMap<String, Option<SystemTime>>, StoreError> {
     let prefix = keys::done_prefix(id);
-    Ok(store
-        .list_entries(&prefix)
-        .await?
-        .into_iter()
-        .filter_map(|e| Some((e.key.strip_prefix(&prefix)?.to_string(), e.modified)))
-        .collect())
+    let entries = store.list_entries(&prefix).await?;
+    let mut done = HashMap::with_capacity(entries.len());
+    done.extend(entries.into_iter().filter_map(|mut e| {
+        // The key's own allocation becomes the host's: no copy per host.
+        e.key.starts_with(&prefix).then(|| {
+            e.key.drain(..prefix.len());
+            (e.key, e.modified)
+        })
+    }));
+    Ok(done)
 }
 
 /// The row of a host whose DONE marker is there, `modified` when it was
 /// written; `status` when its status document was read and says DONE.
-fn done_row(host: HostId, modified: Option<SystemTime>, status: Option<HostStatus>) -> HostRow {
+fn done_row(
+    host: HostId,
+    modified: Option<SystemTime>,
+    status: Option<Box<HostStatus>>,
+) -> HostRow {
     HostRow {
         host,
         state: HostState::Done,
         updated: modified.map(|t| humantime::format_rfc3339_millis(t).to_string()),
-        results: status.as_ref().map(HostStatus::recap),
+        results: status.as_deref().map(HostStatus::recap),
         status,
         reason: None,
         conflict: None,
@@ -638,7 +648,7 @@ async fn read_status_if_changed(
             updated: Some(status.updated.clone()),
             host,
             results: Some(status.recap()),
-            status: Some(status),
+            status: Some(Box::new(status)),
             reason: None,
             conflict: None,
         },
@@ -848,7 +858,7 @@ impl Report {
                 let mut cells = vec![
                     terminal::line(row.host.as_str()),
                     row.state.as_str().to_string(),
-                    terminal::line(&step),
+                    terminal::line_owned(step),
                 ];
                 if self.steps {
                     let count = |n: fn(&Recap) -> usize| {
@@ -876,7 +886,7 @@ impl Report {
             .collect();
         // Column 1 is STATE: Cattle's own words, painted once padded.
         let mut out = render(&columns, &cells, |column, padded| {
-            (column == 1).then(|| style.state(padded.trim_end(), padded.len()))
+            (column == 1 && style.enabled()).then(|| style.state(padded.trim_end(), padded.len()))
         });
         let _ = writeln!(out, "{}", self.summary_line(rows.len(), only));
         if self.steps {
@@ -1129,16 +1139,20 @@ fn render(
                 .unwrap_or(0)
         })
         .collect();
-    let mut out = String::new();
+    // One buffer for the whole table and one for a cell: a table of 100,000
+    // hosts is written without an allocation per cell.
+    let line_len: usize = widths.iter().map(|w| w + 2).sum();
+    let mut out = String::with_capacity((rows.len() + 1) * (line_len + 1));
+    let mut padded = String::new();
     let header: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
     for (n, cells) in std::iter::once(&header).chain(rows).enumerate() {
-        let mut line = String::new();
+        let start = out.len();
         for (i, cell) in cells.iter().enumerate() {
             if i > 0 {
-                line.push_str("  ");
+                out.push_str("  ");
             }
             let pad = widths[i].saturating_sub(cell.chars().count());
-            let mut padded = String::new();
+            padded.clear();
             match columns[i].1 {
                 Align::Left if i + 1 == columns.len() => padded.push_str(cell),
                 Align::Left => {
@@ -1151,11 +1165,12 @@ fn render(
                 }
             }
             match (n > 0).then(|| paint(i, &padded)).flatten() {
-                Some(painted) => line.push_str(&painted),
-                None => line.push_str(&padded),
+                Some(painted) => out.push_str(&painted),
+                None => out.push_str(&padded),
             }
         }
-        out.push_str(line.trim_end());
+        let kept = out[start..].trim_end().len();
+        out.truncate(start + kept);
         out.push('\n');
     }
     out

@@ -42,9 +42,24 @@ pub fn text(s: &str) -> String {
 
 /// `s` on one line: like [`text`], and `\n` and `\t` escaped too.
 pub fn line(s: &str) -> String {
+    if is_plain(s) {
+        return s.to_string();
+    }
     let mut out = String::with_capacity(s.len());
     escape(&mut out, s.as_bytes(), Mode::Line, true);
     out
+}
+
+/// [`line`] of a string made here: returned as it is when nothing in it
+/// needs escaping.
+pub fn line_owned(s: String) -> String {
+    if is_plain(&s) { s } else { line(&s) }
+}
+
+/// Whether `s` is printable ASCII only, which [`line`] leaves as it is: host
+/// IDs, times and Cattle's own words, which need no look at each character.
+fn is_plain(s: &str) -> bool {
+    s.bytes().all(|b| (b' '..b'\x7f').contains(&b))
 }
 
 /// [`text`] of bytes that may not be UTF-8: invalid bytes are shown as `\xNN`.
@@ -201,6 +216,22 @@ mod tests {
         let plain = "Step 2 completed successfully\n\tnext: ü, 日本, emoji 🐄, \\x1b typed\r\nend";
         assert_eq!(text(plain), plain);
         assert_eq!(bytes(plain.as_bytes()), plain);
+    }
+
+    #[test]
+    fn a_line_is_escaped_the_same_whether_borrowed_or_owned() {
+        for (input, shown) in [
+            ("web-01", "web-01"),
+            ("2026-12-02T00:00:00.000Z", "2026-12-02T00:00:00.000Z"),
+            ("", ""),
+            ("a\tb\nc", "a\\tb\\nc"),
+            ("\x1b[2J", "\\x1b[2J"),
+            ("\x7f", "\\x7f"),
+            ("ü \u{202e}", "ü \\u{202e}"),
+        ] {
+            assert_eq!(line(input), shown, "{input:?}");
+            assert_eq!(line_owned(input.to_string()), shown, "{input:?}");
+        }
     }
 
     #[test]

@@ -555,7 +555,7 @@ mod tests {
             state,
             updated: None,
             results: status.as_ref().map(HostStatus::recap),
-            status,
+            status: status.map(Box::new),
             reason: (state == HostState::Unreadable).then(|| "`x` is not JSON".to_string()),
             conflict: None,
         }
