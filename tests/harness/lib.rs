@@ -1274,12 +1274,13 @@ impl Background {
         }
     }
 
-    /// Kills the process (SIGKILL), reaps it and returns its output.
+    /// Kills the process and every process it started (SIGKILL), reaps it
+    /// and returns its output.
     pub fn kill(&mut self) -> Output {
         if self.exit.is_none()
             && let Some(child) = self.child.as_mut()
         {
-            let _ = child.kill();
+            kill_tree(child);
             let status = child.wait().expect("wait");
             self.exit = Some(exit_code(status));
         }
@@ -1301,10 +1302,50 @@ impl Drop for Background {
         if let Some(mut child) = self.child.take()
             && self.exit.is_none()
         {
-            let _ = child.kill();
+            kill_tree(&mut child);
             let _ = child.wait();
         }
     }
+}
+
+/// SIGKILL `child` and every process below it. A wrapper (`faketime`,
+/// `unshare`, `sh -c`) forks the program it runs, and killing the wrapper
+/// alone would leave that program running after the test, polling a store
+/// that is gone. The tree is found before anything is killed: once a process
+/// dies, its children are moved to another parent.
+fn kill_tree(child: &mut Child) {
+    let below = descendants(pid_of(child));
+    let _ = child.kill();
+    for pid in below {
+        let _ = signal::kill(pid, Signal::SIGKILL);
+    }
+}
+
+/// The processes below `root` (its children, theirs, …), from the parent
+/// each process in `/proc` names.
+fn descendants(root: Pid) -> Vec<Pid> {
+    let parents: Vec<(Pid, Pid)> = fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(") ")?;
+            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            Some((Pid::from_raw(pid), Pid::from_raw(ppid)))
+        })
+        .collect();
+    let mut found = Vec::new();
+    let mut next = vec![root];
+    while let Some(parent) = next.pop() {
+        for &(pid, _) in parents.iter().filter(|(_, ppid)| *ppid == parent) {
+            found.push(pid);
+            next.push(pid);
+        }
+    }
+    found
 }
 
 fn exit_code(status: ExitStatus) -> i32 {
@@ -1950,6 +1991,45 @@ mod tests {
         minio.pause();
         drop(minio);
         TcpListener::bind(addr).expect("port is free after drop");
+    }
+
+    #[test]
+    fn a_background_process_takes_the_processes_it_started_with_it() {
+        // A wrapper that forks what it runs, as `faketime` does.
+        let spawn = || Cmd::new("sh").args(["-c", "sleep 600 & wait"]).spawn();
+        let alive = |pid: Pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| Some(!stat.rsplit_once(") ")?.1.starts_with('Z')))
+                .unwrap_or(false)
+        };
+        let started = |shell: &Background| {
+            let mut sleep = None;
+            let found = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+                sleep = descendants(Pid::from_raw(shell.id() as i32))
+                    .first()
+                    .copied();
+                sleep.is_some()
+            });
+            assert!(found, "the shell did not start its child");
+            sleep.unwrap()
+        };
+
+        let shell = spawn();
+        let sleep = started(&shell);
+        assert!(alive(sleep));
+        drop(shell);
+        let gone = |pid: Pid| {
+            wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+                !alive(pid)
+            })
+        };
+        assert!(gone(sleep), "{sleep} outlived the dropped handle");
+
+        let mut shell = spawn();
+        let sleep = started(&shell);
+        assert_eq!(shell.kill().status, 128 + 9);
+        assert!(gone(sleep), "{sleep} outlived the killed shell");
     }
 
     #[test]
