@@ -50,13 +50,13 @@ pub fn line(s: &str) -> String {
     out
 }
 
-/// [`line`] of a string made here: returned as it is when nothing in it
+/// [`line()`] of a string made here: returned as it is when nothing in it
 /// needs escaping.
 pub fn line_owned(s: String) -> String {
     if is_plain(&s) { s } else { line(&s) }
 }
 
-/// Whether `s` is printable ASCII only, which [`line`] leaves as it is: host
+/// Whether `s` is printable ASCII only, which [`line()`] leaves as it is: host
 /// IDs, times and Cattle's own words, which need no look at each character.
 fn is_plain(s: &str) -> bool {
     s.bytes().all(|b| (b' '..b'\x7f').contains(&b))
