@@ -1140,9 +1140,10 @@ fn render(
         })
         .collect();
     // One buffer for the whole table and one for a cell: a table of 100,000
-    // hosts is written without an allocation per cell.
-    let line_len: usize = widths.iter().map(|w| w + 2).sum();
-    let mut out = String::with_capacity((rows.len() + 1) * (line_len + 1));
+    // hosts is written without an allocation per cell. The last column is
+    // not padded, and one long cell in it must not size every line.
+    let padded_len: usize = widths.iter().rev().skip(1).map(|w| w + 2).sum();
+    let mut out = String::with_capacity((rows.len() + 1) * (padded_len + 1));
     let mut padded = String::new();
     let header: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
     for (n, cells) in std::iter::once(&header).chain(rows).enumerate() {
