@@ -547,22 +547,15 @@ fn remove(name: &str, nspawn: Option<Child>, pid1: Option<Pid>) {
 /// The host pid of the container's PID 1 once it runs systemd: the child of systemd-nspawn
 /// `nspawn` that is pid 1 in its own PID namespace.
 fn container_init(nspawn: Pid) -> Option<Pid> {
-    let tasks = fs::read_dir(format!("/proc/{nspawn}/task")).ok()?;
-    for task in tasks.flatten() {
-        let children = fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        for child in children.split_whitespace() {
-            let status = fs::read_to_string(format!("/proc/{child}/status")).unwrap_or_default();
-            let ns_pid_1 = status
-                .lines()
-                .find_map(|l| l.strip_prefix("NSpid:"))
-                .is_some_and(|pids| pids.split_whitespace().last() == Some("1"));
-            let comm = fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
-            if ns_pid_1 && comm.trim_end() == "systemd" {
-                return child.parse().ok().map(Pid::from_raw);
-            }
-        }
-    }
-    None
+    crate::children(nspawn).into_iter().find(|child| {
+        let status = fs::read_to_string(format!("/proc/{child}/status")).unwrap_or_default();
+        let ns_pid_1 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .is_some_and(|pids| pids.split_whitespace().last() == Some("1"));
+        let comm = fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
+        ns_pid_1 && comm.trim_end() == "systemd"
+    })
 }
 
 /// Whether the cgroup v2 `cgroup` or one below it has a process; `None` if it does not exist.

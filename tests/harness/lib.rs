@@ -1321,31 +1321,34 @@ fn kill_tree(child: &mut Child) {
     }
 }
 
-/// The processes below `root` (its children, theirs, …), from the parent
-/// each process in `/proc` names.
+/// The processes below `root`: its children, theirs, and so on.
 fn descendants(root: Pid) -> Vec<Pid> {
-    let parents: Vec<(Pid, Pid)> = fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
-            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
-            let (_, rest) = stat.rsplit_once(") ")?;
-            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-            Some((Pid::from_raw(pid), Pid::from_raw(ppid)))
-        })
-        .collect();
     let mut found = Vec::new();
     let mut next = vec![root];
     while let Some(parent) = next.pop() {
-        for &(pid, _) in parents.iter().filter(|(_, ppid)| *ppid == parent) {
-            found.push(pid);
-            next.push(pid);
-        }
+        let below = children(parent);
+        next.extend(&below);
+        found.extend(below);
     }
     found
+}
+
+/// The children of `pid` now, as the kernel lists them under each of its
+/// threads (`/proc/<pid>/task/<tid>/children`); none once it is gone.
+fn children(pid: Pid) -> Vec<Pid> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|child| child.parse().ok())
+                .map(Pid::from_raw)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn exit_code(status: ExitStatus) -> i32 {
