@@ -2463,8 +2463,10 @@ fn executions_run_in_publish_order_whatever_the_publishers_clocks() {
     // The second publisher's clock is five minutes behind: its execution ID
     // sorts before r1's, its version does not.
     let hosts = fleet.hosts_file(&["h1"]);
+    // `-m`: `cattle publish` is multi-threaded, which the default library of
+    // the wrapper is not made for.
     let out = Cmd::new("faketime")
-        .args(["-f", "-5m"])
+        .args(["-m", "-f", "-5m"])
         .arg(cattle_bin())
         .args(["publish", &dir.display().to_string(), "--hosts", &hosts])
         .envs(&fleet.minio.cattle_env())
