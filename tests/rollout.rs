@@ -511,20 +511,17 @@ fn hosts_start_inside_their_window_or_after_their_start_time_and_wait_otherwise(
 #[test]
 fn a_start_time_holds_by_the_stores_clock_on_hosts_whose_clocks_are_off() {
     let mut site = Site::without_agents(2);
-    // libfaketime preloaded into the agent itself (as the `faketime` wrapper would, but
-    // the wrapper forks the agent, and killing the wrapper would leave the agent running).
-    // The loader expands `$LIB` to the multiarch directory, as the wrapper's path does.
-    let preload = "/usr/$LIB/faketime/libfaketimeMT.so.1";
-    assert!(
-        std::path::Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1").exists()
-            || std::path::Path::new("/usr/lib/faketime/libfaketimeMT.so.1").exists(),
-        "libfaketime not found: install it with `apt-get install -y faketime` (scripts/test.sh does)"
-    );
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let faketime = std::env::split_paths(&path)
+        .map(|dir| dir.join("faketime"))
+        .find(|p| p.is_file())
+        .expect("faketime not found: install it with `apt-get install -y faketime` (scripts/test.sh does)");
     for (host, skew) in [("h01", "-5m"), ("h02", "+5m")] {
-        let skewed = Cmd::new(agent_bin())
-            .env("LD_PRELOAD", preload)
-            .env("FAKETIME", skew)
-            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        // The wrapper forks the agent; the harness kills both when the test ends.
+        let skewed = Cmd::new(&faketime)
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .args(["-m", "-f", skew])
+            .arg(agent_bin());
         site._agents.push(site.agent_args(skewed, host).spawn());
     }
     let asked = std::time::Instant::now();
